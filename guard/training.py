@@ -1,0 +1,196 @@
+"""Fitting a guard and measuring it honestly: fixed splits, a held-out threshold, leave-one-source-out.
+
+Splits are fixed by a hash of each prompt (and the seed), so `guard fit` reproduces the shipped
+artifact. The direction is fitted on the *fit* split, the threshold is picked on the *calib*
+split (data the detector was not fitted on) and the figures come from the *test* split. The
+leave-one-out check refits without one public source (or one topic group of the project's
+benign corpus) and scores the part left out against the opposite-label test rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from guard.calibrate import blocked_rate, threshold_for_recall
+from guard.data import Example, normalize_prompt
+from guard.errors import InputError
+from guard.latent import LatentGuard
+
+SPLITS = ("fit", "calib", "test")
+
+
+def split_of(example: Example, seed: int = 0, fractions: tuple[float, float] = (0.6, 0.2)) -> str:
+    """The split ("fit", "calib" or "test") of an example: a fixed function of its text and seed.
+
+    Example:
+        >>> split_of(Example(prompt="hello", label="benign")) in SPLITS
+        True
+    """
+    digest = hashlib.sha256(f"{seed}:{normalize_prompt(example.prompt)}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    return "fit" if u < fractions[0] else "calib" if u < fractions[0] + fractions[1] else "test"
+
+
+def part_of(example: Example) -> str:
+    """The leave-one-out part: the public source, or the topic group of the project's corpus."""
+    if example.source == "project_benign":
+        return f"project_benign:{example.group}"
+    return example.source or "unknown"
+
+
+class FeatureBank:
+    """Activations of every example at every candidate layer, from one pass over the host.
+
+    `last[i]` holds example i's last window (used for fitting); `windows`/`owner` hold all
+    windows (used for scoring, which takes the max over a prompt's windows).
+    """
+
+    def __init__(self, windows: np.ndarray, owner: np.ndarray, layers: list[int]) -> None:
+        self.windows = windows
+        self.owner = owner
+        self.layers = layers
+        last = np.zeros(int(owner.max()) + 1, dtype=int)
+        last[owner] = np.arange(owner.size)  # later windows overwrite earlier ones
+        self.last_index = last
+
+    @classmethod
+    def compute(cls, latent: LatentGuard, prompts: Sequence[str], chunk: int = 64,
+                progress: bool = True) -> FeatureBank:
+        from tqdm.auto import tqdm
+
+        layers = latent._candidate_layers()
+        order = np.argsort([len(p) for p in prompts], kind="stable")  # similar lengths batch well
+        parts: list[np.ndarray] = []
+        owners: list[np.ndarray] = []
+        bar = tqdm(total=len(prompts), desc="hidden states", unit="prompt", disable=not progress)
+        for s in range(0, len(order), chunk):
+            idx = order[s : s + chunk]
+            X, own = latent.features([prompts[i] for i in idx], layers)
+            parts.append(X.astype(np.float16))
+            owners.append(idx[own])
+            bar.update(len(idx))
+        bar.close()
+        owner = np.concatenate(owners)
+        windows = np.concatenate(parts)
+        # restore prompt order (windows of one prompt stay in their original order)
+        perm = np.argsort(owner, kind="stable")
+        return cls(windows[perm], owner[perm], layers)
+
+    def fit_features(self, rows: np.ndarray) -> np.ndarray:
+        return self.windows[self.last_index[rows]].astype(np.float32)
+
+    def scores(self, latent: LatentGuard) -> np.ndarray:
+        """Raw harmfulness projection of every example (max over its windows)."""
+        li = self.layers.index(latent.layer_)
+        dec, _ = latent.project(self.windows[:, li].astype(np.float32))
+        out = np.full(self.last_index.size, -np.inf)
+        np.maximum.at(out, self.owner, dec)
+        return out
+
+
+def _auroc(y: np.ndarray, s: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def fit_and_evaluate(
+    make_latent: Callable[[], LatentGuard],
+    examples: Sequence[Example],
+    *,
+    seed: int = 0,
+    target_recall: float = 0.9,
+    leave_one_out: bool = True,
+    progress: bool = True,
+    bank: FeatureBank | None = None,
+) -> tuple[LatentGuard, float, dict[str, Any]]:
+    """Fit the latent guard on the fit split, pick the threshold on calib, measure on test.
+
+    Args:
+        make_latent: builds an unfitted `LatentGuard` (called again for each leave-one-out fold).
+        examples: labelled prompts (public sources plus the project's benign corpus).
+        seed: split and model seed.
+        target_recall: harmful recall the threshold must reach on the calib split.
+        leave_one_out: also run the leave-one-source-out check.
+        bank: precomputed features (else computed here, with a progress bar).
+
+    Returns:
+        `(latent, threshold, report)`; the report holds every figure the README quotes.
+    """
+    if not examples:
+        raise InputError("no examples to fit on")
+    y = np.array([1 if e.label == "harmful" else 0 for e in examples])
+    split = np.array([split_of(e, seed) for e in examples])
+    parts = np.array([part_of(e) for e in examples])
+    edgy = np.array([e.label == "benign" and e.edgy for e in examples])
+    latent = make_latent()
+    if bank is None:
+        bank = FeatureBank.compute(latent, [e.prompt for e in examples], progress=progress)
+    fit_rows = np.flatnonzero(split == "fit")
+    latent.fit([examples[i].prompt for i in fit_rows], y[fit_rows], features=bank.fit_features(fit_rows))
+    prob = latent.calibrated(bank.scores(latent))
+
+    calib, test = split == "calib", split == "test"
+    threshold = threshold_for_recall(prob[calib & (y == 1)], target_recall)
+    test_harm = prob[test & (y == 1)]
+    t90 = threshold_for_recall(test_harm, 0.9)
+    report: dict[str, Any] = {
+        "seed": seed,
+        "n": {s: int((split == s).sum()) for s in SPLITS},
+        "latent": latent.report(),
+        "threshold": threshold,
+        "target_recall": target_recall,
+        "random_split": {
+            "auroc": _auroc(y[test], prob[test]),
+            "recall_at_threshold": blocked_rate(test_harm, threshold),
+            "over_refusal_at_threshold": blocked_rate(prob[test & (y == 0)], threshold),
+            "edgy_over_refusal_at_threshold": blocked_rate(prob[test & edgy], threshold),
+            "edgy_over_refusal_at_90_recall": blocked_rate(prob[test & edgy], t90),
+            "n_edgy_test": int((test & edgy).sum()),
+            "calib_recall": blocked_rate(prob[calib & (y == 1)], threshold),
+            "calib_edgy_over_refusal": blocked_rate(prob[calib & edgy], threshold),
+        },
+        "by_part_test_blocked": {
+            p: blocked_rate(prob[test & (parts == p)], threshold) for p in sorted(set(parts))
+        },
+    }
+    if leave_one_out:
+        report["leave_one_out"] = leave_one_out_auroc(make_latent, examples, bank, y, split, parts)
+    return latent, threshold, report
+
+
+def leave_one_out_auroc(
+    make_latent: Callable[[], LatentGuard],
+    examples: Sequence[Example],
+    bank: FeatureBank,
+    y: np.ndarray,
+    split: np.ndarray,
+    parts: np.ndarray,
+) -> dict[str, Any]:
+    """Refit without each part; AUROC of the part against opposite-label test rows of the others.
+
+    A part with both labels is scored on its own; a one-label part (most public sources) is
+    paired with the test rows of the other parts that carry the label it lacks.
+    """
+    out: dict[str, float] = {}
+    for part in sorted(set(parts)):
+        held = parts == part
+        train = np.flatnonzero((split == "fit") & ~held)
+        if len(np.unique(y[train])) < 2:
+            continue
+        lg = make_latent().set_params(cosmic_shortlist=0, selection="auroc")
+        lg.fit([examples[i].prompt for i in train], y[train], features=bank.fit_features(train),
+               with_refusal=False)
+        prob = lg.calibrated(bank.scores(lg))
+        labels_here = set(y[held])
+        if labels_here == {0, 1}:
+            rows = held
+        else:
+            rows = held | ((split == "test") & ~held & (y != next(iter(labels_here))))
+        out[part] = _auroc(y[rows], prob[rows])
+    values = [v for v in out.values() if not np.isnan(v)]
+    return {"by_part": out, "mean_auroc": float(np.mean(values)) if values else float("nan")}
