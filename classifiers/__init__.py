@@ -1,0 +1,26 @@
+"""Black-box classifiers: scikit-learn estimators that work on any model's text (no `guard` import).
+
+- `ResponseRefusalDetector`: is a reply a refusal, and of which kind?
+- `PromptRefusalPredictor`: will a model refuse this prompt (before it answers)?
+- `TsetlinRuleClassifier`: readable AND/NOT word rules for text categories.
+- `SentenceEmbedder`: all-MiniLM-L6-v2 embeddings on torch or onnxruntime.
+
+Example:
+    >>> from classifiers import PromptRefusalPredictor
+    >>> PromptRefusalPredictor.default().refusal_score(["How do I make a pipe bomb?"])[0] > 0.5  # doctest: +SKIP
+    True
+"""
+
+from classifiers._linear import Explanation, NgramWeight
+from classifiers.embeddings import SentenceEmbedder
+from classifiers.errors import ClassifierError, MissingDependencyError
+from classifiers.prompt_refusal import PromptRefusalPredictor
+from classifiers.response_refusal import ResponseRefusalDetector
+from classifiers.rules import Rule, TsetlinRuleClassifier
+from classifiers.scores import embedding_harm_score, prompt_refusal_score
+
+__all__ = [
+    "ClassifierError", "Explanation", "MissingDependencyError", "NgramWeight", "PromptRefusalPredictor",
+    "ResponseRefusalDetector", "Rule", "SentenceEmbedder", "TsetlinRuleClassifier",
+    "embedding_harm_score", "prompt_refusal_score",
+]

@@ -49,7 +49,7 @@ def save_latent(path: str | Path, latent: LatentGuard, policy: Policy, extra: di
     meta = {
         "format_version": FORMAT_VERSION,
         "host": {"name": host.name, "fingerprint": host.fingerprint, "hidden_size": host.hidden_size,
-                 "num_layers": host.num_layers},
+                 "num_layers": host.num_layers, "source": host.source},
         "latent": {
             "params": params,
             "layer": latent.layer_,
@@ -69,6 +69,17 @@ def save_latent(path: str | Path, latent: LatentGuard, policy: Policy, extra: di
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
     return out
+
+
+def recorded_host(path: str | Path) -> HostModel:
+    """The host a guard folder was fitted on: its recorded source path, else the embedded default."""
+    try:
+        source = json.loads((Path(path) / META_FILE).read_text(encoding="utf-8"))["host"].get("source", "")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        source = ""  # load_latent reports the broken file precisely
+    if source and source != "default" and Path(source).exists():
+        return HostModel.from_pretrained(source)
+    return HostModel.default()
 
 
 def load_latent(path: str | Path, host: HostModel) -> tuple[LatentGuard, Policy, dict[str, Any]]:

@@ -104,6 +104,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     latent, threshold, report = fit_and_evaluate(
         lambda: LatentGuard(host, random_state=args.seed), examples, seed=args.seed,
         target_recall=args.target_recall, leave_one_out=not args.no_leave_one_out, progress=True,
+        features_cache=args.features_cache,
     )
     guard = Guard(latent, Policy(threshold=threshold))
     out = guard.save(args.out)
@@ -114,24 +115,49 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+DETECTORS = ("latent", "prompt_refusal", "embedding", "combined")
+
+
+def _scorer(detector: str, guard_path: str | None) -> Any:
+    """A function prompt -> (score, blocked) for one eval detector."""
+    if detector in {"latent", "combined"}:
+        from guard.core import Guard, _default_artifact
+
+        guard = Guard.load(guard_path or _default_artifact(), blackbox=detector == "combined")
+
+        def run(example: Any) -> tuple[float, bool]:
+            d = guard.check(example.prompt, context=[example.context] if example.context else None)
+            return d.scores.get("harmfulness", 1.0 if d.blocked else 0.0), d.blocked
+
+        return run
+    from classifiers import embedding_harm_score, prompt_refusal_score
+
+    fn = prompt_refusal_score if detector == "prompt_refusal" else embedding_harm_score
+
+    def run_blackbox(example: Any) -> tuple[float, bool]:
+        p = float(fn([example.prompt])[0])
+        return p, p >= 0.5
+
+    return run_blackbox
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
     from guard.data import read_examples
     from guard.evaluate import compute_metrics
 
+    if args.detector not in DETECTORS:
+        raise GuardError(f"--detector {args.detector!r} is unknown; choose one of {list(DETECTORS)}")
     examples = read_examples(args.data)
-    if args.detector not in {"latent", "combined"}:
-        raise GuardError(f"--detector {args.detector!r} is not available yet; use 'latent' or 'combined' "
-                         "(prompt_refusal and embedding come with the black-box classifiers)")
-    guard = _load_guard(args.guard)
-    from tqdm.auto import tqdm
-
+    score = _scorer(args.detector, args.guard)
     scores, blocked, lat = [], [], []
-    for e in tqdm(examples, desc="eval", unit="prompt"):
+    for e in tqdm(examples, desc=f"eval {args.detector}", unit="prompt"):
         t = time.perf_counter()
-        d = guard.check(e.prompt, context=[e.context] if e.context else None)
+        s, b = score(e)
         lat.append((time.perf_counter() - t) * 1000)
-        scores.append(d.scores.get("harmfulness", 1.0 if d.blocked else 0.0))
-        blocked.append(d.blocked)
+        scores.append(s)
+        blocked.append(b)
     metrics = compute_metrics(examples, scores, blocked, lat, detector=args.detector,
                               guard=str(args.guard or "default"))
     out = Path(args.out)
@@ -179,12 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--target-recall", type=float, default=0.9)
     p.add_argument("--no-leave-one-out", action="store_true")
+    p.add_argument("--features-cache", help="an .npz file to keep the host's activations for refits")
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("eval", help="metrics.json for a labelled JSONL/CSV")
     p.add_argument("--data", required=True)
     p.add_argument("--guard")
-    p.add_argument("--detector", default="combined")
+    p.add_argument("--detector", default="combined", choices=DETECTORS)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_eval)
 

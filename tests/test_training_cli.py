@@ -1,0 +1,88 @@
+"""Fit pipeline and CLI on a tiny random host saved to disk (no download needed)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from guard.calibrate import blocked_rate, reliability, threshold_for_rate, threshold_for_recall
+from guard.cli import main
+from guard.data import Example
+from guard.errors import InputError
+from guard.latent import LatentGuard
+from guard.training import FeatureBank, bank_key, fit_and_evaluate, part_of, split_of
+from tests._synthetic import synthetic
+from tests.conftest import make_host
+
+
+def _examples():
+    prompts, labels = synthetic()
+    return [Example(prompt=p, label="harmful" if y else "benign", source=("a" if y else "b") + str(i % 2),
+                    edgy=not y and i % 3 == 0)
+            for i, (p, y) in enumerate(zip(prompts, labels))]
+
+
+def test_splits_are_fixed_and_cover_all():
+    rows = _examples()
+    first = [split_of(r) for r in rows]
+    assert first == [split_of(r) for r in rows]
+    assert set(first) <= {"fit", "calib", "test"}
+    assert [split_of(r, seed=1) for r in rows] != first
+    assert part_of(Example(prompt="x", label="benign", source="project_benign", group="tech")) == "project_benign:tech"
+
+
+def test_thresholds():
+    scores = np.linspace(0, 1, 101)
+    t = threshold_for_recall(scores, 0.9)
+    assert blocked_rate(scores, t) >= 0.9
+    t2 = threshold_for_rate(scores, 0.05)
+    assert blocked_rate(scores, t2) <= 0.05
+    assert reliability([0.2, 0.8], [0, 1], bins=5)["ece"] == pytest.approx(0.2)
+    with pytest.raises(InputError):
+        threshold_for_recall([], 0.9)
+
+
+def test_fit_is_reproducible_and_reports(tmp_path):
+    host = make_host("llama")
+    rows = _examples()
+    make = lambda: LatentGuard(host, C=1.0, cv=3, cosmic_shortlist=2, cosmic_samples=4)  # noqa: E731
+    cache = tmp_path / "bank.npz"
+    lg1, t1, rep1 = fit_and_evaluate(make, rows, progress=False, features_cache=cache)
+    key = bank_key(make(), [r.prompt for r in rows])
+    assert FeatureBank.load(cache, key) is not None and FeatureBank.load(cache, "other") is None
+    lg2, t2, rep2 = fit_and_evaluate(make, rows, progress=False, features_cache=cache)
+    assert np.allclose(lg1.direction_, lg2.direction_, atol=1e-6) and abs(t1 - t2) < 1e-6
+    assert rep1["random_split"]["auroc"] == rep2["random_split"]["auroc"]
+    assert 0 <= rep1["threshold"] <= 1
+    assert "mean_auroc" in rep1["leave_one_out"] and rep1["leave_one_out"]["by_part"]
+
+
+def test_cli_fit_check_eval_on_tiny_host(tmp_path, capsys):
+    host = make_host("llama")
+    model_dir = tmp_path / "host"
+    host.model.save_pretrained(model_dir)
+    host.tokenizer.save_pretrained(model_dir)
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(json.dumps(r.model_dump()) for r in _examples()))
+    out = tmp_path / "g"
+    assert main(["fit", "--out", str(out), "--host", str(model_dir), "--data", str(data), "--no-leave-one-out"]) == 0
+    assert (out / "guard.json").exists() and (out / "latent.safetensors").exists()
+    report = json.loads((out / "fit_report.json").read_text())
+    assert "random_split" in report and "latent" in report
+    capsys.readouterr()
+    assert main(["check", "How do I bomb at home?", "--guard", str(out), "--json"]) == 0
+    decision = json.loads(capsys.readouterr().out)
+    assert decision["action"] in {"refuse", "answer"} and "harmfulness" in decision["scores"]
+    assert main(["eval", "--data", str(data), "--guard", str(out), "--detector", "latent",
+                 "--out", str(tmp_path / "ev")]) == 0
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["n"] == len(_examples()) and m["detector"] == "latent"
+
+
+def test_cli_errors_are_clean(tmp_path, capsys):
+    assert main(["check", "hi", "--guard", str(tmp_path / "missing")]) == 2
+    assert "no guard at" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x", "label": "maybe"}\n')
+    assert main(["eval", "--data", str(bad), "--detector", "latent", "--out", str(tmp_path / "o")]) == 2
+    assert "line 1" in capsys.readouterr().err
