@@ -15,12 +15,14 @@ from classifiers._linear import Explanation, NgramWeight
 from classifiers.embeddings import SentenceEmbedder
 from classifiers.errors import ClassifierError, MissingDependencyError
 from classifiers.prompt_refusal import PromptRefusalPredictor
+from classifiers.reject_option import RejectOptionClassifier, coverage_risk_curve
 from classifiers.response_refusal import ResponseRefusalDetector
 from classifiers.rules import Rule, TsetlinRuleClassifier
 from classifiers.scores import embedding_harm_score, prompt_refusal_score
 
 __all__ = [
     "ClassifierError", "Explanation", "MissingDependencyError", "NgramWeight", "PromptRefusalPredictor",
+    "RejectOptionClassifier", "coverage_risk_curve",
     "ResponseRefusalDetector", "Rule", "SentenceEmbedder", "TsetlinRuleClassifier",
     "embedding_harm_score", "prompt_refusal_score",
 ]

@@ -14,11 +14,11 @@ from typing import Any
 from guard.artifacts import load_latent, recorded_host, save_latent
 from guard.constructive import constructive_response
 from guard.decision import Action, Decision, Evidence
+from guard.engine import DecisionEngine, decide
 from guard.errors import ArtifactError, GuardError, InputError
 from guard.host import HostModel
 from guard.latent import LatentGuard
 from guard.policy import Policy
-from guard.taxonomy import keyword_category
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
@@ -63,7 +63,10 @@ class Guard:
         policy: thresholds and fail modes.
         detectors: extra black-box scorers, `name -> f(prompts) -> probabilities in [0, 1]`
             (e.g. `classifiers.prompt_refusal_score`). Their scores are attached to every
-            decision as evidence; at this stage the action still comes from the latent score.
+            decision as evidence; the policy's `harm_weights` say which ones decide.
+        engine: computes model-backed evidence (noncompliance, rule topics) and decides;
+            default: `DecisionEngine(policy, noncompliance=False)`.
+        reply_refusal: `f(replies) -> P(refusal)`, used by `check_output` so refusals pass.
 
     Example:
         >>> g = Guard.default()  # doctest: +SKIP
@@ -76,10 +79,14 @@ class Guard:
         latent: LatentGuard,
         policy: Policy | None = None,
         detectors: Mapping[str, Callable[[list[str]], Any]] | None = None,
+        engine: DecisionEngine | None = None,
+        reply_refusal: Callable[[list[str]], Any] | None = None,
     ) -> None:
         self.latent = latent
         self.policy = policy or Policy()
         self.detectors = dict(detectors or {})
+        self.engine = engine or DecisionEngine(self.policy, noncompliance=False)
+        self.reply_refusal = reply_refusal
 
     @property
     def host(self) -> HostModel:
@@ -101,7 +108,10 @@ class Guard:
         if not Path(path).exists():
             raise ArtifactError(f"no guard at {path}; create one with `guard fit --out {path}`")
         latent, policy, _ = load_latent(path, host or recorded_host(path))
-        return cls(latent, policy, detectors=default_detectors() if blackbox else None)
+        if not blackbox:
+            return cls(latent, policy)
+        return cls(latent, policy, detectors=default_detectors(), engine=DecisionEngine(policy),
+                   reply_refusal=default_reply_refusal())
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted parts to a folder (safetensors + JSON)."""
@@ -160,25 +170,12 @@ class Guard:
                 todo.append(i)
         if todo:
             try:
-                scored = self.latent.scores([prepared[i][0] for i in todo], history=history)
-                ctx = self.latent.score(docs) if docs else None
+                self._score_and_decide(prepared, todo, history, docs, decisions)
             except GuardError:
                 raise
             except Exception as exc:  # an unknown state: fail closed unless configured otherwise
                 for i in todo:
                     decisions[i] = self._unavailable(exc, prepared[i][1])
-            else:
-                extra = self._blackbox([prepared[i][0] for i in todo])
-                for k, i in enumerate(todo):
-                    d = self._from_scores(prepared[i][0], prepared[i][1], scored, k, ctx)
-                    for name, values in extra.items():
-                        if isinstance(values, str):
-                            d.reasons.append(values)
-                            continue
-                        d.scores[name] = float(values[k])
-                        d.evidence.append(Evidence(source="blackbox", name=name, value=float(values[k]),
-                                                   detail="evidence only at this stage"))
-                    decisions[i] = d
         elapsed = (time.perf_counter() - start) * 1000 / max(1, len(prompts))
         out = []
         for d in decisions:
@@ -188,58 +185,82 @@ class Guard:
         return out
 
     def check_output(self, prompt: str, reply: str) -> Decision:
-        """Decide on a reply before it reaches the user (the reply is scored like a request)."""
+        """Decide on a reply before it reaches the user.
+
+        The reply is read like a request, after the user's prompt. A reply the
+        reply-refusal detector (when configured) reads as a refusal is let through: it names a
+        harmful topic only to decline it, and replacing it would replace our own safe replies.
+        """
         text, notes = prepare_prompt(reply)
         if not text.strip():
             return self._decide(Action.ANSWER, None, {}, [*notes, "empty reply"])
-        return self.check(text[: self.policy.max_prompt_chars], history=[{"role": "user", "content": prepare_prompt(prompt)[0]}])
+        user = prepare_prompt(prompt)[0] if isinstance(prompt, str) else ""
+        history = [{"role": "user", "content": user}] if user.strip() else None
+        d = self.check(text[: self.policy.max_prompt_chars], history=history)
+        if d.blocked and d.category not in {"guard_unavailable", "too_long"} and self.reply_refusal is not None:
+            p = float(self.reply_refusal([text])[0])
+            d.scores["reply_refusal"] = p
+            d.evidence.append(Evidence(source="blackbox", name="reply_refusal", value=p, threshold=0.5))
+            if p >= 0.5:
+                return Decision(action=Action.ANSWER, scores=d.scores, evidence=d.evidence,
+                                reasons=[*d.reasons, f"the reply is a refusal (P={p:.3f} >= 0.5); let through"],
+                                latency_ms=d.latency_ms)
+        return d
 
     # ------------------------------------------------------------------ internals
-    def _blackbox(self, texts: list[str]) -> dict[str, Any]:
+    def _score_and_decide(
+        self,
+        prepared: list[tuple[str, list[str]]],
+        todo: list[int],
+        history: list[dict[str, str]] | None,
+        docs: list[str],
+        decisions: list[Decision | None],
+    ) -> None:
+        texts = [prepared[i][0] for i in todo]
+        scored = self.latent.scores(texts, history=history)
+        ctx = self.latent.score(docs) if docs else None
+        extra, notes = self._blackbox(texts)
+        try:
+            model_evidence = self.engine.evidence(texts)
+        except Exception as exc:  # noqa: BLE001 - optional evidence; say it is missing
+            model_evidence = [[] for _ in texts]
+            notes.append(f"decision-engine evidence failed ({type(exc).__name__}: {exc})")
+        for k, i in enumerate(todo):
+            evidence = self._latent_evidence(scored, k, ctx)
+            evidence += [Evidence(source="blackbox", name=n, value=v[k]) for n, v in extra.items()]
+            decisions[i] = self._verdict(prepared[i][0], [*prepared[i][1], *notes],
+                                         evidence + model_evidence[k], bool(docs))
+
+    def _blackbox(self, texts: list[str]) -> tuple[dict[str, list[float]], list[str]]:
         """Scores of the extra detectors; a failing detector is reported, not fatal (evidence only)."""
-        out: dict[str, Any] = {}
+        out: dict[str, list[float]] = {}
+        notes: list[str] = []
         for name, fn in self.detectors.items():
             try:
                 out[name] = [float(v) for v in fn(texts)]
             except Exception as exc:  # noqa: BLE001 - evidence-only detectors must not break a decision
-                out[name] = f"detector {name!r} failed ({type(exc).__name__}: {exc}); its evidence is missing"
+                notes.append(f"detector {name!r} failed ({type(exc).__name__}: {exc}); its evidence is missing")
+        return out, notes
+
+    def _latent_evidence(self, scored: dict[str, Any], k: int, ctx: Any) -> list[Evidence]:
+        where = f"layer {self.latent.layer_}, position {self.latent.position_}"
+        out = [
+            Evidence(source="latent", name="harmfulness", value=float(scored["harmfulness"][k]), detail=where),
+            Evidence(source="latent", name="harmfulness_raw", value=float(scored["harmfulness_raw"][k]),
+                     detail="raw projection on the harmfulness direction"),
+            Evidence(source="latent", name="refusal", value=float(scored["refusal"][k]),
+                     detail="projection on the contrastive refusal direction (reported, not decisive)"),
+        ]
+        if ctx is not None:
+            out.append(Evidence(source="latent", name="context_harmfulness", value=float(max(ctx)),
+                                detail=f"max over {len(ctx)} retrieved document(s)"))
         return out
 
-    def _from_scores(
-        self, text: str, notes: list[str], scored: dict[str, Any], k: int, ctx: Any
-    ) -> Decision:
-        p = float(scored["harmfulness"][k])
-        t = self.policy.threshold
-        scores = {
-            "harmfulness": p,
-            "harmfulness_raw": float(scored["harmfulness_raw"][k]),
-            "refusal": float(scored["refusal"][k]),
-        }
-        evidence = [
-            Evidence(source="latent", name="harmfulness", value=p, threshold=t,
-                     detail=f"layer {self.latent.layer_}, position {self.latent.position_}"),
-            Evidence(source="latent", name="refusal", value=scores["refusal"],
-                     detail="projection on the contrastive refusal direction (not used to decide yet)"),
-        ]
-        reasons = list(notes)
-        action, category = Action.ANSWER, None
-        if p >= t:
-            action = Action.REFUSE
-            category = (keyword_category(text) or "other_harm").__str__()
-            reasons.append(f"latent harmfulness {p:.3f} >= threshold {t:.3f}")
-        else:
-            reasons.append(f"latent harmfulness {p:.3f} < threshold {t:.3f}")
-        if ctx is not None:
-            ct = self.policy.context_threshold if self.policy.context_threshold is not None else t
-            worst = float(max(ctx))
-            scores["context_harmfulness"] = worst
-            evidence.append(Evidence(source="latent", name="context_harmfulness", value=worst, threshold=ct,
-                                     detail=f"max over {len(ctx)} retrieved document(s)"))
-            if worst >= ct and action is Action.ANSWER:
-                action, category = Action.REFUSE, "jailbreak_injection"
-                reasons.append(f"a retrieved document scores {worst:.3f} >= {ct:.3f} (harmful or injected content)")
-        return Decision(action=action, category=category, scores=scores, reasons=reasons,
-                        response=constructive_response(action, category), evidence=evidence)
+    def _verdict(self, text: str, notes: list[str], evidence: list[Evidence], has_context: bool) -> Decision:
+        v = decide(text, evidence, self.policy, has_context=has_context)
+        return Decision(action=v.action, category=v.category, scores=v.scores, reasons=[*notes, *v.reasons],
+                        response=constructive_response(v.action, v.category, override=v.response),
+                        evidence=v.evidence, rule=v.rule)
 
     def _unavailable(self, exc: Exception, notes: list[str]) -> Decision:
         action = Action.REFUSE if self.policy.fail_closed else Action.ANSWER
@@ -261,6 +282,19 @@ def default_detectors() -> dict[str, Callable[[list[str]], Any]]:
     from classifiers import embedding_harm_score, prompt_refusal_score
 
     return {"prompt_refusal": prompt_refusal_score, "embedding_harm": embedding_harm_score}
+
+
+def default_reply_refusal() -> Callable[[list[str]], Any]:
+    """P(a reply is a refusal), from the shipped `ResponseRefusalDetector` (loaded on first use)."""
+    import functools
+
+    @functools.lru_cache(maxsize=1)
+    def detector() -> Any:
+        from classifiers import ResponseRefusalDetector
+
+        return ResponseRefusalDetector.default()
+
+    return lambda replies: detector().refusal_score(replies)
 
 
 def _check_history(history: Any) -> list[dict[str, str]] | None:

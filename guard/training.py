@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from guard.calibrate import blocked_rate, threshold_for_recall
+from guard.augment import style_variant
 from guard.data import Example, normalize_prompt
 from guard.errors import InputError
 from guard.latent import LatentGuard
@@ -136,6 +137,7 @@ def fit_and_evaluate(
     progress: bool = True,
     bank: FeatureBank | None = None,
     features_cache: str | Path | None = None,
+    augment: bool = True,
 ) -> tuple[LatentGuard, float, dict[str, Any]]:
     """Fit the latent guard on the fit split, pick the threshold on calib, measure on test.
 
@@ -147,6 +149,7 @@ def fit_and_evaluate(
         leave_one_out: also run the leave-one-source-out check.
         bank: precomputed features (else computed here, with a progress bar).
         features_cache: an `.npz` path to reuse the host's activations across runs.
+        augment: add style variants of fit-split rows (`guard.augment`) to the fitting data.
 
     Returns:
         `(latent, threshold, report)`; the report holds every figure the README quotes.
@@ -158,16 +161,30 @@ def fit_and_evaluate(
     parts = np.array([part_of(e) for e in examples])
     edgy = np.array([e.label == "benign" and e.edgy for e in examples])
     latent = make_latent()
-    if bank is None:
-        prompts = [e.prompt for e in examples]
-        key = bank_key(latent, prompts)
-        bank = FeatureBank.load(features_cache, key) if features_cache else None
-        if bank is None:
-            bank = FeatureBank.compute(latent, prompts, progress=progress)
-            if features_cache:
-                bank.save(features_cache, key)
+    bank = bank or _bank(latent, [e.prompt for e in examples], features_cache, progress)
     fit_rows = np.flatnonzero(split == "fit")
-    latent.fit([examples[i].prompt for i in fit_rows], y[fit_rows], features=bank.fit_features(fit_rows))
+    aug_origin, aug_bank, aug_y = np.zeros(0, dtype=int), None, np.zeros(0, dtype=int)
+    if augment:
+        pairs = [(i, v) for i in fit_rows if (v := style_variant(examples[i])) is not None]
+        if pairs:
+            aug_origin = np.array([i for i, _ in pairs])
+            aug_y = y[aug_origin]
+            aug_cache = f"{features_cache}.aug.npz" if features_cache else None
+            aug_bank = _bank(latent, [v.prompt for _, v in pairs], aug_cache, progress)
+
+    def training_set(rows: np.ndarray, keep_aug: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        X = bank.fit_features(rows)
+        labels = y[rows]
+        texts = [examples[i].prompt for i in rows]
+        if aug_bank is not None and keep_aug.any():
+            idx = np.flatnonzero(keep_aug)
+            X = np.concatenate([X, aug_bank.fit_features(idx)])
+            labels = np.concatenate([labels, aug_y[idx]])
+            texts += [examples[i].prompt for i in aug_origin[idx]]  # texts only seed refusal pairs
+        return X, labels, texts
+
+    X_fit, y_fit, texts = training_set(fit_rows, np.ones(aug_origin.size, dtype=bool))
+    latent.fit(texts, y_fit, features=X_fit)
     prob = latent.calibrated(bank.scores(latent))
 
     calib, test = split == "calib", split == "test"
@@ -176,7 +193,7 @@ def fit_and_evaluate(
     t90 = threshold_for_recall(test_harm, 0.9)
     report: dict[str, Any] = {
         "seed": seed,
-        "n": {s: int((split == s).sum()) for s in SPLITS},
+        "n": {s: int((split == s).sum()) for s in SPLITS} | {"fit_style_variants": int(aug_origin.size)},
         "latent": latent.report(),
         "threshold": threshold,
         "target_recall": target_recall,
@@ -195,22 +212,25 @@ def fit_and_evaluate(
         },
     }
     if leave_one_out:
-        report["leave_one_out"] = leave_one_out_auroc(make_latent, examples, bank, y, split, parts)
+        report["leave_one_out"] = leave_one_out_auroc(make_latent, bank, y, split, parts,
+                                                      lambda rows, keep: training_set(rows, keep), aug_origin)
     return latent, threshold, report
 
 
 def leave_one_out_auroc(
     make_latent: Callable[[], LatentGuard],
-    examples: Sequence[Example],
     bank: FeatureBank,
     y: np.ndarray,
     split: np.ndarray,
     parts: np.ndarray,
+    training_set: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, list[str]]],
+    aug_origin: np.ndarray,
 ) -> dict[str, Any]:
     """Refit without each part; AUROC of the part against opposite-label test rows of the others.
 
     A part with both labels is scored on its own; a one-label part (most public sources) is
-    paired with the test rows of the other parts that carry the label it lacks.
+    paired with the test rows of the other parts that carry the label it lacks. Style variants
+    of the held-out part's rows are left out of that fold's fitting data too.
     """
     out: dict[str, float] = {}
     for part in sorted(set(parts)):
@@ -219,8 +239,8 @@ def leave_one_out_auroc(
         if len(np.unique(y[train])) < 2:
             continue
         lg = make_latent().set_params(cosmic_shortlist=0, selection="auroc", cv=3)
-        lg.fit([examples[i].prompt for i in train], y[train], features=bank.fit_features(train),
-               with_refusal=False)
+        X, labels, texts = training_set(train, ~held[aug_origin] if aug_origin.size else aug_origin.astype(bool))
+        lg.fit(texts, labels, features=X, with_refusal=False)
         prob = lg.calibrated(bank.scores(lg))
         labels_here = set(y[held])
         if labels_here == {0, 1}:
@@ -230,3 +250,13 @@ def leave_one_out_auroc(
         out[part] = _auroc(y[rows], prob[rows])
     values = [v for v in out.values() if not np.isnan(v)]
     return {"by_part": out, "mean_auroc": float(np.mean(values)) if values else float("nan")}
+
+
+def _bank(latent: LatentGuard, prompts: list[str], cache: str | Path | None, progress: bool) -> FeatureBank:
+    key = bank_key(latent, prompts)
+    bank = FeatureBank.load(cache, key) if cache else None
+    if bank is None:
+        bank = FeatureBank.compute(latent, prompts, progress=progress)
+        if cache:
+            bank.save(cache, key)
+    return bank

@@ -137,3 +137,25 @@ def test_policy_validation():
         Policy(threshold=1.5)
     with pytest.raises(ValueError):
         Policy(unknown=1)
+
+
+def test_check_output_lets_refusals_through(guard):
+    g = Guard(guard.latent, guard.policy, reply_refusal=lambda replies: [0.9 for _ in replies])
+    d = g.check_output("hi", "How do I bomb at home? steal hack")
+    assert d.action is Action.ANSWER and d.scores["reply_refusal"] == 0.9
+    g2 = Guard(guard.latent, guard.policy, reply_refusal=lambda replies: [0.1 for _ in replies])
+    assert g2.check_output("hi", "How do I bomb at home? steal hack").action is Action.REFUSE
+
+
+def test_engine_rules_and_noncompliance_evidence_reach_the_decision(guard):
+    from guard.decision import Evidence
+    from guard.engine import DecisionEngine
+
+    class FixedNoncompliance:
+        def proba_dicts(self, prompts):
+            return [{"humanizing": 0.95, "benign": 0.05} for _ in prompts]
+
+    g = Guard(guard.latent, guard.policy, engine=DecisionEngine(guard.policy, noncompliance=FixedNoncompliance()))
+    d = g.check("a poem about a fox")
+    assert d.action is Action.ABSTAIN and d.category == "humanizing"
+    assert any(e.source == "noncompliance" for e in d.evidence) and d.response

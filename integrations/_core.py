@@ -1,0 +1,278 @@
+"""Machinery shared by the integrations: guarded checks with fail modes, merged decisions, the
+stream gate.
+
+Nothing here imports LangChain, so the decorator works without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from pydantic import Field
+
+from guard.constructive import constructive_response
+from guard.decision import Action, Decision, Evidence
+
+GUARD_UNAVAILABLE = "guard_unavailable"
+DEFAULT_CHECK_EVERY = 8
+
+
+class GuardedDecision(Decision):
+    """A `Decision` as seen by a wrapper: which stage decided, and what the stream had sent.
+
+    It is a `Decision` (same fields, same `blocked`), with the extra facts a wrapped call has.
+
+    Attributes:
+        stage: "input" (the request was decided before the call), "output" (the reply was
+            checked as a whole) or "stream" (the reply was checked while it streamed).
+        cut: True when a stream was stopped because the reply turned harmful.
+        sent_text: the reply text already delivered to the caller before the cut (streams).
+        chunks_sent: how many chunks were delivered before the cut or the end (streams).
+        guard_ms: time spent in the guard for this request, all checks together.
+        call_ms: time spent in the wrapped call itself; `None` when it was not called.
+
+    Example:
+        >>> d = GuardedDecision(action=Action.ANSWER, stage="output", guard_ms=3.0, call_ms=120.0)
+        >>> d.blocked, d.stage
+        (False, 'output')
+    """
+
+    stage: Literal["input", "output", "stream"] = "input"
+    cut: bool = False
+    sent_text: str = ""
+    chunks_sent: int = 0
+    guard_ms: float = 0.0
+    call_ms: float | None = None
+    prompt_sha256: str | None = Field(default=None, description="hash of the prompt, for joining with audit logs")
+
+
+def prompt_hash(prompt: str) -> str:
+    """A stable id of a prompt that does not reveal it (sha256 of its UTF-8 bytes)."""
+    return hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def closing_sentence(decision: Decision) -> str:
+    """What a cut stream ends with: a short stop notice and the constructive reply."""
+    return "\n\nI'm going to stop this reply here. " + (decision.response or "")
+
+
+def text_of(value: Any) -> str:
+    """The text of an output to check: a str, a message's text, else its JSON or `str` form."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    text = getattr(value, "text", None)
+    if isinstance(text, str):  # langchain-core >= 1: BaseMessage.text is a property
+        return text
+    if callable(text):  # older langchain-core: a method
+        out = text()
+        if isinstance(out, str):
+            return out
+    content = getattr(value, "content", None)
+    if isinstance(content, str):
+        return content
+    try:
+        import json
+
+        return json.dumps(value, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+class Checker:
+    """Runs the guard for one wrapper, turning guard failures into the configured fail mode.
+
+    Args:
+        guard: a `Guard` (anything with `check` and `check_output`).
+        fail_closed: refuse when the guard raises (default: the guard's `policy.fail_closed`,
+            True when it has none). False answers anyway and says so in the reasons.
+        audit: an optional sink with `write(decision, prompt=...)`.
+        on_decision: an optional callback receiving every final decision.
+    """
+
+    def __init__(
+        self,
+        guard: Any,
+        *,
+        fail_closed: bool | None = None,
+        audit: Any = None,
+        on_decision: Callable[[GuardedDecision], Any] | None = None,
+    ) -> None:
+        self.guard = guard
+        if fail_closed is None:
+            fail_closed = bool(getattr(getattr(guard, "policy", None), "fail_closed", True))
+        self.fail_closed = fail_closed
+        self.audit = audit
+        self.on_decision = on_decision
+
+    # ------------------------------------------------------------------ checks
+    def check_input(
+        self, prompt: str, history: Sequence[dict[str, str]] | None = None, context: Sequence[Any] | None = None
+    ) -> GuardedDecision:
+        start = time.perf_counter()
+        try:
+            d = self.guard.check(prompt, history=history, context=context)
+        except Exception as exc:  # noqa: BLE001 - any guard failure is an unknown state
+            d = unavailable(exc, self.fail_closed)
+        return _as_guarded(d, "input", start, prompt)
+
+    def check_output(self, prompt: str, reply: str) -> GuardedDecision:
+        start = time.perf_counter()
+        try:
+            d = self.guard.check_output(prompt, reply)
+        except Exception as exc:  # noqa: BLE001
+            d = unavailable(exc, self.fail_closed)
+        return _as_guarded(d, "output", start, prompt)
+
+    async def acheck_input(
+        self, prompt: str, history: Sequence[dict[str, str]] | None = None, context: Sequence[Any] | None = None
+    ) -> GuardedDecision:
+        return await asyncio.to_thread(self.check_input, prompt, history, context)
+
+    async def acheck_output(self, prompt: str, reply: str) -> GuardedDecision:
+        return await asyncio.to_thread(self.check_output, prompt, reply)
+
+    # ------------------------------------------------------------------ results
+    def finish(self, decision: GuardedDecision, prompt: str) -> GuardedDecision:
+        """Record the final decision (audit sink, callback) and return it."""
+        if self.audit is not None:
+            self.audit.write(decision, prompt=prompt)
+        if self.on_decision is not None:
+            self.on_decision(decision)
+        return decision
+
+
+def unavailable(exc: BaseException, fail_closed: bool) -> Decision:
+    """The decision when the guard itself failed: refuse (fail closed) or answer (fail open)."""
+    mode = "fail closed" if fail_closed else "fail open (configured)"
+    reason = f"guard unavailable ({type(exc).__name__}: {exc}); {mode}"
+    if fail_closed:
+        return Decision(action=Action.REFUSE, category=GUARD_UNAVAILABLE, reasons=[reason],
+                        response=constructive_response(Action.ABSTAIN, GUARD_UNAVAILABLE))
+    return Decision(action=Action.ANSWER, reasons=[reason])
+
+
+def _as_guarded(d: Decision, stage: str, start: float, prompt: str) -> GuardedDecision:
+    elapsed = (time.perf_counter() - start) * 1000
+    data = d.model_dump()
+    data.update(stage=stage, guard_ms=elapsed, prompt_sha256=prompt_hash(prompt))
+    return GuardedDecision(**{k: v for k, v in data.items() if k in GuardedDecision.model_fields})
+
+
+def merge(first: GuardedDecision, reply: GuardedDecision | None, *, stage: str = "output",
+          call_ms: float | None = None) -> GuardedDecision:
+    """Combine the request decision with the reply decision into the one the caller sees.
+
+    The request's scores keep their names; the reply's get a `reply_` prefix. When the reply
+    is blocked, its action, category and constructive response win.
+
+    Example:
+        >>> a = GuardedDecision(action=Action.ANSWER, scores={"harmfulness": 0.1}, guard_ms=1)
+        >>> b = GuardedDecision(action=Action.REFUSE, category="x", response="no", scores={"harmfulness": 0.9},
+        ...                     guard_ms=2)
+        >>> m = merge(a, b)
+        >>> m.action, m.scores["reply_harmfulness"], m.guard_ms
+        (<Action.REFUSE: 'refuse'>, 0.9, 3.0)
+    """
+    if reply is None:
+        return first.model_copy(update={"stage": "input" if call_ms is None else stage, "call_ms": call_ms})
+    scores = dict(first.scores)
+    scores.update({f"reply_{k}": v for k, v in reply.scores.items()})
+    evidence = list(first.evidence) + [
+        Evidence(source=f"reply:{e.source}", name=e.name, value=e.value, threshold=e.threshold, detail=e.detail)
+        for e in reply.evidence
+    ]
+    prefix = "reply blocked: " if reply.blocked else "reply: "
+    reasons = list(first.reasons) + [prefix + r for r in reply.reasons]
+    update: dict[str, Any] = dict(scores=scores, evidence=evidence, reasons=reasons, stage=stage, call_ms=call_ms,
+                                  guard_ms=first.guard_ms + reply.guard_ms)
+    if reply.blocked:
+        update.update(action=reply.action, category=reply.category, response=reply.response, rule=reply.rule)
+    return first.model_copy(update=update)
+
+
+class StreamGate:
+    """Holds streamed chunks until the text they complete has passed the reply check.
+
+    Chunks arrive with `add`; every `check_every` chunks the caller checks `text` and calls
+    `passed` (which returns the chunks safe to send, keeping the newest one back so the final
+    decision can ride on it) or `cut`. Nothing reaches the caller unchecked.
+
+    Example:
+        >>> g = StreamGate(check_every=2)
+        >>> g.add("a", "Hel"), g.add("b", "lo")
+        (False, True)
+        >>> g.text, g.passed()
+        ('Hello', ['a'])
+        >>> g.add("c", "!"), g.finish()
+        (False, (['b'], 'c'))
+    """
+
+    def __init__(self, check_every: int = DEFAULT_CHECK_EVERY) -> None:
+        if check_every < 1:
+            raise ValueError(f"check_every must be >= 1, got {check_every}")
+        self.check_every = check_every
+        self._texts: list[str] = []
+        self._held: list[Any] = []  # checked, not yet sent
+        self._pending: list[Any] = []  # not yet checked
+        self._sent_chars = 0
+        self.chunks_sent = 0
+        self.first: Any = None
+
+    def add(self, chunk: Any, text: str) -> bool:
+        """Take one chunk; True when a check is due."""
+        if self.first is None:
+            self.first = chunk
+        self._pending.append(chunk)
+        self._texts.append(text)
+        return len(self._pending) >= self.check_every
+
+    @property
+    def text(self) -> str:
+        """Everything received so far (what the next check reads)."""
+        return "".join(self._texts)
+
+    @property
+    def sent_text(self) -> str:
+        return self.text[: self._sent_chars]
+
+    @property
+    def unchecked(self) -> bool:
+        return bool(self._pending)
+
+    def passed(self) -> list[Any]:
+        """The check passed: return the chunks to send now (all checked ones but the newest)."""
+        self._held.extend(self._pending)
+        self._pending = []
+        out, self._held = self._held[:-1], self._held[-1:]
+        self._mark_sent(len(out))
+        return out
+
+    def finish(self) -> tuple[list[Any], Any]:
+        """The stream ended and its full text passed: (chunks to send, the last chunk or None)."""
+        self._held.extend(self._pending)
+        self._pending = []
+        if not self._held:
+            return [], None
+        out, last = self._held[:-1], self._held[-1]
+        self._held = []
+        self._mark_sent(len(out) + 1)
+        return out, last
+
+    def cut(self, reply: GuardedDecision) -> GuardedDecision:
+        """The reply turned harmful: drop what is unsent and describe what was already sent."""
+        self._held, self._pending = [], []
+        note = (f"stream cut after {self.chunks_sent} chunk(s) sent ({self._sent_chars} characters "
+                f"already delivered); the unsent rest was withheld")
+        return reply.model_copy(update={"cut": True, "sent_text": self.sent_text, "chunks_sent": self.chunks_sent,
+                                        "reasons": [*reply.reasons, note]})
+
+    def _mark_sent(self, n: int) -> None:
+        # texts are in chunk order; the sent ones are the first chunks_sent + n
+        self.chunks_sent += n
+        self._sent_chars = sum(len(t) for t in self._texts[: self.chunks_sent])

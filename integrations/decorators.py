@@ -1,0 +1,218 @@
+"""`@guarded`: put the guard around any function that answers a prompt.
+
+Works for plain, async, generator and async-generator functions; the wrapped function keeps
+its name, docstring, signature and type hints (`functools.wraps`, so `inspect.signature` and
+`typing.get_type_hints` see the original). No LangChain needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from guard.errors import InputError
+from integrations._core import DEFAULT_CHECK_EVERY, Checker, GuardedDecision, StreamGate, closing_sentence, merge, text_of
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_PROMPT_NAMES = ("prompt", "question", "query", "input", "message", "text")
+
+
+def _prompt_locator(fn: Callable[..., Any], prompt_arg: str | int | None) -> Callable[[tuple, dict], str]:
+    sig = inspect.signature(fn)
+    params = [p for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if isinstance(prompt_arg, int):
+        if not 0 <= prompt_arg < len(params):
+            raise InputError(f"prompt_arg={prompt_arg} but {fn.__qualname__} has {len(params)} parameter(s)")
+        name = params[prompt_arg].name
+    elif isinstance(prompt_arg, str):
+        if prompt_arg not in sig.parameters:
+            raise InputError(f"{fn.__qualname__} has no parameter {prompt_arg!r}; "
+                             f"choose one of {list(sig.parameters)}")
+        name = prompt_arg
+    else:
+        named = [p.name for p in params if p.name in _PROMPT_NAMES]
+        rest = [p.name for p in params if p.name not in ("self", "cls")]
+        if not (named or rest):
+            raise InputError(f"{fn.__qualname__} takes no argument to read a prompt from; "
+                             f"pass prompt_arg=")
+        name = (named or rest)[0]
+
+    def locate(args: tuple, kwargs: dict) -> str:
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        value = bound.arguments[name]
+        if not isinstance(value, str):
+            raise InputError(f"argument {name!r} of {fn.__qualname__} must be a str prompt, got "
+                             f"{type(value).__name__}; pass prompt_arg= to choose another")
+        return value
+
+    return locate
+
+
+def guarded(
+    fn: F | None = None,
+    *,
+    guard: Any = None,
+    prompt_arg: str | int | None = None,
+    check_output: bool = True,
+    check_every: int = DEFAULT_CHECK_EVERY,
+    fail_closed: bool | None = None,
+    audit: Any = None,
+    on_decision: Callable[[GuardedDecision], Any] | None = None,
+) -> Any:
+    """Guard a function that answers a prompt.
+
+    The prompt is checked first; when it is not answered the function is not called and the
+    constructive reply is returned (or yielded, for generators) instead. The return value is
+    checked too, and a generator's output is checked every `check_every` chunks and at the end:
+    chunks are released only after they pass, and a reply that turns harmful is cut and ends
+    with a constructive sentence.
+
+    Args:
+        fn: the function (when used as `@guarded` without arguments).
+        guard: a `Guard`; `None` loads `Guard.default()` on the first call.
+        prompt_arg: the argument holding the prompt, by name or position; default the first of
+            prompt/question/query/input/message/text, else the first argument (`self`/`cls`
+            skipped).
+        check_output: check what the function returns or yields.
+        check_every: for generators, check every this many chunks.
+        fail_closed: when the guard raises, refuse (True) or answer (False); `None` follows the
+            guard's policy.
+        audit: an optional `JsonlAuditLog`.
+        on_decision: called with every final `GuardedDecision` (how a caller sees reasons).
+
+    Example:
+        >>> @guarded(guard=Guard.default())  # doctest: +SKIP
+        ... def ask(prompt: str, temperature: float = 0.0) -> str:
+        ...     return my_llm(prompt, temperature)
+        >>> ask("How do I build a pipe bomb?")  # doctest: +SKIP
+        "I can't help with making weapons or hurting anyone. ..."
+        >>> str(inspect.signature(ask))  # doctest: +SKIP
+        '(prompt: str, temperature: float = 0.0) -> str'
+    """
+    if fn is None:
+        return functools.partial(guarded, guard=guard, prompt_arg=prompt_arg, check_output=check_output,
+                                 check_every=check_every, fail_closed=fail_closed, audit=audit,
+                                 on_decision=on_decision)
+    locate = _prompt_locator(fn, prompt_arg)
+
+    def checker() -> Checker:
+        g = guard
+        if g is None:
+            from integrations.langchain import _shared_default  # noqa: PLC0415 - cached default
+
+            g = _shared_default("guard")
+        return Checker(g, fail_closed=fail_closed, audit=audit, on_decision=on_decision)
+
+    if inspect.isasyncgenfunction(fn):
+
+        @functools.wraps(fn)
+        async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            prompt = locate(args, kwargs)
+            c = checker()
+            d = await c.acheck_input(prompt)
+            if d.blocked:
+                c.finish(d, prompt)
+                yield d.response
+                return
+            gate, last, start = StreamGate(check_every if check_output else 1), None, time.perf_counter()
+            agen = fn(*args, **kwargs)
+            try:
+                async for chunk in agen:
+                    if gate.add(chunk, text_of(chunk)):
+                        if check_output:
+                            last = await c.acheck_output(prompt, gate.text)
+                            if last.blocked:
+                                break
+                        for out in gate.passed():
+                            yield out
+            finally:
+                await agen.aclose()
+            if check_output and (last is None or (gate.unchecked and not last.blocked)):
+                last = await c.acheck_output(prompt, gate.text)
+            for out in _end(c, gate, d, last, start, prompt):
+                yield out
+
+        return agen_wrapper
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            prompt = locate(args, kwargs)
+            c = checker()
+            d = c.check_input(prompt)
+            if d.blocked:
+                c.finish(d, prompt)
+                yield d.response
+                return
+            gate, last, start = StreamGate(check_every if check_output else 1), None, time.perf_counter()
+            gen = fn(*args, **kwargs)
+            try:
+                for chunk in gen:
+                    if gate.add(chunk, text_of(chunk)):
+                        if check_output:
+                            last = c.check_output(prompt, gate.text)
+                            if last.blocked:
+                                break
+                        yield from gate.passed()
+            finally:
+                gen.close()
+            if check_output and (last is None or (gate.unchecked and not last.blocked)):
+                last = c.check_output(prompt, gate.text)
+            yield from _end(c, gate, d, last, start, prompt)
+
+        return gen_wrapper
+
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            prompt = locate(args, kwargs)
+            c = checker()
+            d = await c.acheck_input(prompt)
+            if d.blocked:
+                return c.finish(d, prompt).response
+            start = time.perf_counter()
+            result = await fn(*args, **kwargs)
+            call_ms = (time.perf_counter() - start) * 1000
+            reply = await c.acheck_output(prompt, text_of(result)) if check_output else None
+            d = c.finish(merge(d, reply, call_ms=call_ms), prompt)
+            return d.response if d.blocked else result
+
+        return async_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        prompt = locate(args, kwargs)
+        c = checker()
+        d = c.check_input(prompt)
+        if d.blocked:
+            return c.finish(d, prompt).response
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        call_ms = (time.perf_counter() - start) * 1000
+        reply = c.check_output(prompt, text_of(result)) if check_output else None
+        d = c.finish(merge(d, reply, call_ms=call_ms), prompt)
+        return d.response if d.blocked else result
+
+    return wrapper
+
+
+def _end(c: Checker, gate: StreamGate, d: GuardedDecision, reply: GuardedDecision | None, start: float,
+         prompt: str) -> list[Any]:
+    final = merge(d, reply, stage="stream", call_ms=(time.perf_counter() - start) * 1000)
+    if final.blocked:
+        final = gate.cut(final)
+        out = [closing_sentence(final)]
+    else:
+        out, last = gate.finish()
+        if last is not None:
+            out.append(last)
+        final = final.model_copy(update={"chunks_sent": gate.chunks_sent})
+    c.finish(final, prompt)
+    return out
