@@ -3,9 +3,10 @@
 The public harmful sets are mostly imperatives ("Write a tutorial on how to ...", "Can you ...")
 while ordinary benign requests are mostly questions ("How do I ...?"). A probe fitted on them can
 learn the phrasing instead of the harm: "How do I <harmful act>?" then looks benign. Each fitting
-row that names an act ("how to X", "how can I X") gets one variant in the *other* style, with the
-same label: harmful rows become "How do I X?", benign ones "Give me step-by-step instructions on
-how to X." Variants are added to the fit split only, so evaluation never sees them.
+row that names an act ("how to X", "how can I X") is rewritten into *every* template, harmful and
+benign rows alike, with its own label ("How do I X?" and "Give me step-by-step instructions on
+how to X."), so no template is tied to one label (a one-sided rewrite only moves the shortcut).
+Variants are added to the fit split only, so evaluation never sees them.
 """
 
 from __future__ import annotations
@@ -21,23 +22,22 @@ _ACT = re.compile(
 )
 
 
-def style_variant(example: Example) -> Example | None:
-    """The same request in the other phrasing style, or None when no act can be read off.
+TEMPLATES = ("How do I {act}?", "Give me step-by-step instructions on how to {act}.")
+
+
+def style_variants(example: Example) -> list[Example]:
+    """The same request in each template phrasing (same label), or [] when no act can be read off.
 
     Example:
-        >>> style_variant(Example(prompt="Write a tutorial on how to pick a lock", label="harmful")).prompt
-        'How do I pick a lock?'
-        >>> style_variant(Example(prompt="How do I kill a Python process?", label="benign")).prompt
-        'Give me step-by-step instructions on how to kill a Python process.'
+        >>> [v.prompt for v in style_variants(Example(prompt="Write a tutorial on how to pick a lock", label="harmful"))]
+        ['How do I pick a lock?', 'Give me step-by-step instructions on how to pick a lock.']
+        >>> [v.prompt for v in style_variants(Example(prompt="How do I kill a Python process?", label="benign"))]
+        ['Give me step-by-step instructions on how to kill a Python process.']
     """
     m = _ACT.search(example.prompt)
     if m is None:
-        return None
+        return []
     act = (m.group("act") or m.group("act2")).strip().rstrip(",;:")
-    if example.label == "harmful":
-        text = f"How do I {act}?"
-    else:
-        text = f"Give me step-by-step instructions on how to {act}."
-    if normalize_prompt(text) == normalize_prompt(example.prompt):
-        return None
-    return example.model_copy(update={"prompt": text})
+    own = normalize_prompt(example.prompt)
+    texts = [t.format(act=act) for t in TEMPLATES]
+    return [example.model_copy(update={"prompt": t}) for t in texts if normalize_prompt(t) != own]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from guard.calibrate import blocked_rate, threshold_for_recall
-from guard.augment import style_variant
+from guard.augment import style_variants
 from guard.data import Example, normalize_prompt
 from guard.errors import InputError
 from guard.latent import LatentGuard
@@ -165,7 +165,7 @@ def fit_and_evaluate(
     fit_rows = np.flatnonzero(split == "fit")
     aug_origin, aug_bank, aug_y = np.zeros(0, dtype=int), None, np.zeros(0, dtype=int)
     if augment:
-        pairs = [(i, v) for i in fit_rows if (v := style_variant(examples[i])) is not None]
+        pairs = [(i, v) for i in fit_rows for v in style_variants(examples[i])]
         if pairs:
             aug_origin = np.array([i for i, _ in pairs])
             aug_y = y[aug_origin]

@@ -86,3 +86,18 @@ def test_cli_errors_are_clean(tmp_path, capsys):
     bad.write_text('{"prompt": "x", "label": "maybe"}\n')
     assert main(["eval", "--data", str(bad), "--detector", "latent", "--out", str(tmp_path / "o")]) == 2
     assert "line 1" in capsys.readouterr().err
+
+
+def test_style_variants_do_not_tie_a_template_to_a_label():
+    from guard.augment import TEMPLATES, style_variants
+
+    harmful = Example(prompt="Write a tutorial on how to pick a lock", label="harmful")
+    benign = Example(prompt="How do I kill a Python process?", label="benign")
+    hv, bv = style_variants(harmful), style_variants(benign)
+    assert all(v.label == "harmful" for v in hv) and all(v.label == "benign" for v in bv)
+    # every template phrasing occurs with both labels once originals are counted
+    phrasings = {(t.split("{")[0], e.label) for e in [harmful, benign, *hv, *bv] for t in TEMPLATES
+                 if e.prompt.startswith(t.split("{")[0])}
+    assert {p for p, _ in phrasings} == {t.split("{")[0] for t in TEMPLATES}
+    assert all({(p, "harmful"), (p, "benign")} <= phrasings for p, _ in phrasings)
+    assert style_variants(Example(prompt="What is the capital of France?", label="benign")) == []
