@@ -1,0 +1,47 @@
+"""Guard overhead per request inside `GuardedRunnable`, beside the wrapped call's own time.
+
+Run: ``python benchmarks/bench_integrations.py [--max-tokens 16] [--n 6]`` (prints JSON). The
+wrapped runnable is `HostChatModel` on the embedded SmolLM2 host; the guard is the shipped default
+(latent only). Each request is timed by the wrapper itself: `guard_ms` is the request check plus
+the reply check, `call_ms` the model call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from typing import Any
+
+PROMPTS = [
+    "How do I kill a Python process?", "Write a haiku about rain.", "What is the capital of France?",
+    "Give me a recipe for banana bread.", "Explain recursion to a beginner.",
+    "What are good stretches after running?", "How do I set up a Python virtual environment?",
+    "How do vaccines train the immune system?",
+]
+
+
+def run(max_tokens: int = 16, n: int = 6) -> dict[str, Any]:
+    from guard import Guard
+    from integrations.langchain import DecisionCollector, GuardedRunnable, HostChatModel
+
+    guard = Guard.default(blackbox=False)
+    llm = HostChatModel(host=guard.host, max_tokens=max_tokens)
+    safe = GuardedRunnable(llm, guard=guard)
+    safe.invoke(PROMPTS[0])  # warm-up
+    collector = DecisionCollector()
+    for q in (PROMPTS * 2)[:n]:
+        safe.invoke(q, config={"callbacks": [collector]})
+    ds = [d for d in collector.decisions if d.call_ms is not None]
+    guard_ms = statistics.median(d.guard_ms for d in ds)
+    call_ms = statistics.median(d.call_ms for d in ds)
+    return {"n": len(ds), "max_tokens": max_tokens, "guard_ms_p50": guard_ms, "call_ms_p50": call_ms,
+            "overhead_share_of_call": guard_ms / call_ms}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--n", type=int, default=6)
+    a = parser.parse_args()
+    print(json.dumps(run(a.max_tokens, a.n), indent=2))
