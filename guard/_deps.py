@@ -31,5 +31,5 @@ def require(module: str) -> ModuleType:
         extra = _EXTRA_FOR.get(top, "all")
         raise MissingDependencyError(
             f"{module!r} is needed here but is not installed: "
-            f"pip install 'llm-guard-middleware[{extra}]' (or pip install {top})"
+            f"pip install 'latent-guardrail[{extra}]' (or pip install {top})"
         ) from exc

@@ -127,7 +127,7 @@ class About(_Condition):
     """The prompt is about a topic, given by a handful of example prompts.
 
     The score is the highest cosine similarity between the prompt and an example; the condition
-    holds when it is at or above the threshold. With ``threshold=None``, `fit` sets it halfway
+    holds when it is at or above the threshold. With ``threshold=None``, `fit` sets it
     a third of the way from the 95th percentile of the similarity of `negatives` (default: generic
     `REFERENCE_PROMPTS`) to the typical similarity among the examples (leave-one-out median).
 
@@ -240,7 +240,25 @@ class Not(_Condition):
         return f"not {self.condition.describe()}"
 
 
-class AnyOf(_Condition):
+class _Compound(_Condition):
+    """Shared shape of `AnyOf` and `AllOf`: a list of conditions, given positionally or by name."""
+
+    conditions: list[Condition] = Field(min_length=1)
+
+    def __init__(self, *conditions: Any, **data: Any) -> None:
+        if conditions:
+            data["conditions"] = list(conditions)
+        super().__init__(**data)
+
+    def abouts(self) -> Iterator[About]:
+        for c in self.conditions:
+            yield from c.abouts()
+
+    def _describe(self, word: str) -> str:
+        return f"{word} (" + ", ".join(c.describe() for c in self.conditions) + ")"
+
+
+class AnyOf(_Compound):
     """At least one of the conditions holds.
 
     Example:
@@ -249,25 +267,15 @@ class AnyOf(_Condition):
     """
 
     kind: Literal["any_of"] = "any_of"
-    conditions: list[Condition] = Field(min_length=1)
-
-    def __init__(self, *conditions: Any, **data: Any) -> None:
-        if conditions:
-            data["conditions"] = list(conditions)
-        super().__init__(**data)
 
     def holds(self, scores: Mapping[str, float]) -> bool:
         return any(c.holds(scores) for c in self.conditions)
 
-    def abouts(self) -> Iterator[About]:
-        for c in self.conditions:
-            yield from c.abouts()
-
     def describe(self) -> str:
-        return "any of (" + ", ".join(c.describe() for c in self.conditions) + ")"
+        return self._describe("any of")
 
 
-class AllOf(_Condition):
+class AllOf(_Compound):
     """Every condition holds.
 
     Example:
@@ -276,22 +284,12 @@ class AllOf(_Condition):
     """
 
     kind: Literal["all_of"] = "all_of"
-    conditions: list[Condition] = Field(min_length=1)
-
-    def __init__(self, *conditions: Any, **data: Any) -> None:
-        if conditions:
-            data["conditions"] = list(conditions)
-        super().__init__(**data)
 
     def holds(self, scores: Mapping[str, float]) -> bool:
         return all(c.holds(scores) for c in self.conditions)
 
-    def abouts(self) -> Iterator[About]:
-        for c in self.conditions:
-            yield from c.abouts()
-
     def describe(self) -> str:
-        return "all of (" + ", ".join(c.describe() for c in self.conditions) + ")"
+        return self._describe("all of")
 
 
 Condition = Annotated[Union[About, Not, AnyOf, AllOf], Field(discriminator="kind")]
