@@ -24,9 +24,6 @@ import numpy as np
 from guard.errors import InputError, NotFittedError
 from guard.host import Encoded, HostModel
 
-POSITION_NAMES = "instruction"
-
-
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
 
@@ -153,9 +150,6 @@ class LatentGuard:
             out.append(text or prompt[:1])
         return out
 
-    def _encode(self, prompt: str, history: Sequence[dict[str, str]] | None, window: str) -> Encoded:
-        return self._host().encode(window, history)
-
     def features(
         self,
         prompts: Sequence[str],
@@ -180,7 +174,7 @@ class LatentGuard:
             if windows == "last":
                 parts = parts[-1:]
             for w in parts:
-                encs.append(self._encode(p, history, w))
+                encs.append(self._host().encode(w, history))
                 owner.append(i)
         n_post = {len(e.post_instruction) for e in encs}
         if len(n_post) != 1:
@@ -274,7 +268,7 @@ class LatentGuard:
 
         # 4. refusal direction, contrastive and teacher-forced, at the same layer
         if with_refusal:
-            self._fit_refusal(prompts, y, refusal_replies, compliance_replies)
+            self._fit_refusal(prompts, refusal_replies, compliance_replies)
         else:
             self.refusal_direction_ = np.zeros_like(self.direction_)
             self.refusal_reply_auroc_ = float("nan")
@@ -321,8 +315,8 @@ class LatentGuard:
         # candidate's own edit cannot score itself
         n_late = max(1, round(0.1 * host.num_layers))
         late_layers = [l for l in all_layers[-n_late:] if l > max(layers)] or all_layers[-1:]
-        enc_h = [self._encode(p, None, self._windows(p)[-1]) for p in harm]
-        enc_b = [self._encode(p, None, self._windows(p)[-1]) for p in benign]
+        enc_h = [host.encode(self._windows(p)[-1]) for p in harm]
+        enc_b = [host.encode(self._windows(p)[-1]) for p in benign]
 
         def post_means(encs: list[Encoded]) -> np.ndarray:
             states = host.capture(encs, late_layers, batch_size=self.batch_size)
@@ -356,7 +350,6 @@ class LatentGuard:
     def _fit_refusal(
         self,
         prompts: list[str],
-        y: np.ndarray,
         refusal: Sequence[str] | None,
         compliance: Sequence[str] | None,
         n_pairs: int = 64,
