@@ -101,17 +101,35 @@ def cmd_fit(args: argparse.Namespace) -> int:
         host = HostModel.default()
     examples = _examples_from(args.data)
     print(f"fitting on {len(examples)} examples with host {host.name}", file=sys.stderr)
+    out_dir = Path(args.out)
+    evidence = None
+    classifier_figures = None
+    if args.with_classifiers:
+        from guard.fit_blackbox import fit_default_classifiers, prompt_signal_scores
+
+        print("fitting the black-box classifiers on the fit split", file=sys.stderr)
+        classifier_figures = fit_default_classifiers(out_dir / "classifiers", seed=args.seed,
+                                                     rows=examples, progress=True)
+        evidence = prompt_signal_scores(out_dir / "classifiers", [e.prompt for e in examples])
     latent, threshold, report = fit_and_evaluate(
         lambda: LatentGuard(host, random_state=args.seed), examples, seed=args.seed,
         target_recall=args.target_recall, leave_one_out=not args.no_leave_one_out, progress=True,
-        features_cache=args.features_cache,
+        features_cache=args.features_cache, evidence=evidence,
     )
-    guard = Guard(latent, Policy(threshold=threshold))
-    out = guard.save(args.out)
+    policy = Policy(threshold=threshold, harm_weights=report["policy"]["harm_weights"])
+    guard = Guard(latent, policy)
+    out = guard.save(out_dir)
     (out / "fit_report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
-    print(json.dumps({k: report[k] for k in ("threshold", "random_split")} | {
+    summary = {k: report[k] for k in ("threshold", "random_split", "policy")} | {
         "leave_one_out_mean_auroc": report.get("leave_one_out", {}).get("mean_auroc"),
-        "layer": report["latent"]["layer"], "position": report["latent"]["position"]}, indent=2))
+        "layer": report["latent"]["layer"], "position": report["latent"]["position"]}
+    if "combined_vs_latent" in report:
+        cmp = report["combined_vs_latent"]
+        summary["combined_vs_latent"] = {k: cmp[k] for k in ("recall_target", "latent", "combined",
+                                                                 "combined_is_better")}
+    if classifier_figures is not None:
+        summary["classifiers"] = str(out / "classifiers" / "fit_report.json")
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -119,51 +137,97 @@ DETECTORS = ("latent", "prompt_refusal", "embedding", "combined")
 
 
 def _scorer(detector: str, guard_path: str | None) -> Any:
-    """A function prompt -> (score, blocked) for one eval detector."""
-    if detector in {"latent", "combined"}:
-        from guard.core import Guard, _default_artifact
+    """The batch scorer of one eval detector: `(prompts, contexts) -> (scores, blocked)`."""
+    from guard.eval_engine import build_scorers, parse_detectors
 
-        guard = Guard.load(guard_path or _default_artifact(), blackbox=detector == "combined")
-
-        def run(example: Any) -> tuple[float, bool]:
-            d = guard.check(example.prompt, context=[example.context] if example.context else None)
-            return d.scores.get("harmfulness", 1.0 if d.blocked else 0.0), d.blocked
-
-        return run
-    from classifiers import embedding_harm_score, prompt_refusal_score
-
-    fn = prompt_refusal_score if detector == "prompt_refusal" else embedding_harm_score
-
-    def run_blackbox(example: Any) -> tuple[float, bool]:
-        p = float(fn([example.prompt])[0])
-        return p, p >= 0.5
-
-    return run_blackbox
+    names = parse_detectors(detector)
+    if len(names) != 1:
+        raise GuardError(f"_scorer builds one detector; got {detector!r} (use build_scorers for several)")
+    return build_scorers(names, guard_path)[names[0]]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from guard.data import read_examples
+    from guard.eval_engine import (
+        RunInfo,
+        ScorerSpec,
+        build_scorers,
+        parse_detectors,
+        require_ray,
+        robustness_tables,
+        score_local,
+        score_ray,
+    )
     from guard.evaluate import compute_metrics
 
-    if args.detector not in DETECTORS:
-        raise GuardError(f"--detector {args.detector!r} is unknown; choose one of {list(DETECTORS)}")
+    detectors = parse_detectors(args.detector)
     examples = read_examples(args.data)
-    score = _scorer(args.detector, args.guard)
-    scores, blocked, lat = [], [], []
-    for e in tqdm(examples, desc=f"eval {args.detector}", unit="prompt"):
-        t = time.perf_counter()
-        s, b = score(e)
-        lat.append((time.perf_counter() - t) * 1000)
-        scores.append(s)
-        blocked.append(b)
-    metrics = compute_metrics(examples, scores, blocked, lat, detector=args.detector,
-                              guard=str(args.guard or "default"))
+    if args.batch_size < 1 or args.workers < 1 or args.n_boot < 0:
+        raise GuardError(f"--batch-size ({args.batch_size}) and --workers ({args.workers}) must be >= 1 and "
+                         f"--n-boot ({args.n_boot}) >= 0")
+    guard_name = str(args.guard or "default")
+    scored, runs, scorers = {}, [], {}
+    if args.engine == "local":
+        scorers = build_scorers(detectors, args.guard)
+        for name, sc in scorers.items():
+            t = time.perf_counter()
+            scored[name] = score_local(examples, sc, batch_size=args.batch_size, progress=not args.quiet)
+            runs.append(RunInfo(detector=name, engine="local", workers=1, batch_size=args.batch_size,
+                                n=len(examples), wall_s=time.perf_counter() - t))
+    else:
+        import os
+
+        ray = require_ray()
+        started = not ray.is_initialized()
+        if started:
+            address = args.ray_address or os.environ.get("RAY_ADDRESS")
+            kw: dict[str, Any] = (
+                {"address": address} if address else {"num_cpus": args.ray_cpus, "include_dashboard": False})
+            ray.init(logging_level="ERROR", log_to_driver=False, **kw)
+        try:
+            for name in detectors:
+                t = time.perf_counter()
+                scored[name] = score_ray(examples, ScorerSpec(detector=name, guard=args.guard),
+                                         workers=args.workers, batch_size=args.batch_size,
+                                         progress=not args.quiet)
+                runs.append(RunInfo(detector=name, engine="ray", workers=args.workers,
+                                    batch_size=args.batch_size, n=len(examples), wall_s=time.perf_counter() - t))
+        finally:
+            if started:
+                ray.shutdown()
+    metrics = {name: compute_metrics(examples, sc.scores, sc.blocked, sc.latency_ms, detector=name,
+                                     guard=guard_name, n_boot=args.n_boot, seed=args.seed)
+               for name, sc in scored.items()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(json.dumps({k: metrics[k] for k in ("n", "auroc", "harmful_blocked_rate", "over_refusal_rate")}, indent=2))
+    single = len(detectors) == 1
+    (out / "metrics.json").write_text(json.dumps(metrics[detectors[0]] if single else metrics, indent=2))
+    (out / "run.json").write_text(json.dumps([r.as_dict() for r in runs], indent=2))
+    with (out / "scores.jsonl").open("w", encoding="utf-8") as f:
+        for i, e in enumerate(examples):
+            row = {"i": i, "label": e.label, "source": e.source, "category": e.category}
+            row.update({f"{n}.{k}": v for n, sc in scored.items()
+                        for k, v in (("score", float(sc.scores[i])), ("blocked", bool(sc.blocked[i])))})
+            f.write(json.dumps(row) + "\n")
+    robustness = None
+    if args.robustness:
+        robustness = robustness_tables(scorers or build_scorers(detectors, args.guard), examples)
+        (out / "robustness.json").write_text(json.dumps(robustness, indent=2, sort_keys=True))
+    if not args.no_report:
+        from guard.errors import MissingDependencyError
+        from guard.report import write_report
+
+        try:
+            path = write_report(out, examples, scored, metrics, run_info=[r.as_dict() for r in runs],
+                                thresholds={n: s.threshold for n, s in (scorers or {}).items()},
+                                robustness=robustness, title=f"guard eval: {Path(args.data).name}")
+            print(f"report: {path}", file=sys.stderr)
+        except MissingDependencyError as exc:
+            print(f"guard: report skipped: {exc}", file=sys.stderr)
+    keys = ("n", "auroc", "harmful_blocked_rate", "over_refusal_rate")
+    summary = {k: metrics[detectors[0]][k] for k in keys} if single else {
+        n: {k: m[k] for k in keys} for n, m in metrics.items()}
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -205,14 +269,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--target-recall", type=float, default=0.9)
     p.add_argument("--no-leave-one-out", action="store_true")
-    p.add_argument("--features-cache", help="an .npz file to keep the host's activations for refits")
+    p.add_argument("--features-cache", help="a folder that keeps the host's activations for refits "
+                                            "(one file per source)")
+    p.add_argument("--with-classifiers", action="store_true",
+                   help="also fit the black-box classifiers (into OUT/classifiers) on the same fit split, "
+                        "and choose the pooled policy on calib")
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("eval", help="metrics.json for a labelled JSONL/CSV")
-    p.add_argument("--data", required=True)
-    p.add_argument("--guard")
-    p.add_argument("--detector", default="combined", choices=DETECTORS)
-    p.add_argument("--out", required=True)
+    p = sub.add_parser("eval", help="metrics.json, scores and an HTML report for a labelled JSONL/CSV")
+    p.add_argument("--data", required=True, help="labelled prompts (.jsonl, .json or .csv)")
+    p.add_argument("--guard", help="guard folder (default: the shipped guard)")
+    p.add_argument("--detector", default="combined",
+                   help=f"'all' or comma-separated names from {', '.join(DETECTORS)} (default: combined)")
+    p.add_argument("--out", required=True,
+                   help="folder for metrics.json, run.json, scores.jsonl, report.html")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: in this process; ray: Ray Data map_batches, one guard per actor")
+    p.add_argument("--workers", type=int, default=1, help="Ray actors, each holding one scorer (--engine ray)")
+    p.add_argument("--batch-size", type=int, default=16, help="prompts per scoring batch")
+    p.add_argument("--ray-address", help="an existing Ray cluster ('auto', 'ray://head:10001'); "
+                                          "default: $RAY_ADDRESS, else a new local instance")
+    p.add_argument("--ray-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (0: none)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--robustness", action="store_true",
+                   help="add recall before/after prompt transforms (guard.robustness) to the report")
+    p.add_argument("--no-report", action="store_true", help="skip report.html (no matplotlib needed)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("data", help="public fitting data")

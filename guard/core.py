@@ -16,18 +16,26 @@ from guard.constructive import constructive_response
 from guard.decision import Action, Decision, Evidence
 from guard.engine import DecisionEngine, decide
 from guard.errors import ArtifactError, GuardError, InputError
+from guard.explain import OverRefusalMitigation, mitigate
 from guard.host import HostModel
 from guard.latent import LatentGuard
+from guard.normalize import View, alternate_views, canonicalize
 from guard.policy import Policy
+from guard.rules import STRICTNESS
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
-def prepare_prompt(prompt: Any) -> tuple[str, list[str]]:
-    """Make a prompt safe to tokenize, saying what was changed (nothing is dropped silently).
+def prepare_prompt(prompt: Any, *, normalize: bool = True) -> tuple[str, list[str]]:
+    """Make a prompt safe to tokenize and undo cheap obfuscations, saying what was changed.
 
     Lone surrogates become U+FFFD and control characters (other than tab and newline) become
-    spaces; the returned notes name each change.
+    spaces. With `normalize`, the text is then put in canonical form
+    (`guard.normalize.canonicalize`: unicode NFKC, zero-width/format characters removed,
+    Cyrillic/Greek look-alikes folded to Latin inside Latin words). The returned notes name each
+    change, so nothing the user gave is dropped silently. Readings that may not be what the user
+    meant (decoded base64, leetspeak, case) are not applied here: `Guard` scores them as extra
+    views (`guard.normalize.alternate_views`).
 
     Raises:
         InputError: the prompt is not a string.
@@ -35,6 +43,8 @@ def prepare_prompt(prompt: Any) -> tuple[str, list[str]]:
     Example:
         >>> prepare_prompt("hi\\x00there")
         ('hi there', ['replaced 1 control character(s) with spaces'])
+        >>> prepare_prompt("b\\u200bomb")
+        ('bomb', ['removed 1 invisible character(s) (zero-width or format)'])
     """
     if not isinstance(prompt, str):
         raise InputError(f"prompt must be a str, got {type(prompt).__name__}; pass the user's text")
@@ -46,6 +56,9 @@ def prepare_prompt(prompt: Any) -> tuple[str, list[str]]:
     if controls:
         text = "".join(" " if unicodedata.category(c) == "Cc" and c not in "\t\n\r" else c for c in text)
         notes.append(f"replaced {controls} control character(s) with spaces")
+    if normalize:
+        text, more = canonicalize(text)
+        notes.extend(more)
     return text, notes
 
 
@@ -67,6 +80,11 @@ class Guard:
         engine: computes model-backed evidence (noncompliance, rule topics) and decides;
             default: `DecisionEngine(policy, noncompliance=False)`.
         reply_refusal: `f(replies) -> P(refusal)`, used by `check_output` so refusals pass.
+        normalize: undo cheap obfuscations before scoring (`prepare_prompt`), and score decoded
+            base64/hex, de-leeted and re-cased readings too, the strictest reading deciding; every
+            change is named in the decision's reasons.
+        mitigation: opt-in over-refusal mitigation for borderline, benign-looking refusals
+            (`guard.explain.OverRefusalMitigation`); None (default) turns it off.
 
     Example:
         >>> g = Guard.default()  # doctest: +SKIP
@@ -81,12 +99,17 @@ class Guard:
         detectors: Mapping[str, Callable[[list[str]], Any]] | None = None,
         engine: DecisionEngine | None = None,
         reply_refusal: Callable[[list[str]], Any] | None = None,
+        *,
+        normalize: bool = True,
+        mitigation: OverRefusalMitigation | None = None,
     ) -> None:
         self.latent = latent
         self.policy = policy or Policy()
         self.detectors = dict(detectors or {})
         self.engine = engine or DecisionEngine(self.policy, noncompliance=False)
         self.reply_refusal = reply_refusal
+        self.normalize = normalize
+        self.mitigation = mitigation
 
     @property
     def host(self) -> HostModel:
@@ -102,16 +125,31 @@ class Guard:
         return cls.load(_default_artifact(), host=HostModel.default(device=device), blackbox=blackbox)
 
     @classmethod
-    def load(cls, path: str | Path, host: HostModel | None = None, *, blackbox: bool = False) -> Guard:
-        """Load a guard saved with `save`, for `host` (default: the host it was fitted on, when its
-        recorded path exists, else the embedded SmolLM2 host)."""
+    def load(cls, path: str | Path, host: HostModel | None = None, *, blackbox: bool | None = None) -> Guard:
+        """Load a guard saved with `save` (or written by `guard fit`).
+
+        Args:
+            path: the guard folder.
+            host: the host model (default: the host it was fitted on, when its recorded path
+                exists, else the embedded SmolLM2 host).
+            blackbox: add the black-box classifiers' evidence, from ``path/classifiers`` when
+                `guard fit --with-classifiers` wrote them there, else the shipped ones. Default:
+                when the policy pools a black-box signal (its `harm_weights`), since its
+                threshold was chosen for the pooled score.
+
+        Raises:
+            ArtifactError: no guard at `path`, or a corrupt or mismatched artifact.
+        """
         if not Path(path).exists():
             raise ArtifactError(f"no guard at {path}; create one with `guard fit --out {path}`")
         latent, policy, _ = load_latent(path, host or recorded_host(path))
+        if blackbox is None:
+            blackbox = any(w > 0 for k, w in policy.harm_weights.items() if k != "harmfulness")
         if not blackbox:
             return cls(latent, policy)
-        return cls(latent, policy, detectors=default_detectors(), engine=DecisionEngine(policy),
-                   reply_refusal=default_reply_refusal())
+        folder = Path(path) / "classifiers"
+        return cls(latent, policy, detectors=default_detectors(folder if folder.is_dir() else None),
+                   engine=DecisionEngine(policy), reply_refusal=default_reply_refusal())
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted parts to a folder (safetensors + JSON)."""
@@ -154,7 +192,7 @@ class Guard:
         history = _check_history(history)
         docs = _check_context(context)
         start = time.perf_counter()
-        prepared = [prepare_prompt(p) for p in prompts]
+        prepared = [prepare_prompt(p, normalize=self.normalize) for p in prompts]
         decisions: list[Decision | None] = [None] * len(prepared)
         todo: list[int] = []
         for i, (text, notes) in enumerate(prepared):
@@ -176,6 +214,16 @@ class Guard:
             except Exception as exc:  # an unknown state: fail closed unless configured otherwise
                 for i in todo:
                     decisions[i] = self._unavailable(exc, prepared[i][1])
+            if self.mitigation is not None:
+                done = [decisions[i] for i in todo]
+                try:
+                    revisited = mitigate(self, [prepared[i][0] for i in todo], done,  # type: ignore[arg-type]
+                                         self.mitigation, history)
+                except Exception as exc:  # noqa: BLE001 - optional; the unmitigated decisions stand
+                    note = f"over-refusal mitigation failed ({type(exc).__name__}: {exc}); decisions unchanged"
+                    revisited = [d.model_copy(update={"reasons": [*d.reasons, note]}) for d in done]  # type: ignore[union-attr]
+                for i, d in zip(todo, revisited):
+                    decisions[i] = d
         elapsed = (time.perf_counter() - start) * 1000 / max(1, len(prompts))
         out = []
         for d in decisions:
@@ -217,6 +265,10 @@ class Guard:
         decisions: list[Decision | None],
     ) -> None:
         texts = [prepared[i][0] for i in todo]
+        # other readings (decoded blobs, de-leeted, re-cased) are scored after the texts themselves
+        views: list[tuple[int, View]] = [(k, v) for k, t in enumerate(texts)
+                                         for v in (alternate_views(t) if self.normalize else [])]
+        texts = texts + [v.text for _, v in views]
         scored = self.latent.scores(texts, history=history)
         ctx = self.latent.score(docs) if docs else None
         extra, notes = self._blackbox(texts)
@@ -225,11 +277,24 @@ class Guard:
         except Exception as exc:  # noqa: BLE001 - optional evidence; say it is missing
             model_evidence = [[] for _ in texts]
             notes.append(f"decision-engine evidence failed ({type(exc).__name__}: {exc})")
-        for k, i in enumerate(todo):
+        out: list[Decision] = []
+        for k, text in enumerate(texts):
+            i = todo[k] if k < len(todo) else todo[views[k - len(todo)][0]]
             evidence = self._latent_evidence(scored, k, ctx)
             evidence += [Evidence(source="blackbox", name=n, value=v[k]) for n, v in extra.items()]
-            decisions[i] = self._verdict(prepared[i][0], [*prepared[i][1], *notes],
-                                         evidence + model_evidence[k], bool(docs))
+            out.append(self._verdict(text, [*prepared[i][1], *notes], evidence + model_evidence[k], bool(docs)))
+        for k, i in enumerate(todo):
+            decisions[i] = out[k]
+        for j, (k, view) in enumerate(views):  # the strictest reading decides; ties keep the text's own
+            i, own, alt = todo[k], decisions[todo[k]], out[len(todo) + j]
+            assert own is not None
+            if STRICTNESS[alt.action] > STRICTNESS[own.action]:
+                decisions[i] = alt.model_copy(update={"reasons": [
+                    (f"{view.note}: that reading decided ({alt.action.value}; the text as written: "
+                     f"{own.action.value})"), *alt.reasons]})
+            else:
+                decisions[i] = own.model_copy(update={"reasons": [
+                    *own.reasons, f"{view.note} ({alt.action.value}; not stricter)"]})
 
     def _blackbox(self, texts: list[str]) -> tuple[dict[str, list[float]], list[str]]:
         """Scores of the extra detectors; a failing detector is reported, not fatal (evidence only)."""
@@ -277,11 +342,24 @@ class Guard:
         return Decision(action=action, category=category, scores=scores, reasons=reasons, response=response)
 
 
-def default_detectors() -> dict[str, Callable[[list[str]], Any]]:
-    """The shipped black-box scorers (MiniLM features; onnxruntime when installed)."""
-    from classifiers import embedding_harm_score, prompt_refusal_score
+def default_detectors(folder: str | Path | None = None) -> dict[str, Callable[[list[str]], Any]]:
+    """The black-box scorers by evidence name (MiniLM features; onnxruntime when installed).
 
-    return {"prompt_refusal": prompt_refusal_score, "embedding_harm": embedding_harm_score}
+    `folder` holds predictors written by `guard fit --with-classifiers`; default: the shipped ones.
+    Each model loads on first use.
+    """
+    import functools
+
+    from classifiers import PromptRefusalPredictor, embedding_harm_score, prompt_refusal_score
+
+    if folder is None:
+        return {"prompt_refusal": prompt_refusal_score, "embedding_harm": embedding_harm_score}
+
+    def scorer(sub: str) -> Callable[[list[str]], Any]:
+        model = functools.lru_cache(maxsize=1)(lambda: PromptRefusalPredictor.load(Path(folder) / sub))
+        return lambda texts: model().refusal_score(texts)
+
+    return {"prompt_refusal": scorer("prompt_refusal"), "embedding_harm": scorer("prompt_refusal_embedding")}
 
 
 def default_reply_refusal() -> Callable[[list[str]], Any]:

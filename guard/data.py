@@ -564,10 +564,37 @@ def load_jailbreak_templates(cache: Path | None = None) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 BENIGN_CORPUS = "benign_corpus.jsonl"
+HARMFUL_QUESTIONS = "harmful_questions.jsonl"
 
 
 def _benign_corpus_resource() -> Any:
     return resources.files("guard.resources").joinpath(BENIGN_CORPUS)
+
+
+def _harmful_questions_resource() -> Any:
+    return resources.files("guard.resources").joinpath(HARMFUL_QUESTIONS)
+
+
+def _project_rows(resource: Any, filename: str, label: str) -> list[tuple[int, dict[str, Any], str]]:
+    """`(line number, row, cleaned prompt)` of one of the project's JSONL resources."""
+    name = f"guard/resources/{filename}"
+    if not resource.is_file():
+        raise DataFormatError(f"{name}: missing from the installed package; reinstall it")
+    out = []
+    for number, line in enumerate(resource.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"{name}, line {number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or row.get("label", label) != label:
+            raise DataFormatError(f"{name}, line {number}: expected a {label} row object")
+        prompt = _clean(row.get("prompt"))
+        if not prompt:
+            raise DataFormatError(f'{name}, line {number}: "prompt" is missing or empty')
+        out.append((number, row, prompt))
+    return out
 
 
 def load_benign_corpus() -> list[Example]:
@@ -581,30 +608,40 @@ def load_benign_corpus() -> list[Example]:
         DataFormatError: the file is missing or a row is invalid (file and line named).
 
     Example:
-        >>> rows = load_benign_corpus()  # doctest: +SKIP
-        >>> {r.label for r in rows}  # doctest: +SKIP
-        {'benign'}
+        >>> rows = load_benign_corpus()
+        >>> {r.label for r in rows}, len(rows) >= 800
+        ({'benign'}, True)
     """
-    resource = _benign_corpus_resource()
-    name = f"guard/resources/{BENIGN_CORPUS}"
-    if not resource.is_file():
-        raise DataFormatError(f"{name}: missing from the installed package; reinstall it")
+    return [Example(prompt=prompt, label="benign", category=row.get("topic"),
+                    source="project_benign", group=row.get("group"),
+                    edgy=bool(row.get("edgy", False)))
+            for _, row, prompt in _project_rows(_benign_corpus_resource(), BENIGN_CORPUS, "benign")]
+
+
+def load_harmful_questions() -> list[Example]:
+    """Harmful requests the project wrote in the question form users type.
+
+    The public harmful sets are mostly imperatives ("Write a tutorial on ..."), while people
+    ask "How do I ...?"; a probe fitted on imperatives alone partly learns the phrasing. These
+    rows (``guard/resources/harmful_questions.jsonl``: requests only, never answers) cover
+    every harm category of `guard.taxonomy` in question form. Source: ``project_harmful``.
+
+    Raises:
+        DataFormatError: the file is missing, a row is invalid or its category is unknown.
+
+    Example:
+        >>> rows = load_harmful_questions()
+        >>> {r.label for r in rows}, len({r.category for r in rows}) >= 10
+        ({'harmful'}, True)
+    """
     out = []
-    for number, line in enumerate(resource.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataFormatError(f"{name}, line {number}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or row.get("label", "benign") != "benign":
-            raise DataFormatError(f"{name}, line {number}: expected a benign row object")
-        prompt = _clean(row.get("prompt"))
-        if not prompt:
-            raise DataFormatError(f'{name}, line {number}: "prompt" is missing or empty')
-        out.append(Example(prompt=prompt, label="benign", category=row.get("topic"),
-                           source="project_benign", group=row.get("group"),
-                           edgy=bool(row.get("edgy", False))))
+    for number, row, prompt in _project_rows(_harmful_questions_resource(), HARMFUL_QUESTIONS, "harmful"):
+        category = row.get("category")
+        if category not in {c.value for c in HarmCategory}:
+            raise DataFormatError(f"guard/resources/{HARMFUL_QUESTIONS}, line {number}: "
+                                  f"unknown category {category!r}")
+        out.append(Example(prompt=prompt, label="harmful", category=category,
+                           source="project_harmful"))
     return out
 
 
@@ -649,13 +686,15 @@ def load_fitting_set(
     sources: Sequence[str] | None = None,
     cache: Path | None = None,
     include_benign_corpus: bool = True,
+    include_harmful_questions: bool = True,
 ) -> list[Example]:
-    """All public prompt sources plus the project's benign corpus, de-duplicated.
+    """All public prompt sources plus the project's own corpora, de-duplicated.
 
     Args:
         sources: names of `SOURCES` to use, in this order; all of them by default.
         cache: cache root; defaults to `guard._fetch.cache_dir()`.
         include_benign_corpus: add `load_benign_corpus()` after the public sources.
+        include_harmful_questions: add `load_harmful_questions()` after those.
 
     Returns:
         The examples in source order, the first of each set of duplicate prompts kept.
@@ -673,12 +712,14 @@ def load_fitting_set(
         rows.extend(load_source(name, cache))
     if include_benign_corpus:
         rows.extend(load_benign_corpus())
+    if include_harmful_questions:
+        rows.extend(load_harmful_questions())
     return dedupe(rows)
 
 
 __all__ = [
     "BENIGN_INJECTION_LOOKALIKE", "Example", "HarmCategory", "LABELS", "PROMPT_PLACEHOLDER",
-    "SOURCES", "Source", "dedupe", "fetch_all", "load_benign_corpus", "load_fitting_set",
+    "SOURCES", "Source", "dedupe", "fetch_all", "load_benign_corpus", "load_fitting_set", "load_harmful_questions",
     "load_jailbreak_templates", "load_refusal_replies", "load_reply_openings", "load_source",
     "normalize_prompt",
     "read_examples",

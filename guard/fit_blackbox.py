@@ -174,23 +174,36 @@ def _prompt_split(rows: list[Example], seed: int) -> tuple[np.ndarray, np.ndarra
     return train_test_split(np.arange(len(rows)), test_size=0.2, random_state=seed, stratify=strat)
 
 
+# The shipped prompt predictors and the signal names they give as `Guard` evidence.
+PROMPT_SIGNALS = {"prompt_refusal": "prompt_refusal", "embedding_harm": "prompt_refusal_embedding"}
+
+
 def fit_prompt_predictors(out_dir: Path, rows: list[Example], seed: int = 0,
                           progress: bool = True) -> dict[str, Any]:
-    """Held-out AUROC of the default prompt-refusal predictors, then fit on all and save."""
+    """Fit the default prompt-refusal predictors on the latent guard's *fit* split and save them.
+
+    They are fitted on the same fit split as the latent guard (`guard.training.split_of`), so
+    the calib and test splits stay unseen by every signal the decision pools: the pooled
+    threshold is chosen on calib and measured on test. Held-out figures come from the test split.
+    """
     from classifiers import PromptRefusalPredictor
+    from guard.training import split_of
 
     texts = [r.prompt for r in rows]
     y = np.array([int(r.label == "harmful") for r in rows])
     edgy = np.array([r.edgy for r in rows])
     src = np.array([r.source or "" for r in rows])
-    idx_tr, idx_te = _prompt_split(rows, seed)
+    split = np.array([split_of(r, seed) for r in rows])
+    idx_tr, idx_te = np.flatnonzero(split == "fit"), np.flatnonzero(split == "test")
     figures: dict[str, Any] = {"n": len(rows), "n_harmful": int(y.sum()), "n_benign": int((1 - y).sum()),
-                               "n_heldout": len(idx_te), "heldout": {}}
+                               "n_fit": len(idx_tr), "n_heldout": len(idx_te),
+                               "split": "guard.training.split_of (fit / test)", "heldout": {}}
     variants = {"combined": dict(features="both", min_df=2, embedder=_caching_embedder()),
                 "embedding": dict(features="embedding", embedder=_caching_embedder()),
                 "ngrams": dict(features="ngrams", min_df=2)}
+    folders = {"combined": PROMPT_SIGNALS["prompt_refusal"], "embedding": PROMPT_SIGNALS["embedding_harm"]}
     for name, params in variants.items():
-        _progress(progress, f"prompt predictor, held-out split, {name}")
+        _progress(progress, f"prompt predictor on the fit split: {name}")
         model = PromptRefusalPredictor(**params).fit([texts[i] for i in idx_tr], y[idx_tr])
         s = model.refusal_score([texts[i] for i in idx_te])
         yt = y[idx_te]
@@ -208,13 +221,28 @@ def fit_prompt_predictors(out_dir: Path, rows: list[Example], seed: int = 0,
                 {"flagged_at_0.5": float((s[m] >= 0.5).mean()), "label": "harmful" if yt[m][0] else "benign"})
         figures["heldout"][name] = res
         _progress(progress, json.dumps(res))
-    for name, folder in (("combined", "prompt_refusal"), ("embedding", "prompt_refusal_embedding")):
-        _progress(progress, f"prompt predictor: fitting {name} on all prompts")
-        model = PromptRefusalPredictor(**variants[name]).fit(texts, y)
-        model.set_params(embedder=None).save(out_dir / folder)
+        if name in folders:
+            model.set_params(embedder=None).save(out_dir / folders[name])
     figures["top_ngrams"] = [w.ngram for w in
                              PromptRefusalPredictor.load(out_dir / "prompt_refusal").explain(top=15).ngrams]
     return figures
+
+
+def prompt_signal_scores(folder: Path, prompts: list[str]) -> dict[str, np.ndarray]:
+    """Scores of the prompt predictors saved in `folder`, by `Guard` evidence name.
+
+    Example:
+        >>> scores = prompt_signal_scores(Path("classifiers/resources"), ["hi"])  # doctest: +SKIP
+        >>> sorted(scores)  # doctest: +SKIP
+        ['embedding_harm', 'prompt_refusal']
+    """
+    from classifiers import PromptRefusalPredictor
+
+    out = {}
+    for signal, sub in PROMPT_SIGNALS.items():
+        model = PromptRefusalPredictor.load(Path(folder) / sub)
+        out[signal] = np.asarray(model.refusal_score(prompts), dtype=float)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -323,7 +351,8 @@ def demo_fit_from_host(n_prompts: int = 40, max_new_tokens: int = 24, seed: int 
             "top_ngrams": [w.ngram for w in model.explain(top=8).ngrams]}
 
 
-def fit_default_classifiers(out_dir: Path, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+def fit_default_classifiers(out_dir: Path, seed: int = 0, progress: bool = True,
+                            rows: list[Example] | None = None) -> dict[str, Any]:
     """Fit the shipped classifiers into `out_dir` and return (and write) the measured figures.
 
     Writes ``response_refusal/``, ``prompt_refusal/``, ``prompt_refusal_embedding/`` (each
@@ -334,6 +363,7 @@ def fit_default_classifiers(out_dir: Path, seed: int = 0, progress: bool = True)
         out_dir: the output folder (created).
         seed: the split seed.
         progress: print what is being fitted.
+        rows: the labelled prompts (default: `guard.data.load_fitting_set()`).
 
     Returns:
         The figures: held-out metrics for each model and the fake-model rule recovery.
@@ -345,7 +375,7 @@ def fit_default_classifiers(out_dir: Path, seed: int = 0, progress: bool = True)
     t0 = time.perf_counter()
     figures: dict[str, Any] = {"seed": seed}
     figures["response_refusal"] = fit_response_detector(out_dir, seed, progress)
-    rows = load_fitting_set()
+    rows = load_fitting_set() if rows is None else rows
     figures["prompt_refusal"] = fit_prompt_predictors(out_dir, rows, seed, progress)
     _progress(progress, "fake-model rule recovery")
     figures["fake_rule_recovery"] = fake_rule_recovery(

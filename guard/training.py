@@ -10,7 +10,7 @@ benign corpus) and scores the part left out against the opposite-label test rows
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,15 @@ class FeatureBank:
         except (OSError, KeyError, ValueError):
             return None
 
+    @classmethod
+    def merge(cls, parts: Sequence[tuple[np.ndarray, FeatureBank]]) -> FeatureBank:
+        """One bank from banks of disjoint row sets: `parts` holds `(rows, bank)` pairs, where
+        `bank`'s example i is example `rows[i]` of the merged bank."""
+        windows = np.concatenate([b.windows for _, b in parts])
+        owner = np.concatenate([np.asarray(rows)[b.owner] for rows, b in parts])
+        perm = np.argsort(owner, kind="stable")
+        return cls(windows[perm], owner[perm], parts[0][1].layers)
+
     def fit_features(self, rows: np.ndarray) -> np.ndarray:
         return self.windows[self.last_index[rows]].astype(np.float32)
 
@@ -138,6 +147,8 @@ def fit_and_evaluate(
     bank: FeatureBank | None = None,
     features_cache: str | Path | None = None,
     augment: bool = True,
+    evidence: Mapping[str, np.ndarray] | None = None,
+    compare_recall: float = 0.95,
 ) -> tuple[LatentGuard, float, dict[str, Any]]:
     """Fit the latent guard on the fit split, pick the threshold on calib, measure on test.
 
@@ -148,8 +159,15 @@ def fit_and_evaluate(
         target_recall: harmful recall the threshold must reach on the calib split.
         leave_one_out: also run the leave-one-source-out check.
         bank: precomputed features (else computed here, with a progress bar).
-        features_cache: an `.npz` path to reuse the host's activations across runs.
+        features_cache: a folder that keeps the host's activations across runs, one `.npz` per
+            source (so adding a source computes only that source's activations).
         augment: add style variants of fit-split rows (`guard.augment`) to the fitting data.
+        evidence: black-box signal name -> P(harmful) per example, from models fitted on the
+            fit split only (`guard.fit_blackbox.fit_prompt_predictors`). Then the report also
+            compares the latent score alone with the pooled evidence (`guard.comparison`) at
+            `compare_recall`, and ``report["policy"]`` gives the weighting and threshold chosen
+            on calib at `target_recall` (the returned threshold is that pooled threshold).
+        compare_recall: the recall of that comparison.
 
     Returns:
         `(latent, threshold, report)`; the report holds every figure the README quotes.
@@ -161,7 +179,8 @@ def fit_and_evaluate(
     parts = np.array([part_of(e) for e in examples])
     edgy = np.array([e.label == "benign" and e.edgy for e in examples])
     latent = make_latent()
-    bank = bank or _bank(latent, [e.prompt for e in examples], features_cache, progress)
+    sources = [e.source or "unknown" for e in examples]
+    bank = bank or _grouped_bank(latent, [e.prompt for e in examples], sources, features_cache, "", progress)
     fit_rows = np.flatnonzero(split == "fit")
     aug_origin, aug_bank, aug_y = np.zeros(0, dtype=int), None, np.zeros(0, dtype=int)
     if augment:
@@ -169,8 +188,8 @@ def fit_and_evaluate(
         if pairs:
             aug_origin = np.array([i for i, _ in pairs])
             aug_y = y[aug_origin]
-            aug_cache = f"{features_cache}.aug.npz" if features_cache else None
-            aug_bank = _bank(latent, [v.prompt for _, v in pairs], aug_cache, progress)
+            aug_bank = _grouped_bank(latent, [v.prompt for _, v in pairs],
+                                     [sources[i] for i in aug_origin], features_cache, "style-", progress)
 
     def training_set(rows: np.ndarray, keep_aug: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
         X = bank.fit_features(rows)
@@ -211,10 +230,46 @@ def fit_and_evaluate(
             p: blocked_rate(prob[test & (parts == p)], threshold) for p in sorted(set(parts))
         },
     }
+    report["policy"] = {"harm_weights": {"harmfulness": 1.0}, "threshold": threshold}
+    if evidence:
+        comparison, policy = pooled_policy(prob, evidence, y, split, edgy, target_recall, compare_recall)
+        report["combined_vs_latent"], report["policy"] = comparison, policy
+        threshold = policy["threshold"]
     if leave_one_out:
         report["leave_one_out"] = leave_one_out_auroc(make_latent, bank, y, split, parts,
                                                       lambda rows, keep: training_set(rows, keep), aug_origin)
     return latent, threshold, report
+
+
+def pooled_policy(
+    latent_prob: np.ndarray,
+    evidence: Mapping[str, np.ndarray],
+    y: np.ndarray,
+    split: np.ndarray,
+    edgy: np.ndarray,
+    target_recall: float,
+    compare_recall: float = 0.95,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The latent-vs-pooled comparison at `compare_recall`, and the policy chosen at `target_recall`.
+
+    Both choose on the calib split and measure on test (`guard.comparison.compare_at_recall`);
+    `evidence` must come from models fitted on the fit split only.
+
+    Returns:
+        ``(comparison, policy)``; the policy holds ``harm_weights`` and ``threshold`` plus its
+        test figures.
+    """
+    from guard.comparison import compare_at_recall
+
+    signals = {"harmfulness": np.asarray(latent_prob, dtype=float)}
+    signals |= {k: np.asarray(v, dtype=float) for k, v in evidence.items()}
+    comparison = compare_at_recall(signals, y, split, edgy, recall=compare_recall)
+    chosen = compare_at_recall(signals, y, split, edgy, recall=target_recall)["combined"]
+    policy = {"harm_weights": chosen["weights"], "threshold": chosen["threshold"],
+              "target_recall": target_recall, "test_recall": chosen["test_recall"],
+              "test_edgy_over_refusal": chosen["test_edgy_over_refusal"],
+              "test_over_refusal": chosen["test_over_refusal"]}
+    return comparison, policy
 
 
 def leave_one_out_auroc(
@@ -260,3 +315,22 @@ def _bank(latent: LatentGuard, prompts: list[str], cache: str | Path | None, pro
         if cache:
             bank.save(cache, key)
     return bank
+
+
+def bank_file(folder: str | Path, group: str, prefix: str = "") -> Path:
+    """The cache file of one group's activations inside a features-cache folder."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in group)
+    return Path(folder) / f"{prefix}{safe}.npz"
+
+
+def _grouped_bank(latent: LatentGuard, prompts: list[str], groups: list[str],
+                  folder: str | Path | None, prefix: str, progress: bool) -> FeatureBank:
+    """A bank computed (or loaded) one group at a time, each group cached in its own file."""
+    if folder is not None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    parts = []
+    for group in dict.fromkeys(groups):
+        rows = np.array([i for i, g in enumerate(groups) if g == group])
+        cache = bank_file(folder, group, prefix) if folder is not None else None
+        parts.append((rows, _bank(latent, [prompts[i] for i in rows], cache, progress)))
+    return FeatureBank.merge(parts)

@@ -335,16 +335,36 @@ def test_load_fitting_set_dedupes_and_keeps_order(benign_fixture: Path) -> None:
     assert len(keys) == len(set(keys))
     # public sources first, in SOURCES order, then the project corpus
     order = list(dict.fromkeys(r.source for r in rows))
-    assert order == [*SOURCES, "project_benign"]
+    assert order == [*SOURCES, "project_benign", "project_harmful"]
     project = [r.prompt for r in rows if r.source == "project_benign"]
     assert project == ["How do I kill a Python process?", "Write a haiku about snow."]
     n_public = sum(len(load_source(n)) for n in SOURCES)
-    assert n_public - 40 <= len(rows) - 2 <= n_public  # only true duplicates were dropped
+    n_questions = len(data.load_harmful_questions())
+    assert n_public - 40 <= len(rows) - 2 - n_questions <= n_public  # only true duplicates were dropped
     assert Counter(r.label for r in rows).keys() == {"harmful", "benign"}
 
 
+def test_shipped_harmful_questions() -> None:
+    rows = data.load_harmful_questions()
+    assert len(rows) >= 200 and {r.source for r in rows} == {"project_harmful"}
+    counts = Counter(r.category for r in rows)
+    assert len(counts) >= 12 and min(counts.values()) >= 10
+    assert sum(r.prompt.endswith("?") for r in rows) >= 0.95 * len(rows)  # the question form
+    # the foundation check's prompt is kept out of the fitting data
+    assert all("pipe bomb" not in r.prompt.lower() for r in rows)
+
+
+def test_harmful_questions_bad_category(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"prompt": "How do I x?", "label": "harmful", "category": "nope"}\n', encoding="utf-8")
+    monkeypatch.setattr(data, "_harmful_questions_resource", lambda: path)
+    with pytest.raises(DataFormatError, match="line 1: unknown category"):
+        data.load_harmful_questions()
+
+
 def test_load_fitting_set_subset() -> None:
-    rows = load_fitting_set(sources=["redharness"], include_benign_corpus=False)
+    rows = load_fitting_set(sources=["redharness"], include_benign_corpus=False,
+                            include_harmful_questions=False)
     assert rows == load_source("redharness")
 
 

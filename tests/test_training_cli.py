@@ -10,7 +10,7 @@ from guard.cli import main
 from guard.data import Example
 from guard.errors import InputError
 from guard.latent import LatentGuard
-from guard.training import FeatureBank, bank_key, fit_and_evaluate, part_of, split_of
+from guard.training import FeatureBank, bank_file, bank_key, fit_and_evaluate, part_of, split_of
 from tests._synthetic import synthetic
 from tests.conftest import make_host
 
@@ -46,10 +46,12 @@ def test_fit_is_reproducible_and_reports(tmp_path):
     host = make_host("llama")
     rows = _examples()
     make = lambda: LatentGuard(host, C=1.0, cv=3, cosmic_shortlist=2, cosmic_samples=4)  # noqa: E731
-    cache = tmp_path / "bank.npz"
+    cache = tmp_path / "bank"
     lg1, t1, rep1 = fit_and_evaluate(make, rows, progress=False, features_cache=cache)
-    key = bank_key(make(), [r.prompt for r in rows])
-    assert FeatureBank.load(cache, key) is not None and FeatureBank.load(cache, "other") is None
+    for source in {r.source for r in rows}:
+        key = bank_key(make(), [r.prompt for r in rows if r.source == source])
+        file = bank_file(cache, source)
+        assert FeatureBank.load(file, key) is not None and FeatureBank.load(file, "other") is None
     lg2, t2, rep2 = fit_and_evaluate(make, rows, progress=False, features_cache=cache)
     assert np.allclose(lg1.direction_, lg2.direction_, atol=1e-6) and abs(t1 - t2) < 1e-6
     assert rep1["random_split"]["auroc"] == rep2["random_split"]["auroc"]
@@ -101,3 +103,32 @@ def test_style_variants_do_not_tie_a_template_to_a_label():
     assert {p for p, _ in phrasings} == {t.split("{")[0] for t in TEMPLATES}
     assert all({(p, "harmful"), (p, "benign")} <= phrasings for p, _ in phrasings)
     assert style_variants(Example(prompt="What is the capital of France?", label="benign")) == []
+
+
+def test_grouped_bank_matches_one_pass(tmp_path):
+    from guard.training import _grouped_bank
+
+    host = make_host("llama")
+    rows = _examples()[:24]
+    prompts, groups = [r.prompt for r in rows], [r.source for r in rows]
+    lg = LatentGuard(host)
+    whole = FeatureBank.compute(lg, prompts, progress=False)
+    grouped = _grouped_bank(lg, prompts, groups, tmp_path / "cache", "", progress=False)
+    assert np.array_equal(whole.owner, grouped.owner)
+    assert np.allclose(whole.windows.astype(np.float32), grouped.windows.astype(np.float32), atol=2e-2)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(f"{g}.npz" for g in set(groups))
+
+
+def test_fit_with_evidence_chooses_a_pooled_policy_on_calib():
+    host = make_host("llama")
+    rows = _examples()
+    y = np.array([r.label == "harmful" for r in rows], dtype=float)
+    rng = np.random.default_rng(0)
+    evidence = {"prompt_refusal": np.clip(0.7 * y + rng.uniform(0, 0.3, y.size), 0, 1)}
+    make = lambda: LatentGuard(host, C=1.0, cv=3, cosmic_shortlist=2, cosmic_samples=4)  # noqa: E731
+    _, threshold, rep = fit_and_evaluate(make, rows, progress=False, leave_one_out=False,
+                                         evidence=evidence, compare_recall=0.9)
+    cmp = rep["combined_vs_latent"]
+    assert cmp["latent"]["weights"] == {"harmfulness": 1.0} and cmp["recall_target"] == 0.9
+    assert rep["policy"]["threshold"] == threshold and "harmfulness" in rep["policy"]["harm_weights"]
+    assert rep["policy"]["test_recall"] >= 0.0
