@@ -241,9 +241,9 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from guard.bench import run_bench
+    from guard.bench import run_from_args
 
-    print(json.dumps(run_bench(cold=not args.skip_cold), indent=2))
+    print(json.dumps(run_from_args(args), indent=2))
     return 0
 
 
@@ -303,8 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     f = dsub.add_parser("fetch", help="download the pinned public sets into the cache")
     f.set_defaults(func=cmd_data_fetch)
 
-    p = sub.add_parser("bench", help="load time, scoring latency, peak memory (JSON)")
-    p.add_argument("--skip-cold", action="store_true", help="skip the uncached GGUF load (~40 s)")
+    p = sub.add_parser("bench", help="latency, throughput and memory, side by side (JSON)")
+    from guard.bench import add_bench_arguments
+
+    add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)
     return parser
 

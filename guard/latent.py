@@ -16,13 +16,15 @@ far the late-layer activations move toward the other class).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from guard.errors import InputError, NotFittedError
 from guard.host import Encoded, HostModel
+
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
@@ -179,11 +181,37 @@ class LatentGuard:
         n_post = {len(e.post_instruction) for e in encs}
         if len(n_post) != 1:
             raise InputError(f"the chat template gave different post-instruction lengths {n_post}")
-        states = self._host().capture(encs, layers, batch_size=self.batch_size)
-        X = np.stack(
-            [s[:, [e.instruction, *e.post_instruction], :].numpy() for s, e in zip(states, encs)]
-        ).astype(np.float32)
+        reused = getattr(self, "_reused_states", None) or {}
+        rows: list[np.ndarray | None] = [reused.get((e.input_ids, tuple(layers))) for e in encs]
+        missing = [k for k, r in enumerate(rows) if r is None]
+        if missing:
+            states = self._host().capture([encs[k] for k in missing], layers, batch_size=self.batch_size)
+            for k, s in zip(missing, states):
+                e = encs[k]
+                rows[k] = s[:, [e.instruction, *e.post_instruction], :].numpy()
+        X = np.stack(rows).astype(np.float32)  # type: ignore[arg-type]
         return X, np.asarray(owner)
+
+    @contextlib.contextmanager
+    def reuse_states(self, states: Mapping[tuple[tuple[int, ...], tuple[int, ...]], np.ndarray]) -> Iterator[None]:
+        """Inside the block, `features` takes these activations instead of running the host.
+
+        Used by `guard.prefill`: the host's own prefill pass during generation already computed
+        the activations the guard reads, so scoring costs only a projection. Keys are
+        ``(input_ids, layers)`` of an `Encoded` chat, values ``[len(layers), n_positions, hidden]``
+        at ``[instruction, *post_instruction]``. Keying by the exact token ids means only the
+        very chat the activations came from can take them; any other chat is captured as usual.
+
+        Example:
+            >>> with guard.reuse_states({(enc.input_ids, (guard.layer_,)): x}):  # doctest: +SKIP
+            ...     guard.scores([prompt])
+        """
+        previous = getattr(self, "_reused_states", None)
+        self._reused_states = {**(previous or {}), **states}
+        try:
+            yield
+        finally:
+            self._reused_states = previous
 
     # ------------------------------------------------------------------ fitting
     def fit(
