@@ -308,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)
+
+    from guard import steer_eval
+
+    steer_eval.add_parser(sub)
     return parser
 
 
