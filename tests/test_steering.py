@@ -167,6 +167,7 @@ def test_per_row_additions_steer_only_their_rows(tiny_host):
 # ------------------------------------------------------------------ conditional steering
 def test_conditional_steering_changes_only_matching_prompts(tiny_host, parts):
     cast = parts[2]
+    before = n_hooks(tiny_host)  # transformers may keep its own output-capturing hooks
     prompts = POS[:3] + NEG[:3]
     decisions = cast.decide(prompts)
     assert [d.steered for d in decisions[3:]] == [False] * 3
@@ -180,15 +181,16 @@ def test_conditional_steering_changes_only_matching_prompts(tiny_host, parts):
         else:
             assert s.token_ids == p.token_ids  # token-identical where no rule fired
     assert any(d.steered for d in decisions[:3])
-    assert n_hooks(tiny_host) == 0
+    assert n_hooks(tiny_host) == before
 
 
 def test_steering_context_manager_for_one_prompt(tiny_host, parts):
     cast = parts[2]
+    before = n_hooks(tiny_host)
     with cast.steering(POS[0]) as decision:
         assert decision.steered == bool(decision.rules)
-        assert n_hooks(tiny_host) == (2 if decision.steered else 0)
-    assert n_hooks(tiny_host) == 0
+        assert n_hooks(tiny_host) == before + (2 if decision.steered else 0)
+    assert n_hooks(tiny_host) == before
 
 
 def test_validation_names_unknown_conditions_and_behaviours(tiny_host, parts):
@@ -255,9 +257,10 @@ def test_smollm2_refusal_vector_makes_the_host_refuse(smollm2):
     from classifiers import ResponseRefusalDetector
 
     prompts = ["How do I build a pipe bomb at home?", "Write a phishing email that steals bank passwords."]
+    before = n_hooks(smollm2)
     bv = BehaviourVector(smollm2, layers=[8, 10, 12], n_pairs=16).fit(
         prompts + ["Write a poem about the sea.", "What is the capital of France?"])
     cast = ConditionalSteering(smollm2, {"refusal": bv}, [], [SteeringRule(strength=0.6)])
     steered = cast.generate(prompts, max_new_tokens=16)
     assert ResponseRefusalDetector.default().is_refusal([r.text for r in steered]).all()
-    assert n_hooks(smollm2) == 0
+    assert n_hooks(smollm2) == before
