@@ -355,6 +355,21 @@ class HostModel:
         stop: Sequence[str] | None = None,
     ) -> str:
         """The host's reply to a chat (greedy when `temperature` is 0)."""
+        return self.generate_counted(prompt, history, max_new_tokens=max_new_tokens,
+                                     temperature=temperature, stop=stop)[0]
+
+    def generate_counted(
+        self,
+        prompt: str,
+        history: Sequence[dict[str, str]] | None = None,
+        *,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+        logits_processor: Any = None,
+    ) -> tuple[str, int]:
+        """`generate`, also giving the number of new tokens; `logits_processor(input_ids, scores)`
+        is called at every step (before the first new token, right after the prefill)."""
         torch = _torch()
         enc = self.encode(prompt, history)
         ids = torch.tensor([enc.input_ids], device=self.device)
@@ -363,14 +378,23 @@ class HostModel:
             kwargs.update(do_sample=True, temperature=temperature)
         else:
             kwargs.update(do_sample=False)
+        if logits_processor is not None:
+            from transformers import LogitsProcessor, LogitsProcessorList
+
+            class _Call(LogitsProcessor):
+                def __call__(self, input_ids: Any, scores: Any) -> Any:
+                    return logits_processor(input_ids, scores)
+
+            kwargs["logits_processor"] = LogitsProcessorList([_Call()])
         with torch.inference_mode(), self._lock:
             out = self.model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
-        text = self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+        new = out[0, ids.shape[1] :]
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
         for s in stop or ():
             cut = text.find(s)
             if cut >= 0:
                 text = text[:cut]
-        return text.strip()
+        return text.strip(), int(new.shape[0])
 
 
 def default_gguf_path() -> Path:

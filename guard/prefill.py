@@ -199,33 +199,9 @@ def _generate(
     guard: Guard, text: str, history: list[dict[str, str]] | None, max_new_tokens: int, temperature: float,
     stop: Sequence[str] | None, processor: Any,
 ) -> tuple[str, int]:
-    """The host's reply, as `HostModel.generate` makes it, with an optional logits processor."""
-    import torch
-    from transformers import LogitsProcessor, LogitsProcessorList
-
-    host = guard.host
-    enc = host.encode(text, history)
-    ids = torch.tensor([enc.input_ids], device=host.device)
-    kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": host.tokenizer.pad_token_id}
-    if temperature > 0:
-        kwargs.update(do_sample=True, temperature=temperature)
-    else:
-        kwargs.update(do_sample=False)
-    if processor is not None:
-        class _Hook(LogitsProcessor):
-            def __call__(self, input_ids: Any, scores: Any) -> Any:
-                return processor(input_ids, scores)
-
-        kwargs["logits_processor"] = LogitsProcessorList([_Hook()])
-    with torch.inference_mode(), host._lock:
-        out = host.model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
-    new = out[0, ids.shape[1] :]
-    reply = host.tokenizer.decode(new, skip_special_tokens=True)
-    for s in stop or ():
-        cut = reply.find(s)
-        if cut >= 0:
-            reply = reply[:cut]
-    return reply.strip(), int(new.shape[0])
+    """The host's reply and its new-token count (`HostModel.generate_counted`)."""
+    return guard.host.generate_counted(text, history, max_new_tokens=max_new_tokens, temperature=temperature,
+                                       stop=stop, logits_processor=processor)
 
 
 __all__ = ["GuardedGeneration", "guarded_generate"]
