@@ -101,8 +101,88 @@ def _quality(heads: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(backend: str, threads: int | None) -> None:
+    """Child process: load one back end's head and warm it up (load, export, first allocations)."""
+    head = _head(backend, threads)
+    singles, batches = _workload()
+    for _ in range(5):
+        head.refusal_score(singles[0])
+        head.refusal_score(batches[0])
+    _WORKER["head"] = head
+
+
+def _workload() -> tuple[list[list[str]], list[list[str]]]:
+    prompts = PROMPTS * 4
+    return [[p] for p in prompts], [prompts[i : i + 32] for i in range(0, len(prompts) - 31, 16)]
+
+
+def _worker_time(reps_1: int, reps_32: int) -> tuple[float, float]:
+    """Child process: p50 ms per prompt at batch 1 and at batch 32 for this round."""
+    head = _WORKER["head"]
+    singles, batches = _workload()
+    for _ in range(3):  # re-warm after the idle wait between rounds
+        head.refusal_score(singles[0])
+        head.refusal_score(batches[0])
+    return _p50_ms(head.refusal_score, singles, reps_1), _p50_ms(head.refusal_score, batches, reps_32) / 32
+
+
+def _worker_info() -> list[str]:
+    return list(_WORKER["head"].embedder_.providers_)
+
+
+def _time_isolated(backends: tuple[str, ...], threads: int | None, reps_1: int, reps_32: int,
+                   rounds: int) -> tuple[dict[str, dict[str, list[float]]], dict[str, list[str]]]:
+    """Time each back end in its own process, in interleaved rounds.
+
+    A deployment runs one runtime per process. Two runtimes in one process on 2 cores slowed each
+    other by 15-40 % here (their thread pools and the torch OpenMP pool compete even between
+    calls), so each back end gets a child process; the children take turns, and the idle ones
+    wait on their queue, so background load still hits every back end alike.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    pools = {b: ProcessPoolExecutor(1, mp_context=ctx, initializer=_worker_init, initargs=(b, threads))
+             for b in backends}
+    try:
+        providers = {b: pool.submit(_worker_info).result() for b, pool in pools.items()}
+        res: dict[str, dict[str, list[float]]] = {b: {"b1": [], "b32": []} for b in backends}
+        for _ in range(rounds):
+            for backend, pool in pools.items():
+                b1, b32 = pool.submit(_worker_time, max(1, reps_1 // rounds), max(1, reps_32 // rounds)).result()
+                res[backend]["b1"].append(b1)
+                res[backend]["b32"].append(b32)
+    finally:
+        for pool in pools.values():
+            pool.shutdown()
+    return res, providers
+
+
+def _time_shared(heads: dict[str, Any], reps_1: int, reps_32: int,
+                 rounds: int) -> dict[str, dict[str, list[float]]]:
+    """Time every back end in this one process, in interleaved rounds (the ``--shared`` mode)."""
+    singles, batches = _workload()
+    for head in heads.values():
+        for _ in range(5):
+            head.refusal_score(singles[0])
+            head.refusal_score(batches[0])
+    res: dict[str, dict[str, list[float]]] = {b: {"b1": [], "b32": []} for b in heads}
+    for _ in range(rounds):
+        for backend, head in heads.items():
+            for _ in range(3):  # re-warm after switching back ends
+                head.refusal_score(singles[0])
+                head.refusal_score(batches[0])
+            res[backend]["b1"].append(_p50_ms(head.refusal_score, singles, max(1, reps_1 // rounds)))
+            res[backend]["b32"].append(_p50_ms(head.refusal_score, batches, max(1, reps_32 // rounds)) / 32)
+    return res
+
+
 def run(reps_1: int = 60, reps_32: int = 12, quality: bool = True, threads: int | None = None,
-        backends: tuple[str, ...] = BACKENDS) -> dict[str, Any]:
+        backends: tuple[str, ...] = BACKENDS, shared: bool = False) -> dict[str, Any]:
     """Measure and print the figures; returns them.
 
     Args:
@@ -111,31 +191,27 @@ def run(reps_1: int = 60, reps_32: int = 12, quality: bool = True, threads: int 
         quality: also measure AUROC on the held-out split (needs the fitting data in the cache).
         threads: intra-op threads for every back end; default: each runtime's own choice.
         backends: which back ends to time.
+        shared: time all back ends in this process instead of one child process each.
 
     Returns:
         ``{backend: {...}, "ratios": {...}, "targets": {...}, "agreement": {...}, "quality": {...},
         "machine": {...}}`` with p50 milliseconds per prompt at batch 1 and at batch 32.
     """
     prompts = PROMPTS * 4
-    singles = [[p] for p in prompts]
-    batches = [prompts[i : i + 32] for i in range(0, len(prompts) - 31, 16)]
     load_before = os.getloadavg()[0]
-    heads = {b: _head(b, threads) for b in backends}
-    for head in heads.values():
-        for _ in range(5):  # warm-up: load, export, first-run allocations
-            head.refusal_score(singles[0])
-            head.refusal_score(batches[0])
-    res: dict[str, dict[str, list[float]]] = {b: {"b1": [], "b32": []} for b in heads}
     rounds = 3
-    for _ in range(rounds):  # interleave the back ends so background load hits them alike
-        for backend, head in heads.items():
-            res[backend]["b1"].append(_p50_ms(head.refusal_score, singles, max(1, reps_1 // rounds)))
-            res[backend]["b32"].append(_p50_ms(head.refusal_score, batches, max(1, reps_32 // rounds)) / 32)
+    if shared:
+        heads = {b: _head(b, threads) for b in backends}
+        res = _time_shared(heads, reps_1, reps_32, rounds)
+        providers = {b: list(h.embedder_.providers_) for b, h in heads.items()}
+    else:
+        res, providers = _time_isolated(backends, threads, reps_1, reps_32, rounds)
+        heads = {b: _head(b, threads) for b in backends}  # for agreement and quality (untimed)
     out: dict[str, Any] = {}
-    for backend, head in heads.items():
+    for backend in heads:
         out[backend] = {"p50_ms_per_prompt_batch1": round(statistics.median(res[backend]["b1"]), 3),
                         "p50_ms_per_prompt_batch32": round(statistics.median(res[backend]["b32"]), 3),
-                        "providers": head.embedder_.providers_}
+                        "providers": providers[backend]}
     ratios: dict[str, float] = {}
     targets: dict[str, Any] = {}
     for fast in ("onnx", "onnx-int8"):
@@ -183,6 +259,7 @@ def run(reps_1: int = 60, reps_32: int = 12, quality: bool = True, threads: int 
     out["machine"] = {"cpus": os.cpu_count(), "load_avg_1m_before": round(load_before, 2),
                       "load_avg_1m_after": round(os.getloadavg()[0], 2), "threads_requested": threads,
                       "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                      "timing": "one process for all back ends" if shared else "one child process per back end",
                       "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
     print(json.dumps(out, indent=1))
     return out
@@ -194,9 +271,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-quality", action="store_true", help="skip the held-out AUROC pass")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads for every back end")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    parser.add_argument("--shared", action="store_true",
+                        help="time every back end in this one process (default: one child process each)")
     args = parser.parse_args(argv)
     reps_1, reps_32 = (15, 3) if args.quick else (60, 12)
-    return run(reps_1, reps_32, quality=not args.no_quality, threads=args.threads, backends=tuple(args.backends))
+    return run(reps_1, reps_32, quality=not args.no_quality, threads=args.threads, backends=tuple(args.backends),
+               shared=args.shared)
 
 
 if __name__ == "__main__":
