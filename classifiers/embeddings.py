@@ -39,6 +39,7 @@ import logging
 import os
 import threading
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -348,13 +349,17 @@ def session_options(num_threads: int | None = None) -> Any:
 
     All graph optimisations (constant folding, fusions, weight pre-packing); sequential execution
     (the encoder is a chain, so parallel execution would only add scheduling); intra-op threads
-    as given, else onnxruntime's default (one per physical core).
+    as given, else ``$OMP_NUM_THREADS`` when it holds a positive integer (what torch and BLAS
+    follow, and what Ray sets for each task and actor to its CPU reservation, so two actors on
+    two cores do not each start two threads), else onnxruntime's default (one per physical core).
 
     Example:
         >>> session_options(2).intra_op_num_threads
         2
     """
     ort = require("onnxruntime")
+    if num_threads is None:
+        num_threads = env_threads()
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -362,6 +367,22 @@ def session_options(num_threads: int | None = None) -> Any:
         opts.intra_op_num_threads = num_threads
         opts.inter_op_num_threads = 1
     return opts
+
+
+def env_threads(environ: Mapping[str, str] | None = None) -> int | None:
+    """``$OMP_NUM_THREADS`` as a positive int, or None when unset or not a positive integer.
+
+    Args:
+        environ: the variables to read; default ``os.environ``.
+
+    Example:
+        >>> env_threads({"OMP_NUM_THREADS": "1"})
+        1
+        >>> env_threads({"OMP_NUM_THREADS": "many"}) is None
+        True
+    """
+    text = (os.environ if environ is None else environ).get("OMP_NUM_THREADS", "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else None
 
 
 class _OnnxRuntime:
@@ -412,7 +433,8 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         batch_size: the most texts per forward pass (texts are sorted by token count and
             batches are cut where that saves padding).
         providers: onnxruntime providers; default: chosen from a real session.
-        num_threads: intra-op threads; default: the runtime's choice.
+        num_threads: intra-op threads; default: ``$OMP_NUM_THREADS`` when set, else the
+            runtime's choice.
         max_chars: characters kept per text before tokenising.
         cache: remember the vectors of texts seen in batches (per process, at most 20,000): for
             fitting, where the same texts are embedded for every split and variant.
@@ -536,5 +558,5 @@ def embedder_version() -> str:
 
 
 __all__ = ["BACKENDS", "EMBEDDING_DIM", "SentenceEmbedder", "available_providers", "cache_dir",
-           "choose_providers", "default_model_path", "export_onnx", "export_onnx_int8", "plan_batches",
+           "choose_providers", "default_model_path", "env_threads", "export_onnx", "export_onnx_int8", "plan_batches",
            "session_options"]

@@ -274,10 +274,30 @@ def require_ray() -> Any:
     return ray
 
 
+def _limit_threads_to_reservation() -> None:
+    """Inside a Ray actor: make every runtime use as many threads as the actor reserved CPUs.
+
+    Ray sets ``OMP_NUM_THREADS`` to the reservation (torch follows it, and so does the
+    onnxruntime embedder); this sets it too where Ray did not, so that two actors on two cores
+    do not start two threads each (that oversubscription made 2 workers slower than 1 here).
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return
+    try:
+        import ray
+
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    except Exception:  # noqa: BLE001 (outside Ray, or an older API: keep the runtimes' defaults)
+        return
+    if cpus:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, int(cpus)))
+
+
 class _ScoreActor:
     """Ray Data callable class: builds one scorer per actor, then scores batches with it."""
 
     def __init__(self, factory: Callable[[], DetectorScorer]) -> None:
+        _limit_threads_to_reservation()
         self.scorer = factory()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

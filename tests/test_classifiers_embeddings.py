@@ -175,6 +175,16 @@ def test_session_options():
     assert opts.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
 
 
+def test_session_threads_follow_omp_num_threads(monkeypatch):
+    """Without an explicit count, the session takes $OMP_NUM_THREADS (what Ray sets per actor)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert session_options().intra_op_num_threads == 1
+    assert session_options(2).intra_op_num_threads == 2  # an explicit count wins
+    for junk in ("0", "-3", "two", ""):
+        monkeypatch.setenv("OMP_NUM_THREADS", junk)
+        assert session_options().intra_op_num_threads == 0  # onnxruntime's own default
+
+
 def test_runtime_is_resolved_once_and_follows_set_params(onnx_embedder):
     e = SentenceEmbedder(backend="onnx")
     first = e._runtime()

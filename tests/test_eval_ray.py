@@ -37,6 +37,20 @@ class LexicalFactory:
         return DetectorScorer("lexical", lexical, 0.5)
 
 
+def _threads_seen(prompts, contexts):
+    from classifiers.embeddings import session_options
+
+    s = np.full(len(prompts), float(session_options().intra_op_num_threads))
+    return s, s >= 0.5
+
+
+class ThreadsFactory:
+    """A scorer whose score is the intra-op thread count an embedder would get in this actor."""
+
+    def __call__(self) -> DetectorScorer:
+        return DetectorScorer("threads", _threads_seen, 0.5)
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     import ray.cloudpickle
@@ -100,3 +114,10 @@ def test_cli_engine_ray_with_a_shipped_detector(local_ray, tmp_path):
     assert read("local") == read("ray")
     run = json.loads((tmp_path / "ray" / "run.json").read_text())
     assert run[0]["engine"] == "ray" and run[0]["workers"] == 2 and run[0]["n"] == 64
+
+
+def test_actors_use_as_many_threads_as_they_reserved(local_ray):
+    """Two 1-CPU actors on 2 cores: each onnxruntime session gets 1 thread, not one per core."""
+    rows = synthetic_eval_set(64, seed=3)
+    got = score_ray(rows, ThreadsFactory(), workers=2, batch_size=16, cpus_per_worker=1.0, progress=False)
+    assert set(got.scores.tolist()) == {1.0}
