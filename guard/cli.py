@@ -162,9 +162,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     detectors = parse_detectors(args.detector)
     examples = read_examples(args.data)
-    if args.batch_size < 1 or args.workers < 1 or args.n_boot < 0:
-        raise GuardError(f"--batch-size ({args.batch_size}) and --workers ({args.workers}) must be >= 1 and "
-                         f"--n-boot ({args.n_boot}) >= 0")
+    if args.batch_size < 1 or args.workers < 1 or args.n_boot < 0 or (args.cpus_per_worker is not None and args.cpus_per_worker < 1):
+        raise GuardError(f"--batch-size ({args.batch_size}), --workers ({args.workers}) and --cpus-per-worker "
+                         f"({args.cpus_per_worker}) must be >= 1 and --n-boot ({args.n_boot}) >= 0")
     guard_name = str(args.guard or "default")
     scored, runs, scorers = {}, [], {}
     if args.engine == "local":
@@ -179,19 +179,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         ray = require_ray()
         started = not ray.is_initialized()
+        address = args.ray_address or os.environ.get("RAY_ADDRESS")
         if started:
-            address = args.ray_address or os.environ.get("RAY_ADDRESS")
             kw: dict[str, Any] = (
                 {"address": address} if address else {"num_cpus": args.ray_cpus, "include_dashboard": False})
             ray.init(logging_level="ERROR", log_to_driver=False, **kw)
+        cpus_per_worker = args.cpus_per_worker
+        if cpus_per_worker is None:  # a local Ray: share its CPUs out; a cluster: one CPU per actor
+            total = ray.cluster_resources().get("CPU", 1) if started and not address else args.workers
+            cpus_per_worker = max(1, int(total // args.workers))
         try:
             for name in detectors:
                 t = time.perf_counter()
                 scored[name] = score_ray(examples, ScorerSpec(detector=name, guard=args.guard),
                                          workers=args.workers, batch_size=args.batch_size,
+                                         cpus_per_worker=cpus_per_worker,
                                          progress=not args.quiet)
                 runs.append(RunInfo(detector=name, engine="ray", workers=args.workers,
-                                    batch_size=args.batch_size, n=len(examples), wall_s=time.perf_counter() - t))
+                                    cpus_per_worker=cpus_per_worker, batch_size=args.batch_size,
+                                    n=len(examples), wall_s=time.perf_counter() - t))
         finally:
             if started:
                 ray.shutdown()
@@ -290,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", help="an existing Ray cluster ('auto', 'ray://head:10001'); "
                                           "default: $RAY_ADDRESS, else a new local instance")
     p.add_argument("--ray-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+    p.add_argument("--cpus-per-worker", type=int, default=None,
+                   help="CPUs each Ray actor reserves, and the threads its runtimes use (default: a local "
+                        "Ray started here shares its CPUs out over --workers; otherwise 1)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (0: none)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--robustness", action="store_true",

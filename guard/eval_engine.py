@@ -218,6 +218,7 @@ class RunInfo(BaseModel):
     detector: str
     engine: Literal["local", "ray"]
     workers: int = Field(ge=1)
+    cpus_per_worker: float | None = None
     batch_size: int = Field(ge=1)
     n: int = Field(ge=0)
     wall_s: float = Field(ge=0)

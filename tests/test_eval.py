@@ -264,6 +264,7 @@ def test_cli_eval_errors_are_clean(tmp_path, eval_file, monkeypatch, capsys):
     assert main(["eval", "--data", str(tmp_path / "missing.jsonl"), "--out", out]) == 2
     assert "no such file" in capsys.readouterr().err
     assert main(["eval", "--data", str(eval_file), "--batch-size", "0", "--out", out]) == 2
+    assert main(["eval", "--data", str(eval_file), "--engine", "ray", "--cpus-per-worker", "0", "--out", out]) == 2
     assert "--batch-size" in capsys.readouterr().err
 
 

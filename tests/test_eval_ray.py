@@ -114,6 +114,7 @@ def test_cli_engine_ray_with_a_shipped_detector(local_ray, tmp_path):
     assert read("local") == read("ray")
     run = json.loads((tmp_path / "ray" / "run.json").read_text())
     assert run[0]["engine"] == "ray" and run[0]["workers"] == 2 and run[0]["n"] == 64
+    assert run[0]["cpus_per_worker"] == 1  # a Ray the CLI did not start: one CPU per actor
 
 
 def test_actors_use_as_many_threads_as_they_reserved(local_ray):
