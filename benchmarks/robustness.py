@@ -111,7 +111,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.host_rewrite:
         sub = sample[: args.host_rewrite]
         _log(f"host past-tense rewrites of {len(sub)} prompts")
-        table["past_tense_host"] = robustness_table(score, sub, None, [host_tense(guard.host, "past")])["past_tense_host"]
+        written: dict[str, str] = {}
+        host_t = host_tense(guard.host, "past")
+
+        def remember(prompt: str) -> str:
+            written[prompt] = written.get(prompt) or host_t(prompt)
+            return written[prompt]
+
+        t_host = type(host_t)(host_t.name, remember, host_t.kind, host_t.description)
+        table["past_tense_host"] = robustness_table(score, sub, None, [t_host])["past_tense_host"]
+        out["host_rewrites"] = [{"prompt": e.prompt, "rewrite": written.get(e.prompt, e.prompt)} for e in sub]
+        past = table["past_tense_host"]
+        out["requirements_host"] = {"past_tense_host_recall_gap_points": 100 * (past["recall_before"] - past["recall_after"])}
         save()
 
     if not args.no_mitigation:
