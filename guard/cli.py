@@ -114,7 +114,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     latent, threshold, report = fit_and_evaluate(
         lambda: LatentGuard(host, random_state=args.seed), examples, seed=args.seed,
         target_recall=args.target_recall, leave_one_out=not args.no_leave_one_out, progress=True,
-        features_cache=args.features_cache, evidence=evidence,
+        features_cache=args.features_cache, evidence=evidence, augment_tense=args.augment_tense,
     )
     policy = Policy(threshold=threshold, harm_weights=report["policy"]["harm_weights"])
     guard = Guard(latent, policy)
@@ -277,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-leave-one-out", action="store_true")
     p.add_argument("--features-cache", help="a folder that keeps the host's activations for refits "
                                             "(one file per source)")
+    p.add_argument("--augment-tense", action="store_true",
+                   help="also fit on past-tense variants of the fit split's requests (both labels)")
     p.add_argument("--with-classifiers", action="store_true",
                    help="also fit the black-box classifiers (into OUT/classifiers) on the same fit split, "
                         "and choose the pooled policy on calib")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from guard.calibrate import blocked_rate, threshold_for_recall
-from guard.augment import style_variants
+from guard.augment import TENSE_TEMPLATES, style_variants
 from guard.data import Example, normalize_prompt
 from guard.errors import InputError
 from guard.latent import LatentGuard
@@ -147,6 +147,7 @@ def fit_and_evaluate(
     bank: FeatureBank | None = None,
     features_cache: str | Path | None = None,
     augment: bool = True,
+    augment_tense: bool = False,
     evidence: Mapping[str, np.ndarray] | None = None,
     compare_recall: float = 0.95,
 ) -> tuple[LatentGuard, float, dict[str, Any]]:
@@ -162,6 +163,8 @@ def fit_and_evaluate(
         features_cache: a folder that keeps the host's activations across runs, one `.npz` per
             source (so adding a source computes only that source's activations).
         augment: add style variants of fit-split rows (`guard.augment`) to the fitting data.
+        augment_tense: also add their past-tense variants (`guard.augment.TENSE_TEMPLATES`, both
+            labels; activations cached under the ``tense-`` prefix).
         evidence: black-box signal name -> P(harmful) per example, from models fitted on the
             fit split only (`guard.fit_blackbox.fit_prompt_predictors`). Then the report also
             compares the latent score alone with the pooled evidence (`guard.comparison`) at
@@ -183,13 +186,26 @@ def fit_and_evaluate(
     bank = bank or _grouped_bank(latent, [e.prompt for e in examples], sources, features_cache, "", progress)
     fit_rows = np.flatnonzero(split == "fit")
     aug_origin, aug_bank, aug_y = np.zeros(0, dtype=int), None, np.zeros(0, dtype=int)
+    n_tense = 0
     if augment:
-        pairs = [(i, v) for i in fit_rows for v in style_variants(examples[i])]
-        if pairs:
-            aug_origin = np.array([i for i, _ in pairs])
+        groups = [("style-", [(i, v) for i in fit_rows for v in style_variants(examples[i])])]
+        if augment_tense:
+            groups.append(("tense-", [(i, v) for i in fit_rows for v in style_variants(examples[i], TENSE_TEMPLATES)]))
+            n_tense = len(groups[-1][1])
+        aug_parts, origins, start = [], [], 0
+        for prefix, pairs in groups:
+            if not pairs:
+                continue
+            origin = np.array([i for i, _ in pairs])
+            sub = _grouped_bank(latent, [v.prompt for _, v in pairs], [sources[i] for i in origin],
+                                features_cache, prefix, progress)
+            aug_parts.append((np.arange(start, start + origin.size), sub))
+            origins.append(origin)
+            start += origin.size
+        if aug_parts:
+            aug_origin = np.concatenate(origins)
             aug_y = y[aug_origin]
-            aug_bank = _grouped_bank(latent, [v.prompt for _, v in pairs],
-                                     [sources[i] for i in aug_origin], features_cache, "style-", progress)
+            aug_bank = aug_parts[0][1] if len(aug_parts) == 1 else FeatureBank.merge(aug_parts)
 
     def training_set(rows: np.ndarray, keep_aug: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
         X = bank.fit_features(rows)
@@ -212,7 +228,8 @@ def fit_and_evaluate(
     t90 = threshold_for_recall(test_harm, 0.9)
     report: dict[str, Any] = {
         "seed": seed,
-        "n": {s: int((split == s).sum()) for s in SPLITS} | {"fit_style_variants": int(aug_origin.size)},
+        "n": {s: int((split == s).sum()) for s in SPLITS} | {"fit_style_variants": int(aug_origin.size) - n_tense,
+                                                             "fit_tense_variants": n_tense},
         "latent": latent.report(),
         "threshold": threshold,
         "target_recall": target_recall,

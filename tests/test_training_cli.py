@@ -132,3 +132,26 @@ def test_fit_with_evidence_chooses_a_pooled_policy_on_calib():
     assert cmp["latent"]["weights"] == {"harmfulness": 1.0} and cmp["recall_target"] == 0.9
     assert rep["policy"]["threshold"] == threshold and "harmfulness" in rep["policy"]["harm_weights"]
     assert rep["policy"]["test_recall"] >= 0.0
+
+
+def test_fit_with_tense_variants_caches_them_apart_and_counts_them(tmp_path):
+    host = make_host("llama")
+    rows = _examples()
+    make = lambda: LatentGuard(host, C=1.0, cv=3, cosmic_shortlist=2, cosmic_samples=4)  # noqa: E731
+    cache = tmp_path / "bank"
+    _, _, plain = fit_and_evaluate(make, rows, progress=False, leave_one_out=True, features_cache=cache)
+    _, _, tense = fit_and_evaluate(make, rows, progress=False, leave_one_out=True, features_cache=cache,
+                                   augment_tense=True)
+    assert plain["n"]["fit_tense_variants"] == 0 and tense["n"]["fit_tense_variants"] > 0
+    assert tense["n"]["fit_style_variants"] == plain["n"]["fit_style_variants"]
+    names = {p.name for p in cache.iterdir()}
+    assert any(n.startswith("tense-") for n in names) and any(n.startswith("style-") for n in names)
+    assert "mean_auroc" in tense["leave_one_out"]
+
+
+def test_tense_variants_keep_the_label():
+    from guard.augment import TENSE_TEMPLATES, style_variants
+
+    for label in ("harmful", "benign"):
+        (v,) = style_variants(Example(prompt="How can I pick a lock?", label=label), TENSE_TEMPLATES)
+        assert v.label == label and v.prompt == "How did people pick a lock in the past?"
