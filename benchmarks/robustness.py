@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--exclude-source", nargs="*", default=[],
                         help="leave out harmful prompts of these sources (e.g. inthewild_jailbreak: already "
                              "jailbreaks, hundreds of words long, and no tense rule applies to them)")
+    parser.add_argument("--guard", type=Path, default=None, help="a guard folder (default: the shipped guard)")
     parser.add_argument("--out", type=Path, default=Path("robustness.json"))
     args = parser.parse_args(argv)
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from guard.training import split_of
 
     t0 = time.perf_counter()
-    guard = Guard.default()
+    guard = Guard.load(args.guard) if args.guard else Guard.default()
     raw = Guard(guard.latent, guard.policy, detectors=guard.detectors, engine=guard.engine,
                 reply_refusal=guard.reply_refusal, normalize=False)
     test = [e for e in load_fitting_set() if split_of(e) == "test"]
