@@ -1,8 +1,8 @@
 """Guard overhead per request inside `GuardedRunnable`, beside the wrapped call's own time.
 
 Run: ``python benchmarks/bench_integrations.py [--max-tokens 16] [--n 6]`` (prints JSON). The
-wrapped runnable is `HostChatModel` on the embedded SmolLM2 host; the guard is the shipped default
-(latent only). Each request is timed by the wrapper itself: `guard_ms` is the request check plus
+wrapped runnable is `HostChatModel` on the embedded SmolLM2 host; the guard is the shipped default,
+as shipped (latent + black-box evidence) or with ``--latent-only``. Each request is timed by the wrapper itself: `guard_ms` is the request check plus
 the reply check, `call_ms` the model call.
 """
 
@@ -21,11 +21,11 @@ PROMPTS = [
 ]
 
 
-def run(max_tokens: int = 16, n: int = 6) -> dict[str, Any]:
+def run(max_tokens: int = 16, n: int = 6, blackbox: bool = True) -> dict[str, Any]:
     from guard import Guard
     from integrations.langchain import DecisionCollector, GuardedRunnable, HostChatModel
 
-    guard = Guard.default(blackbox=False)
+    guard = Guard.default(blackbox=blackbox)
     llm = HostChatModel(host=guard.host, max_tokens=max_tokens)
     safe = GuardedRunnable(llm, guard=guard)
     safe.invoke(PROMPTS[0])  # warm-up
@@ -35,7 +35,8 @@ def run(max_tokens: int = 16, n: int = 6) -> dict[str, Any]:
     ds = [d for d in collector.decisions if d.call_ms is not None]
     guard_ms = statistics.median(d.guard_ms for d in ds)
     call_ms = statistics.median(d.call_ms for d in ds)
-    return {"n": len(ds), "max_tokens": max_tokens, "guard_ms_p50": guard_ms, "call_ms_p50": call_ms,
+    return {"guard": "as shipped (latent + black-box)" if blackbox else "latent only", "n": len(ds),
+            "max_tokens": max_tokens, "guard_ms_p50": guard_ms, "call_ms_p50": call_ms,
             "overhead_share_of_call": guard_ms / call_ms}
 
 
@@ -43,5 +44,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--n", type=int, default=6)
+    parser.add_argument("--latent-only", action="store_true", help="the guard without its black-box evidence")
     a = parser.parse_args()
-    print(json.dumps(run(a.max_tokens, a.n), indent=2))
+    print(json.dumps(run(a.max_tokens, a.n, blackbox=not a.latent_only), indent=2))
