@@ -180,6 +180,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ray = require_ray()
         started = not ray.is_initialized()
         address = args.ray_address or os.environ.get("RAY_ADDRESS")
+        if started and not address:  # a local Ray started here: its actors must fit on its CPUs
+            local_cpus = args.ray_cpus or os.cpu_count() or 1
+            need = args.workers * (args.cpus_per_worker or 1)
+            if need > local_cpus:
+                raise GuardError(f"--workers {args.workers} x --cpus-per-worker {args.cpus_per_worker or 1} needs "
+                                 f"{need} CPUs but the local Ray has {local_cpus}: Ray would wait for CPUs that "
+                                 "never come; lower --workers or --cpus-per-worker, or point --ray-address at a cluster")
         if started:
             kw: dict[str, Any] = (
                 {"address": address} if address else {"num_cpus": args.ray_cpus, "include_dashboard": False})

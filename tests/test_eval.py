@@ -5,6 +5,8 @@ Deterministic scorers keep these fast; the one test on shipped models is marked 
 
 from __future__ import annotations
 
+import importlib.util
+
 import base64
 import json
 import re
@@ -266,6 +268,10 @@ def test_cli_eval_errors_are_clean(tmp_path, eval_file, monkeypatch, capsys):
     assert main(["eval", "--data", str(eval_file), "--batch-size", "0", "--out", out]) == 2
     assert main(["eval", "--data", str(eval_file), "--engine", "ray", "--cpus-per-worker", "0", "--out", out]) == 2
     assert "--batch-size" in capsys.readouterr().err
+    if importlib.util.find_spec("ray") is not None:  # checked before a local Ray is started
+        assert main(["eval", "--data", str(eval_file), "--engine", "ray", "--ray-cpus", "2", "--workers", "3",
+                     "--out", out]) == 2
+        assert "needs 3 CPUs but the local Ray has 2" in capsys.readouterr().err
 
 
 def test_cli_robustness_missing_module_is_a_clear_error(tmp_path, eval_file, lexical_detectors, monkeypatch,
