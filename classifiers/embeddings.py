@@ -38,8 +38,8 @@ import importlib.metadata
 import logging
 import os
 import threading
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from guard.artifact_io import read_folder
 from guard.errors import ArtifactError
 from guard.host import HostModel
 from guard.latent import LatentGuard
@@ -89,37 +90,22 @@ def load_latent(path: str | Path, host: HostModel) -> tuple[LatentGuard, Policy,
         ArtifactError: missing files, corrupt JSON or tensors, another format version, an
             artifact fitted on a different host, or arrays of the wrong shape.
     """
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     folder = Path(path)
     meta_path, tensor_path = folder / META_FILE, folder / TENSOR_FILE
-    for f in (meta_path, tensor_path):
-        if not f.is_file():
-            raise ArtifactError(f"guard artifact incomplete: {f} is missing (re-run `guard fit --out {folder}`)")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        version = meta["format_version"]
-        lat = meta["latent"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ArtifactError(f"{meta_path} is corrupt ({exc}); re-run `guard fit`") from exc
-    if version != FORMAT_VERSION:
-        raise ArtifactError(f"{meta_path} has format version {version}, this library reads {FORMAT_VERSION}")
+    meta, tensors = read_folder(folder, META_FILE, TENSOR_FILE, FORMAT_VERSION, kind="guard artifact",
+                                remedy="; re-run `guard fit`")
     want = meta.get("host", {}).get("fingerprint")
     if want != host.fingerprint:
         raise ArtifactError(
             f"{folder} was fitted on host {meta.get('host', {}).get('name')!r} ({str(want)[:12]}...), "
             f"not on {host.name!r} ({host.fingerprint[:12]}...); fit a guard for this host with `guard fit`"
         )
-    try:
-        tensors = load_file(str(tensor_path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ArtifactError(f"{tensor_path} is corrupt ({exc}); re-run `guard fit`") from exc
     h = host.hidden_size
     for name in ("direction", "refusal_direction"):
         if name not in tensors or tensors[name].shape != (h,):
             raise ArtifactError(f"{tensor_path}: {name!r} missing or not of shape ({h},)")
     try:
+        lat = meta["latent"]
         latent = LatentGuard(host, **lat["params"])
         latent.direction_ = tensors["direction"]
         latent.refusal_direction_ = tensors["refusal_direction"]

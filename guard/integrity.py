@@ -26,7 +26,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,22 +102,12 @@ class ArtifactDirections:
         Raises:
             ArtifactError: missing or corrupt files, another format version.
         """
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-
+        from guard.artifact_io import read_folder
         from guard.artifacts import FORMAT_VERSION, META_FILE, TENSOR_FILE
 
-        folder = Path(path)
-        meta_path, tensor_path = folder / META_FILE, folder / TENSOR_FILE
-        for f in (meta_path, tensor_path):
-            if not f.is_file():
-                raise ArtifactError(f"guard artifact incomplete: {f} is missing")
+        meta, tensors = read_folder(path, META_FILE, TENSOR_FILE, FORMAT_VERSION, kind="guard artifact",
+                                    remedy="; re-run `guard fit`")
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            if meta["format_version"] != FORMAT_VERSION:
-                raise ArtifactError(f"{meta_path} has format version {meta['format_version']}, "
-                                    f"this library reads {FORMAT_VERSION}")
-            tensors = load_file(str(tensor_path))
             lat, host = meta["latent"], meta["host"]
             return cls(
                 fingerprint=str(host["fingerprint"]), host_name=str(host.get("name", "")),
@@ -126,10 +115,8 @@ class ArtifactDirections:
                 layer=int(lat["layer"]), position=int(lat["position"]), direction=tensors["direction"],
                 bias=float(lat["bias"]), refusal_direction=tensors["refusal_direction"],
             )
-        except ArtifactError:
-            raise
-        except (ValueError, KeyError, TypeError, OSError, SafetensorError) as exc:
-            raise ArtifactError(f"{folder} is corrupt ({exc}); re-run `guard fit`") from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"{path} is corrupt ({exc}); re-run `guard fit`") from exc
 
 
 class IntegrityCheck(BaseModel):

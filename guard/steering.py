@@ -933,27 +933,13 @@ class ConditionalSteering:
         Raises:
             ArtifactError: missing or corrupt files, another format version or another host.
         """
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
+        from guard.artifact_io import read_folder
 
         folder = Path(path)
-        meta_path, tensor_path = folder / META_FILE, folder / TENSOR_FILE
-        for f in (meta_path, tensor_path):
-            if not f.is_file():
-                raise ArtifactError(f"steering artifact incomplete: {f} is missing")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            version = meta["format_version"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ArtifactError(f"{meta_path} is corrupt ({exc})") from exc
-        if version != FORMAT_VERSION:
-            raise ArtifactError(f"{meta_path} has format version {version}, this library reads {FORMAT_VERSION}")
+        tensor_path = folder / TENSOR_FILE
+        meta, tensors = read_folder(folder, META_FILE, TENSOR_FILE, FORMAT_VERSION, kind="steering artifact")
         if meta.get("host", {}).get("fingerprint") != host.fingerprint:
             raise ArtifactError(f"{folder} was made for host {meta.get('host', {}).get('name')!r}, not {host.name!r}")
-        try:
-            tensors = load_file(str(tensor_path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ArtifactError(f"{tensor_path} is corrupt ({exc})") from exc
         try:
             behaviours = {}
             for name, info in meta["behaviours"].items():

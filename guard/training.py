@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from guard.calibrate import blocked_rate, threshold_for_recall
 from guard.augment import TENSE_TEMPLATES, style_variants
+from guard.calibrate import blocked_rate, threshold_for_recall
 from guard.data import Example, normalize_prompt
 from guard.errors import InputError
 from guard.latent import LatentGuard
