@@ -180,21 +180,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ray = require_ray()
         started = not ray.is_initialized()
         address = args.ray_address or os.environ.get("RAY_ADDRESS")
-        if started and not address:  # a local Ray started here: its actors must fit on its CPUs
+        cpus_per_worker = args.cpus_per_worker
+        if started and not address:  # a local Ray started here: share its CPUs out, and they must suffice
             local_cpus = args.ray_cpus or os.cpu_count() or 1
-            need = args.workers * (args.cpus_per_worker or 1)
-            if need > local_cpus:
-                raise GuardError(f"--workers {args.workers} x --cpus-per-worker {args.cpus_per_worker or 1} needs "
-                                 f"{need} CPUs but the local Ray has {local_cpus}: Ray would wait for CPUs that "
-                                 "never come; lower --workers or --cpus-per-worker, or point --ray-address at a cluster")
+            if cpus_per_worker is None:
+                cpus_per_worker = max(1, local_cpus // args.workers)
+            if args.workers * cpus_per_worker > local_cpus:
+                raise GuardError(f"--workers {args.workers} x --cpus-per-worker {cpus_per_worker} needs "
+                                 f"{args.workers * cpus_per_worker} CPUs but the local Ray has {local_cpus}: Ray "
+                                 "would wait for CPUs that never come; lower --workers or --cpus-per-worker, or "
+                                 "point --ray-address at a cluster")
+        elif cpus_per_worker is None:  # a running Ray or a cluster: one CPU per actor
+            cpus_per_worker = 1
         if started:
             kw: dict[str, Any] = (
                 {"address": address} if address else {"num_cpus": args.ray_cpus, "include_dashboard": False})
             ray.init(logging_level="ERROR", log_to_driver=False, **kw)
-        cpus_per_worker = args.cpus_per_worker
-        if cpus_per_worker is None:  # a local Ray: share its CPUs out; a cluster: one CPU per actor
-            total = ray.cluster_resources().get("CPU", 1) if started and not address else args.workers
-            cpus_per_worker = max(1, int(total // args.workers))
         try:
             for name in detectors:
                 t = time.perf_counter()
