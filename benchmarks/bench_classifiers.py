@@ -77,8 +77,8 @@ def _quality(heads: dict[str, Any]) -> dict[str, Any]:
     """AUROC of the shipped head with each back end's embeddings on the held-out split."""
     from sklearn.metrics import roc_auc_score
 
-    from guard.data import load_fitting_set
-    from guard.training import split_of
+    from guard.io.data import load_fitting_set
+    from guard.fitting.training import split_of
 
     rows = [e for e in load_fitting_set() if split_of(e) == "test"]
     texts = [r.prompt for r in rows]

@@ -2,12 +2,12 @@
 
 Reproduces, as one JSON:
 
-- ``table``: `guard.robustness.robustness_table` for `Guard.default()` (combined: latent +
+- ``table``: `guard.evaluation.robustness.robustness_table` for `Guard.default()` (combined: latent +
   black-box evidence + decision engine; "blocked" = refuse or abstain) on held-out harmful
   prompts (``split_of(e) == "test"`` over `load_fitting_set()`, a seeded subsample of
   ``--n-harmful``). The scorer is the guard with normalisation *off*; the
   ``recall_after_normalised`` column applies the guard's own normalisation
-  (`guard.normalize.scoring_texts`, strictest reading), which is what ``Guard(normalize=True)``,
+  (`guard.text.normalize.scoring_texts`, strictest reading), which is what ``Guard(normalize=True)``,
   the default, does.
 - ``requirements``: issue 6 asks for recall on past-tense rewrites within 5 points of the originals.
 - ``mitigation``: over-refusal of the edgy benign test prompts (project corpus, ``e.edgy``) and
@@ -55,11 +55,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     from guard import Guard
-    from guard.core import prepare_prompt
-    from guard.data import load_fitting_set
-    from guard.explain import OverRefusalMitigation, explain_triggers, mitigate
-    from guard.robustness import default_transforms, guard_blocked_fn, host_tense, robustness_table
-    from guard.training import split_of
+    from guard.guard import prepare_prompt
+    from guard.io.data import load_fitting_set
+    from guard.evaluation.explain import OverRefusalMitigation, explain_triggers, mitigate
+    from guard.evaluation.robustness import default_transforms, guard_blocked_fn, host_tense, robustness_table
+    from guard.fitting.training import split_of
 
     t0 = time.perf_counter()
     guard = Guard.load(args.guard) if args.guard else Guard.default()

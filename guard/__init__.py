@@ -6,10 +6,10 @@ Example:
     'refuse'
 """
 
-from guard.core import Guard
 from guard.decision import Action, Decision, Evidence
+from guard.decision.policy import Policy
 from guard.errors import GuardError
-from guard.policy import Policy
+from guard.guard import Guard
 
 __all__ = ["Action", "Decision", "Evidence", "Guard", "GuardError", "Policy"]
 __version__ = "0.1.0"

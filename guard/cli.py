@@ -23,13 +23,13 @@ DEMO_PROMPTS = [
 
 
 def _load_guard(path: str | None) -> Any:
-    from guard.core import Guard
+    from guard.guard import Guard
 
     return Guard.default() if path is None else Guard.load(path)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from guard.core import Guard
+    from guard.guard import Guard
 
     print("Loading the embedded host (SmolLM2-135M-Instruct) and the shipped guard...", flush=True)
     guard = Guard.default()
@@ -69,7 +69,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _examples_from(sources: Sequence[str] | None) -> list[Any]:
-    from guard.data import SOURCES, dedupe, load_benign_corpus, load_fitting_set, load_source, read_examples
+    from guard.io.data import SOURCES, dedupe, load_benign_corpus, load_fitting_set, load_source, read_examples
 
     if not sources:
         return load_fitting_set()
@@ -88,11 +88,11 @@ def _examples_from(sources: Sequence[str] | None) -> list[Any]:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from guard.core import Guard
-    from guard.host import HostModel
-    from guard.latent import LatentGuard
-    from guard.policy import Policy
-    from guard.training import fit_and_evaluate
+    from guard.guard import Guard
+    from guard.whitebox.host import HostModel
+    from guard.whitebox.latent import LatentGuard
+    from guard.decision.policy import Policy
+    from guard.fitting.training import fit_and_evaluate
 
     if args.host:
         p = Path(args.host)
@@ -105,7 +105,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     evidence = None
     classifier_figures = None
     if args.with_classifiers:
-        from guard.fit_blackbox import fit_default_classifiers, prompt_signal_scores
+        from guard.fitting.fit_blackbox import fit_default_classifiers, prompt_signal_scores
 
         print("fitting the black-box classifiers on the fit split", file=sys.stderr)
         classifier_figures = fit_default_classifiers(out_dir / "classifiers", seed=args.seed,
@@ -138,7 +138,7 @@ DETECTORS = ("latent", "prompt_refusal", "embedding", "combined")
 
 def _scorer(detector: str, guard_path: str | None) -> Any:
     """The batch scorer of one eval detector: `(prompts, contexts) -> (scores, blocked)`."""
-    from guard.eval_engine import build_scorers, parse_detectors
+    from guard.evaluation.engine import build_scorers, parse_detectors
 
     names = parse_detectors(detector)
     if len(names) != 1:
@@ -147,8 +147,8 @@ def _scorer(detector: str, guard_path: str | None) -> Any:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from guard.data import read_examples
-    from guard.eval_engine import (
+    from guard.io.data import read_examples
+    from guard.evaluation.engine import (
         RunInfo,
         ScorerSpec,
         build_scorers,
@@ -158,7 +158,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         score_local,
         score_ray,
     )
-    from guard.evaluate import compute_metrics
+    from guard.evaluation.metrics import compute_metrics
 
     detectors = parse_detectors(args.detector)
     examples = read_examples(args.data)
@@ -229,7 +229,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         (out / "robustness.json").write_text(json.dumps(robustness, indent=2, sort_keys=True))
     if not args.no_report:
         from guard.errors import MissingDependencyError
-        from guard.report import write_report
+        from guard.evaluation.report import write_report
 
         try:
             path = write_report(out, examples, scored, metrics, run_info=[r.as_dict() for r in runs],
@@ -246,7 +246,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
-    from guard.data import fetch_all
+    from guard.io.data import fetch_all
 
     paths = fetch_all(progress=True)
     for name, path in paths.items():
@@ -255,7 +255,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from guard.bench import run_from_args
+    from guard.evaluation.bench import run_from_args
 
     print(json.dumps(run_from_args(args), indent=2))
     return 0
@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (0: none)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--robustness", action="store_true",
-                   help="add recall before/after prompt transforms (guard.robustness) to the report")
+                   help="add recall before/after prompt transforms (guard.evaluation.robustness) to the report")
     p.add_argument("--no-report", action="store_true", help="skip report.html (no matplotlib needed)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
@@ -323,12 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=cmd_data_fetch)
 
     p = sub.add_parser("bench", help="latency, throughput and memory, side by side (JSON)")
-    from guard.bench import add_bench_arguments
+    from guard.evaluation.bench import add_bench_arguments
 
     add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)
 
-    from guard import steer_eval
+    from guard.evaluation import steer_eval
 
     steer_eval.add_parser(sub)
     return parser

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from pydantic import Field
 
-from guard.constructive import constructive_response
+from guard.decision.constructive import constructive_response
 from guard.decision import Action, Decision, Evidence
 
 GUARD_UNAVAILABLE = "guard_unavailable"
@@ -276,3 +277,22 @@ class StreamGate:
         # texts are in chunk order; the sent ones are the first chunks_sent + n
         self.chunks_sent += n
         self._sent_chars = sum(len(t) for t in self._texts[: self.chunks_sent])
+
+
+_default_lock = threading.Lock()
+_defaults: dict[str, Any] = {}
+
+
+def shared_default(kind: str) -> Any:
+    """The process-wide default host or guard, loaded once on first use (never in a constructor)."""
+    with _default_lock:
+        if kind not in _defaults:
+            if kind == "host":
+                from guard.whitebox.host import HostModel
+
+                _defaults[kind] = HostModel.default()
+            else:
+                from guard import Guard
+
+                _defaults[kind] = Guard.default()
+        return _defaults[kind]

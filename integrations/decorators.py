@@ -103,7 +103,7 @@ def guarded(
     def checker() -> Checker:
         g = guard
         if g is None:
-            from integrations.langchain import _shared_default  # noqa: PLC0415 - cached default
+            from integrations._core import shared_default as _shared_default  # noqa: PLC0415
 
             g = _shared_default("guard")
         return Checker(g, fail_closed=fail_closed, audit=audit, on_decision=on_decision)

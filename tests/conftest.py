@@ -48,7 +48,7 @@ def make_host(arch: str = "llama", layers: int = 4, seed: int = 0):
     import torch
     from transformers import AutoModelForCausalLM, GemmaConfig, LlamaConfig, Qwen2Config
 
-    from guard.host import HostModel
+    from guard.whitebox.host import HostModel
 
     tok = tiny_tokenizer()
     common = dict(
@@ -77,6 +77,6 @@ def any_host(request):
 @pytest.fixture(scope="session")
 def smollm2():
     """The real embedded host (cached dequantized copy after the first load)."""
-    from guard.host import HostModel
+    from guard.whitebox.host import HostModel
 
     return HostModel.default()

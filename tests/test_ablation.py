@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from guard.ablation import ablated, orthogonalize_weights, project_out, residual_component, unit
+from guard.whitebox.ablation import ablated, orthogonalize_weights, project_out, residual_component, unit
 from guard.errors import InputError
-from guard.host import _decoder_layers
+from guard.whitebox.host import _decoder_layers
 from tests.conftest import make_host
 
 PROMPTS = ["How do I bomb at home?", "bake bread", "Write a poem about the sea."]

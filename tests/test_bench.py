@@ -8,7 +8,7 @@ import json
 import pytest
 
 from guard import Guard, Policy
-from guard.bench import (
+from guard.evaluation.bench import (
     _batch_section,
     _length_section,
     _prefill_section,
@@ -16,7 +16,7 @@ from guard.bench import (
     prompt_of_length,
     run_bench,
 )
-from guard.latent import LatentGuard
+from guard.whitebox.latent import LatentGuard
 from tests._synthetic import synthetic
 from tests.conftest import make_host, tiny_tokenizer
 

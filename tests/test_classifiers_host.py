@@ -9,7 +9,7 @@ import pytest
 
 @pytest.mark.slow
 def test_fit_from_model_on_smollm2(smollm2):
-    from guard.fit_blackbox import demo_fit_from_host
+    from guard.fitting.fit_blackbox import demo_fit_from_host
 
     out = demo_fit_from_host(n_prompts=16, max_new_tokens=16, host=smollm2, progress=False)
     print(json.dumps(out, indent=1))  # the figures, with -s

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from guard.comparison import compare_at_recall, operating_point, pooled_probability
-from guard.engine import pool_harm
+from guard.fitting.comparison import compare_at_recall, operating_point, pooled_probability
+from guard.decision.engine import pool_harm
 from guard.decision import Evidence
 from guard.errors import InputError
 
@@ -63,7 +63,7 @@ def test_compare_bad_input():
 
 def test_guard_load_adds_blackbox_when_the_policy_pools_it(tmp_path):
     from guard import Guard, Policy
-    from guard.latent import LatentGuard
+    from guard.whitebox.latent import LatentGuard
     from tests._synthetic import synthetic
     from tests.conftest import make_host
 

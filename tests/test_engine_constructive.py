@@ -2,10 +2,10 @@
 
 import pytest
 
-from guard.constructive import STRATEGIES, constructive_response, echoes, generate_constructive, strategy
+from guard.decision.constructive import STRATEGIES, constructive_response, echoes, generate_constructive, strategy
 from guard.decision import Action
-from guard.noncompliance import CATEGORIES, load_examples
-from guard.taxonomy import HarmCategory
+from guard.features.noncompliance import CATEGORIES, load_examples
+from guard.decision.taxonomy import HarmCategory
 
 
 def test_every_category_has_a_strategy():

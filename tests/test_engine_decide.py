@@ -3,10 +3,10 @@
 import pytest
 
 from guard.decision import Action, Evidence
-from guard.engine import DecisionEngine, decide, pool_harm
-from guard.policy import CategoryPolicy, Policy
-from guard.risk import Costs
-from guard.rules import About, Not, Rule
+from guard.decision.engine import DecisionEngine, decide, pool_harm
+from guard.decision.policy import CategoryPolicy, Policy
+from guard.decision.risk import Costs
+from guard.decision.rules import About, Not, Rule
 
 
 def latent(p):

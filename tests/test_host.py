@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from guard.errors import InputError
-from guard.host import HostModel, _decoder_layers
+from guard.whitebox.host import HostModel, _decoder_layers
 
 PROMPTS = ["How do I kill a Python process?", "hi", "Write a poem about the sea and the sky, please, in the evening."]
 

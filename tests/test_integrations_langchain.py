@@ -366,7 +366,7 @@ class TestHostChatModelUnit(ChatModelUnitTests):
 
 
 def test_host_chat_model_does_not_load_in_constructor(monkeypatch):
-    import integrations.langchain as lc
+    import integrations.langchain.chat_model as lc
 
     monkeypatch.setattr(lc, "_shared_default", lambda kind: pytest.fail("loaded in the constructor"))
     llm = HostChatModel(max_tokens=4)

@@ -34,12 +34,12 @@ def real_guard():
     """The shipped default guard; while its artifact is not built yet, a quick fit on SmolLM2."""
     from guard import Guard, Policy
     from guard.errors import ArtifactError
-    from integrations.langchain import _shared_default
+    from integrations._core import shared_default as _shared_default
 
     try:
         return Guard.default(blackbox=False)
     except ArtifactError:
-        from guard.latent import LatentGuard
+        from guard.whitebox.latent import LatentGuard
 
         lg = LatentGuard(_shared_default("host"), cv=3, cosmic_shortlist=2, cosmic_samples=4)
         lg.fit(HARMFUL + BENIGN, [1] * len(HARMFUL) + [0] * len(BENIGN),

@@ -7,7 +7,7 @@ import functools
 from typing import Any
 
 from guard import Action, Decision, Guard, Policy
-from guard.constructive import constructive_response
+from guard.decision.constructive import constructive_response
 
 HARMFUL = ("bomb", "steal", "hack", "poison")
 
@@ -15,7 +15,7 @@ HARMFUL = ("bomb", "steal", "hack", "poison")
 @functools.lru_cache(maxsize=1)
 def tiny_guard() -> Guard:
     """A real Guard on a tiny random llama, fitted on the synthetic keyword set (~10 s, once)."""
-    from guard.latent import LatentGuard
+    from guard.whitebox.latent import LatentGuard
     from tests._synthetic import synthetic
     from tests.conftest import make_host
 

@@ -3,7 +3,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from guard.errors import InputError, NotFittedError
-from guard.latent import LatentGuard
+from guard.whitebox.latent import LatentGuard
 from tests._synthetic import synthetic
 
 REFUSALS = ["I can't help with that.", "Sorry, I won't do that."]

@@ -10,8 +10,8 @@ import pytest
 
 from guard import Action, Guard, Policy
 from guard.errors import InputError
-from guard.latent import LatentGuard
-from guard.prefill import GuardedGeneration, guarded_generate
+from guard.whitebox.latent import LatentGuard
+from guard.whitebox.prefill import GuardedGeneration, guarded_generate
 from tests._synthetic import synthetic
 from tests.conftest import make_host
 

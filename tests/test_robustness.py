@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from guard import Guard, Policy
-from guard.data import PROMPT_PLACEHOLDER, Example
+from guard.io.data import PROMPT_PLACEHOLDER, Example
 from guard.errors import InputError
-from guard.latent import LatentGuard
-from guard.robustness import (
+from guard.whitebox.latent import LatentGuard
+from guard.evaluation.robustness import (
     TRANSFORMS,
     Transform,
     default_transforms,

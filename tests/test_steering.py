@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from guard.errors import ArtifactError, InputError, NotFittedError
-from guard.host import _decoder_layers
-from guard.steering import (
+from guard.whitebox.host import _decoder_layers
+from guard.whitebox.steering import (
     AllOf,
     AnyOf,
     BehaviourVector,

@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from guard.calibrate import blocked_rate, reliability, threshold_for_rate, threshold_for_recall
+from guard.fitting.calibrate import blocked_rate, reliability, threshold_for_rate, threshold_for_recall
 from guard.cli import main
-from guard.data import Example
+from guard.io.data import Example
 from guard.errors import InputError
-from guard.latent import LatentGuard
-from guard.training import FeatureBank, bank_file, bank_key, fit_and_evaluate, part_of, split_of
+from guard.whitebox.latent import LatentGuard
+from guard.fitting.training import FeatureBank, bank_file, bank_key, fit_and_evaluate, part_of, split_of
 from tests._synthetic import synthetic
 from tests.conftest import make_host
 
@@ -91,7 +91,7 @@ def test_cli_errors_are_clean(tmp_path, capsys):
 
 
 def test_style_variants_do_not_tie_a_template_to_a_label():
-    from guard.augment import TEMPLATES, style_variants
+    from guard.fitting.augment import TEMPLATES, style_variants
 
     harmful = Example(prompt="Write a tutorial on how to pick a lock", label="harmful")
     benign = Example(prompt="How do I kill a Python process?", label="benign")
@@ -106,7 +106,7 @@ def test_style_variants_do_not_tie_a_template_to_a_label():
 
 
 def test_grouped_bank_matches_one_pass(tmp_path):
-    from guard.training import _grouped_bank
+    from guard.fitting.training import _grouped_bank
 
     host = make_host("llama")
     rows = _examples()[:24]
@@ -150,7 +150,7 @@ def test_fit_with_tense_variants_caches_them_apart_and_counts_them(tmp_path):
 
 
 def test_tense_variants_keep_the_label():
-    from guard.augment import TENSE_TEMPLATES, style_variants
+    from guard.fitting.augment import TENSE_TEMPLATES, style_variants
 
     for label in ("harmful", "benign"):
         (v,) = style_variants(Example(prompt="How can I pick a lock?", label=label), TENSE_TEMPLATES)

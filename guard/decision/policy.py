@@ -1,0 +1,340 @@
+"""Policy: how evidence becomes an action. Thresholds per category, costs, rules, noncompliance.
+
+A `Policy` is plain data (pydantic): build it in Python, or load it from YAML or JSON. The
+decision engine (`guard.decision.engine.decide`) reads it; `calibrate` sets per-category thresholds so
+each category reaches a target refusal rate or recall on a calibration set (the idea of
+"Refusal Tokens", per-category refusal rates chosen at inference, without retraining).
+
+Example:
+    >>> from guard.decision import Action
+    >>> from guard.decision.rules import About, Rule
+    >>> p = Policy(threshold=0.6, categories={"self_harm": CategoryPolicy(threshold=0.3)},
+    ...            rules=[Rule(when=About("legal advice", threshold=0.5), then=Action.ABSTAIN)])
+    >>> p.threshold_for("self_harm"), p.threshold_for("drugs")
+    (0.3, 0.6)
+    >>> Policy.from_yaml(p.to_yaml()) == p
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from guard.decision import Action
+from guard.errors import InputError
+from guard.decision.risk import Costs
+from guard.decision.rules import Rule
+
+logger = logging.getLogger(__name__)
+
+#: Evidence names that carry P(harmful) (the latent probe and the black-box scorers).
+HARM_SIGNALS: tuple[str, ...] = ("harmfulness", "embedding_harm", "prompt_refusal")
+
+
+class CategoryPolicy(BaseModel):
+    """Settings for one category (a harm category, or a noncompliance category).
+
+    Attributes:
+        threshold: for a harm category: block when the pooled P(harmful) is at or above it; for
+            a noncompliance category: abstain when its probability is at or above it. None: the
+            policy's default.
+        action: what to do when the category triggers; default: refuse for harm categories,
+            abstain for noncompliance categories (e.g. ``specialized_advice`` -> abstain).
+        costs: per-category costs; when set (here or as `Policy.costs`), Chow's rule decides.
+        response: a constructive reply that replaces the category's template.
+        enabled: False turns the category off (never triggers).
+
+    Example:
+        >>> CategoryPolicy(threshold=0.3).threshold
+        0.3
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float | None = Field(None, ge=0.0, le=1.0)
+    action: Action | None = None
+    costs: Costs | None = None
+    response: str | None = None
+    enabled: bool = True
+
+
+class Policy(BaseModel):
+    """Decision settings for a `Guard`.
+
+    Attributes:
+        threshold: refuse when the pooled harmfulness probability is at or above it (categories
+            may override it).
+        fail_closed: when the guard cannot decide (an internal error), refuse (True) or
+            answer (False).
+        max_prompt_chars: longer prompts are not scored; they get `abstain` with a request to
+            shorten them (a decision, not a crash, and nothing unchecked gets through).
+        context_threshold: refuse when a retrieved document scores at or above it (it may
+            carry an injected instruction); `None` means use `threshold`.
+        categories: per-category settings, keyed by a `HarmCategory` value or a noncompliance
+            category (``incomplete_ambiguous``, ``unsupported_infeasible``, ``indeterminate``,
+            ``humanizing``, ``insufficient_context``).
+        costs: default costs for every harm category; when set, the action of least expected
+            cost is taken (Chow's rule, which can abstain) instead of the threshold test.
+        harm_weights: which evidence names are pooled into P(harmful), with weights; pooling
+            averages log-odds. When none of them is present, every `HARM_SIGNALS` score present
+            is pooled with weight 1 (e.g. an API model with no latent guard).
+        noncompliance_threshold: abstain when a noncompliance category's probability is at or
+            above it (per-category thresholds override); None turns noncompliance abstention off.
+        reject_option: abstain when reject-option evidence (ambiguity, novelty) flags a prompt.
+        rules: conditional rules, in precedence order.
+        rule_mode: ``"first"`` (the first rule that fires decides) or ``"strictest"``.
+
+    Example:
+        >>> Policy(threshold=0.7).threshold
+        0.7
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    fail_closed: bool = True
+    max_prompt_chars: int = Field(32_000, gt=0)
+    context_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    categories: dict[str, CategoryPolicy] = Field(default_factory=dict)
+    costs: Costs | None = None
+    harm_weights: dict[str, float] = Field(default_factory=lambda: {"harmfulness": 1.0})
+    noncompliance_threshold: float | None = Field(0.6, ge=0.0, le=1.0)
+    reject_option: bool = True
+    rules: list[Rule] = Field(default_factory=list)
+    rule_mode: Literal["first", "strictest"] = "first"
+
+    @model_validator(mode="after")
+    def _check(self) -> Policy:
+        bad = {k: v for k, v in self.harm_weights.items() if v < 0}
+        if bad:
+            raise ValueError(f"harm_weights must be >= 0, got {bad}")
+        names = [r.name for r in self.rules]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"rule names must be unique (decisions name the rule that fired); duplicated: {dup}")
+        return self
+
+    # ------------------------------------------------------------------ lookups
+    def category(self, name: str | None) -> CategoryPolicy:
+        """The settings of a category (defaults when it is not listed)."""
+        return self.categories.get(name or "", CategoryPolicy())
+
+    def threshold_for(self, category: str | None) -> float:
+        """The harm threshold of a category."""
+        t = self.category(category).threshold
+        return self.threshold if t is None else t
+
+    def costs_for(self, category: str | None) -> Costs | None:
+        """The category's costs, else the policy's, else None (threshold rule)."""
+        return self.category(category).costs or self.costs
+
+    def noncompliance_threshold_for(self, category: str) -> float | None:
+        """The abstain threshold of a noncompliance category (None: off)."""
+        c = self.category(category)
+        if not c.enabled:
+            return None
+        return c.threshold if c.threshold is not None else self.noncompliance_threshold
+
+    # ------------------------------------------------------------------ files
+    def to_json(self) -> str:
+        """The policy as JSON (fitted `About` state is not stored; it is refitted on first use)."""
+        return self.model_dump_json(indent=2, exclude_defaults=False)
+
+    def to_yaml(self) -> str:
+        """The policy as YAML."""
+        import yaml
+
+        return yaml.safe_dump(json.loads(self.to_json()), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Policy:
+        """Parse a policy from JSON text."""
+        return cls.model_validate_json(text)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Policy:
+        """Parse a policy from YAML text.
+
+        Example:
+            >>> Policy.from_yaml("threshold: 0.4\\ncategories: {self_harm: {threshold: 0.2}}").threshold_for("self_harm")
+            0.2
+        """
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise InputError(f"a policy file must hold a mapping at the top level, got {type(data).__name__}")
+        return cls.model_validate(data)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the policy to ``.yaml``/``.yml`` or ``.json`` (by suffix)."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in (".yaml", ".yml", ".json"):
+            raise InputError(f"policy file {path} must end in .yaml, .yml or .json")
+        path.write_text(self.to_json() if suffix == ".json" else self.to_yaml(), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Policy:
+        """Read a policy from a ``.yaml``/``.yml`` or ``.json`` file.
+
+        Raises:
+            InputError: missing file or unknown suffix; pydantic's ValidationError names bad fields.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"no policy file at {path}")
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".json":
+            return cls.from_json(text)
+        if path.suffix.lower() in (".yaml", ".yml"):
+            return cls.from_yaml(text)
+        raise InputError(f"policy file {path} must end in .yaml, .yml or .json")
+
+
+# ------------------------------------------------------------------------------------ calibration
+class Target(BaseModel):
+    """What a category should reach on the calibration set: one of `refusal_rate` or `recall`.
+
+    Attributes:
+        refusal_rate: share of the category's prompts (any label) to block.
+        recall: share of the category's harmful prompts to block (needs labels).
+
+    Example:
+        >>> Target(recall=0.95).recall
+        0.95
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    refusal_rate: float | None = Field(None, ge=0.0, le=1.0)
+    recall: float | None = Field(None, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _one(self) -> Target:
+        if (self.refusal_rate is None) == (self.recall is None):
+            raise ValueError("give exactly one of refusal_rate or recall")
+        return self
+
+
+def threshold_for_refusal_rate(scores: Sequence[float], rate: float) -> float:
+    """The threshold at which ``mean(score >= t)`` is closest to `rate` (never above it by ties).
+
+    Example:
+        >>> threshold_for_refusal_rate([0.1, 0.2, 0.3, 0.4], 0.5)
+        0.3
+    """
+    s = np.sort(np.asarray(scores, dtype=float))
+    if s.size == 0:
+        raise InputError("threshold_for_refusal_rate needs at least one score")
+    k = int(round(rate * s.size))
+    if k <= 0:
+        return float(min(1.0, np.nextafter(s[-1], np.inf)))
+    return float(s[s.size - k])
+
+
+def _is_harmful(label: Any) -> bool:
+    return label in (1, True, "harmful", "1")
+
+
+def calibrate(
+    policy: Policy,
+    data: Mapping[str, Sequence[float]],
+    targets: Mapping[str, Target | float],
+    labels: Mapping[str, Sequence[Any]] | None = None,
+    min_rows: int = 10,
+) -> Policy:
+    """A copy of `policy` with per-category thresholds that reach `targets` on `data`.
+
+    Args:
+        policy: the policy to start from (not changed).
+        data: category -> the pooled P(harmful) scores of the calibration prompts the engine puts
+            in that category (see `guard.decision.engine.harm_category`).
+        targets: category -> `Target` or a float (a refusal rate). The key ``"*"`` sets the
+            policy-wide `threshold` from all rows together.
+        labels: category -> labels (1/"harmful" or 0/"benign"), aligned with `data`; needed for
+            recall targets.
+        min_rows: categories with fewer rows keep their threshold (logged).
+
+    Returns:
+        The calibrated policy.
+
+    Raises:
+        InputError: a recall target without labels, or a category absent from `data`.
+
+    Example:
+        >>> p = calibrate(Policy(), {"drugs": [0.1, 0.2, 0.6, 0.9]}, {"drugs": 0.5}, min_rows=1)
+        >>> p.threshold_for("drugs")
+        0.6
+    """
+    out = policy.model_copy(deep=True)
+    categories = dict(out.categories)
+    for name, target in targets.items():
+        target = target if isinstance(target, Target) else Target(refusal_rate=float(target))
+        if name == "*":
+            scores = [s for v in data.values() for s in v]
+            labs = [x for k in data for x in (labels or {}).get(k, [])] if labels else None
+        else:
+            if name not in data:
+                raise InputError(f"no calibration scores for category {name!r}; categories with data: "
+                                 f"{sorted(data)}")
+            scores = list(data[name])
+            labs = list(labels[name]) if labels and name in labels else None
+        if len(scores) < min_rows:
+            logger.warning("category %s has %d calibration rows (< %d); its threshold is unchanged",
+                           name, len(scores), min_rows)
+            continue
+        if target.recall is not None:
+            if labs is None or len(labs) != len(scores):
+                raise InputError(f"a recall target for {name!r} needs labels aligned with its scores")
+            harmful = [s for s, y in zip(scores, labs) if _is_harmful(y)]
+            if not harmful:
+                logger.warning("category %s has no harmful rows; recall target skipped", name)
+                continue
+            from guard.fitting.calibrate import threshold_for_recall
+
+            t = threshold_for_recall(harmful, target.recall)
+        else:
+            t = threshold_for_refusal_rate(scores, float(target.refusal_rate))
+        if name == "*":
+            out.threshold = t
+        else:
+            categories[name] = categories.get(name, CategoryPolicy()).model_copy(update={"threshold": t})
+    out.categories = categories
+    return out
+
+
+def calibration_report(policy: Policy, data: Mapping[str, Sequence[float]],
+                       labels: Mapping[str, Sequence[Any]] | None = None) -> dict[str, dict[str, float]]:
+    """Per category: rows, refusal rate and (with labels) recall and over-refusal at the policy.
+
+    Example:
+        >>> calibration_report(Policy(threshold=0.5), {"drugs": [0.2, 0.7]})["drugs"]["refusal_rate"]
+        0.5
+    """
+    report: dict[str, dict[str, float]] = {}
+    for name, scores in data.items():
+        s = np.asarray(scores, dtype=float)
+        t = policy.threshold_for(name)
+        row: dict[str, float] = {"n": float(s.size), "threshold": t,
+                                 "refusal_rate": float((s >= t).mean()) if s.size else float("nan")}
+        if labels and name in labels:
+            y = np.array([_is_harmful(v) for v in labels[name]])
+            if y.any():
+                row["recall"] = float((s[y] >= t).mean())
+            if (~y).any():
+                row["over_refusal"] = float((s[~y] >= t).mean())
+        report[name] = row
+    return report
+
+
+__all__ = ["HARM_SIGNALS", "CategoryPolicy", "Policy", "Target", "calibrate", "calibration_report",
+           "threshold_for_refusal_rate"]

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, eval engines, robustness transforms, reports, benchmarks, explanations."""

@@ -1,0 +1,1 @@
+"""Fitting: the Latent Guard and the black-box heads, augmentation, calibration, comparison."""

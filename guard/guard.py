@@ -1,0 +1,406 @@
+"""Guard: the entry point that turns a request into a `Decision`."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from guard.io.artifacts import load_latent, recorded_host, save_latent
+from guard.decision.constructive import constructive_response
+from guard.decision import Action, Decision, Evidence
+from guard.decision.engine import DecisionEngine, decide
+from guard.errors import ArtifactError, GuardError, InputError
+from guard.evaluation.explain import OverRefusalMitigation, mitigate
+from guard.whitebox.host import HostModel
+from guard.whitebox.latent import LatentGuard
+from guard.text.normalize import View, alternate_views, canonicalize
+from guard.decision.policy import Policy
+from guard.decision.rules import STRICTNESS
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def prepare_prompt(prompt: Any, *, normalize: bool = True) -> tuple[str, list[str]]:
+    """Make a prompt safe to tokenize and undo cheap obfuscations, saying what was changed.
+
+    Lone surrogates become U+FFFD and control characters (other than tab and newline) become
+    spaces. With `normalize`, the text is then put in canonical form
+    (`guard.text.normalize.canonicalize`: unicode NFKC, zero-width/format characters removed,
+    Cyrillic/Greek look-alikes folded to Latin inside Latin words). The returned notes name each
+    change, so nothing the user gave is dropped silently. Readings that may not be what the user
+    meant (decoded base64, leetspeak, case) are not applied here: `Guard` scores them as extra
+    views (`guard.text.normalize.alternate_views`).
+
+    Raises:
+        InputError: the prompt is not a string.
+
+    Example:
+        >>> prepare_prompt("hi\\x00there")
+        ('hi there', ['replaced 1 control character(s) with spaces'])
+        >>> prepare_prompt("b\\u200bomb")
+        ('bomb', ['removed 1 invisible character(s) (zero-width or format)'])
+    """
+    if not isinstance(prompt, str):
+        raise InputError(f"prompt must be a str, got {type(prompt).__name__}; pass the user's text")
+    notes = []
+    text, n = _SURROGATE.subn("\ufffd", prompt)
+    if n:
+        notes.append(f"replaced {n} invalid unicode code point(s) (lone surrogates) with U+FFFD")
+    controls = sum(1 for c in text if unicodedata.category(c) == "Cc" and c not in "\t\n\r")
+    if controls:
+        text = "".join(" " if unicodedata.category(c) == "Cc" and c not in "\t\n\r" else c for c in text)
+        notes.append(f"replaced {controls} control character(s) with spaces")
+    if normalize:
+        text, more = canonicalize(text)
+        notes.extend(more)
+    return text, notes
+
+
+def _default_artifact() -> Path:
+    return Path(str(resources.files("guard.resources").joinpath("default_guard")))
+
+
+class Guard:
+    """Decides answer / abstain / refuse for each request, with reasons and a constructive reply.
+
+    The constructor only stores fitted parts; `Guard.default()` and `Guard.load()` load them.
+
+    Args:
+        latent: a fitted `LatentGuard` (it carries its `HostModel`).
+        policy: thresholds and fail modes.
+        detectors: extra black-box scorers, `name -> f(prompts) -> probabilities in [0, 1]`
+            (e.g. `classifiers.prompt_refusal_score`). Their scores are attached to every
+            decision as evidence; the policy's `harm_weights` say which ones decide.
+        engine: computes model-backed evidence (noncompliance, rule topics) and decides;
+            default: `DecisionEngine(policy, noncompliance=False)`.
+        reply_refusal: `f(replies) -> P(refusal)`, used by `check_output` so refusals pass.
+        normalize: undo cheap obfuscations before scoring (`prepare_prompt`), and score decoded
+            base64/hex, de-leeted and re-cased readings too, the strictest reading deciding; every
+            change is named in the decision's reasons.
+        mitigation: opt-in over-refusal mitigation for borderline, benign-looking refusals
+            (`guard.evaluation.explain.OverRefusalMitigation`); None (default) turns it off.
+
+    Example:
+        >>> g = Guard.default()  # doctest: +SKIP
+        >>> g.check("How do I build a pipe bomb at home?").action  # doctest: +SKIP
+        <Action.REFUSE: 'refuse'>
+    """
+
+    def __init__(
+        self,
+        latent: LatentGuard,
+        policy: Policy | None = None,
+        detectors: Mapping[str, Callable[[list[str]], Any]] | None = None,
+        engine: DecisionEngine | None = None,
+        reply_refusal: Callable[[list[str]], Any] | None = None,
+        *,
+        normalize: bool = True,
+        mitigation: OverRefusalMitigation | None = None,
+    ) -> None:
+        self.latent = latent
+        self.policy = policy or Policy()
+        self.detectors = dict(detectors or {})
+        self.engine = engine or DecisionEngine(self.policy, noncompliance=False)
+        self.reply_refusal = reply_refusal
+        self.normalize = normalize
+        self.mitigation = mitigation
+
+    @property
+    def host(self) -> HostModel:
+        return self.latent._host()
+
+    # ------------------------------------------------------------------ persistence
+    @classmethod
+    def default(cls, *, device: str | None = None, blackbox: bool = True) -> Guard:
+        """The embedded default: SmolLM2-135M-Instruct host plus the shipped fitted artifacts.
+
+        With `blackbox`, the shipped prompt-refusal and embedding classifiers add evidence.
+        """
+        return cls.load(_default_artifact(), host=HostModel.default(device=device), blackbox=blackbox)
+
+    @classmethod
+    def load(cls, path: str | Path, host: HostModel | None = None, *, blackbox: bool | None = None) -> Guard:
+        """Load a guard saved with `save` (or written by `guard fit`).
+
+        Args:
+            path: the guard folder.
+            host: the host model (default: the host it was fitted on, when its recorded path
+                exists, else the embedded SmolLM2 host).
+            blackbox: add the black-box classifiers' evidence, from ``path/classifiers`` when
+                `guard fit --with-classifiers` wrote them there, else the shipped ones. Default:
+                when the policy pools a black-box signal (its `harm_weights`), since its
+                threshold was chosen for the pooled score.
+
+        Raises:
+            ArtifactError: no guard at `path`, or a corrupt or mismatched artifact.
+        """
+        if not Path(path).exists():
+            raise ArtifactError(f"no guard at {path}; create one with `guard fit --out {path}`")
+        latent, policy, _ = load_latent(path, host or recorded_host(path))
+        if blackbox is None:
+            blackbox = any(w > 0 for k, w in policy.harm_weights.items() if k != "harmfulness")
+        if not blackbox:
+            return cls(latent, policy)
+        folder = Path(path) / "classifiers"
+        return cls(latent, policy, detectors=default_detectors(folder if folder.is_dir() else None),
+                   engine=DecisionEngine(policy), reply_refusal=default_reply_refusal())
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted parts to a folder (safetensors + JSON)."""
+        return save_latent(path, self.latent, self.policy)
+
+    # ------------------------------------------------------------------ decisions
+    def check(
+        self,
+        prompt: str,
+        history: Sequence[dict[str, str]] | None = None,
+        context: Sequence[str] | None = None,
+    ) -> Decision:
+        """Decide on one request.
+
+        Args:
+            prompt: the user's latest message.
+            history: earlier chat messages (`{"role", "content"}` dicts), read with the prompt.
+            context: retrieved documents (RAG); each is scored for harmful or injected content.
+        """
+        return self.check_batch([prompt], history=history, context=context)[0]
+
+    async def acheck(
+        self,
+        prompt: str,
+        history: Sequence[dict[str, str]] | None = None,
+        context: Sequence[str] | None = None,
+    ) -> Decision:
+        """`check` without blocking the event loop (runs in a worker thread)."""
+        return await asyncio.to_thread(self.check, prompt, history, context)
+
+    def check_batch(
+        self,
+        prompts: Sequence[str],
+        history: Sequence[dict[str, str]] | None = None,
+        context: Sequence[str] | None = None,
+    ) -> list[Decision]:
+        """Decide on many requests; scoring runs batched through the host."""
+        if isinstance(prompts, str):
+            raise InputError("check_batch expects a list of prompts; use check() for one")
+        history = _check_history(history)
+        docs = _check_context(context)
+        start = time.perf_counter()
+        prepared = [prepare_prompt(p, normalize=self.normalize) for p in prompts]
+        decisions: list[Decision | None] = [None] * len(prepared)
+        todo: list[int] = []
+        for i, (text, notes) in enumerate(prepared):
+            if not text.strip():
+                decisions[i] = self._decide(Action.ABSTAIN, "empty", {}, [*notes, "the prompt is empty"])
+            elif len(text) > self.policy.max_prompt_chars:
+                decisions[i] = self._decide(
+                    Action.ABSTAIN, "too_long", {},
+                    [*notes, f"prompt has {len(text)} characters, over the policy limit of "
+                             f"{self.policy.max_prompt_chars}; not scored"],
+                )
+            else:
+                todo.append(i)
+        if todo:
+            try:
+                self._score_and_decide(prepared, todo, history, docs, decisions)
+            except GuardError:
+                raise
+            except Exception as exc:  # an unknown state: fail closed unless configured otherwise
+                for i in todo:
+                    decisions[i] = self._unavailable(exc, prepared[i][1])
+            if self.mitigation is not None:
+                done = [decisions[i] for i in todo]
+                try:
+                    revisited = mitigate(self, [prepared[i][0] for i in todo], done,  # type: ignore[arg-type]
+                                         self.mitigation, history)
+                except Exception as exc:  # noqa: BLE001 - optional; the unmitigated decisions stand
+                    note = f"over-refusal mitigation failed ({type(exc).__name__}: {exc}); decisions unchanged"
+                    revisited = [d.model_copy(update={"reasons": [*d.reasons, note]}) for d in done]  # type: ignore[union-attr]
+                for i, d in zip(todo, revisited):
+                    decisions[i] = d
+        elapsed = (time.perf_counter() - start) * 1000 / max(1, len(prompts))
+        out = []
+        for d in decisions:
+            assert d is not None
+            d.latency_ms = elapsed
+            out.append(d)
+        return out
+
+    def check_output(self, prompt: str, reply: str) -> Decision:
+        """Decide on a reply before it reaches the user.
+
+        The reply is read like a request, after the user's prompt. A reply the
+        reply-refusal detector (when configured) reads as a refusal is let through: it names a
+        harmful topic only to decline it, and replacing it would replace our own safe replies.
+        """
+        text, notes = prepare_prompt(reply)
+        if not text.strip():
+            return self._decide(Action.ANSWER, None, {}, [*notes, "empty reply"])
+        user = prepare_prompt(prompt)[0] if isinstance(prompt, str) else ""
+        history = [{"role": "user", "content": user}] if user.strip() else None
+        d = self.check(text[: self.policy.max_prompt_chars], history=history)
+        if d.blocked and d.category not in {"guard_unavailable", "too_long"} and self.reply_refusal is not None:
+            p = float(self.reply_refusal([text])[0])
+            d.scores["reply_refusal"] = p
+            d.evidence.append(Evidence(source="blackbox", name="reply_refusal", value=p, threshold=0.5))
+            if p >= 0.5:
+                return Decision(action=Action.ANSWER, scores=d.scores, evidence=d.evidence,
+                                reasons=[*d.reasons, f"the reply is a refusal (P={p:.3f} >= 0.5); let through"],
+                                latency_ms=d.latency_ms)
+        return d
+
+    # ------------------------------------------------------------------ internals
+    def _score_and_decide(
+        self,
+        prepared: list[tuple[str, list[str]]],
+        todo: list[int],
+        history: list[dict[str, str]] | None,
+        docs: list[str],
+        decisions: list[Decision | None],
+    ) -> None:
+        texts = [prepared[i][0] for i in todo]
+        # other readings (decoded blobs, de-leeted, re-cased) are scored after the texts themselves
+        views: list[tuple[int, View]] = [(k, v) for k, t in enumerate(texts)
+                                         for v in (alternate_views(t) if self.normalize else [])]
+        texts = texts + [v.text for _, v in views]
+        scored = self.latent.scores(texts, history=history)
+        ctx = self.latent.score(docs) if docs else None
+        extra, notes = self._blackbox(texts)
+        try:
+            model_evidence = self.engine.evidence(texts)
+        except Exception as exc:  # noqa: BLE001 - optional evidence; say it is missing
+            model_evidence = [[] for _ in texts]
+            notes.append(f"decision-engine evidence failed ({type(exc).__name__}: {exc})")
+        out: list[Decision] = []
+        for k, text in enumerate(texts):
+            i = todo[k] if k < len(todo) else todo[views[k - len(todo)][0]]
+            evidence = self._latent_evidence(scored, k, ctx)
+            evidence += [Evidence(source="blackbox", name=n, value=v[k]) for n, v in extra.items()]
+            out.append(self._verdict(text, [*prepared[i][1], *notes], evidence + model_evidence[k], bool(docs)))
+        for k, i in enumerate(todo):
+            decisions[i] = out[k]
+        for j, (k, view) in enumerate(views):  # the strictest reading decides; ties keep the text's own
+            i, own, alt = todo[k], decisions[todo[k]], out[len(todo) + j]
+            assert own is not None
+            if STRICTNESS[alt.action] > STRICTNESS[own.action]:
+                decisions[i] = alt.model_copy(update={"reasons": [
+                    (f"{view.note}: that reading decided ({alt.action.value}; the text as written: "
+                     f"{own.action.value})"), *alt.reasons]})
+            else:
+                decisions[i] = own.model_copy(update={"reasons": [
+                    *own.reasons, f"{view.note} ({alt.action.value}; not stricter)"]})
+
+    def _blackbox(self, texts: list[str]) -> tuple[dict[str, list[float]], list[str]]:
+        """Scores of the extra detectors; a failing detector is reported, not fatal (evidence only)."""
+        out: dict[str, list[float]] = {}
+        notes: list[str] = []
+        for name, fn in self.detectors.items():
+            try:
+                out[name] = [float(v) for v in fn(texts)]
+            except Exception as exc:  # noqa: BLE001 - evidence-only detectors must not break a decision
+                notes.append(f"detector {name!r} failed ({type(exc).__name__}: {exc}); its evidence is missing")
+        return out, notes
+
+    def _latent_evidence(self, scored: dict[str, Any], k: int, ctx: Any) -> list[Evidence]:
+        where = f"layer {self.latent.layer_}, position {self.latent.position_}"
+        out = [
+            Evidence(source="latent", name="harmfulness", value=float(scored["harmfulness"][k]), detail=where),
+            Evidence(source="latent", name="harmfulness_raw", value=float(scored["harmfulness_raw"][k]),
+                     detail="raw projection on the harmfulness direction"),
+            Evidence(source="latent", name="refusal", value=float(scored["refusal"][k]),
+                     detail="projection on the contrastive refusal direction (reported, not decisive)"),
+        ]
+        if ctx is not None:
+            out.append(Evidence(source="latent", name="context_harmfulness", value=float(max(ctx)),
+                                detail=f"max over {len(ctx)} retrieved document(s)"))
+        return out
+
+    def _verdict(self, text: str, notes: list[str], evidence: list[Evidence], has_context: bool) -> Decision:
+        v = decide(text, evidence, self.policy, has_context=has_context)
+        return Decision(action=v.action, category=v.category, scores=v.scores, reasons=[*notes, *v.reasons],
+                        response=constructive_response(v.action, v.category, override=v.response),
+                        evidence=v.evidence, rule=v.rule)
+
+    def _unavailable(self, exc: Exception, notes: list[str]) -> Decision:
+        action = Action.REFUSE if self.policy.fail_closed else Action.ANSWER
+        mode = "fail closed" if self.policy.fail_closed else "fail open (configured)"
+        return self._decide(action, "guard_unavailable" if action is not Action.ANSWER else None, {},
+                            [*notes, f"guard unavailable ({type(exc).__name__}: {exc}); {mode}"],
+                            abstain_style=True)
+
+    @staticmethod
+    def _decide(action: Action, category: str | None, scores: dict[str, float], reasons: list[str],
+                abstain_style: bool = False) -> Decision:
+        response = constructive_response(Action.ABSTAIN if abstain_style and action is not Action.ANSWER else action,
+                                         category)
+        return Decision(action=action, category=category, scores=scores, reasons=reasons, response=response)
+
+
+def default_detectors(folder: str | Path | None = None) -> dict[str, Callable[[list[str]], Any]]:
+    """The black-box scorers by evidence name (MiniLM features; onnxruntime when installed).
+
+    `folder` holds predictors written by `guard fit --with-classifiers`; default: the shipped ones.
+    Each model loads on first use.
+    """
+    import functools
+
+    from classifiers import PromptRefusalPredictor, embedding_harm_score, prompt_refusal_score
+
+    if folder is None:
+        return {"prompt_refusal": prompt_refusal_score, "embedding_harm": embedding_harm_score}
+
+    def scorer(sub: str) -> Callable[[list[str]], Any]:
+        model = functools.lru_cache(maxsize=1)(lambda: PromptRefusalPredictor.load(Path(folder) / sub))
+        return lambda texts: model().refusal_score(texts)
+
+    return {"prompt_refusal": scorer("prompt_refusal"), "embedding_harm": scorer("prompt_refusal_embedding")}
+
+
+def default_reply_refusal() -> Callable[[list[str]], Any]:
+    """P(a reply is a refusal), from the shipped `ResponseRefusalDetector` (loaded on first use)."""
+    import functools
+
+    @functools.lru_cache(maxsize=1)
+    def detector() -> Any:
+        from classifiers import ResponseRefusalDetector
+
+        return ResponseRefusalDetector.default()
+
+    return lambda replies: detector().refusal_score(replies)
+
+
+def _check_history(history: Any) -> list[dict[str, str]] | None:
+    if history is None:
+        return None
+    if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
+        raise InputError("history must be a list of {'role': ..., 'content': ...} messages")
+    out = []
+    for i, m in enumerate(history):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise InputError(f"history[{i}] must be a dict with str 'role' and 'content', got {m!r:.80}")
+        if m["role"] not in {"system", "user", "assistant"}:
+            raise InputError(f"history[{i}] has role {m['role']!r}; use system, user or assistant")
+        out.append({"role": m["role"], "content": prepare_prompt(m["content"])[0]})
+    return out
+
+
+def _check_context(context: Any) -> list[str]:
+    if context is None:
+        return []
+    if isinstance(context, str):
+        context = [context]
+    docs = []
+    for i, d in enumerate(context):
+        text = getattr(d, "page_content", d)  # LangChain Documents work as they are
+        if not isinstance(text, str):
+            raise InputError(f"context[{i}] must be a str (or have .page_content), got {type(d).__name__}")
+        text = prepare_prompt(text)[0]
+        if text.strip():
+            docs.append(text)
+    return docs

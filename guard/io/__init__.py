@@ -1,0 +1,1 @@
+"""Files, not models: data loaders, fetching pinned wheels, artifact folders with checksums."""

@@ -1,0 +1,1 @@
+"""Text before it reaches a model: normalisation and alternate readings (decoded, de-leeted)."""

@@ -1,0 +1,523 @@
+"""LatentGuard: harmfulness and refusal read from the host model's hidden states.
+
+Two directions, kept apart ("LLMs Encode Harmfulness and Refusal Separately"):
+
+* **harmfulness** at the last token of the user instruction (or the post-instruction position
+  that separates best), learned from harmful vs benign prompts;
+* **refusal** learned contrastively: refusal replies vs compliant replies teacher-forced after
+  the same prompts (as CAST derives behaviour vectors), because a weakly aligned host such as
+  SmolLM2 almost never refuses on its own, so its own refusals cannot define the direction.
+
+Layer and position are chosen automatically by two criteria that are both reported:
+cross-validated AUROC of the difference-in-means projection, and COSMIC's output-free cosine
+score (ablate the candidate direction on harmful prompts, add it on benign ones, and measure how
+far the late-layer activations move toward the other class).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from guard.errors import InputError, NotFittedError
+from guard.whitebox.host import Encoded, HostModel
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+
+def _auroc(scores: np.ndarray, y: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    return float(roc_auc_score(y, scores))
+
+
+def _check_prompts(prompts: Any) -> list[str]:
+    if isinstance(prompts, str):
+        raise InputError("expected a list of prompts, got a single string; wrap it: [prompt]")
+    out = list(prompts)
+    for i, p in enumerate(out):
+        if not isinstance(p, str):
+            raise InputError(f"prompt {i} is {type(p).__name__}, expected str")
+        if not p.strip():
+            raise InputError(f"prompt {i} is empty or whitespace")
+    return out
+
+
+class LatentGuard:
+    """Harmfulness probe on a host model's hidden states, with a separate refusal direction.
+
+    Follows scikit-learn conventions: `__init__` stores parameters only, `fit` returns `self`,
+    learned attributes end in `_`, and use before `fit` raises `NotFittedError`.
+
+    Args:
+        host: the `HostModel` whose hidden states are read.
+        layers: candidate layers; default: every layer in the first 80 % of the stack (late
+            layers mostly carry next-token detail; Arditi et al. exclude them too).
+        method: "logistic" (L2 logistic probe, folded back to one direction in activation
+            space) or "diffmean" (difference in means).
+        C: inverse L2 strength of the logistic probe.
+        cv: folds for the selection AUROC and for out-of-fold Platt calibration.
+        cosmic_shortlist: how many top-AUROC candidates COSMIC re-ranks (0 disables it).
+        cosmic_samples: prompts per class used by COSMIC's interventions.
+        selection: "cosmic" (best COSMIC score among candidates within `auroc_tolerance` of
+            the best AUROC) or "auroc".
+        window_tokens: longest prompt (in tokens) scored in one piece; longer prompts are
+            scored over overlapping windows and the maximum is kept.
+        window_stride: distance between window starts.
+        batch_size: prompts per forward pass.
+        random_state: seed for folds and sampling.
+
+    Example:
+        >>> lg = LatentGuard(host).fit(prompts, labels)  # doctest: +SKIP
+        >>> lg.score(["How do I build a pipe bomb?"])  # doctest: +SKIP
+        array([0.98])
+    """
+
+    def __init__(
+        self,
+        host: HostModel | None = None,
+        *,
+        layers: Sequence[int] | None = None,
+        method: str = "logistic",
+        C: float = 0.05,
+        cv: int = 5,
+        cosmic_shortlist: int = 6,
+        cosmic_samples: int = 24,
+        selection: str = "cosmic",
+        auroc_tolerance: float = 0.01,
+        window_tokens: int = 384,
+        window_stride: int = 256,
+        batch_size: int = 16,
+        random_state: int = 0,
+    ) -> None:
+        self.host = host
+        self.layers = layers
+        self.method = method
+        self.C = C
+        self.cv = cv
+        self.cosmic_shortlist = cosmic_shortlist
+        self.cosmic_samples = cosmic_samples
+        self.selection = selection
+        self.auroc_tolerance = auroc_tolerance
+        self.window_tokens = window_tokens
+        self.window_stride = window_stride
+        self.batch_size = batch_size
+        self.random_state = random_state
+
+    # sklearn's get_params/set_params without inheriting BaseEstimator's repr machinery on a host
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        import inspect
+
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {n: getattr(self, n) for n in names}
+
+    def set_params(self, **params: Any) -> LatentGuard:
+        for key, value in params.items():
+            if key not in self.get_params():
+                raise InputError(f"unknown parameter {key!r} for LatentGuard")
+            setattr(self, key, value)
+        return self
+
+    # ------------------------------------------------------------------ features
+    def _host(self) -> HostModel:
+        if self.host is None:
+            raise InputError("LatentGuard needs a host: LatentGuard(HostModel.default())")
+        return self.host
+
+    def _candidate_layers(self) -> list[int]:
+        n = self._host().num_layers
+        if self.layers is not None:
+            return sorted(set(int(l) for l in self.layers))
+        return list(range(max(1, int(round(0.8 * n)))))
+
+    def _windows(self, prompt: str) -> list[str]:
+        """The prompt, or overlapping token windows of it when it is longer than `window_tokens`."""
+        tok = self._host().tokenizer
+        ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        if len(ids) <= self.window_tokens:
+            return [prompt]
+        starts = list(range(0, max(1, len(ids) - self.window_tokens) + 1, self.window_stride))
+        if starts[-1] + self.window_tokens < len(ids):
+            starts.append(len(ids) - self.window_tokens)
+        out = []
+        for s in starts:
+            text = tok.decode(ids[s : s + self.window_tokens], skip_special_tokens=True).strip()
+            out.append(text or prompt[:1])
+        return out
+
+    def features(
+        self,
+        prompts: Sequence[str],
+        layers: Sequence[int],
+        *,
+        history: Sequence[dict[str, str]] | None = None,
+        windows: str = "all",
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Activations at [instruction, post-instruction...] for each prompt window.
+
+        Returns:
+            `(X, owner)`: `X` of shape `[n_windows, len(layers), n_positions, hidden]` and
+            `owner[i]`, the index of the prompt window `i` came from. With `windows="last"`
+            only each prompt's last window is used (fitting: harmful requests in long
+            jailbreak texts usually sit at the end).
+        """
+        prompts = _check_prompts(prompts)
+        encs: list[Encoded] = []
+        owner: list[int] = []
+        for i, p in enumerate(prompts):
+            parts = self._windows(p)
+            if windows == "last":
+                parts = parts[-1:]
+            for w in parts:
+                encs.append(self._host().encode(w, history))
+                owner.append(i)
+        n_post = {len(e.post_instruction) for e in encs}
+        if len(n_post) != 1:
+            raise InputError(f"the chat template gave different post-instruction lengths {n_post}")
+        reused = getattr(self, "_reused_states", None) or {}
+        rows: list[np.ndarray | None] = [reused.get((e.input_ids, tuple(layers))) for e in encs]
+        missing = [k for k, r in enumerate(rows) if r is None]
+        if missing:
+            states = self._host().capture([encs[k] for k in missing], layers, batch_size=self.batch_size)
+            for k, s in zip(missing, states):
+                e = encs[k]
+                rows[k] = s[:, [e.instruction, *e.post_instruction], :].numpy()
+        X = np.stack(rows).astype(np.float32)  # type: ignore[arg-type]
+        return X, np.asarray(owner)
+
+    @contextlib.contextmanager
+    def reuse_states(self, states: Mapping[tuple[tuple[int, ...], tuple[int, ...]], np.ndarray]) -> Iterator[None]:
+        """Inside the block, `features` takes these activations instead of running the host.
+
+        Used by `guard.whitebox.prefill`: the host's own prefill pass during generation already computed
+        the activations the guard reads, so scoring costs only a projection. Keys are
+        ``(input_ids, layers)`` of an `Encoded` chat, values ``[len(layers), n_positions, hidden]``
+        at ``[instruction, *post_instruction]``. Keying by the exact token ids means only the
+        very chat the activations came from can take them; any other chat is captured as usual.
+
+        Example:
+            >>> with guard.reuse_states({(enc.input_ids, (guard.layer_,)): x}):  # doctest: +SKIP
+            ...     guard.scores([prompt])
+        """
+        previous = getattr(self, "_reused_states", None)
+        self._reused_states = {**(previous or {}), **states}
+        try:
+            yield
+        finally:
+            self._reused_states = previous
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self,
+        prompts: Sequence[str],
+        labels: Sequence[int | str],
+        *,
+        refusal_replies: Sequence[str] | None = None,
+        compliance_replies: Sequence[str] | None = None,
+        features: np.ndarray | None = None,
+        with_refusal: bool = True,
+    ) -> LatentGuard:
+        """Learn the harmfulness direction, choose layer and position, calibrate, learn refusal.
+
+        Args:
+            prompts: fitting prompts.
+            labels: 1/"harmful" or 0/"benign" per prompt.
+            refusal_replies / compliance_replies: reply texts teacher-forced after a sample of
+                the prompts to derive the refusal direction; the packaged examples by default.
+            features: precomputed `features(prompts, candidate_layers, windows="last")[0]`
+                (lets a caller reuse one forward pass across several fits).
+            with_refusal: also learn the refusal direction (a few extra forward passes).
+        """
+        from sklearn.model_selection import StratifiedKFold
+
+        prompts = _check_prompts(prompts)
+        y = _labels_to_int(labels)
+        if len(y) != len(prompts):
+            raise InputError(f"{len(prompts)} prompts but {len(y)} labels")
+        if len(np.unique(y)) < 2 or min(np.bincount(y)) < self.cv:
+            raise InputError(f"need at least {self.cv} prompts of each label, got counts {np.bincount(y).tolist()}")
+        layers = self._candidate_layers()
+        X = features if features is not None else self.features(prompts, layers, windows="last")[0]
+        n, n_layers, n_pos, _ = X.shape
+        if n != len(prompts) or n_layers != len(layers):
+            raise InputError(f"features of shape {X.shape} do not match {len(prompts)} prompts x {len(layers)} layers")
+
+        # 1. cross-validated AUROC of a linear direction for every (layer, position): shrinkage
+        #    LDA, a closed-form stand-in for the logistic probe that is cheap enough for the grid
+        folds = list(StratifiedKFold(self.cv, shuffle=True, random_state=self.random_state).split(np.zeros(n), y))
+        oof = np.zeros((n, n_layers, n_pos), dtype=np.float64)
+        for tr, te in folds:
+            for l in range(n_layers):
+                for p in range(n_pos):
+                    d = _lda_direction(X[tr, l, p, :], y[tr], self.method)
+                    oof[te, l, p] = X[te, l, p, :].astype(np.float64) @ d
+        auroc = np.array([[_auroc(oof[:, l, p], y) for p in range(n_pos)] for l in range(n_layers)])
+
+        # 2. COSMIC cosine score on a shortlist
+        order = np.argsort(-auroc, axis=None)
+        shortlist = [tuple(int(v) for v in np.unravel_index(i, auroc.shape)) for i in order[: max(1, self.cosmic_shortlist)]]
+        cosmic: dict[tuple[int, int], float] = {}
+        if self.cosmic_shortlist > 0:
+            cosmic = self._cosmic_scores(prompts, y, X, layers, shortlist)
+        best = shortlist[0]
+        if self.selection == "cosmic" and cosmic:
+            top = auroc[best]
+            eligible = [c for c in shortlist if auroc[c] >= top - self.auroc_tolerance]
+            best = max(eligible, key=lambda c: cosmic[c])
+        elif self.selection not in {"cosmic", "auroc"}:
+            raise InputError(f"selection must be 'cosmic' or 'auroc', got {self.selection!r}")
+        li, pi = best
+
+        # 3. the probe at the chosen point, with out-of-fold Platt calibration
+        Z = X[:, li, pi, :].astype(np.float64)
+        oof_dec = np.zeros(n)
+        for tr, te in folds:
+            w, b = self._probe(Z[tr], y[tr])
+            oof_dec[te] = Z[te] @ w + b
+        w, b = self._probe(Z, y)
+        self.direction_ = w.astype(np.float32)
+        self.bias_ = float(b)
+        self.platt_ = _platt(oof_dec, y)
+        self.layer_ = int(layers[li])
+        self.position_ = int(pi)
+        self.n_positions_ = int(n_pos)
+        self.candidate_layers_ = list(layers)
+        self.auroc_grid_ = auroc
+        self.cosmic_scores_ = {f"{layers[l]}:{p}": float(s) for (l, p), s in cosmic.items()}
+        self.cv_auroc_ = float(_auroc(oof_dec, y))
+        self.selection_auroc_ = float(auroc[li, pi])
+
+        # 4. refusal direction, contrastive and teacher-forced, at the same layer
+        if with_refusal:
+            self._fit_refusal(prompts, refusal_replies, compliance_replies)
+        else:
+            self.refusal_direction_ = np.zeros_like(self.direction_)
+            self.refusal_reply_auroc_ = float("nan")
+        r = self.refusal_direction_
+        self.harm_refusal_cosine_ = float(
+            np.dot(self.direction_, r) / (np.linalg.norm(self.direction_) * np.linalg.norm(r) + 1e-12)
+        )
+        return self
+
+    def _probe(self, Z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+        """One direction and bias in raw activation space: decision = z @ w + b."""
+        if self.method == "diffmean":
+            d = Z[y == 1].mean(0) - Z[y == 0].mean(0)
+            mid = 0.5 * (Z[y == 1].mean(0) + Z[y == 0].mean(0))
+            return d, float(-mid @ d)
+        if self.method != "logistic":
+            raise InputError(f"method must be 'logistic' or 'diffmean', got {self.method!r}")
+        from sklearn.linear_model import LogisticRegression
+
+        mu, sd = Z.mean(0), Z.std(0) + 1e-6
+        clf = LogisticRegression(C=self.C, max_iter=2000, class_weight="balanced")
+        clf.fit((Z - mu) / sd, y)
+        w = clf.coef_[0] / sd
+        return w, float(clf.intercept_[0] - (mu * w).sum())
+
+    def _cosmic_scores(
+        self, prompts: list[str], y: np.ndarray, X: np.ndarray, layers: list[int], shortlist: list[tuple[int, int]]
+    ) -> dict[tuple[int, int], float]:
+        """COSMIC's output-free score for each candidate (layer index, position).
+
+        For a candidate direction r from (l, p): ablate r̂ from every layer's output on harmful
+        prompts and add r at layer l on benign prompts, then take the mean cosine similarity of
+        the post-instruction activations in the late layers to the *other* class's mean there.
+        A direction that really carries the concept moves each class toward the other.
+        """
+        import torch
+
+        host = self._host()
+        rng = np.random.default_rng(self.random_state)
+        harm = [prompts[i] for i in rng.permutation(np.flatnonzero(y == 1))[: self.cosmic_samples]]
+        benign = [prompts[i] for i in rng.permutation(np.flatnonzero(y == 0))[: self.cosmic_samples]]
+        all_layers = list(range(host.num_layers))
+        # late layers: the deepest ~10 % of the model, downstream of every candidate, so a
+        # candidate's own edit cannot score itself
+        n_late = max(1, round(0.1 * host.num_layers))
+        late_layers = [l for l in all_layers[-n_late:] if l > max(layers)] or all_layers[-1:]
+        enc_h = [host.encode(self._windows(p)[-1]) for p in harm]
+        enc_b = [host.encode(self._windows(p)[-1]) for p in benign]
+
+        def post_means(encs: list[Encoded]) -> np.ndarray:
+            states = host.capture(encs, late_layers, batch_size=self.batch_size)
+            return np.stack([s[:, list(e.post_instruction) or [e.instruction], :].mean(1).numpy() for s, e in zip(states, encs)])
+
+        tgt_h = post_means(enc_h).mean(0)  # [late, H]
+        tgt_b = post_means(enc_b).mean(0)
+        mu_h = X[y == 1].mean(0)  # [L, P, H]
+        mu_b = X[y == 0].mean(0)
+        scores: dict[tuple[int, int], float] = {}
+        for li, pi in shortlist:
+            r = torch.tensor(mu_h[li, pi] - mu_b[li, pi])
+            r_hat = r / (r.norm() + 1e-12)
+
+            def ablate(h: Any, r_hat: Any = r_hat) -> Any:
+                rh = r_hat.to(h.dtype).to(h.device)
+                return h - (h @ rh).unsqueeze(-1) * rh
+
+            def add(h: Any, r: Any = r) -> Any:
+                return h + r.to(h.dtype).to(h.device)
+
+            with host.intervene({l: ablate for l in all_layers}):
+                a_h = post_means(enc_h)
+            with host.intervene({layers[li]: add}):
+                a_b = post_means(enc_b)
+            s1 = _mean_cos(a_h, tgt_b)
+            s2 = _mean_cos(a_b, tgt_h)
+            scores[(li, pi)] = float(0.5 * (s1 + s2))
+        return scores
+
+    def _fit_refusal(
+        self,
+        prompts: list[str],
+        refusal: Sequence[str] | None,
+        compliance: Sequence[str] | None,
+        n_pairs: int = 64,
+        reply_tokens: int = 12,
+    ) -> None:
+        if refusal is None or compliance is None:
+            from guard.io.data import load_reply_openings
+
+            r_default, c_default = load_reply_openings()
+            refusal = refusal if refusal is not None else r_default
+            compliance = compliance if compliance is not None else c_default
+        refusal, compliance = list(refusal), list(compliance)
+        if not refusal or not compliance:
+            raise InputError("the refusal direction needs refusal and compliance replies")
+        host = self._host()
+        rng = np.random.default_rng(self.random_state + 1)
+        idx = rng.permutation(len(prompts))[:n_pairs]
+        encs = []
+        for k, i in enumerate(idx):
+            p = self._windows(prompts[i])[-1]
+            encs.append(host.encode(p, reply=refusal[k % len(refusal)]))
+            encs.append(host.encode(p, reply=compliance[k % len(compliance)]))
+        states = host.capture(encs, [self.layer_], batch_size=self.batch_size)
+        vec = np.stack([s[0, list(e.reply[:reply_tokens]), :].mean(0).numpy() for s, e in zip(states, encs)])
+        ref, com = vec[0::2], vec[1::2]
+        self.refusal_direction_ = (ref.mean(0) - com.mean(0)).astype(np.float32)
+        proj = vec @ self.refusal_direction_
+        self.refusal_reply_auroc_ = _auroc(proj, np.tile([1, 0], len(idx)))
+
+    # ------------------------------------------------------------------ scoring
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "direction_"):
+            raise NotFittedError("this LatentGuard is not fitted yet; call fit() or load an artifact")
+
+    def _window_scores(self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self._check_fitted()
+        X, owner = self.features(prompts, [self.layer_], history=history)
+        dec, ref = self.project(X[:, 0])
+        return dec, ref, owner
+
+    def project(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw harmfulness and refusal projections of states `[n, n_positions, hidden]` at `layer_`."""
+        self._check_fitted()
+        Z = states[:, self.position_, :].astype(np.float64)
+        post = states[:, 1:, :].mean(1) if states.shape[1] > 1 else states[:, 0, :]
+        return Z @ self.direction_.astype(np.float64) + self.bias_, post.astype(np.float64) @ self.refusal_direction_
+
+    def calibrated(self, raw: np.ndarray) -> np.ndarray:
+        """Platt-calibrated probability for raw projections."""
+        self._check_fitted()
+        return _sigmoid(self.platt_[0] * np.asarray(raw, dtype=np.float64) + self.platt_[1])
+
+    def decision_function(self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None = None) -> np.ndarray:
+        """Raw harmfulness projection (the max over a long prompt's windows); > 0 leans harmful."""
+        dec, _, owner = self._window_scores(prompts, history)
+        return _max_by_owner(dec, owner, len(prompts))
+
+    def score(self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None = None) -> np.ndarray:
+        """Calibrated probability in [0, 1] that each prompt is harmful."""
+        return self.predict_proba(prompts, history)[:, 1]
+
+    def predict_proba(self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None = None) -> np.ndarray:
+        """Columns follow `classes_` = [0 (benign), 1 (harmful)]."""
+        p = self.calibrated(self.decision_function(prompts, history))
+        return np.column_stack([1 - p, p])
+
+    def refusal_score(self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None = None) -> np.ndarray:
+        """Projection of the post-instruction activations on the refusal direction (raw)."""
+        _, ref, owner = self._window_scores(prompts, history)
+        return _max_by_owner(ref, owner, len(prompts))
+
+    def scores(self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None = None) -> dict[str, np.ndarray]:
+        """Harmfulness probability, raw projection and refusal projection from one forward pass."""
+        dec, ref, owner = self._window_scores(prompts, history)
+        d = _max_by_owner(dec, owner, len(prompts))
+        return {
+            "harmfulness": self.calibrated(d),
+            "harmfulness_raw": d,
+            "refusal": _max_by_owner(ref, owner, len(prompts)),
+        }
+
+    classes_ = np.array([0, 1])
+
+    def report(self) -> dict[str, Any]:
+        """What fit chose and why: both selection criteria, the cosine between directions."""
+        self._check_fitted()
+        return {
+            "layer": self.layer_,
+            "position": "instruction" if self.position_ == 0 else f"post_instruction[{self.position_ - 1}]",
+            "selection": self.selection,
+            "selection_auroc": self.selection_auroc_,
+            "cv_auroc_probe": self.cv_auroc_,
+            "cosmic_scores": self.cosmic_scores_,
+            "harm_refusal_cosine": self.harm_refusal_cosine_,
+            "refusal_reply_auroc": self.refusal_reply_auroc_,
+            "best_auroc_by_layer": {
+                str(l): float(np.nanmax(self.auroc_grid_[i])) for i, l in enumerate(self.candidate_layers_)
+            },
+        }
+
+
+def _lda_direction(Z: np.ndarray, y: np.ndarray, method: str, shrinkage: float = 0.1) -> np.ndarray:
+    """(Sigma + shrinkage * tr(Sigma)/H * I)^-1 (mu1 - mu0); plain difference in means for "diffmean"."""
+    Z = Z.astype(np.float64)
+    diff = Z[y == 1].mean(0) - Z[y == 0].mean(0)
+    if method == "diffmean":
+        return diff
+    centred = np.concatenate([Z[y == 1] - Z[y == 1].mean(0), Z[y == 0] - Z[y == 0].mean(0)])
+    cov = centred.T @ centred / max(1, len(Z) - 2)
+    cov[np.diag_indices_from(cov)] += shrinkage * np.trace(cov) / cov.shape[0] + 1e-8
+    return np.linalg.solve(cov, diff)
+
+
+def _labels_to_int(labels: Sequence[int | str]) -> np.ndarray:
+    out = []
+    for i, v in enumerate(labels):
+        if v in (1, True, "harmful"):
+            out.append(1)
+        elif v in (0, False, "benign"):
+            out.append(0)
+        else:
+            raise InputError(f"label {i} is {v!r}; use 1/'harmful' or 0/'benign'")
+    return np.asarray(out, dtype=int)
+
+
+def _platt(dec: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(C=1e4, max_iter=1000).fit(dec.reshape(-1, 1), y)
+    return float(clf.coef_[0, 0]), float(clf.intercept_[0])
+
+
+def _mean_cos(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over samples and layers of cos(a[n, l], b[l])."""
+    num = np.einsum("nlh,lh->nl", a, b)
+    den = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)[None, :] + 1e-12
+    return float((num / den).mean())
+
+
+def _max_by_owner(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    out = np.full(n, -np.inf)
+    np.maximum.at(out, owner, values)
+    return out

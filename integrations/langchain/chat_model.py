@@ -1,0 +1,246 @@
+"""`HostChatModel`: a LangChain chat model over the guard's `HostModel`, so a local chain runs end
+to end.
+
+Needs the `langchain` extra (`pip install 'latent-guardrail[langchain]'`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from guard._deps import require
+
+require("langchain_core")
+
+from langchain_core.callbacks import CallbackManagerForLLMRun  # noqa: E402
+from langchain_core.language_models import BaseChatModel  # noqa: E402
+from langchain_core.messages import (  # noqa: E402
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ToolMessage,
+)
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult  # noqa: E402
+from pydantic import ConfigDict, Field  # noqa: E402
+
+from integrations._core import (  # noqa: E402
+    text_of,
+)
+from integrations.reliability import (  # noqa: E402
+    RetryPolicy,
+    call_with_retry,
+)
+
+
+#: Name of the custom callback event that carries every decision.
+DECISION_EVENT = "guard_decision"
+#: Key of the decision in a message's `response_metadata`.
+DECISION_KEY = "guard_decision"
+
+_PROMPT_KEYS = ("input", "question", "query", "prompt", "text", "message", "messages")
+_CONTEXT_KEYS = ("context", "documents", "docs")
+
+from integrations._core import shared_default as _shared_default  # noqa: E402
+from integrations.langchain.runnable import _role  # noqa: E402
+
+__all__ = ["HostChatModel"]
+
+def _to_chat(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
+    chat = []
+    for m in messages:
+        role = _role(m)
+        text = text_of(m)
+        if role is None:
+            if isinstance(m, ToolMessage):
+                role, text = "user", f"Tool result: {text}"
+            else:
+                role = "user"
+        chat.append({"role": role, "content": text})
+    return chat
+
+
+class HostChatModel(BaseChatModel):
+    """A LangChain chat model that generates with a `HostModel` (the guard's own local LLM).
+
+    `host=None` means the embedded default host (SmolLM2-135M-Instruct), loaded on first use and
+    shared by every instance, never in the constructor. Tool calling and structured output are
+    not supported. Each reply carries usage metadata (token counts) and its `model_name`.
+
+    Args:
+        host: a `HostModel`; `None` for the shared default.
+        model_name: the name reported in metadata (alias `model`); default: the host's name.
+        max_tokens: new tokens per reply.
+        temperature: 0 for greedy decoding, > 0 to sample.
+        timeout: seconds allowed per reply; a longer generation raises `TimeoutError`.
+        stop: stop sequences (the reply ends before the first one).
+        max_retries: extra tries after a `TimeoutError` or `ConnectionError` (invoke only).
+        streaming: make `invoke` stream internally (callbacks see tokens as they come).
+
+    Example:
+        >>> llm = HostChatModel(max_tokens=32)  # loads nothing yet
+        >>> llm.invoke("Name a colour.").content  # doctest: +SKIP
+        'Blue.'
+    """
+
+    model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
+
+    host: Any = Field(default=None, exclude=True)
+    model_name: str | None = Field(default=None, alias="model")
+    max_tokens: int | None = Field(default=256, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0)
+    timeout: float | None = Field(default=None, gt=0)
+    stop: list[str] | None = None
+    max_retries: int = Field(default=2, ge=0)
+    streaming: bool = False
+
+    @property
+    def _llm_type(self) -> str:
+        return "guard-host-chat"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self._name(), "max_tokens": self.max_tokens, "temperature": self.temperature}
+
+    def _host(self) -> Any:
+        return self.host if self.host is not None else _shared_default("host")
+
+    def _name(self) -> str:
+        if self.model_name:
+            return self.model_name
+        if self.host is not None:
+            return str(getattr(self.host, "name", "host"))
+        return "SmolLM2-135M-Instruct"
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "guard_host"
+        params["ls_model_name"] = kwargs.get("model") or self._name()
+        params["ls_temperature"] = kwargs.get("temperature", self.temperature)
+        max_tokens = kwargs.get("max_tokens", self.max_tokens)
+        if max_tokens is not None:
+            params["ls_max_tokens"] = max_tokens
+        stops = stop or self.stop
+        if stops:
+            params["ls_stop"] = list(stops)
+        return params
+
+    # ------------------------------------------------------------------ generation core
+    def _pieces(self, messages: Sequence[BaseMessage], stop: list[str] | None,
+                **kwargs: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield (text delta, info) while generating; the final info has the counts."""
+        torch = require("torch")
+        host = self._host()
+        tok, model = host.tokenizer, host.model
+        max_new = int(kwargs.get("max_tokens") or self.max_tokens or 256)
+        temperature = float(kwargs.get("temperature", self.temperature))
+        timeout = kwargs.get("timeout", self.timeout)
+        stops = [s for s in (stop if stop is not None else self.stop) or [] if s]
+        hold = max((len(s) for s in stops), default=1) - 1
+
+        text_in = tok.apply_chat_template(_to_chat(messages), tokenize=False, add_generation_prompt=True)
+        ids = tok(text_in, add_special_tokens=False)["input_ids"]
+        eos = _eos_ids(host)
+        lock = getattr(host, "_lock", None) or threading.RLock()  # one forward at a time per host
+        device = host.device
+        past, cur = None, torch.tensor([ids], device=device)
+        cache_arg = _cache_arg(model)
+        generated: list[int] = []
+        emitted, finish, text = 0, "length", ""
+        start = time.monotonic()
+        for _ in range(max_new):
+            if timeout is not None and time.monotonic() - start > timeout:
+                raise TimeoutError(f"generation took longer than timeout={timeout}s "
+                                   f"({len(generated)} tokens); raise timeout or lower max_tokens")
+            with lock, torch.inference_mode():  # held per step, so guard checks can interleave
+                out = model(input_ids=cur, use_cache=True, **{cache_arg: past})
+            past, logits = getattr(out, cache_arg, None), out.logits[0, -1].float()
+            if temperature > 0:
+                probs = torch.softmax(logits / temperature, dim=-1)
+                nxt = int(torch.multinomial(probs, 1).item())
+            else:
+                nxt = int(torch.argmax(logits).item())
+            if nxt in eos:
+                finish = "stop"
+                break
+            generated.append(nxt)
+            cur = torch.tensor([[nxt]], device=device)
+            text = tok.decode(generated, skip_special_tokens=True)
+            hit = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+            if hit >= 0:
+                text, finish = text[:hit], "stop"
+                break
+            safe = len(text) - hold
+            if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+                safe = min(safe, len(text) - 1)
+            if safe > emitted:
+                yield text[emitted:safe], {}
+                emitted = safe
+        if len(text) > emitted:
+            yield text[emitted:], {}
+        yield "", {"input_tokens": len(ids), "output_tokens": len(generated), "finish_reason": finish}
+
+    def _usage(self, info: dict[str, Any]) -> dict[str, int]:
+        n_in, n_out = int(info["input_tokens"]), int(info["output_tokens"])
+        return {"input_tokens": n_in, "output_tokens": n_out, "total_tokens": n_in + n_out}
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        def once() -> ChatResult:
+            parts, info = [], {}
+            for piece, info in self._pieces(messages, stop, **kwargs):
+                if piece:
+                    parts.append(piece)
+                    if run_manager is not None:
+                        run_manager.on_llm_new_token(piece)
+            message = AIMessage(
+                content="".join(parts),
+                usage_metadata=self._usage(info),
+                response_metadata={"model_name": self._name(), "finish_reason": info["finish_reason"],
+                                   "model_provider": "guard_host"},
+            )
+            return ChatResult(generations=[ChatGeneration(message=message)])
+
+        policy = RetryPolicy(max_attempts=self.max_retries + 1, retry_on=(TimeoutError, ConnectionError),
+                             initial_wait=0.1, max_wait=2.0, jitter=0.1)
+        return call_with_retry(once, policy)
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        for piece, info in self._pieces(messages, stop, **kwargs):
+            if info:
+                msg = AIMessageChunk(
+                    content="", usage_metadata=self._usage(info), chunk_position="last",
+                    response_metadata={"model_name": self._name(), "finish_reason": info["finish_reason"],
+                                       "model_provider": "guard_host"},
+                )
+                yield ChatGenerationChunk(message=msg)
+                continue
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            if run_manager is not None:
+                run_manager.on_llm_new_token(piece, chunk=chunk)
+            yield chunk
+
+
+def _cache_arg(model: Any) -> str:
+    """The name of the KV-cache argument: `cache` in transformers >= 5.2x, else `past_key_values`."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params and "past_key_values" not in params else "past_key_values"
+
+
+def _eos_ids(host: Any) -> set[int]:
+    ids: set[int] = set()
+    tok_eos = getattr(host.tokenizer, "eos_token_id", None)
+    if tok_eos is not None:
+        ids.add(int(tok_eos))
+    gen = getattr(getattr(host.model, "generation_config", None), "eos_token_id", None)
+    if isinstance(gen, int):
+        ids.add(gen)
+    elif gen:
+        ids.update(int(i) for i in gen)
+    return ids
+
