@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     from guard import Guard
-    from guard.guard import prepare_prompt
+    from guard.text.prepare import prepare_prompt
     from guard.io.data import load_fitting_set
     from guard.evaluation.explain import OverRefusalMitigation, explain_triggers, mitigate
     from guard.evaluation.robustness import default_transforms, guard_blocked_fn, host_tense, robustness_table

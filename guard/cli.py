@@ -69,7 +69,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _examples_from(sources: Sequence[str] | None) -> list[Any]:
-    from guard.io.data import SOURCES, dedupe, load_benign_corpus, load_fitting_set, load_source, read_examples
+    from guard.io.data import (
+        SOURCES,
+        dedupe,
+        load_benign_corpus,
+        load_fitting_set,
+        load_source,
+        read_examples,
+    )
 
     if not sources:
         return load_fitting_set()
@@ -88,11 +95,11 @@ def _examples_from(sources: Sequence[str] | None) -> list[Any]:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from guard.decision.policy import Policy
+    from guard.fitting.training import fit_and_evaluate
     from guard.guard import Guard
     from guard.whitebox.host import HostModel
     from guard.whitebox.latent import LatentGuard
-    from guard.decision.policy import Policy
-    from guard.fitting.training import fit_and_evaluate
 
     if args.host:
         p = Path(args.host)
@@ -147,7 +154,6 @@ def _scorer(detector: str, guard_path: str | None) -> Any:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from guard.io.data import read_examples
     from guard.evaluation.engine import (
         RunInfo,
         ScorerSpec,
@@ -159,6 +165,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         score_ray,
     )
     from guard.evaluation.metrics import compute_metrics
+    from guard.io.data import read_examples
 
     detectors = parse_detectors(args.detector)
     examples = read_examples(args.data)

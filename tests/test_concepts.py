@@ -3,8 +3,13 @@
 import numpy as np
 import pytest
 
-from guard.whitebox.concepts import ConceptDirections, TrajectoryFeatures, evaluate_feature_sets, last_window_states
 from guard.errors import InputError, NotFittedError
+from guard.whitebox.concepts import (
+    ConceptDirections,
+    TrajectoryFeatures,
+    evaluate_feature_sets,
+    last_window_states,
+)
 from tests.conftest import make_host
 from tests.test_integrity import fit_latent
 

@@ -13,6 +13,16 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from guard.decision.taxonomy import (
+    ADVBENCH_LABELS,
+    DONOTANSWER_LABELS,
+    INTENDED_OTHER_HARM,
+    REDHARNESS_LABELS,
+    HarmCategory,
+    keyword_category,
+    map_source_label,
+)
+from guard.errors import DataFormatError, GuardError
 from guard.io import data
 from guard.io.data import (
     BENIGN_INJECTION_LOOKALIKE,
@@ -27,16 +37,6 @@ from guard.io.data import (
     load_source,
     normalize_prompt,
     read_examples,
-)
-from guard.errors import DataFormatError, GuardError
-from guard.decision.taxonomy import (
-    ADVBENCH_LABELS,
-    DONOTANSWER_LABELS,
-    INTENDED_OTHER_HARM,
-    REDHARNESS_LABELS,
-    HarmCategory,
-    keyword_category,
-    map_source_label,
 )
 
 KNOWN = {c.value for c in HarmCategory}

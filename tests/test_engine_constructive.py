@@ -2,10 +2,16 @@
 
 import pytest
 
-from guard.decision.constructive import STRATEGIES, constructive_response, echoes, generate_constructive, strategy
 from guard.decision import Action
-from guard.features.noncompliance import CATEGORIES, load_examples
+from guard.decision.constructive import (
+    STRATEGIES,
+    constructive_response,
+    echoes,
+    generate_constructive,
+    strategy,
+)
 from guard.decision.taxonomy import HarmCategory
+from guard.features.noncompliance import CATEGORIES, load_examples
 
 
 def test_every_category_has_a_strategy():

@@ -3,10 +3,11 @@
 import pytest
 
 from guard.decision import Action, Evidence
-from guard.decision.engine import DecisionEngine, decide, pool_harm
+from guard.decision.engine import decide, pool_harm
 from guard.decision.policy import CategoryPolicy, Policy
 from guard.decision.risk import Costs
 from guard.decision.rules import About, Not, Rule
+from guard.features.evidence import DecisionEngine
 
 
 def latent(p):

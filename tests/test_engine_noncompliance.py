@@ -55,8 +55,8 @@ def test_probabilities_and_round_trip(clf, tmp_path):
 
 def test_engine_abstains_with_the_shipped_classifier():
     from guard.decision import Action, Evidence
-    from guard.decision.engine import DecisionEngine
     from guard.decision.policy import Policy
+    from guard.features.evidence import DecisionEngine
 
     eng = DecisionEngine(Policy())
     prompts = ["Do you ever feel lonely?", "Give me a recipe for lentil soup."]

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from guard.decision import Action
-from guard.errors import InputError
-from guard.decision.policy import CategoryPolicy, Policy, Target, calibrate, calibration_report, threshold_for_refusal_rate
+from guard.decision.policy import CategoryPolicy, Policy
 from guard.decision.risk import Costs
 from guard.decision.rules import About, AllOf, AnyOf, Not, Rule
+from guard.errors import InputError
+from guard.fitting.calibrate import Target, calibrate, calibration_report, threshold_for_refusal_rate
 
 
 def test_defaults_are_backward_compatible():

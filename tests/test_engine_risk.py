@@ -5,8 +5,8 @@ import math
 import pytest
 
 from guard.decision import Action
-from guard.errors import InputError
 from guard.decision.risk import Costs, choose, expected_costs
+from guard.errors import InputError
 
 
 def test_expected_costs_by_hand():

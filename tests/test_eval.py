@@ -5,9 +5,8 @@ Deterministic scorers keep these fast; the one test on shipped models is marked 
 
 from __future__ import annotations
 
-import importlib.util
-
 import base64
+import importlib.util
 import json
 import re
 import zlib
@@ -17,7 +16,6 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from guard.cli import main
-from guard.io.data import Example
 from guard.errors import GuardError, InputError
 from guard.evaluation.engine import (
     DETECTORS,
@@ -28,6 +26,7 @@ from guard.evaluation.engine import (
     synthetic_eval_set,
 )
 from guard.evaluation.metrics import bootstrap_ci, compute_metrics, strip_timings, weighted_auroc
+from guard.io.data import Example
 
 DESIGN_KEYS = {"n", "n_harmful", "n_benign", "auroc", "harmful_blocked_rate", "over_refusal_rate",
                "benign_answered_rate", "latency_ms", "by_source", "by_category", "detector", "guard"}
@@ -288,9 +287,9 @@ def test_cli_robustness_missing_module_is_a_clear_error(tmp_path, eval_file, lex
 def test_cli_eval_all_on_a_tiny_fitted_guard(tmp_path, eval_file):
     """Every shipped detector for real: latent/combined on a guard fitted on a tiny random host."""
     pytest.importorskip("matplotlib")
+    from guard.decision.policy import Policy
     from guard.guard import Guard
     from guard.whitebox.latent import LatentGuard
-    from guard.decision.policy import Policy
     from tests.conftest import make_host
 
     host = make_host("llama")

@@ -148,8 +148,7 @@ def test_check_output_lets_refusals_through(guard):
 
 
 def test_engine_rules_and_noncompliance_evidence_reach_the_decision(guard):
-    from guard.decision import Evidence
-    from guard.decision.engine import DecisionEngine
+    from guard.features.evidence import DecisionEngine
 
     class FixedNoncompliance:
         def proba_dicts(self, prompts):

@@ -5,12 +5,12 @@ import warnings
 import numpy as np
 import pytest
 
-from guard.whitebox.ablation import orthogonalize_weights
-from guard.io.artifacts import save_latent
+from guard.decision.policy import Policy
 from guard.errors import ArtifactError, InputError
+from guard.whitebox.ablation import orthogonalize_weights
+from guard.whitebox.artifacts import save_latent
 from guard.whitebox.integrity import ArtifactDirections, HostIntegrityWarning, check_integrity
 from guard.whitebox.latent import LatentGuard
-from guard.decision.policy import Policy
 from tests._synthetic import synthetic
 from tests.conftest import make_host
 
@@ -97,9 +97,9 @@ def test_bad_inputs(latent):
 
 @pytest.mark.slow
 def test_smollm2_integrity_passes_original_and_flags_abliterated(smollm2):
-    from guard.whitebox.ablation import orthogonalize_weights
-    from guard.io.artifacts import load_latent
     from guard.guard import _default_artifact
+    from guard.whitebox.ablation import orthogonalize_weights
+    from guard.whitebox.artifacts import load_latent
 
     latent, _, _ = load_latent(_default_artifact(), smollm2)
     assert check_integrity(smollm2, _default_artifact(), warn=False).status == "ok"

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from guard.errors import InputError
-from guard.whitebox.position_probe import PositionScores, plot_position_scores, position_profile, position_scores
+from guard.whitebox.position_probe import (
+    PositionScores,
+    plot_position_scores,
+    position_profile,
+    position_scores,
+)
 from tests.conftest import make_host
 from tests.test_integrity import fit_latent
 

@@ -4,9 +4,7 @@ import numpy as np
 import pytest
 
 from guard import Guard, Policy
-from guard.io.data import PROMPT_PLACEHOLDER, Example
 from guard.errors import InputError
-from guard.whitebox.latent import LatentGuard
 from guard.evaluation.robustness import (
     TRANSFORMS,
     Transform,
@@ -18,6 +16,8 @@ from guard.evaluation.robustness import (
     past_tense,
     robustness_table,
 )
+from guard.io.data import PROMPT_PLACEHOLDER, Example
+from guard.whitebox.latent import LatentGuard
 from tests._synthetic import synthetic
 from tests.conftest import make_host
 

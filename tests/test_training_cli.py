@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from guard.fitting.calibrate import blocked_rate, reliability, threshold_for_rate, threshold_for_recall
 from guard.cli import main
-from guard.io.data import Example
 from guard.errors import InputError
-from guard.whitebox.latent import LatentGuard
+from guard.fitting.calibrate import blocked_rate, reliability, threshold_for_rate, threshold_for_recall
 from guard.fitting.training import FeatureBank, bank_file, bank_key, fit_and_evaluate, part_of, split_of
+from guard.io.data import Example
+from guard.whitebox.latent import LatentGuard
 from tests._synthetic import synthetic
 from tests.conftest import make_host
 

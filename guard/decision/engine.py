@@ -12,7 +12,7 @@
 | ``reject_option`` | ``ambiguity``, ``novelty`` | flagged when ``value >= threshold`` (0.5 without one) |
 | ``latent`` | ``context_harmfulness`` | worst retrieved document's P(harmful) |
 
-`DecisionEngine` computes the model-backed parts (noncompliance probabilities, `About`
+`guard.features.evidence.DecisionEngine` computes the model-backed parts (noncompliance probabilities, `About`
 similarities) for a batch of prompts and returns them as evidence, so `Guard` calls::
 
     engine = DecisionEngine(policy)                       # models load on first use
@@ -40,14 +40,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from guard.decision import Action, Evidence
 from guard.decision.policy import HARM_SIGNALS, Policy
 from guard.decision.risk import choose
-from guard.decision.rules import STRICTNESS, Encoder, match_rules
+from guard.decision.rules import STRICTNESS, match_rules
 from guard.decision.taxonomy import keyword_category
 
 NONCOMPLIANCE_ABSTAIN: tuple[str, ...] = ("incomplete_ambiguous", "unsupported_infeasible", "indeterminate",
@@ -287,56 +286,4 @@ def decide(
                    evidence=filled, decided_by=decided_by, response=response)
 
 
-class DecisionEngine:
-    """Computes the model-backed evidence the policy needs, and decides.
-
-    Args:
-        policy: the policy.
-        noncompliance: a fitted `NoncomplianceClassifier`; default: the shipped one (loaded on
-            first use); False turns noncompliance evidence off.
-        encoder: where `About` similarities are measured: None for MiniLM embeddings, or
-            `guard.decision.rules.host_encoder(host)` for the host's hidden states.
-
-    Example:
-        >>> eng = DecisionEngine(Policy(), noncompliance=False)
-        >>> eng.evidence(["hi"])
-        [[]]
-    """
-
-    def __init__(self, policy: Policy, noncompliance: Any = None, encoder: Encoder | None = None) -> None:
-        self.policy = policy
-        self.noncompliance = noncompliance
-        self.encoder = encoder
-
-    def _classifier(self) -> Any:
-        if self.noncompliance is False:
-            return None
-        if self.noncompliance is None:
-            from guard.features.noncompliance import NoncomplianceClassifier
-
-            self.noncompliance = NoncomplianceClassifier.default()
-        return self.noncompliance
-
-    def evidence(self, prompts: Sequence[str]) -> list[list[Evidence]]:
-        """Noncompliance probabilities and `About` similarities for each prompt, as evidence."""
-        from guard.decision.rules import about_scores
-
-        prompts = list(prompts)
-        out: list[list[Evidence]] = [[] for _ in prompts]
-        clf = self._classifier()
-        if clf is not None and prompts:
-            for row, probs in zip(out, clf.proba_dicts(prompts)):
-                row.extend(Evidence(source="noncompliance", name=k, value=v) for k, v in probs.items())
-        if self.policy.rules and prompts:
-            abouts = {a.name: a for r in self.policy.rules for a in r.abouts()}
-            for row, sims in zip(out, about_scores(self.policy.rules, prompts, self.encoder)):
-                row.extend(Evidence(source="condition", name=k, value=v, threshold=abouts[k].fitted_threshold,
-                                    detail="cosine similarity to the topic's examples") for k, v in sims.items())
-        return out
-
-    def decide(self, prompt: str, evidence: Sequence[Evidence], **kwargs: Any) -> Verdict:
-        """`decide` under this engine's policy."""
-        return decide(prompt, evidence, self.policy, **kwargs)
-
-
-__all__ = ["DecisionEngine", "NONCOMPLIANCE_ABSTAIN", "Verdict", "decide", "harm_category", "pool_harm"]
+__all__ = ["NONCOMPLIANCE_ABSTAIN", "Verdict", "decide", "harm_category", "pool_harm"]

@@ -20,17 +20,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from guard.decision import Action
-from guard.errors import InputError
 from guard.decision.risk import Costs
 from guard.decision.rules import Rule
+from guard.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -201,140 +199,4 @@ class Policy(BaseModel):
 
 
 # ------------------------------------------------------------------------------------ calibration
-class Target(BaseModel):
-    """What a category should reach on the calibration set: one of `refusal_rate` or `recall`.
-
-    Attributes:
-        refusal_rate: share of the category's prompts (any label) to block.
-        recall: share of the category's harmful prompts to block (needs labels).
-
-    Example:
-        >>> Target(recall=0.95).recall
-        0.95
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    refusal_rate: float | None = Field(None, ge=0.0, le=1.0)
-    recall: float | None = Field(None, gt=0.0, le=1.0)
-
-    @model_validator(mode="after")
-    def _one(self) -> Target:
-        if (self.refusal_rate is None) == (self.recall is None):
-            raise ValueError("give exactly one of refusal_rate or recall")
-        return self
-
-
-def threshold_for_refusal_rate(scores: Sequence[float], rate: float) -> float:
-    """The threshold at which ``mean(score >= t)`` is closest to `rate` (never above it by ties).
-
-    Example:
-        >>> threshold_for_refusal_rate([0.1, 0.2, 0.3, 0.4], 0.5)
-        0.3
-    """
-    s = np.sort(np.asarray(scores, dtype=float))
-    if s.size == 0:
-        raise InputError("threshold_for_refusal_rate needs at least one score")
-    k = int(round(rate * s.size))
-    if k <= 0:
-        return float(min(1.0, np.nextafter(s[-1], np.inf)))
-    return float(s[s.size - k])
-
-
-def _is_harmful(label: Any) -> bool:
-    return label in (1, True, "harmful", "1")
-
-
-def calibrate(
-    policy: Policy,
-    data: Mapping[str, Sequence[float]],
-    targets: Mapping[str, Target | float],
-    labels: Mapping[str, Sequence[Any]] | None = None,
-    min_rows: int = 10,
-) -> Policy:
-    """A copy of `policy` with per-category thresholds that reach `targets` on `data`.
-
-    Args:
-        policy: the policy to start from (not changed).
-        data: category -> the pooled P(harmful) scores of the calibration prompts the engine puts
-            in that category (see `guard.decision.engine.harm_category`).
-        targets: category -> `Target` or a float (a refusal rate). The key ``"*"`` sets the
-            policy-wide `threshold` from all rows together.
-        labels: category -> labels (1/"harmful" or 0/"benign"), aligned with `data`; needed for
-            recall targets.
-        min_rows: categories with fewer rows keep their threshold (logged).
-
-    Returns:
-        The calibrated policy.
-
-    Raises:
-        InputError: a recall target without labels, or a category absent from `data`.
-
-    Example:
-        >>> p = calibrate(Policy(), {"drugs": [0.1, 0.2, 0.6, 0.9]}, {"drugs": 0.5}, min_rows=1)
-        >>> p.threshold_for("drugs")
-        0.6
-    """
-    out = policy.model_copy(deep=True)
-    categories = dict(out.categories)
-    for name, target in targets.items():
-        target = target if isinstance(target, Target) else Target(refusal_rate=float(target))
-        if name == "*":
-            scores = [s for v in data.values() for s in v]
-            labs = [x for k in data for x in (labels or {}).get(k, [])] if labels else None
-        else:
-            if name not in data:
-                raise InputError(f"no calibration scores for category {name!r}; categories with data: "
-                                 f"{sorted(data)}")
-            scores = list(data[name])
-            labs = list(labels[name]) if labels and name in labels else None
-        if len(scores) < min_rows:
-            logger.warning("category %s has %d calibration rows (< %d); its threshold is unchanged",
-                           name, len(scores), min_rows)
-            continue
-        if target.recall is not None:
-            if labs is None or len(labs) != len(scores):
-                raise InputError(f"a recall target for {name!r} needs labels aligned with its scores")
-            harmful = [s for s, y in zip(scores, labs) if _is_harmful(y)]
-            if not harmful:
-                logger.warning("category %s has no harmful rows; recall target skipped", name)
-                continue
-            from guard.fitting.calibrate import threshold_for_recall
-
-            t = threshold_for_recall(harmful, target.recall)
-        else:
-            t = threshold_for_refusal_rate(scores, float(target.refusal_rate))
-        if name == "*":
-            out.threshold = t
-        else:
-            categories[name] = categories.get(name, CategoryPolicy()).model_copy(update={"threshold": t})
-    out.categories = categories
-    return out
-
-
-def calibration_report(policy: Policy, data: Mapping[str, Sequence[float]],
-                       labels: Mapping[str, Sequence[Any]] | None = None) -> dict[str, dict[str, float]]:
-    """Per category: rows, refusal rate and (with labels) recall and over-refusal at the policy.
-
-    Example:
-        >>> calibration_report(Policy(threshold=0.5), {"drugs": [0.2, 0.7]})["drugs"]["refusal_rate"]
-        0.5
-    """
-    report: dict[str, dict[str, float]] = {}
-    for name, scores in data.items():
-        s = np.asarray(scores, dtype=float)
-        t = policy.threshold_for(name)
-        row: dict[str, float] = {"n": float(s.size), "threshold": t,
-                                 "refusal_rate": float((s >= t).mean()) if s.size else float("nan")}
-        if labels and name in labels:
-            y = np.array([_is_harmful(v) for v in labels[name]])
-            if y.any():
-                row["recall"] = float((s[y] >= t).mean())
-            if (~y).any():
-                row["over_refusal"] = float((s[~y] >= t).mean())
-        report[name] = row
-    return report
-
-
-__all__ = ["HARM_SIGNALS", "CategoryPolicy", "Policy", "Target", "calibrate", "calibration_report",
-           "threshold_for_refusal_rate"]
+__all__ = ["HARM_SIGNALS", "CategoryPolicy", "Policy"]

@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Annotated, Any, Literal, Union
 
@@ -64,8 +63,9 @@ REFERENCE_PROMPTS: tuple[str, ...] = (
 class Encoder:
     """Texts to unit vectors, the space `About` measures similarity in.
 
-    Use `embedding_encoder()` (MiniLM sentence embeddings) or `host_encoder(host)` (the host's
-    hidden states at the last instruction token, centred on generic prompts).
+    `guard.features.encoders` builds them: `embedding_encoder()` (MiniLM sentence embeddings) or
+    `host_encoder(host)` (the host's hidden states at the last instruction token, centred on
+    generic prompts).
     """
 
     def __init__(self, fn: Callable[[list[str]], np.ndarray], key: str) -> None:
@@ -76,37 +76,6 @@ class Encoder:
         """Unit-norm rows, one per text."""
         v = np.asarray(self._fn(list(texts)), dtype=np.float64)
         return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-
-
-@functools.lru_cache(maxsize=1)
-def embedding_encoder() -> Encoder:
-    """The shared MiniLM sentence-embedding encoder (loaded on first use, once per process)."""
-    from classifiers import SentenceEmbedder
-
-    emb = SentenceEmbedder(cache=True)
-    return Encoder(emb.transform, key="minilm")
-
-
-def host_encoder(host: Any, layer: int | None = None, reference: Sequence[str] = REFERENCE_PROMPTS) -> Encoder:
-    """Hidden states of `host` at the last instruction token of `layer`, centred on `reference`.
-
-    Raw residual-stream vectors share a large common component (all cosines are high), so the
-    mean over generic prompts is removed before normalising.
-
-    Args:
-        host: a `guard.whitebox.host.HostModel`.
-        layer: the decoder layer; default: two thirds of the way up.
-        reference: generic prompts whose mean state is subtracted.
-    """
-    layer = int(host.num_layers * 2 // 3) if layer is None else int(layer)
-
-    def states(texts: list[str]) -> np.ndarray:
-        encs = [host.encode(t if t.strip() else ".") for t in texts]
-        caps = host.capture(encs, [layer])
-        return np.stack([c[0, e.instruction, :].numpy() for c, e in zip(caps, encs)]).astype(np.float64)
-
-    mean = states(list(reference)).mean(axis=0)
-    return Encoder(lambda texts: states(texts) - mean, key=f"host:{getattr(host, 'fingerprint', id(host))}:{layer}")
 
 
 # ------------------------------------------------------------------------------------ conditions
@@ -160,9 +129,9 @@ class About(_Condition):
         if not self.examples:
             self.examples = [self.name]
 
-    def fit(self, encoder: Encoder | None = None) -> About:
-        """Embed the examples (and fit the threshold when it is None); returns self."""
-        encoder = encoder or embedding_encoder()
+    def fit(self, encoder: Encoder) -> About:
+        """Embed the examples with `encoder` (`guard.features.encoders`) and fit the threshold when it
+        is None; returns self."""
         vecs = encoder.encode(self.examples)
         self._vectors, self._key = vecs, encoder.key
         if self.threshold is not None:
@@ -362,35 +331,13 @@ def _unique_abouts(rules: Sequence[Rule]) -> list[About]:
     return list(seen.values())
 
 
-def fit_rules(rules: Sequence[Rule], encoder: Encoder | None = None) -> list[Rule]:
-    """Fit every `About` in the rules on one encoder (embeddings by default); returns the rules."""
-    encoder = encoder or embedding_encoder()
+def fit_rules(rules: Sequence[Rule], encoder: Encoder) -> list[Rule]:
+    """Fit every `About` in the rules on one encoder; returns the rules."""
     for rule in rules:
         for about in rule.abouts():
             if not about.is_fitted or about._key != encoder.key:
                 about.fit(encoder)
     return list(rules)
-
-
-def about_scores(rules: Sequence[Rule], prompts: Sequence[str], encoder: Encoder | None = None) -> list[dict[str, float]]:
-    """Similarity of each prompt to each `About` topic in the rules: one dict per prompt.
-
-    Fits unfitted conditions on `encoder` first. The prompts are encoded once, in one batch.
-
-    Example:
-        >>> about_scores([], ["hi"])
-        [{}]
-    """
-    if isinstance(prompts, str):
-        raise InputError("about_scores expects a list of prompts")
-    abouts = _unique_abouts(rules)
-    if not abouts:
-        return [{} for _ in prompts]
-    encoder = encoder or embedding_encoder()
-    fit_rules(rules, encoder)
-    vecs = encoder.encode(list(prompts))
-    cols = {a.name: a.similarity(vecs) for a in abouts}
-    return [{name: float(v[i]) for name, v in cols.items()} for i in range(len(prompts))]
 
 
 def match_rules(rules: Sequence[Rule], scores: Mapping[str, float],
@@ -426,4 +373,4 @@ def match_rules(rules: Sequence[Rule], scores: Mapping[str, float],
 
 
 __all__ = ["About", "AllOf", "AnyOf", "Condition", "Encoder", "Not", "REFERENCE_PROMPTS", "Rule", "RuleMatch",
-           "STRICTNESS", "about_scores", "embedding_encoder", "fit_rules", "host_encoder", "match_rules"]
+           "STRICTNESS", "fit_rules", "match_rules"]

@@ -31,8 +31,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from guard.io.data import Example
 from guard.errors import GuardError, InputError, MissingDependencyError
+from guard.io.data import Example
 
 DETECTORS: tuple[str, ...] = ("latent", "prompt_refusal", "embedding", "combined")
 ENGINES: tuple[str, ...] = ("local", "ray")

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel
 
-from guard.io.data import PROMPT_PLACEHOLDER, Example
 from guard.errors import InputError
+from guard.io.data import PROMPT_PLACEHOLDER, Example
 from guard.text.normalize import scoring_texts
 
 if TYPE_CHECKING:

@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from guard.errors import InputError
 from guard.decision.taxonomy import HarmCategory
+from guard.errors import InputError
 
 
 class SteerEvalSettings(BaseModel):
@@ -81,10 +81,11 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
         >>> run_steer_eval(SteerEvalSettings(n_per_group=8), "runs/steer")  # doctest: +SKIP
     """
     from classifiers import ResponseRefusalDetector
-    from guard.whitebox.ablation import orthogonalize_weights
-    from guard.io.artifacts import load_latent
+    from guard.fitting.training import split_of
     from guard.guard import _default_artifact
     from guard.io.data import load_fitting_set
+    from guard.whitebox.ablation import orthogonalize_weights
+    from guard.whitebox.artifacts import load_latent
     from guard.whitebox.host import HostModel
     from guard.whitebox.integrity import check_integrity
     from guard.whitebox.steering import (
@@ -95,7 +96,6 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
         SteeringRule,
         prompt_states,
     )
-    from guard.fitting.training import split_of
 
     try:
         HarmCategory(settings.category)

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from guard.fitting.calibrate import blocked_rate, threshold_for_recall
 from guard.errors import InputError
+from guard.fitting.calibrate import blocked_rate, threshold_for_recall
 
 LATENT = "harmfulness"
 

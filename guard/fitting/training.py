@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from guard.errors import InputError
 from guard.fitting.augment import TENSE_TEMPLATES, style_variants
 from guard.fitting.calibrate import blocked_rate, threshold_for_recall
 from guard.io.data import Example, normalize_prompt
-from guard.errors import InputError
 from guard.whitebox.latent import LatentGuard
 
 SPLITS = ("fit", "calib", "test")

@@ -29,9 +29,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from guard.io.fetch import fetch_wheel
-from guard.errors import DataFormatError, GuardError
 from guard.decision.taxonomy import HarmCategory, map_source_label
+from guard.errors import DataFormatError, GuardError
+from guard.io.fetch import fetch_wheel
 
 logger = logging.getLogger(__name__)
 

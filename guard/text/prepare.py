@@ -1,0 +1,109 @@
+"""Make user text safe to tokenize, and validate the history and documents that come with it.
+
+Example:
+    >>> prepare_prompt("hi\\x00there")
+    ('hi there', ['replaced 1 control character(s) with spaces'])
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from typing import Any
+
+from guard.errors import InputError
+from guard.text.normalize import canonicalize
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+
+def prepare_prompt(prompt: Any, *, normalize: bool = True) -> tuple[str, list[str]]:
+    """Make a prompt safe to tokenize and undo cheap obfuscations, saying what was changed.
+
+    Lone surrogates become U+FFFD and control characters (other than tab and newline) become
+    spaces. With `normalize`, the text is then put in canonical form
+    (`guard.text.normalize.canonicalize`: unicode NFKC, zero-width/format characters removed,
+    Cyrillic/Greek look-alikes folded to Latin inside Latin words). The returned notes name each
+    change, so nothing the user gave is dropped silently. Readings that may not be what the user
+    meant (decoded base64, leetspeak, case) are not applied here: `Guard` scores them as extra
+    views (`guard.text.normalize.alternate_views`).
+
+    Raises:
+        InputError: the prompt is not a string.
+
+    Example:
+        >>> prepare_prompt("hi\\x00there")
+        ('hi there', ['replaced 1 control character(s) with spaces'])
+        >>> prepare_prompt("b\\u200bomb")
+        ('bomb', ['removed 1 invisible character(s) (zero-width or format)'])
+    """
+    if not isinstance(prompt, str):
+        raise InputError(f"prompt must be a str, got {type(prompt).__name__}; pass the user's text")
+    notes = []
+    text, n = _SURROGATE.subn("\ufffd", prompt)
+    if n:
+        notes.append(f"replaced {n} invalid unicode code point(s) (lone surrogates) with U+FFFD")
+    controls = sum(1 for c in text if unicodedata.category(c) == "Cc" and c not in "\t\n\r")
+    if controls:
+        text = "".join(" " if unicodedata.category(c) == "Cc" and c not in "\t\n\r" else c for c in text)
+        notes.append(f"replaced {controls} control character(s) with spaces")
+    if normalize:
+        text, more = canonicalize(text)
+        notes.extend(more)
+    return text, notes
+
+
+def check_history(history: Any) -> list[dict[str, str]] | None:
+    """Validate chat history (a list of role/content dicts) and prepare each message's text.
+
+    Raises:
+        InputError: not a list of dicts with a str role (system, user, assistant) and str content.
+
+    Example:
+        >>> check_history([{"role": "user", "content": "hi\\x00"}])
+        [{'role': 'user', 'content': 'hi '}]
+    """
+    if history is None:
+        return None
+    if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
+        raise InputError("history must be a list of {'role': ..., 'content': ...} messages")
+    out = []
+    for i, m in enumerate(history):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise InputError(f"history[{i}] must be a dict with str 'role' and 'content', got {m!r:.80}")
+        if m["role"] not in {"system", "user", "assistant"}:
+            raise InputError(f"history[{i}] has role {m['role']!r}; use system, user or assistant")
+        out.append({"role": m["role"], "content": prepare_prompt(m["content"])[0]})
+    return out
+
+
+def check_context(context: Any) -> list[str]:
+    """Validate retrieved documents (str, LangChain Documents, or a list of them); prepared texts.
+
+    Raises:
+        InputError: not a str, a Document or a list of them.
+
+    Example:
+        >>> check_context("Paris is in France.")
+        ['Paris is in France.']
+    """
+    if context is None:
+        return []
+    if isinstance(context, str) or hasattr(context, "page_content"):
+        context = [context]
+    if isinstance(context, bytes) or not isinstance(context, Sequence):
+        raise InputError(f"context must be a str or a list of documents, got {type(context).__name__}")
+    docs = []
+    for i, d in enumerate(context):
+        text = getattr(d, "page_content", d)  # LangChain Documents work as they are
+        if not isinstance(text, str):
+            raise InputError(f"context[{i}] must be a str (or have .page_content), got {type(d).__name__}")
+        text = prepare_prompt(text)[0]
+        if text.strip():
+            docs.append(text)
+    return docs
+
+
+__all__ = ["check_context", "check_history", "prepare_prompt"]
