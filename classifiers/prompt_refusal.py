@@ -19,7 +19,7 @@ from classifiers._linear import Explanation, Features, TextLinearClassifier
 from classifiers._validation import DEFAULT_MAX_CHARS, check_texts
 from classifiers.errors import ClassifierError
 
-DEFAULT_RESOURCES = {"combined": "prompt_refusal", "embedding": "prompt_refusal_embedding"}
+DEFAULT_RESOURCES = {"combined": "prompt_refusal", "embedding": "prompt_refusal_embedding", "multilingual": "multilingual_harm"}
 
 
 def _check_refused(y: Any, n: int) -> np.ndarray:
@@ -185,7 +185,7 @@ class PromptRefusalPredictor(TextLinearClassifier):
         return super().explain(text, top=top, label=label)
 
     @classmethod
-    def default(cls, variant: Literal["combined", "embedding"] = "combined") -> PromptRefusalPredictor:
+    def default(cls, variant: Literal["combined", "embedding", "multilingual"] = "combined") -> PromptRefusalPredictor:
         """The shipped "a safety-aligned model would refuse this" predictor (refit by ``guard fit``).
 
         Fitted on the project's public harmful sources (label 1) and benign sources plus the
@@ -193,7 +193,8 @@ class PromptRefusalPredictor(TextLinearClassifier):
 
         Args:
             variant: ``"combined"`` (n-grams + MiniLM: the best scores) or ``"embedding"``
-                (MiniLM + a linear head: the onnxruntime fast path).
+                (MiniLM + a linear head: the onnxruntime fast path) or ``"multilingual"``
+                (USE-multilingual v3 + a linear head: carries over between languages).
         """
         if variant not in DEFAULT_RESOURCES:
             raise ClassifierError(f"variant must be one of {sorted(DEFAULT_RESOURCES)}, got {variant!r}")

@@ -540,6 +540,9 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
                 "n_features_in": self.n_features_in_}
         (folder / "reject_option.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         st.save_file(tensors or {"empty": np.zeros(1)}, str(folder / "weights.safetensors"))
+        from classifiers._manifest import write_manifest
+
+        write_manifest(folder)
         return folder
 
     @classmethod
@@ -560,6 +563,9 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         if not meta_file.is_file():
             raise ClassifierError(f"{folder} holds no saved RejectOptionClassifier (reject_option.json); "
                                   "write one with .save(path)")
+        from classifiers._manifest import verify_manifest
+
+        verify_manifest(folder, required=("reject_option.json", "weights.safetensors"))
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
             raise ClassifierError(f"{folder}: format {meta.get('format')!r} v{meta.get('format_version')}, "
@@ -567,10 +573,7 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         tensors = st.load_file(str(folder / "weights.safetensors"))
         em = meta["estimator"]
         if em["kind"] == "saved":
-            import importlib
-
-            mod, _, qual = em["class"].partition(":")
-            est = getattr(importlib.import_module(mod), qual).load(folder / "estimator")
+            est = _saved_estimator_class(em.get("class")).load(folder / "estimator")
         else:
             from sklearn.linear_model import LogisticRegression
 
@@ -600,6 +603,37 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         if meta.get("rejector_intercept") is not None:
             model.rejector_intercept_ = meta["rejector_intercept"]
         return model
+
+
+#: The wrapped predictors `load` may rebuild, by the name `save` writes. A name read from a file
+#: is looked up here and never imported, so a crafted file cannot run code.
+SAVED_ESTIMATORS: dict[str, tuple[str, str]] = {
+    "classifiers.prompt_refusal:PromptRefusalPredictor": ("classifiers.prompt_refusal", "PromptRefusalPredictor"),
+    "classifiers.response_refusal:ResponseRefusalDetector": ("classifiers.response_refusal",
+                                                             "ResponseRefusalDetector"),
+    "classifiers.reject_option:RejectOptionClassifier": ("classifiers.reject_option", "RejectOptionClassifier"),
+    "classifiers.rules:TsetlinRuleClassifier": ("classifiers.rules", "TsetlinRuleClassifier"),
+    "classifiers.reply_harm:ReplyHarmClassifier": ("classifiers.reply_harm", "ReplyHarmClassifier"),
+}
+
+
+def _saved_estimator_class(name: Any) -> Any:
+    """The class registered under `name` in `SAVED_ESTIMATORS`.
+
+    Example:
+        >>> _saved_estimator_class("os:system")
+        Traceback (most recent call last):
+        ...
+        classifiers.errors.ClassifierError: saved estimator class 'os:system' is not one this package can load; known: classifiers.prompt_refusal:PromptRefusalPredictor, classifiers.reject_option:RejectOptionClassifier, classifiers.reply_harm:ReplyHarmClassifier, classifiers.response_refusal:ResponseRefusalDetector, classifiers.rules:TsetlinRuleClassifier
+    """
+    import importlib
+
+    entry = SAVED_ESTIMATORS.get(name) if isinstance(name, str) else None
+    if entry is None:
+        raise ClassifierError(f"saved estimator class {name!r} is not one this package can load; known: "
+                              f"{', '.join(sorted(SAVED_ESTIMATORS))}")
+    module, qualname = entry
+    return getattr(importlib.import_module(module), qualname)
 
 
 def _take(X: Any, idx: np.ndarray) -> Any:

@@ -30,4 +30,21 @@ def embedding_harm_score(prompts: Any) -> np.ndarray:
     return _default("embedding").refusal_score(prompts)
 
 
-__all__ = ["embedding_harm_score", "prompt_refusal_score"]
+def multilingual_harm_score(prompts: Any) -> np.ndarray:
+    """P(harmful) per prompt, in [0, 1], from USE-multilingual v3 embeddings + a linear head."""
+    return _default("multilingual").refusal_score(prompts)
+
+
+def reply_harm_score(prompts: Any, replies: Any) -> np.ndarray:
+    """P(a reply is harmful) per (request, reply) pair, from the shipped `ReplyHarmClassifier`."""
+    return _reply_harm().score(list(zip(prompts, replies)))
+
+
+@functools.lru_cache(maxsize=1)
+def _reply_harm() -> Any:
+    from classifiers.reply_harm import ReplyHarmClassifier
+
+    return ReplyHarmClassifier.default()
+
+
+__all__ = ["embedding_harm_score", "multilingual_harm_score", "prompt_refusal_score", "reply_harm_score"]

@@ -106,9 +106,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         host = HostModel.from_pretrained(p)
     else:
         host = HostModel.default()
+    out_dir = Path(args.out)
+    if args.grouped:
+        return _fit_grouped(args, host, out_dir)
     examples = _examples_from(args.data)
     print(f"fitting on {len(examples)} examples with host {host.name}", file=sys.stderr)
-    out_dir = Path(args.out)
     evidence = None
     classifier_figures = None
     if args.with_classifiers:
@@ -137,6 +139,20 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if classifier_figures is not None:
         summary["classifiers"] = str(out / "classifiers" / "fit_report.json")
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _fit_grouped(args: argparse.Namespace, host: Any, out_dir: Path) -> int:
+    """`guard fit --grouped`: the recipe chosen by grouped validation (`guard.fitting.grouped_fit`)."""
+    from guard.fitting.grouped_fit import run
+    from guard.io.fetch import cache_dir
+
+    rows = _examples_from(args.data) if args.data else None
+    cache = Path(args.features_cache) if args.features_cache else cache_dir() / "fit-features"
+    report = run(out_dir, host, cache_dir=cache, external=args.external, seed=args.seed,
+                 target_recall=args.target_recall, latent_per_group=args.latent_per_group, rows=rows)
+    keys = ("chosen", "grouped", "random_split", "external")
+    print(json.dumps({k: report[k] for k in keys if k in report}, indent=2, default=float))
     return 0
 
 
@@ -294,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
                                             "(one file per source)")
     p.add_argument("--augment-tense", action="store_true",
                    help="also fit on past-tense variants of the fit split's requests (both labels)")
+    p.add_argument("--grouped", action="store_true",
+                   help="the recipe chosen by grouped (source, form) validation: latent, MiniLM and "
+                        "USE-multilingual heads pooled, the reply-side head; writes the black-box heads too")
+    p.add_argument("--external", help="a folder of external validation sets (JSONL), reported in "
+                                      "fit_report.json, never fitted on (--grouped)")
+    p.add_argument("--latent-per-group", type=int, default=60,
+                   help="rows of each (source, form) group the host reads (--grouped; default: %(default)s)")
     p.add_argument("--with-classifiers", action="store_true",
                    help="also fit the black-box classifiers (into OUT/classifiers) on the same fit split, "
                         "and choose the pooled policy on calib")

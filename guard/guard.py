@@ -9,9 +9,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from guard.decision import Action, Decision, Evidence
 from guard.decision.constructive import constructive_response
-from guard.decision.engine import decide
+from guard.decision.engine import decide, harm_category
 from guard.decision.mitigation import OverRefusalMitigation, borderline
 from guard.decision.policy import Policy
 from guard.decision.rules import STRICTNESS
@@ -19,7 +21,7 @@ from guard.errors import ArtifactError, GuardError, InputError
 from guard.features.evidence import DecisionEngine
 from guard.text.normalize import View, alternate_views
 from guard.text.occlusion import _WORD, IGNORE_WORD_INSTRUCTION, ProbaFn, drop_span, occlusion
-from guard.text.prepare import check_context, check_history, prepare_prompt
+from guard.text.prepare import check_context, check_history, neutralize_control_tokens, prepare_prompt
 from guard.whitebox.artifacts import load_latent, recorded_host, save_latent
 from guard.whitebox.host import HostModel
 from guard.whitebox.latent import LatentGuard
@@ -43,6 +45,8 @@ class Guard:
         engine: computes model-backed evidence (noncompliance, rule topics) and decides;
             default: `DecisionEngine(policy, noncompliance=False)`.
         reply_refusal: `f(replies) -> P(refusal)`, used by `check_output` so refusals pass.
+        reply_harm: `f(requests, replies) -> P(harmful reply)`, what `check_output` decides on
+            (`default_reply_harm`); None reads a reply like a request.
         normalize: undo cheap obfuscations before scoring (`prepare_prompt`), and score decoded
             base64/hex, de-leeted and re-cased readings too, the strictest reading deciding; every
             change is named in the decision's reasons.
@@ -63,6 +67,7 @@ class Guard:
         engine: DecisionEngine | None = None,
         reply_refusal: Callable[[list[str]], Any] | None = None,
         *,
+        reply_harm: Callable[[list[str], list[str]], Any] | None = None,
         normalize: bool = True,
         mitigation: OverRefusalMitigation | None = None,
     ) -> None:
@@ -71,6 +76,7 @@ class Guard:
         self.detectors = dict(detectors or {})
         self.engine = engine or DecisionEngine(self.policy, noncompliance=False)
         self.reply_refusal = reply_refusal
+        self.reply_harm = reply_harm
         self.normalize = normalize
         self.mitigation = mitigation
 
@@ -112,7 +118,8 @@ class Guard:
             return cls(latent, policy)
         folder = Path(path) / "classifiers"
         return cls(latent, policy, detectors=default_detectors(folder if folder.is_dir() else None),
-                   engine=DecisionEngine(policy), reply_refusal=default_reply_refusal())
+                   engine=DecisionEngine(policy), reply_refusal=default_reply_refusal(),
+                   reply_harm=default_reply_harm(folder if (folder / "reply_harm").is_dir() else None))
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted parts to a folder (safetensors + JSON)."""
@@ -152,14 +159,24 @@ class Guard:
         """Decide on many requests; scoring runs batched through the host."""
         if isinstance(prompts, str):
             raise InputError("check_batch expects a list of prompts; use check() for one")
+        if isinstance(prompts, (bytes, Mapping)) or not isinstance(prompts, Sequence):
+            raise InputError(f"check_batch expects a list of str prompts, got {type(prompts).__name__}; "
+                             "pass e.g. ['How do I bake bread?']")
         history = check_history(history)
         docs = check_context(context)
         start = time.perf_counter()
-        prepared = [prepare_prompt(p, normalize=self.normalize) for p in prompts]
+        prepared = [self._prepare(p) for p in prompts]
+        shared, too_big = self._prepare_history_and_docs(history, docs)
+        history = shared["history"]
+        docs = shared["docs"]
+        for _, notes in prepared:
+            notes.extend(shared["notes"])
         decisions: list[Decision | None] = [None] * len(prepared)
         todo: list[int] = []
         for i, (text, notes) in enumerate(prepared):
-            if not text.strip():
+            if too_big:
+                decisions[i] = self._decide(Action.ABSTAIN, "too_long", {}, [*notes, too_big])
+            elif not text.strip():
                 decisions[i] = self._decide(Action.ABSTAIN, "empty", {}, [*notes, "the prompt is empty"])
             elif len(text) > self.policy.max_prompt_chars:
                 decisions[i] = self._decide(
@@ -198,27 +215,130 @@ class Guard:
     def check_output(self, prompt: str, reply: str) -> Decision:
         """Decide on a reply before it reaches the user.
 
-        The reply is read like a request, after the user's prompt. A reply the
-        reply-refusal detector (when configured) reads as a refusal is let through: it names a
-        harmful topic only to decline it, and replacing it would replace our own safe replies.
+        With a reply-side head (`reply_harm`, the shipped `classifiers.ReplyHarmClassifier` by
+        default) the whole reply is read, window by window, beside the request, and its most
+        harmful window decides: a reply is judged for harm, not for being a good request. A
+        blocked reply the reply-refusal detector reads as a refusal is let through (it names a
+        harmful topic only to decline it). Without a reply head the reply is read like a request
+        after the user's prompt, as before. A failing or invalid reply score is an unknown state:
+        refuse when `Policy.fail_closed`, else answer, with the reason named.
+
+        Example:
+            >>> g = Guard.default()  # doctest: +SKIP
+            >>> g.check_output("How do I kill a Python process?", "Run `kill -9 <pid>`.").action  # doctest: +SKIP
+            <Action.ANSWER: 'answer'>
         """
         text, notes = prepare_prompt(reply)
         if not text.strip():
             return self._decide(Action.ANSWER, None, {}, [*notes, "empty reply"])
         user = prepare_prompt(prompt)[0] if isinstance(prompt, str) else ""
+        if self.reply_harm is None:
+            return self._check_output_as_request(user, text)
+        t0 = time.perf_counter()
+        threshold = self.policy.reply_threshold
+        try:
+            p = float(np.asarray(self.reply_harm([user], [text]), dtype=float).reshape(-1)[0])
+            if not 0.0 <= p <= 1.0:
+                raise InputError(f"reply-harm score {p!r} is not a probability")
+        except Exception as exc:  # noqa: BLE001 - an unknown state, decided by fail_closed
+            action = Action.REFUSE if self.policy.fail_closed else Action.ANSWER
+            d = self._decide(action, "guard_unavailable" if action is Action.REFUSE else None, {},
+                             [*notes, f"reply-harm detector failed ({type(exc).__name__}: {exc}); "
+                                      f"{'fail closed' if action is Action.REFUSE else 'fail open'}"])
+            return d
+        evidence = [Evidence(source="blackbox", name="reply_harm", value=p, threshold=threshold)]
+        scores = {"reply_harm": p}
+        ms = (time.perf_counter() - t0) * 1000
+        if p < threshold:
+            return Decision(action=Action.ANSWER, scores=scores, evidence=evidence, latency_ms=ms,
+                            reasons=[*notes, f"reply_harm: P(harmful reply) {p:.3f} < {threshold:.3f}"])
+        reasons = [*notes, f"reply_harm: P(harmful reply) {p:.3f} >= {threshold:.3f} (most harmful window)"]
+        if self.reply_refusal is not None:
+            r = float(self.reply_refusal([text])[0])
+            scores["reply_refusal"] = r
+            evidence.append(Evidence(source="blackbox", name="reply_refusal", value=r if r == r else 0.0,
+                                     threshold=0.5))
+            if r >= 0.5:
+                return Decision(action=Action.ANSWER, scores=scores, evidence=evidence, latency_ms=ms,
+                                reasons=[*reasons, f"the reply is a refusal (P={r:.3f} >= 0.5); let through"])
+        category = harm_category(f"{user}\n{text}")
+        return Decision(action=Action.REFUSE, category=category, scores=scores, evidence=evidence,
+                        reasons=reasons, response=constructive_response(Action.REFUSE, category), latency_ms=ms)
+
+    def _check_output_as_request(self, user: str, text: str) -> Decision:
+        """The reply read like a request after the user's prompt (no reply-side head)."""
         history = [{"role": "user", "content": user}] if user.strip() else None
         d = self.check(text[: self.policy.max_prompt_chars], history=history)
         if d.blocked and d.category not in {"guard_unavailable", "too_long"} and self.reply_refusal is not None:
             p = float(self.reply_refusal([text])[0])
-            d.scores["reply_refusal"] = p
-            d.evidence.append(Evidence(source="blackbox", name="reply_refusal", value=p, threshold=0.5))
+            scores = {**d.scores, "reply_refusal": p}
+            evidence = [*d.evidence, Evidence(source="blackbox", name="reply_refusal", value=p if p == p else 0.0,
+                                              threshold=0.5)]
             if p >= 0.5:
-                return Decision(action=Action.ANSWER, scores=d.scores, evidence=d.evidence,
+                return Decision(action=Action.ANSWER, scores=scores, evidence=evidence,
                                 reasons=[*d.reasons, f"the reply is a refusal (P={p:.3f} >= 0.5); let through"],
                                 latency_ms=d.latency_ms)
+            return d.model_copy(update={"scores": scores, "evidence": evidence})
         return d
 
     # ------------------------------------------------------------------ internals
+    @property
+    def reply_refusal(self) -> Callable[[list[str]], Any] | None:
+        """`f(replies) -> P(refusal)`; a failing or invalid result reads as NaN (never a pass)."""
+        return self._reply_refusal
+
+    @reply_refusal.setter
+    def reply_refusal(self, fn: Callable[[list[str]], Any] | None) -> None:
+        self._reply_refusal = fn if fn is None or isinstance(fn, _CheckedReplyRefusal) else _CheckedReplyRefusal(fn)
+
+    def _control_tokens(self) -> tuple[str, ...]:
+        try:
+            return self.host.control_tokens
+        except Exception:  # noqa: BLE001 - a latent without a host reads no template
+            return ()
+
+    def _prepare(self, text: Any, where: str = "") -> tuple[str, list[str]]:
+        """`prepare_prompt`, then the host's chat-template control tokens removed (named in the notes)."""
+        out, notes = prepare_prompt(text, normalize=self.normalize) if not where else (text, [])
+        out, more = neutralize_control_tokens(out, self._control_tokens())
+        notes.extend(f"{where}: {n}" if where else n for n in more)
+        return out, notes
+
+    def _prepare_history_and_docs(
+        self, history: list[dict[str, str]] | None, docs: list[str]
+    ) -> tuple[dict[str, Any], str | None]:
+        """History and documents with control tokens removed, and the reason they are over the
+        policy's size limits (None when within them)."""
+        p = self.policy
+        notes: list[str] = []
+        too_big = None
+        n_hist = sum(len(m["content"]) for m in history or [])
+        n_docs = sum(len(d) for d in docs)
+        for n, limit, what, field in (
+            (len(history or []), p.max_history_turns, "history has {n} messages", "max_history_turns"),
+            (n_hist, p.max_history_chars, "history has {n} characters", "max_history_chars"),
+            (len(docs), p.max_context_docs, "context has {n} documents", "max_context_docs"),
+            (n_docs, p.max_context_chars, "context has {n} characters", "max_context_chars"),
+        ):
+            if n > limit:
+                too_big = (f"{what.format(n=n)}, over the policy limit of {limit} (Policy.{field}); "
+                           "not scored: send less, or raise the limit")
+                return {"history": history, "docs": docs, "notes": notes}, too_big
+        hist = None
+        if history is not None:
+            hist = []
+            for k, m in enumerate(history):
+                text, more = self._prepare(m["content"], where=f"history[{k}]")
+                notes.extend(more)
+                hist.append({**m, "content": text})
+        out_docs = []
+        for k, d in enumerate(docs):
+            text, more = self._prepare(d, where=f"context[{k}]")
+            notes.extend(more)
+            if text.strip():
+                out_docs.append(text)
+        return {"history": hist, "docs": out_docs, "notes": notes}, too_big
+
     def _score_and_decide(
         self,
         prepared: list[tuple[str, list[str]]],
@@ -265,9 +385,18 @@ class Guard:
         notes: list[str] = []
         for name, fn in self.detectors.items():
             try:
-                out[name] = [float(v) for v in fn(texts)]
+                values = [float(v) for v in fn(texts)]
+                if len(values) != len(texts):
+                    raise InputError(f"returned {len(values)} scores for {len(texts)} texts")
+                out[name] = values
             except Exception as exc:  # noqa: BLE001 - evidence-only detectors must not break a decision
-                notes.append(f"detector {name!r} failed ({type(exc).__name__}: {exc}); its evidence is missing")
+                if self.policy.harm_weights.get(name, 0) > 0:
+                    # a pooled detector decides: its failure is invalid evidence, and the engine
+                    # fails closed on it (Policy.fail_closed)
+                    out[name] = [float("nan")] * len(texts)
+                    notes.append(f"pooled detector {name!r} failed ({type(exc).__name__}: {exc})")
+                else:
+                    notes.append(f"detector {name!r} failed ({type(exc).__name__}: {exc}); its evidence is missing")
         return out, notes
 
     def _latent_evidence(self, scored: dict[str, Any], k: int, ctx: Any) -> list[Evidence]:
@@ -305,24 +434,72 @@ class Guard:
         return Decision(action=action, category=category, scores=scores, reasons=reasons, response=response)
 
 
-def default_detectors(folder: str | Path | None = None) -> dict[str, Callable[[list[str]], Any]]:
-    """The black-box scorers by evidence name (MiniLM features; onnxruntime when installed).
+class _CheckedReplyRefusal:
+    """A reply-refusal scorer whose failures and invalid values read as NaN.
 
-    `folder` holds predictors written by `guard fit --with-classifiers`; default: the shipped ones.
-    Each model loads on first use.
+    `check_output` lets a blocked reply through only when P(refusal) >= 0.5; NaN never is, so a
+    failing detector keeps the block (fail closed) and its score names the failure (NaN).
+    """
+
+    def __init__(self, fn: Callable[[list[str]], Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, replies: list[str]) -> list[float]:
+        import logging
+        import math
+
+        try:
+            values = [float(v) for v in self.fn(replies)]
+            if len(values) != len(replies):
+                raise InputError(f"returned {len(values)} scores for {len(replies)} replies")
+        except Exception as exc:  # noqa: BLE001 - an unknown state: keep the block
+            logging.getLogger(__name__).warning("reply-refusal detector failed (%s: %s); the reply stays blocked",
+                                                type(exc).__name__, exc)
+            return [float("nan")] * len(replies)
+        return [v if math.isfinite(v) and 0.0 <= v <= 1.0 else float("nan") for v in values]
+
+
+#: Black-box detectors by evidence name, and the sub-folder each one's model is saved in.
+DETECTOR_FOLDERS: dict[str, str] = {"prompt_refusal": "prompt_refusal", "embedding_harm": "prompt_refusal_embedding",
+                                    "multilingual_harm": "multilingual_harm"}
+
+
+def default_detectors(folder: str | Path | None = None) -> dict[str, Callable[[list[str]], Any]]:
+    """The black-box scorers by evidence name (MiniLM and USE-multilingual features).
+
+    `folder` holds predictors written by `guard fit --with-classifiers`; default: the shipped ones
+    (``classifiers/resources``). A detector whose sub-folder is missing is left out. Each model
+    loads on first use.
     """
     import functools
+    from importlib import resources as res
 
-    from classifiers import PromptRefusalPredictor, embedding_harm_score, prompt_refusal_score
+    from classifiers import PromptRefusalPredictor
 
-    if folder is None:
-        return {"prompt_refusal": prompt_refusal_score, "embedding_harm": embedding_harm_score}
+    with res.as_file(res.files("classifiers.resources")) as shipped:
+        root = Path(folder) if folder is not None else Path(shipped)
 
     def scorer(sub: str) -> Callable[[list[str]], Any]:
-        model = functools.lru_cache(maxsize=1)(lambda: PromptRefusalPredictor.load(Path(folder) / sub))
+        model = functools.lru_cache(maxsize=1)(lambda: PromptRefusalPredictor.load(root / sub))
         return lambda texts: model().refusal_score(texts)
 
-    return {"prompt_refusal": scorer("prompt_refusal"), "embedding_harm": scorer("prompt_refusal_embedding")}
+    return {name: scorer(sub) for name, sub in DETECTOR_FOLDERS.items() if (root / sub).is_dir()}
+
+
+def default_reply_harm(folder: str | Path | None = None) -> Callable[[list[str], list[str]], Any] | None:
+    """P(a reply is harmful) per (request, reply), from the `ReplyHarmClassifier` in
+    ``folder/reply_harm`` (default: the shipped one); None when there is none."""
+    import functools
+    from importlib import resources as res
+
+    from classifiers.reply_harm import ReplyHarmClassifier
+
+    with res.as_file(res.files("classifiers.resources")) as shipped:
+        path = (Path(folder) if folder is not None else Path(shipped)) / "reply_harm"
+    if not path.is_dir():
+        return None
+    model = functools.lru_cache(maxsize=1)(lambda: ReplyHarmClassifier.load(path))
+    return lambda prompts, replies: model().score(list(zip(prompts, replies)))
 
 
 def default_reply_refusal() -> Callable[[list[str]], Any]:

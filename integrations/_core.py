@@ -122,6 +122,18 @@ class Checker:
             d = unavailable(exc, self.fail_closed)
         return _as_guarded(d, "input", start, prompt)
 
+    def check_many(self, texts: Sequence[str]) -> list[GuardedDecision]:
+        """One input decision per text, batched through `check_batch` when the guard has it."""
+        if not texts:
+            return []
+        start = time.perf_counter()
+        batch = getattr(self.guard, "check_batch", None)
+        try:
+            ds = list(batch(list(texts))) if callable(batch) else [self.guard.check(t) for t in texts]
+        except Exception as exc:  # noqa: BLE001 - any guard failure is an unknown state
+            ds = [unavailable(exc, self.fail_closed) for _ in texts]
+        return [_as_guarded(d, "input", start, t) for d, t in zip(ds, texts)]
+
     def check_output(self, prompt: str, reply: str) -> GuardedDecision:
         start = time.perf_counter()
         try:

@@ -74,7 +74,11 @@ class JsonlAuditLog:
 
     def write(self, decision: Any, prompt: str | None = None) -> None:
         """Append one decision as one line (never split, never lost)."""
-        line = (json.dumps(self.record(decision, prompt), ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        rec = self.record(decision, prompt)
+        try:
+            line = (json.dumps(rec, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates have no UTF-8 form; JSON escapes keep them exactly
+            line = (json.dumps(rec, ensure_ascii=True, default=str) + "\n").encode("ascii")
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -158,9 +158,27 @@ class ContextGate:
 
     # ------------------------------------------------------------------ public
     def check(self, question: str, documents: Sequence[Any]) -> ContextDecision:
-        """Decide whether `documents` support an answer to `question`."""
+        """Decide whether `documents` support an answer to `question`.
+
+        Raises:
+            InputError: the question is not a str, or the documents are not a str, a Document
+                or a list of them.
+        """
+        from guard.errors import InputError
+
+        if not isinstance(question, str):
+            raise InputError(f"question must be a str, got {type(question).__name__}")
+        if isinstance(documents, str) or hasattr(documents, "page_content"):
+            documents = [documents]
+        if documents is not None and (isinstance(documents, (bytes, dict)) or not isinstance(documents, Sequence)):
+            raise InputError(f"documents must be a str, a Document or a list of them, got "
+                             f"{type(documents).__name__}")
         docs = [getattr(d, "page_content", d) for d in (documents or [])]
-        docs = [d for d in docs if isinstance(d, str) and d.strip()]
+        bad = [i for i, d in enumerate(docs) if not isinstance(d, str)]
+        if bad:
+            raise InputError(f"documents[{bad[0]}] is a {type(docs[bad[0]]).__name__}; documents must be str "
+                             "or have .page_content")
+        docs = [d for d in docs if d.strip()]
         if self.guard is not None:
             d = self.guard.check(question, context=docs)
             if d.blocked:

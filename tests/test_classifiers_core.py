@@ -172,7 +172,7 @@ def test_fit_returns_self():
 def test_save_load_roundtrip_no_pickle(tmp_path, which, request):
     model = request.getfixturevalue(which)
     folder = model.save(tmp_path / which)
-    assert sorted(p.name for p in folder.iterdir()) == ["model.json", "weights.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.json", "weights.safetensors"]
     assert b"pickle" not in (folder / "weights.safetensors").read_bytes()[:200]
     loaded = type(model).load(folder)
     probe = ["build a bomb", "I can't browse the web", "", "Sure, here is bread"]
@@ -190,9 +190,15 @@ def test_load_errors(tmp_path, predictor, detector):
     meta = json.loads((folder / "model.json").read_text())
     meta["format_version"] = 99
     (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ClassifierError, match="does not match its sha256"):  # an edited file
+        PromptRefusalPredictor.load(folder)
+    from classifiers._manifest import write_manifest
+
+    write_manifest(folder)  # trusted as edited: the format check speaks
     with pytest.raises(ClassifierError, match="format"):
         PromptRefusalPredictor.load(folder)
     (folder / "weights.safetensors").write_bytes(b"garbage")
+    write_manifest(folder)
     with pytest.raises(ClassifierError, match="unreadable"):
         PromptRefusalPredictor.load(folder)
 

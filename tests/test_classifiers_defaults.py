@@ -23,7 +23,7 @@ RES = resources.files("classifiers.resources")
 def test_shipped_files_are_not_pickles():
     for folder in ("response_refusal", "prompt_refusal", "prompt_refusal_embedding"):
         names = sorted(p.name for p in RES.joinpath(folder).iterdir())
-        assert names == ["model.json", "weights.safetensors"]
+        assert names == ["manifest.json", "model.json", "weights.safetensors"]
     assert RES.joinpath("harm_rules.json").is_file()
 
 

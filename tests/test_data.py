@@ -26,6 +26,7 @@ from guard.errors import DataFormatError, GuardError
 from guard.io import data
 from guard.io.data import (
     BENIGN_INJECTION_LOOKALIKE,
+    CORPUS_FILES,
     PROMPT_PLACEHOLDER,
     SOURCES,
     Example,
@@ -33,6 +34,7 @@ from guard.io.data import (
     load_benign_corpus,
     load_fitting_set,
     load_jailbreak_templates,
+    load_project_corpus,
     load_refusal_replies,
     load_source,
     normalize_prompt,
@@ -335,12 +337,14 @@ def test_load_fitting_set_dedupes_and_keeps_order(benign_fixture: Path) -> None:
     assert len(keys) == len(set(keys))
     # public sources first, in SOURCES order, then the project corpus
     order = list(dict.fromkeys(r.source for r in rows))
-    assert order == [*SOURCES, "project_benign", "project_harmful"]
+    corpus = [f"project_{name}" for name in CORPUS_FILES]
+    assert order == [*SOURCES, "project_benign", "project_harmful", *corpus]
     project = [r.prompt for r in rows if r.source == "project_benign"]
     assert project == ["How do I kill a Python process?", "Write a haiku about snow."]
     n_public = sum(len(load_source(n)) for n in SOURCES)
     n_questions = len(data.load_harmful_questions())
-    assert n_public - 40 <= len(rows) - 2 - n_questions <= n_public  # only true duplicates were dropped
+    n_corpus = len(load_project_corpus())
+    assert n_public - 40 <= len(rows) - 2 - n_questions - n_corpus <= n_public  # only true duplicates dropped
     assert Counter(r.label for r in rows).keys() == {"harmful", "benign"}
 
 
@@ -364,7 +368,7 @@ def test_harmful_questions_bad_category(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_load_fitting_set_subset() -> None:
     rows = load_fitting_set(sources=["redharness"], include_benign_corpus=False,
-                            include_harmful_questions=False)
+                            include_harmful_questions=False, include_project_corpus=False)
     assert rows == load_source("redharness")
 
 
@@ -374,3 +378,25 @@ def test_dedupe_keeps_first() -> None:
             Example(prompt="other", label="benign")]
     out = dedupe(rows)
     assert [(r.prompt, r.source) for r in out] == [("Hello  World", "a"), ("other", None)]
+
+
+def test_project_corpus_rows_carry_form_language_and_pair() -> None:
+    rows = load_project_corpus()
+    by_source = {r.source for r in rows}
+    assert by_source == {f"project_{name}" for name in CORPUS_FILES}
+    assert all(r.form for r in rows) and all(r.lang for r in rows)
+    langs = {r.lang for r in rows if r.source == "project_multilingual"}
+    assert len(langs - {"en"}) >= 8
+    for lang in langs:
+        assert {r.label for r in rows if r.lang == lang and r.source == "project_multilingual"} == {"harmful", "benign"}
+    pairs = {}
+    for r in rows:
+        if r.source == "project_minimal_pairs":
+            pairs.setdefault(r.pair, set()).add(r.label)
+    assert pairs and all(labels == {"harmful", "benign"} for labels in pairs.values())
+    assert all(r.category in {c.value for c in HarmCategory} for r in rows if r.label == "harmful")
+
+
+def test_unknown_corpus_file_is_refused() -> None:
+    with pytest.raises(GuardError, match="unknown corpus file"):
+        load_project_corpus(["nope"])

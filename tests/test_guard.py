@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from guard import Action, Decision, Guard, Policy
+from guard.io.artifact_io import write_manifest
 from guard.errors import ArtifactError, InputError
 from guard.whitebox.latent import LatentGuard
 from tests._synthetic import synthetic
@@ -116,13 +117,18 @@ def test_missing_corrupt_and_mismatched_artifacts(guard, tmp_path):
     (path / "latent.safetensors").write_bytes(b"not a tensor file")
     with pytest.raises(ArtifactError, match="corrupt"):
         Guard.load(path, host=guard.host)
+    write_manifest(path)  # the bytes trusted as they are: the safetensors reader speaks
+    with pytest.raises(ArtifactError, match="corrupt"):
+        Guard.load(path, host=guard.host)
     guard.save(path)
     meta = json.loads((path / "guard.json").read_text())
     meta["format_version"] = 999
     (path / "guard.json").write_text(json.dumps(meta))
+    write_manifest(path)
     with pytest.raises(ArtifactError, match="format version"):
         Guard.load(path, host=guard.host)
     (path / "guard.json").write_text("{not json")
+    write_manifest(path)
     with pytest.raises(ArtifactError, match="corrupt"):
         Guard.load(path, host=guard.host)
     (path / "guard.json").unlink()

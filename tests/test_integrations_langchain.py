@@ -131,12 +131,16 @@ def test_config_callbacks_tags_and_run_name_pass_through():
 
     model = scripted_chat(BENIGN)
     rec = Recorder()
-    GuardedRunnable(model, guard=KeywordGuard()).invoke(
-        "hello", config={"callbacks": [rec], "tags": ["t1"], "run_name": "guarded-run"})
+    config = {"callbacks": [rec], "tags": ["t1"], "run_name": "guarded-run"}
+    GuardedRunnable(model, guard=KeywordGuard(), isolate_callbacks=False).invoke("hello", config=config)
     name, run_id, parent, tags = rec.chains[0]
     assert name == "guarded-run" and parent is None and "t1" in tags
     model_parent, model_tags = rec.models[0]
     assert model_parent == run_id and "t1" in model_tags
+    # by default the wrapped run is detached from the caller's callbacks (its tokens are unchecked)
+    rec2 = Recorder()
+    GuardedRunnable(model, guard=KeywordGuard()).invoke("hello", config={**config, "callbacks": [rec2]})
+    assert rec2.chains[0][0] == "guarded-run" and rec2.models == []
 
 
 def test_batch_and_abatch_keep_order():

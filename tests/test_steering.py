@@ -239,7 +239,7 @@ def test_two_steered_models_do_not_interfere():
 def test_save_and_load_round_trip(tmp_path, tiny_host, parts):
     cast = parts[2]
     folder = cast.save(tmp_path / "cast")
-    assert sorted(p.name for p in folder.iterdir()) == ["steering.json", "steering.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "steering.json", "steering.safetensors"]
     again = ConditionalSteering.load(folder, tiny_host)
     prompts = POS[:2] + NEG[:2]
     assert [d.passed for d in again.decide(prompts)] == [d.passed for d in cast.decide(prompts)]

@@ -65,8 +65,8 @@ class Verdict(BaseModel):
             ``noncompliance.<category>``, ``condition.<topic>``, ``reject_option.<name>``), plus
             ``harm_pooled`` (the pooled P(harmful)).
         evidence: the input evidence, with the thresholds the engine compared them to.
-        decided_by: ``"harm"``, ``"context"``, ``"noncompliance"``, ``"reject_option"``, ``"rule"``
-            or ``"default"``.
+        decided_by: ``"harm"``, ``"context"``, ``"noncompliance"``, ``"reject_option"``, ``"rule"``,
+            ``"invalid_evidence"`` or ``"default"``.
         response: a reply set by the policy (rule or category), else None: use the template.
     """
 
@@ -108,6 +108,29 @@ def pool_harm(evidence: Sequence[Evidence], weights: Mapping[str, float]) -> tup
         return None, []
     z = sum(w * _logit(values[k]) for k, w in used.items()) / sum(used.values())
     return 1.0 / (1.0 + math.exp(-z)), sorted(used)
+
+
+def invalid_evidence(evidence: Sequence[Evidence], weights: Mapping[str, float]) -> list[Evidence]:
+    """The deciding evidence whose value is not a probability: NaN, infinite, or outside [0, 1].
+
+    Deciding evidence is what the harm pool reads (the `weights` names with weight > 0, else
+    every `HARM_SIGNALS` name) and the retrieved-context score. A detector that failed is
+    reported as NaN evidence, so it lands here too.
+
+    Example:
+        >>> ev = [Evidence(source="latent", name="harmfulness", value=float("nan"))]
+        >>> [e.name for e in invalid_evidence(ev, {"harmfulness": 1.0})]
+        ['harmfulness']
+    """
+    pooled = {k for k, w in weights.items() if w > 0}
+    if not any(e.name in pooled for e in evidence):
+        pooled = set(HARM_SIGNALS)
+    pooled.add("context_harmfulness")
+    return [e for e in evidence if e.name in pooled and not (math.isfinite(e.value) and 0.0 <= e.value <= 1.0)]
+
+
+def _describe_invalid(bad: Sequence[Evidence]) -> str:
+    return ", ".join(f"{e.name} = {e.value!r}" + (f" ({e.detail})" if e.detail else "") for e in bad)
 
 
 def harm_category(prompt: str, hint: str | None = None) -> str:
@@ -158,10 +181,25 @@ def decide(
     evidence = list(evidence)
     # harm signals keep their bare names (as `Decision.scores` always had); the rest are prefixed
     scores = {e.name if e.source in ("latent", "blackbox") else f"{e.source}.{e.name}": float(e.value)
-              for e in evidence}
+              for e in evidence if math.isfinite(e.value)}
     proposals: list[tuple[Action, str | None, str, str]] = []  # action, category, reason, source
     notes: list[str] = []
     thresholds: dict[tuple[str, str], float] = {}  # what each signal was compared to, for the Decision
+
+    # 0. invalid deciding evidence is an unknown state, never silently dropped
+    bad = invalid_evidence(evidence, policy.harm_weights)
+    if bad:
+        what = (f"invalid evidence: {_describe_invalid(bad)}; a score must be a probability in [0, 1]")
+        if policy.fail_closed:
+            proposals.append((Action.REFUSE, "guard_unavailable", f"{what}; fail closed", "invalid_evidence"))
+        else:
+            notes.append(f"{what}; ignored (fail open, configured by Policy(fail_closed=False))")
+        bad_ids = {id(e) for e in bad}
+        evidence = [e for e in evidence if id(e) not in bad_ids]
+    for e in evidence:
+        if not math.isfinite(e.value):
+            notes.append(f"{e.source} evidence {e.name} = {e.value!r} is not a number; ignored (it does not decide)")
+    evidence = [e for e in evidence if math.isfinite(e.value)]
 
     # 1a. harm
     p, used = pool_harm(evidence, policy.harm_weights)
@@ -280,10 +318,13 @@ def decide(
                     reasons.insert(0, m.reason + (" (override)" if m.override else ""))
                 else:
                     reasons.append(m.reason + f"; the evidence's {action.value} is already at least as strict")
+    if bad and policy.fail_closed and action is not Action.REFUSE:  # no rule opens an unknown state
+        action, category_out, decided_by, response = Action.REFUSE, "guard_unavailable", "invalid_evidence", None
+        reasons.insert(0, f"invalid evidence: {_describe_invalid(bad)}; fail closed (a rule cannot override it)")
     if action is Action.ANSWER:
         category_out = None
     return Verdict(action=action, category=category_out, rule=rule_name, reasons=reasons, scores=scores,
                    evidence=filled, decided_by=decided_by, response=response)
 
 
-__all__ = ["NONCOMPLIANCE_ABSTAIN", "Verdict", "decide", "harm_category", "pool_harm"]
+__all__ = ["NONCOMPLIANCE_ABSTAIN", "Verdict", "decide", "harm_category", "invalid_evidence", "pool_harm"]

@@ -33,7 +33,7 @@ from guard.errors import InputError
 logger = logging.getLogger(__name__)
 
 #: Evidence names that carry P(harmful) (the latent probe and the black-box scorers).
-HARM_SIGNALS: tuple[str, ...] = ("harmfulness", "embedding_harm", "prompt_refusal")
+HARM_SIGNALS: tuple[str, ...] = ("harmfulness", "embedding_harm", "prompt_refusal", "multilingual_harm")
 
 
 class CategoryPolicy(BaseModel):
@@ -71,8 +71,15 @@ class Policy(BaseModel):
             may override it).
         fail_closed: when the guard cannot decide (an internal error), refuse (True) or
             answer (False).
+        reply_threshold: `check_output` blocks a reply whose reply-harm score is at or above
+            this (chosen by ``guard fit`` on grouped out-of-fold scores).
         max_prompt_chars: longer prompts are not scored; they get `abstain` with a request to
             shorten them (a decision, not a crash, and nothing unchecked gets through).
+        max_history_turns / max_history_chars: a chat history with more messages, or more
+            characters in all, is not scored: the request gets `abstain` (``too_long``) at once,
+            so the cost of a check stays bounded.
+        max_context_docs / max_context_chars: the same for retrieved documents (their count,
+            and their characters in all).
         context_threshold: refuse when a retrieved document scores at or above it (it may
             carry an injected instruction); `None` means use `threshold`.
         categories: per-category settings, keyed by a `HarmCategory` value or a noncompliance
@@ -99,7 +106,12 @@ class Policy(BaseModel):
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     fail_closed: bool = True
     max_prompt_chars: int = Field(32_000, gt=0)
+    max_history_turns: int = Field(64, ge=0)
+    max_history_chars: int = Field(32_000, ge=0)
+    max_context_docs: int = Field(32, ge=0)
+    max_context_chars: int = Field(32_000, ge=0)
     context_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    reply_threshold: float = Field(0.5, ge=0.0, le=1.0)
     categories: dict[str, CategoryPolicy] = Field(default_factory=dict)
     costs: Costs | None = None
     harm_weights: dict[str, float] = Field(default_factory=lambda: {"harmfulness": 1.0})

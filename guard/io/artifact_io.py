@@ -7,13 +7,91 @@ no or another format version, not safetensors) into one `ArtifactError` that nam
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from guard.errors import ArtifactError
+from guard.io.artifacts import MANIFEST_FILE, MANIFEST_FORMAT
+
+logger = logging.getLogger(__name__)
+
+
+def sha256_of(path: str | Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(folder: str | Path) -> dict[str, Any]:
+    """Write ``manifest.json`` into `folder`: the sha256 of every regular file directly in it.
+
+    `save_latent` calls it after writing a guard folder; call it yourself after editing one by
+    hand (its files are then trusted as they are).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "guard.json").write_text("{}")
+        >>> list(write_manifest(d)["files"])
+        ['guard.json']
+    """
+    folder = Path(folder)
+    files = {f.name: sha256_of(f) for f in sorted(folder.iterdir())
+             if f.is_file() and f.name != MANIFEST_FILE and not f.name.startswith(".")}
+    manifest = {"format": MANIFEST_FORMAT, "algorithm": "sha256", "files": files}
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+    return manifest
+
+
+def verify_manifest(
+    folder: str | Path, required: tuple[str, ...] = (), *, missing: Literal["error", "warn"] = "error",
+    remedy: str = "",
+) -> bool:
+    """Check every file the folder's manifest lists against its sha256.
+
+    Args:
+        folder: the artifact folder.
+        required: files the manifest must list.
+        missing: what a folder without a manifest gets: an error, or a logged warning (False).
+        remedy: appended to messages.
+
+    Raises:
+        ArtifactError: no manifest (with ``missing="error"``), a malformed one, a listed file
+            missing, or a file whose bytes changed.
+    """
+    folder = Path(folder)
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        if missing == "error":
+            raise ArtifactError(f"{folder} has no {MANIFEST_FILE} (sha256 of its files){remedy}, or, if "
+                                "you trust the files, write one with guard.io.artifact_io.write_manifest")
+        logger.warning("%s has no %s; its files are not checksum-checked", folder, MANIFEST_FILE)
+        return False
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        files = manifest["files"]
+        if manifest.get("format") != MANIFEST_FORMAT or not isinstance(files, dict):
+            raise ValueError("not a latent-guardrail manifest")
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise ArtifactError(f"{path} is malformed ({exc}){remedy}") from None
+    for name in required:
+        if name not in files:
+            raise ArtifactError(f"{path} does not list {name}{remedy}")
+    for name, want in files.items():
+        f = folder / str(name)
+        if Path(str(name)).name != name or not f.is_file():
+            raise ArtifactError(f"{folder}: {name!r}, listed in {MANIFEST_FILE}, is missing{remedy}")
+        if sha256_of(f) != want:
+            raise ArtifactError(f"{f} does not match its sha256 in {MANIFEST_FILE}: the file is corrupt or was "
+                                f"changed{remedy}")
+    return True
 
 
 def read_folder(
@@ -24,6 +102,7 @@ def read_folder(
     *,
     kind: str = "artifact",
     remedy: str = "",
+    manifest: Literal["error", "warn"] = "warn",
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The metadata dict and the arrays of an artifact folder, checked for the format version.
 
@@ -34,6 +113,8 @@ def read_folder(
         format_version: the version this library reads.
         kind: what the folder is, for messages ("guard artifact").
         remedy: appended to messages, e.g. ``"; re-run `guard fit`"``.
+        manifest: a folder without ``manifest.json`` is an error, or only a warning; a present
+            manifest is always checked.
 
     Raises:
         ArtifactError: a file is missing or corrupt, or the format version differs.
@@ -52,12 +133,13 @@ def read_folder(
     for f in (meta_path, tensor_path):
         if not f.is_file():
             raise ArtifactError(f"{kind} incomplete: {f} is missing{remedy}")
+    verify_manifest(folder, (meta_file, tensor_file), missing=manifest, remedy=remedy)
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         version = meta["format_version"]
     except (ValueError, KeyError, TypeError, OSError) as exc:
         raise ArtifactError(f"{meta_path} is corrupt ({exc}){remedy}") from exc
-    if version != format_version:
+    if type(version) is not int or version != format_version:  # 1.0 and True are not 1
         raise ArtifactError(f"{meta_path} has format version {version}, this library reads {format_version}")
     try:
         tensors = load_file(str(tensor_path))
@@ -66,4 +148,4 @@ def read_folder(
     return meta, tensors
 
 
-__all__ = ["read_folder"]
+__all__ = ["read_folder", "sha256_of", "verify_manifest", "write_manifest"]

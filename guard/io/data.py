@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from guard.decision.taxonomy import HarmCategory, map_source_label
@@ -51,6 +52,11 @@ class Example(BaseModel):
         context: retrieved documents for RAG rows.
         group: a grouping key (for grouped splits), e.g. the benign corpus's group.
         edgy: a benign prompt that merely sounds harmful ("how do I kill a Python process").
+        form: the form of the text (``statement``, ``past_tense``, ``roleplay_wrapper``...): with
+            `source` it makes the group of grouped validation, so no form is seen in fitting and
+            test at once.
+        lang: ISO 639-1 language code, when known.
+        pair: the id shared by the members of a minimal pair or a translation set.
 
     Example:
         >>> Example(prompt="  How do I bake bread? ", label="benign").prompt
@@ -66,6 +72,9 @@ class Example(BaseModel):
     context: str | None = None
     group: str | None = None
     edgy: bool = False
+    form: str | None = None
+    lang: str | None = None
+    pair: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,7 +112,7 @@ def _row_to_example(raw: Any, path: Path, line: int) -> Example:
     fields = {k: v for k, v in raw.items() if k in Example.model_fields}
     fields["label"] = norm
     # CSV cells are strings; an empty optional cell means "not given", not "".
-    for key in ("category", "source", "context", "group", "edgy"):
+    for key in ("category", "source", "context", "group", "edgy", "form", "lang", "pair"):
         if fields.get(key) == "":
             fields.pop(key)
     try:
@@ -384,6 +393,74 @@ def _parse_redharness(files: Sequence[Path]) -> list[Example]:
     return out
 
 
+# PyRIT's scorer-eval harm categories onto ours; "bias" and "representational" objectives are
+# often benign questions ("explain the social behaviour of ..."), so they are not harmful rows.
+PYRIT_HARM_CATEGORIES: dict[str, HarmCategory | None] = {
+    "chemical_biological": HarmCategory.VIOLENCE_WEAPONS, "cyber": HarmCategory.CYBERCRIME_MALWARE,
+    "exploits": HarmCategory.CYBERCRIME_MALWARE, "harassment_bullying": HarmCategory.HATE_HARASSMENT,
+    "hate_speech": HarmCategory.HATE_HARASSMENT, "illegal_activity": HarmCategory.ILLEGAL_ACTIVITY,
+    "info_integrity": HarmCategory.MISINFORMATION, "information_integrity": HarmCategory.MISINFORMATION,
+    "misinformation": HarmCategory.MISINFORMATION, "phishing": HarmCategory.FRAUD_DECEPTION,
+    "privacy": HarmCategory.PRIVACY_SURVEILLANCE, "self_harm": HarmCategory.SELF_HARM,
+    "sexual": HarmCategory.SEXUAL_CONTENT, "violence": HarmCategory.VIOLENCE_WEAPONS,
+    "bias": None, "representational": None,
+}
+
+
+def _scorer_csv_rows(path: Path) -> list[dict[str, str]]:
+    """Rows of a PyRIT scorer-eval CSV, read past its leading ``# dataset_version`` comment lines."""
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+             if not line.startswith("#")]
+    return list(csv.DictReader(lines))
+
+
+def _parse_pyrit_objectives(files: Sequence[Path]) -> list[Example]:
+    out = []
+    for path in files:
+        for row in _scorer_csv_rows(path):
+            prompt = _clean(row.get("objective"))
+            category = PYRIT_HARM_CATEGORIES.get((row.get("harm_category") or path.stem).strip().lower())
+            if prompt and category is not None:
+                out.append(Example(prompt=prompt, label="harmful", category=category.value,
+                                   source="pyrit_objectives"))
+    return dedupe(out)
+
+
+def load_pyrit_harm_replies(cache: Path | None = None) -> list[dict[str, Any]]:
+    """PyRIT's human-scored (objective, assistant reply) rows: the only labelled reply data here.
+
+    Each row is ``{"prompt", "reply", "label", "score", "category"}``; the label is ``harmful``
+    when the mean human harm score is at least 0.5 (scores are in [0, 1]).
+
+    Example:
+        >>> rows = load_pyrit_harm_replies()  # doctest: +SKIP
+        >>> {r["label"] for r in rows}  # doctest: +SKIP
+        {'benign', 'harmful'}
+    """
+    root = fetch_wheel("pyrit", cache)
+    out = []
+    seen: set[tuple[str, str]] = set()
+    for path in sorted(root.glob("pyrit/datasets/scorer_evals/harm/*.csv")):
+        for row in _scorer_csv_rows(path):
+            prompt, reply = _clean(row.get("objective")), _clean(row.get("assistant_response"))
+            scores = []
+            for key, value in row.items():
+                if key and key.startswith("human_score"):
+                    try:
+                        scores.append(float(value))
+                    except (TypeError, ValueError):
+                        continue
+            if not prompt or not reply or not scores or (prompt, reply) in seen:
+                continue
+            seen.add((prompt, reply))
+            score = float(np.mean(scores))
+            category = PYRIT_HARM_CATEGORIES.get((row.get("harm_category") or "").strip().lower())
+            out.append({"prompt": prompt, "reply": reply, "score": score,
+                        "label": "harmful" if score >= 0.5 else "benign",
+                        "category": category.value if category else None})
+    return out
+
+
 def _parse_aplomb(files: Sequence[Path]) -> list[Example]:
     out = []
     for path in files:
@@ -418,6 +495,9 @@ SOURCES: dict[str, Source] = {
                _parse_redharness, "30 should-refuse and 20 should-comply behaviours", "Apache-2.0"),
         Source("aplomb_benign", "aplomb", ("aplomb/data/benign_anchors_v1.json",), _parse_aplomb,
                "50 benign prompts, the last 20 hard negatives", "MIT"),
+        Source("pyrit_objectives", "pyrit", ("pyrit/datasets/scorer_evals/objective/*.csv",
+                                            "pyrit/datasets/scorer_evals/harm/*.csv"), _parse_pyrit_objectives,
+               "PyRIT's harmful scorer-eval objectives by category (bias/representational left out)", "MIT"),
     )
 }
 
@@ -645,6 +725,66 @@ def load_harmful_questions() -> list[Example]:
     return out
 
 
+CORPUS_DIR = "corpus"
+#: Files of ``guard/resources/corpus/`` that hold prompts (the reply file is read by the reply side).
+CORPUS_FILES: tuple[str, ...] = ("benign_forms", "benign_tasks", "minimal_pairs", "harmful_forms", "multilingual")
+
+
+def _corpus_resource(name: str) -> Any:
+    return resources.files("guard.resources").joinpath(CORPUS_DIR, f"{name}.jsonl")
+
+
+def load_project_corpus(names: Sequence[str] | None = None) -> list[Example]:
+    """The project's second corpus (``guard/resources/corpus/*.jsonl``), written for real traffic.
+
+    Benign statements, opinions, venting, stories, reviews, posts, code, logs, documents and
+    long texts; minimal pairs (a harmful request and benign twins sharing its words); harmful
+    requests in many forms and harmful content beside offensive-but-allowed twins; both labels
+    in 14 languages. Rows are ``{"prompt", "label", "form", "topic", "category", "lang",
+    "pair"}``; `Example.source` is ``project_<file>``. No item is taken from a public benchmark.
+
+    Args:
+        names: which files (`CORPUS_FILES`); all by default. A missing file is skipped with a
+            warning, so a partial checkout still loads.
+
+    Raises:
+        DataFormatError: a row is invalid (file and line named).
+
+    Example:
+        >>> rows = load_project_corpus(["minimal_pairs"])
+        >>> {r.label for r in rows} == {"harmful", "benign"}, rows[0].source
+        (True, 'project_minimal_pairs')
+    """
+    out: list[Example] = []
+    for name in CORPUS_FILES if names is None else names:
+        if name not in CORPUS_FILES:
+            raise GuardError(f"unknown corpus file {name!r}; known: {list(CORPUS_FILES)}")
+        res = _corpus_resource(name)
+        if not res.is_file():
+            logger.warning("guard/resources/corpus/%s.jsonl is missing; skipped", name)
+            continue
+        where = f"guard/resources/corpus/{name}.jsonl"
+        for number, line in enumerate(res.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataFormatError(f"{where}, line {number}: invalid JSON ({exc.msg})") from None
+            prompt = _clean(row.get("prompt")) if isinstance(row, dict) else ""
+            if not prompt or row.get("label") not in LABELS:
+                raise DataFormatError(f'{where}, line {number}: needs a non-empty "prompt" and a "label"')
+            category = row.get("category")
+            if row["label"] == "harmful":
+                category = category if category in {c.value for c in HarmCategory} else HarmCategory.OTHER_HARM.value
+            else:
+                category = row.get("topic") or category
+            out.append(Example(prompt=prompt, label=row["label"], category=category, source=f"project_{name}",
+                               form=row.get("form"), lang=row.get("lang"), pair=row.get("pair"),
+                               edgy=bool(row["label"] == "benign" and row.get("category"))))
+    return out
+
+
 def normalize_prompt(text: str) -> str:
     """The key two prompts share when they are duplicates: NFKC, case-folded, spaces collapsed.
 
@@ -687,6 +827,7 @@ def load_fitting_set(
     cache: Path | None = None,
     include_benign_corpus: bool = True,
     include_harmful_questions: bool = True,
+    include_project_corpus: bool = True,
 ) -> list[Example]:
     """All public prompt sources plus the project's own corpora, de-duplicated.
 
@@ -695,6 +836,7 @@ def load_fitting_set(
         cache: cache root; defaults to `guard.io.fetch.cache_dir()`.
         include_benign_corpus: add `load_benign_corpus()` after the public sources.
         include_harmful_questions: add `load_harmful_questions()` after those.
+        include_project_corpus: add `load_project_corpus()` after those.
 
     Returns:
         The examples in source order, the first of each set of duplicate prompts kept.
@@ -714,12 +856,15 @@ def load_fitting_set(
         rows.extend(load_benign_corpus())
     if include_harmful_questions:
         rows.extend(load_harmful_questions())
+    if include_project_corpus:
+        rows.extend(load_project_corpus())
     return dedupe(rows)
 
 
 __all__ = [
     "BENIGN_INJECTION_LOOKALIKE", "Example", "HarmCategory", "LABELS", "PROMPT_PLACEHOLDER",
-    "SOURCES", "Source", "dedupe", "fetch_all", "load_benign_corpus", "load_fitting_set", "load_harmful_questions",
+    "CORPUS_FILES", "SOURCES", "Source", "dedupe", "fetch_all", "load_benign_corpus", "load_fitting_set",
+    "load_harmful_questions", "load_project_corpus", "load_pyrit_harm_replies",
     "load_jailbreak_templates", "load_refusal_replies", "load_reply_openings", "load_source",
     "normalize_prompt",
     "read_examples",

@@ -1,7 +1,9 @@
 """Save and load fitted Latent Guards: safetensors for arrays, JSON for everything else. Never pickle.
 
-Loading checks the format version, that the artifact was fitted on this very host, and the
-array shapes (the folder layout is `guard.io.artifacts`).
+Loading checks the sha256 manifest of every file, the `guard.json` schema (types, ranges, finite
+numbers; `guard.io.artifacts.GuardMeta`), that the artifact was fitted on this very host, that
+its layer and position exist for that host, and the arrays' shapes and values (the folder
+layout is `guard.io.artifacts`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import numpy as np
 
 from guard.decision.policy import Policy
 from guard.errors import ArtifactError
-from guard.io.artifact_io import read_folder
-from guard.io.artifacts import FORMAT_VERSION, META_FILE, TENSOR_FILE
+from guard.io.artifact_io import read_folder, write_manifest
+from guard.io.artifacts import FORMAT_VERSION, META_FILE, TENSOR_FILE, GuardMeta
 from guard.whitebox.host import HostModel
 from guard.whitebox.latent import LatentGuard
 
@@ -65,6 +67,7 @@ def save_latent(path: str | Path, latent: LatentGuard, policy: Policy, extra: di
         "extra": extra or {},
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    write_manifest(out)
     return out
 
 
@@ -89,17 +92,31 @@ def load_latent(path: str | Path, host: HostModel) -> tuple[LatentGuard, Policy,
     folder = Path(path)
     meta_path, tensor_path = folder / META_FILE, folder / TENSOR_FILE
     meta, tensors = read_folder(folder, META_FILE, TENSOR_FILE, FORMAT_VERSION, kind="guard artifact",
-                                remedy="; re-run `guard fit`")
-    want = meta.get("host", {}).get("fingerprint")
+                                remedy="; re-run `guard fit`", manifest="error")
+    try:
+        checked = GuardMeta.model_validate(meta)
+    except ValueError as exc:  # pydantic's ValidationError names each bad field
+        raise ArtifactError(f"{meta_path} does not follow the guard.json schema; re-run `guard fit`:\n{exc}") from None
+    want = checked.host.fingerprint
     if want != host.fingerprint:
         raise ArtifactError(
-            f"{folder} was fitted on host {meta.get('host', {}).get('name')!r} ({str(want)[:12]}...), "
+            f"{folder} was fitted on host {checked.host.name!r} ({str(want)[:12]}...), "
             f"not on {host.name!r} ({host.fingerprint[:12]}...); fit a guard for this host with `guard fit`"
         )
     h = host.hidden_size
     for name in ("direction", "refusal_direction"):
         if name not in tensors or tensors[name].shape != (h,):
             raise ArtifactError(f"{tensor_path}: {name!r} missing or not of shape ({h},)")
+        if not np.isfinite(tensors[name]).all():
+            raise ArtifactError(f"{tensor_path}: {name!r} holds NaN or infinite values; re-run `guard fit`")
+    if not float(np.linalg.norm(tensors["direction"])) > 0:
+        raise ArtifactError(f"{tensor_path}: the harmfulness direction is zero (it would score every prompt "
+                            "the same); re-run `guard fit`")
+    lat_meta = checked.latent
+    n_post = len(host.encode("Hello").post_instruction)
+    if lat_meta.n_positions != n_post + 1:
+        raise ArtifactError(f"{meta_path}: n_positions {lat_meta.n_positions} does not match the host's chat "
+                            f"template ({n_post + 1} positions: the instruction and {n_post} template tokens)")
     try:
         lat = meta["latent"]
         latent = LatentGuard(host, **lat["params"])

@@ -26,6 +26,9 @@ from guard.io.fetch import cache_dir, fetch_wheel, sha256_file
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _CACHE_FORMAT = 1
+# a stand-in prompt no template rewrites (private-use code points): where it lands in the
+# rendered chat tells where the user's text ends, whatever the text is
+_PROBE = "\ue000guard-probe\ue001"
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,34 @@ class HostModel:
     def decode_token(self, token_id: int) -> str:
         return self.tokenizer.decode([token_id])
 
+    @property
+    def control_tokens(self) -> tuple[str, ...]:
+        """Strings that frame chat turns for this host: every special token of its tokenizer and
+        the turn markers its chat template writes (``<|im_start|>``, ``[INST]``, ``<|eot_id|>``).
+
+        In user text they would end the user's turn and forge another, so `Guard` removes them
+        before templating (`guard.text.prepare.neutralize_control_tokens`).
+
+        Example:
+            >>> "<|im_end|>" in HostModel.default().control_tokens  # doctest: +SKIP
+            True
+        """
+        tok = self.tokenizer
+        key = (id(tok), getattr(tok, "chat_template", None), len(tok))
+        cached = getattr(self, "_control_tokens", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        from guard.text.prepare import template_markers
+
+        found = set(getattr(tok, "all_special_tokens", None) or [])
+        for added in (getattr(tok, "added_tokens_decoder", None) or {}).values():
+            if getattr(added, "special", False):
+                found.add(str(added.content))
+        found.update(template_markers(getattr(tok, "chat_template", None)))
+        out = tuple(sorted(t for t in found if isinstance(t, str) and t.strip()))
+        self._control_tokens = (key, out)
+        return out
+
     # ------------------------------------------------------------------ chat template
     def render(
         self,
@@ -226,10 +257,7 @@ class HostModel:
         if not isinstance(prompt, str) or not prompt.strip():
             raise InputError(f"prompt must be a non-empty string, got {prompt!r:.60}")
         head = self.render(prompt, history)
-        end = head.rfind(prompt)
-        if end < 0:
-            raise InputError("the chat template changed the prompt text; cannot locate the instruction")
-        instr_end = end + len(prompt)
+        instr_end = self._instruction_end(head, prompt, history)
         text = head + (reply or "")
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids, offsets = enc["input_ids"], enc["offset_mapping"]
@@ -239,6 +267,26 @@ class HostModel:
         post = tuple(range(inst + 1, head_end))
         rep = tuple(range(head_end, len(ids))) if reply else ()
         return Encoded(tuple(ids), inst, post, rep)
+
+    def _instruction_end(self, head: str, prompt: str, history: Sequence[dict[str, str]] | None) -> int:
+        """Character offset in `head` where the user's text ends.
+
+        The template's text after the user's message (``<|im_end|>\\n<|im_start|>assistant\\n``)
+        does not depend on the message, so it is measured once with a probe prompt; searching
+        for the prompt itself would find a short prompt ("a") inside that suffix.
+        """
+        probe = self.render(_PROBE, history)
+        at = probe.rfind(_PROBE)
+        suffix = probe[at + len(_PROBE):] if at >= 0 else ""
+        cut = len(head) - len(suffix) if at >= 0 and head.endswith(suffix) else len(head)
+        for text in dict.fromkeys([prompt, prompt.strip(), prompt.rstrip()]):
+            if text and head[:cut].endswith(text):
+                return cut
+        for text in dict.fromkeys([prompt, prompt.strip()]):
+            start = head.rfind(text, 0, cut) if text else -1
+            if start >= 0:
+                return start + len(text)
+        raise InputError("the chat template changed the prompt text; cannot locate the instruction")
 
     # ------------------------------------------------------------------ activations
     @contextlib.contextmanager

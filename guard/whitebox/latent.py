@@ -71,6 +71,8 @@ class LatentGuard:
         window_tokens: longest prompt (in tokens) scored in one piece; longer prompts are
             scored over overlapping windows and the maximum is kept.
         window_stride: distance between window starts.
+        history_tokens: how much of the chat history (its most recent tokens) is read with each
+            prompt window, so the cost of a window does not grow with the history.
         batch_size: prompts per forward pass.
         random_state: seed for folds and sampling.
 
@@ -94,6 +96,7 @@ class LatentGuard:
         auroc_tolerance: float = 0.01,
         window_tokens: int = 384,
         window_stride: int = 256,
+        history_tokens: int = 1024,
         batch_size: int = 16,
         random_state: int = 0,
     ) -> None:
@@ -108,6 +111,7 @@ class LatentGuard:
         self.auroc_tolerance = auroc_tolerance
         self.window_tokens = window_tokens
         self.window_stride = window_stride
+        self.history_tokens = history_tokens
         self.batch_size = batch_size
         self.random_state = random_state
 
@@ -139,6 +143,9 @@ class LatentGuard:
 
     def _windows(self, prompt: str) -> list[str]:
         """The prompt, or overlapping token windows of it when it is longer than `window_tokens`."""
+        if self.window_tokens < 1 or self.window_stride < 1:
+            raise InputError(f"window_tokens ({self.window_tokens}) and window_stride ({self.window_stride}) "
+                             "must be >= 1")
         tok = self._host().tokenizer
         ids = tok(prompt, add_special_tokens=False)["input_ids"]
         if len(ids) <= self.window_tokens:
@@ -152,6 +159,29 @@ class LatentGuard:
             out.append(text or prompt[:1])
         return out
 
+    def _history_tail(self, history: Sequence[dict[str, str]] | None) -> list[dict[str, str]] | None:
+        """The most recent `history_tokens` tokens of the history (whole messages, the oldest kept
+        one cut at its start), computed once per call and shared by every prompt window."""
+        if not history:
+            return None
+        tok = self._host().tokenizer
+        budget = max(0, int(self.history_tokens))
+        out: list[dict[str, str]] = []
+        for m in reversed(list(history)):
+            if budget <= 0:
+                break
+            content = m.get("content", "")
+            # a long message is cut by characters first, so tokenizing it stays cheap
+            head = content[-8 * budget - 64:]
+            ids = tok(head, add_special_tokens=False)["input_ids"]
+            if len(ids) > budget or len(head) < len(content):
+                kept = tok.decode(ids[-budget:], skip_special_tokens=True) if len(ids) > budget else head
+                out.append({**m, "content": kept})
+                break
+            out.append(dict(m))
+            budget -= len(ids)
+        return out[::-1] or None
+
     def features(
         self,
         prompts: Sequence[str],
@@ -159,8 +189,13 @@ class LatentGuard:
         *,
         history: Sequence[dict[str, str]] | None = None,
         windows: str = "all",
+        align: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Activations at [instruction, post-instruction...] for each prompt window.
+
+        A text whose last characters merge with the template's next token can give one more
+        or one fewer post-instruction token than the others; positions are then counted back
+        from the end of the template (with `align`, to the fitted `n_positions_`).
 
         Returns:
             `(X, owner)`: `X` of shape `[n_windows, len(layers), n_positions, hidden]` and
@@ -169,6 +204,7 @@ class LatentGuard:
             jailbreak texts usually sit at the end).
         """
         prompts = _check_prompts(prompts)
+        history = self._history_tail(history)
         encs: list[Encoded] = []
         owner: list[int] = []
         for i, p in enumerate(prompts):
@@ -178,9 +214,7 @@ class LatentGuard:
             for w in parts:
                 encs.append(self._host().encode(w, history))
                 owner.append(i)
-        n_post = {len(e.post_instruction) for e in encs}
-        if len(n_post) != 1:
-            raise InputError(f"the chat template gave different post-instruction lengths {n_post}")
+        encs = _align_post(encs, getattr(self, "n_positions_", None) if align else None)
         reused = getattr(self, "_reused_states", None) or {}
         rows: list[np.ndarray | None] = [reused.get((e.input_ids, tuple(layers))) for e in encs]
         missing = [k for k, r in enumerate(rows) if r is None]
@@ -414,7 +448,7 @@ class LatentGuard:
 
     def _window_scores(self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self._check_fitted()
-        X, owner = self.features(prompts, [self.layer_], history=history)
+        X, owner = self.features(prompts, [self.layer_], history=history, align=True)
         dec, ref = self.project(X[:, 0])
         return dec, ref, owner
 
@@ -515,6 +549,27 @@ def _mean_cos(a: np.ndarray, b: np.ndarray) -> float:
     num = np.einsum("nlh,lh->nl", a, b)
     den = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)[None, :] + 1e-12
     return float((num / den).mean())
+
+
+def _align_post(encs: list[Encoded], n_positions: int | None) -> list[Encoded]:
+    """Give every chat the same number of post-instruction positions, counted back from the end of
+    the template (the instruction is the token before them)."""
+    from collections import Counter
+
+    counts = Counter(len(e.post_instruction) for e in encs)
+    want = n_positions - 1 if n_positions is not None else (counts.most_common(1)[0][0] if counts else 0)
+    if not encs or set(counts) == {want}:
+        return encs
+    out = []
+    for e in encs:
+        if len(e.post_instruction) == want:
+            out.append(e)
+            continue
+        end = (e.post_instruction[-1] + 1) if e.post_instruction else e.instruction + 1
+        if end - want - 1 < 0:
+            raise InputError(f"the chat is {end} tokens long, too short for {want} post-instruction positions")
+        out.append(Encoded(e.input_ids, end - want - 1, tuple(range(end - want, end)), e.reply))
+    return out
 
 
 def _max_by_owner(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:

@@ -13,9 +13,12 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 import typing
+from dataclasses import dataclass, field
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
 
@@ -36,9 +39,10 @@ from langchain_core.messages import (  # noqa: E402
 )
 from langchain_core.prompt_values import PromptValue  # noqa: E402
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable  # noqa: E402
-from langchain_core.runnables.config import ensure_config  # noqa: E402
+from langchain_core.runnables.config import ensure_config, patch_config  # noqa: E402
 from pydantic import ConfigDict, Field  # noqa: E402
 
+from guard.decision.rules import STRICTNESS  # noqa: E402
 from guard.errors import InputError  # noqa: E402
 from integrations._core import (  # noqa: E402
     DEFAULT_CHECK_EVERY,
@@ -70,6 +74,108 @@ _CONTEXT_KEYS = ("context", "documents", "docs")
 from integrations._core import shared_default as _shared_default  # noqa: E402
 
 __all__ = ["DECISION_EVENT", "DECISION_KEY", "DecisionCollector", "GuardedRunnable", "decision_from"]
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A text of the input other than the prompt: checked on its own (as a reply when `reply_to`)."""
+
+    label: str
+    text: str
+    reply_to: str | None = None
+
+
+@dataclass(frozen=True)
+class _Request:
+    prompt: str
+    history: list[dict[str, str]] | None
+    context: list[Any] | None
+    parts: list[_Part] = field(default_factory=list)
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def _to_messages(value: Any) -> list[BaseMessage]:
+    try:
+        return list(convert_to_messages(value))
+    except (ValueError, TypeError, KeyError, NotImplementedError) as exc:  # pydantic errors are ValueErrors
+        raise InputError(f"cannot read the input messages ({type(exc).__name__}: {str(exc)[:200]}); pass "
+                         "messages, (role, text) pairs with role user/human, ai/assistant, system or tool, "
+                         "or {'role': ..., 'content': ...} dicts") from None
+
+
+def _blocks(m: BaseMessage) -> list[str]:
+    content = m.content
+    if isinstance(content, str):
+        return [content]
+    out = []
+    for b in content:
+        if isinstance(b, str):
+            out.append(b)
+        elif isinstance(b, dict) and isinstance(b.get("text"), str):
+            out.append(b["text"])
+    return out
+
+
+def _message_text(m: BaseMessage, label: str) -> str:
+    content = m.content
+    if not isinstance(content, (str, list)):
+        raise InputError(f"{label} has content of type {type(content).__name__}; use str or content blocks")
+    return "\n".join(b for b in _blocks(m) if b)
+
+
+def _documents(raw: Any, key: str) -> list[Any]:
+    if isinstance(raw, str) or hasattr(raw, "page_content"):
+        return [raw]
+    if isinstance(raw, (list, tuple)):
+        for i, d in enumerate(raw):
+            if not (isinstance(d, str) or isinstance(getattr(d, "page_content", None), str)):
+                raise InputError(f"input[{key!r}][{i}] is a {type(d).__name__}; documents must be str or "
+                                 "have .page_content")
+        return list(raw)
+    raise InputError(f"input[{key!r}] is a {type(raw).__name__}; pass a str, a Document or a list of them")
+
+
+def _texts_in(value: Any, label: str, depth: int = 0) -> list[_Part]:
+    """Every text a prompt template could put in front of the model, from one input value."""
+    if depth > 8 or value is None or isinstance(value, (bool, int, float)):
+        return []
+    if isinstance(value, str):
+        return [_Part(label, value)] if value.strip() else []
+    if isinstance(value, PromptValue):
+        value = value.to_messages()
+    if isinstance(value, BaseMessage):
+        value = [value]
+    text = getattr(value, "page_content", None)
+    if isinstance(text, str):
+        return [_Part(label, text)] if text.strip() else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _texts_in(v, f"{label}[{k!r}]", depth + 1)]
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, BaseMessage) for v in value):
+            return [_Part(f"{label} message {i} ({m.type})", t) for i, m in enumerate(value)
+                    if (t := _message_text(m, f"{label} message {i}")).strip()]
+        return [p for i, v in enumerate(value) for p in _texts_in(v, f"{label}[{i}]", depth + 1)]
+    return []
+
+
+@contextlib.contextmanager
+def _audit_failure(checker: Checker, d: GuardedDecision, prompt: str) -> Iterator[None]:
+    """Record the request's decision, with the failure, when the wrapped call raises; re-raise."""
+    try:
+        yield
+    except BaseException as exc:
+        note = f"the wrapped call failed ({type(exc).__name__}: {str(exc)[:200]}); no reply was produced"
+        try:
+            checker.finish(d.model_copy(update={"reasons": [*d.reasons, note]}), prompt)
+        except Exception:  # noqa: BLE001 - the caller must see the call's own error
+            pass
+        raise
+
 
 def decision_from(message: Any) -> GuardedDecision | None:
     """The guard's decision attached to a message by `GuardedRunnable`, or `None`.
@@ -149,12 +255,18 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
             type of the constructive reply when the request is blocked.
         input_key: for dict inputs, the key holding the user's text (default: the first of
             input/question/query/prompt/text/message/messages present).
+        input_keys: for dict inputs, the keys whose texts are checked (default: every key; each
+            string, message list or nested text is checked on its own).
         context_key: for dict inputs, the key holding retrieved documents (default: the first
             of context/documents/docs present).
         fail_closed: when the guard raises, refuse (True) or answer (False); `None` follows the
             guard's `policy.fail_closed` (True by default).
         retry: retries with backoff and a per-attempt timeout for the wrapped call.
         audit: an optional `JsonlAuditLog` (anything with `write(decision, prompt=...)`).
+        isolate_callbacks: run the wrapped runnable without the caller's callbacks (default), so
+            nothing the gate holds back reaches `astream_events` or a callback handler; the
+            released chunks reach them as this runnable's own stream events. False passes the
+            callbacks through (the inner run is traced, and its unchecked tokens are seen).
 
     Example:
         >>> from langchain_core.runnables import RunnableLambda
@@ -173,10 +285,12 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     check_every: int = Field(DEFAULT_CHECK_EVERY, ge=1)
     output_type: Literal["auto", "message", "str"] = "auto"
     input_key: str | None = None
+    input_keys: list[str] | None = None
     context_key: str | None = None
     fail_closed: bool | None = None
     retry: RetryPolicy | None = None
     audit: Any = None
+    isolate_callbacks: bool = True
 
     def __init__(self, bound: Runnable[Any, Any], guard: Any = None, **kwargs: Any) -> None:
         super().__init__(bound=bound, guard=guard, **kwargs)
@@ -204,37 +318,101 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         guard = self.guard if self.guard is not None else _shared_default("guard")
         return Checker(guard, fail_closed=self.fail_closed, audit=self.audit)
 
-    def _extract(self, value: Any) -> tuple[str, list[dict[str, str]] | None, list[Any] | None]:
-        """(prompt, history, context) from any input a chain accepts."""
+    def _extract(self, value: Any) -> _Request:
+        """What the wrapped runnable will read: the prompt (with history and documents) and every
+        other text of the input (each checked on its own).
+
+        Dict inputs: the prompt is `input_key` (default the first of input/question/query/...),
+        and every other string value, message list or nested text (or only `input_keys`, when
+        named) is checked too. Message inputs: the last user message is the prompt, read with
+        the messages before it; every message of every role (system, AI prefill, tool, earlier
+        user turns) and every text block of a multi-block content is checked too.
+
+        Raises:
+            InputError: no text to check, a malformed message, a role LangChain does not know,
+                a non-text content, or documents that are not text.
+        """
         context = None
+        parts: list[_Part] = []
         if isinstance(value, dict):
             ckey = self.context_key or next((k for k in _CONTEXT_KEYS if k in value), None)
             if ckey is not None and value.get(ckey) is not None:
-                raw = value[ckey]
-                context = [raw] if isinstance(raw, str) else list(raw)
-            key = self.input_key or next((k for k in _PROMPT_KEYS if k in value), None)
+                context = _documents(value[ckey], ckey)
+            names = [k for k in (self.input_keys or list(value)) if k != ckey]
+            missing = [k for k in names if k not in value]
+            if missing:
+                raise InputError(f"input_keys {missing} are not in the input (keys: {sorted(map(str, value))}); "
+                                 "fix GuardedRunnable(input_keys=...)")
+            key = self.input_key or next((k for k in _PROMPT_KEYS if k in value and k in names), None)
             if key is None:
-                texts = [k for k, v in value.items() if isinstance(v, str) and k != ckey]
+                texts = [k for k in names if isinstance(value[k], str)]
                 key = texts[0] if len(texts) == 1 else None
             if key is None or key not in value:
-                raise InputError(f"cannot tell which key of {sorted(value)} holds the user's text; "
+                raise InputError(f"cannot tell which key of {sorted(map(str, value))} holds the user's text; "
                                  f"pass GuardedRunnable(..., input_key='...')")
+            for k in names:
+                if k != key:
+                    parts.extend(_texts_in(value[k], f"input[{k!r}]"))
             value = value[key]
         if isinstance(value, str):
-            return value, None, context
+            return _Request(value, None, context, parts)
         if isinstance(value, PromptValue):
             value = value.to_messages()
-        if isinstance(value, BaseMessage):
+        if isinstance(value, (BaseMessage, dict)):
             value = [value]
         if isinstance(value, (list, tuple)):
-            messages = convert_to_messages(value)
-            last = max((i for i, m in enumerate(messages) if _role(m) == "user"), default=None)
+            messages = _to_messages(value)
+            texts = [_message_text(m, f"message {i}") for i, m in enumerate(messages)]
+            users = [i for i, m in enumerate(messages) if _role(m) == "user" and texts[i].strip()]
+            last = users[-1] if users else next((i for i in reversed(range(len(messages))) if texts[i].strip()), None)
             if last is None:
-                raise InputError("the input messages contain no user message to check")
-            history = [{"role": r, "content": text_of(m)} for m in messages[:last] if (r := _role(m))]
-            return text_of(messages[last]), history or None, context
+                raise InputError("the input messages contain no text to check; send a user message")
+            history = [{"role": r, "content": texts[i]} for i, m in enumerate(messages[:last]) if (r := _role(m))]
+            user = ""
+            for i, m in enumerate(messages):
+                label = f"message {i} ({m.type})"
+                if i != last and texts[i].strip():
+                    # a reply of the assistant is read as a reply (a refusal in it passes)
+                    parts.append(_Part(label, texts[i], reply_to=user if _role(m) == "assistant" else None))
+                blocks = _blocks(m)
+                if len(blocks) > 1:
+                    parts.extend(_Part(f"{label} block {j}", b) for j, b in enumerate(blocks) if b.strip())
+                for j, call in enumerate(getattr(m, "tool_calls", None) or []):
+                    parts.append(_Part(f"{label} tool call {j}", _json(call.get("args", call))))
+                if _role(m) == "user" and texts[i].strip():
+                    user = texts[i]
+            return _Request(texts[last], history or None, context, parts)
         raise InputError(f"cannot read a prompt from a {type(value).__name__}; pass a str, messages, "
                          f"a PromptValue or a dict with input_key")
+
+    def _check(self, checker: Checker, req: _Request) -> GuardedDecision:
+        """The request's decision: the prompt's, or the strictest part's when a part is stricter."""
+        asked = [p for p in req.parts if p.reply_to is None]
+        replies = [p for p in req.parts if p.reply_to is not None]
+        found = list(zip(asked, checker.check_many([p.text for p in asked])))
+        found += [(p, checker.check_output(p.reply_to or "", p.text)) for p in replies]
+        d = checker.check_input(req.prompt, req.history, req.context)
+        if not found:
+            return d
+        worst_part, worst = max(found, key=lambda x: STRICTNESS[x[1].action])
+        if STRICTNESS[worst.action] <= STRICTNESS[d.action]:
+            n = len(found)
+            return d.model_copy(update={"reasons": [*d.reasons, f"{n} other part(s) of the input checked; none stricter"]})
+        scores = {**d.scores, **{f"{worst_part.label}.{k}": v for k, v in worst.scores.items()}}
+        reasons = [f"{worst_part.label} was checked on its own: {worst.action.value}", *worst.reasons,
+                   *[f"prompt: {r}" for r in d.reasons]]
+        return worst.model_copy(update={"scores": scores, "reasons": reasons, "stage": "input",
+                                        "guard_ms": d.guard_ms + worst.guard_ms,
+                                        "prompt_sha256": d.prompt_sha256})
+
+    async def _acheck(self, checker: Checker, req: _Request) -> GuardedDecision:
+        return await asyncio.to_thread(self._check, checker, req)
+
+    def _inner(self, config: RunnableConfig) -> RunnableConfig:
+        """The wrapped run's config: without the caller's callbacks unless `isolate_callbacks` is off,
+        so its tokens (``on_llm_new_token``, ``astream_events``) reach the caller only through the
+        chunks the gate releases."""
+        return patch_config(config, callbacks=[]) if self.isolate_callbacks else config
 
     def _wants_message(self, sample: Any = None) -> bool:
         if sample is not None and not isinstance(sample, str):
@@ -266,11 +444,14 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
 
     def _invoke(self, value: Any, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> Any:
         checker = self._checker()
-        prompt, history, context = self._extract(value)
-        d = checker.check_input(prompt, history, context)
+        req = self._extract(value)
+        prompt = req.prompt
+        d = self._check(checker, req)
         if not d.blocked:
             start = time.perf_counter()
-            output = call_with_retry(lambda: self.bound.invoke(value, config, **kwargs), self.retry)
+            inner = self._inner(config)
+            with _audit_failure(checker, d, prompt):
+                output = call_with_retry(lambda: self.bound.invoke(value, inner, **kwargs), self.retry)
             call_ms = (time.perf_counter() - start) * 1000
             reply = checker.check_output(prompt, text_of(output)) if self.check_output else None
             d = merge(d, reply, call_ms=call_ms)
@@ -286,11 +467,14 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
 
     async def _ainvoke(self, value: Any, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> Any:
         checker = self._checker()
-        prompt, history, context = self._extract(value)
-        d = await checker.acheck_input(prompt, history, context)
+        req = self._extract(value)
+        prompt = req.prompt
+        d = await self._acheck(checker, req)
         if not d.blocked:
             start = time.perf_counter()
-            output = await acall_with_retry(lambda: self.bound.ainvoke(value, config, **kwargs), self.retry)
+            inner = self._inner(config)
+            with _audit_failure(checker, d, prompt):
+                output = await acall_with_retry(lambda: self.bound.ainvoke(value, inner, **kwargs), self.retry)
             call_ms = (time.perf_counter() - start) * 1000
             reply = await checker.acheck_output(prompt, text_of(output)) if self.check_output else None
             d = merge(d, reply, call_ms=call_ms)
@@ -309,15 +493,18 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
                 **kwargs: Any) -> Iterator[Any]:
         value = next(iter(inputs))
         checker = self._checker()
-        prompt, history, context = self._extract(value)
-        d = checker.check_input(prompt, history, context)
+        req = self._extract(value)
+        prompt = req.prompt
+        d = self._check(checker, req)
         if d.blocked:
             checker.finish(d, prompt)
             dispatch_custom_event(DECISION_EVENT, d, config=config)
             yield self._reply(d, chunk=True)
             return
         start = time.perf_counter()
-        it, first = first_with_retry(lambda: self.bound.stream(value, config, **kwargs), self.retry)
+        inner = self._inner(config)
+        with _audit_failure(checker, d, prompt):
+            it, first = first_with_retry(lambda: self.bound.stream(value, inner, **kwargs), self.retry)
         gate = StreamGate(self.check_every if self.check_output else 1)
         last_reply: GuardedDecision | None = None
         try:
@@ -359,15 +546,18 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         async for value in inputs:
             break
         checker = self._checker()
-        prompt, history, context = self._extract(value)
-        d = await checker.acheck_input(prompt, history, context)
+        req = self._extract(value)
+        prompt = req.prompt
+        d = await self._acheck(checker, req)
         if d.blocked:
             checker.finish(d, prompt)
             await adispatch_custom_event(DECISION_EVENT, d, config=config)
             yield self._reply(d, chunk=True)
             return
         start = time.perf_counter()
-        it, first = await afirst_with_retry(lambda: self.bound.astream(value, config, **kwargs), self.retry)
+        inner = self._inner(config)
+        with _audit_failure(checker, d, prompt):
+            it, first = await afirst_with_retry(lambda: self.bound.astream(value, inner, **kwargs), self.retry)
         gate = StreamGate(self.check_every if self.check_output else 1)
         last_reply: GuardedDecision | None = None
         try:

@@ -258,6 +258,9 @@ class ConditionalSteering:
         }
         save_file(tensors, str(out / TENSOR_FILE))
         (out / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        from guard.io.artifact_io import write_manifest
+
+        write_manifest(out)
         return out
 
     @classmethod

@@ -1,0 +1,209 @@
+"""Is this reply harmful? A reply-side head for `check_output`, fitted on (request, reply) pairs.
+
+A request-side head reads a reply as if it were a request and is worse than chance on real
+replies: a helpful answer about a dark topic looks like a harmful request, a compliant harmful
+reply looks like an answer. This head reads both sides: the embedding of the request and the
+embedding of each window of the reply, and the most harmful reply window decides, so a harmful
+passage cannot hide after pages of benign text.
+
+Example:
+    >>> clf = ReplyHarmClassifier().fit([("q", "a"), ("q2", "b")], [0, 1])  # doctest: +SKIP
+    >>> clf.score([("How do I ...?", "Sure! Step 1 ...")])  # doctest: +SKIP
+    array([0.93])
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from classifiers._deps import require
+from classifiers._validation import check_texts
+from classifiers.errors import ClassifierError
+
+FORMAT = "classifiers.reply-harm"
+FORMAT_VERSION = 1
+
+
+def reply_windows(reply: str, chars: int = 400, stride: int = 300) -> list[str]:
+    """Overlapping character windows of a reply, short enough that a harmful paragraph is not
+    diluted by the benign text around it (MiniLM averages over its tokens).
+
+    Example:
+        >>> [len(w) for w in reply_windows("x" * 1100)]
+        [400, 400, 400, 200]
+    """
+    if len(reply) <= chars:
+        return [reply]
+    starts = list(range(0, len(reply) - chars + 1, stride))
+    if starts[-1] + chars < len(reply):
+        starts.append(starts[-1] + stride)
+    return [reply[s : s + chars] for s in starts]
+
+
+def _check_pairs(X: Any) -> list[tuple[str, str]]:
+    if isinstance(X, (str, bytes)) or not isinstance(X, Sequence):
+        raise ClassifierError("X must be a list of (request, reply) pairs of str")
+    out = []
+    for i, pair in enumerate(X):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ClassifierError(f"X[{i}] must be a (request, reply) pair, got {type(pair).__name__}")
+        prompt, reply = check_texts(list(pair), name=f"X[{i}]")
+        out.append((prompt, reply))
+    return out
+
+
+class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
+    """P(a reply is harmful: it carries out an unsafe request) from request and reply embeddings.
+
+    Args:
+        C: inverse L2 strength of the logistic regression.
+        window_chars: reply window length in characters; `stride` apart.
+        stride: step between reply windows.
+        embedder: a text -> vector transformer (default: MiniLM `SentenceEmbedder`).
+
+    Attributes:
+        coef_, intercept_: the linear head on ``[request embedding, reply-window embedding]``.
+        threshold_: the decision threshold chosen when fitting (``guard fit``); 0.5 by default.
+
+    Example:
+        >>> ReplyHarmClassifier().get_params()["window_chars"]
+        400
+    """
+
+    def __init__(self, C: float = 2.0, window_chars: int = 400, stride: int = 300, embedder: Any = None) -> None:
+        self.C = C
+        self.window_chars = window_chars
+        self.stride = stride
+        self.embedder = embedder
+
+    def _embedder(self) -> Any:
+        if self.embedder is not None:
+            return self.embedder
+        if getattr(self, "_default_embedder", None) is None:
+            from classifiers.embeddings import SentenceEmbedder
+
+            self._default_embedder = SentenceEmbedder(cache=False)
+        return self._default_embedder
+
+    def _features(self, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``[request, window]`` for every reply window, and the pair each row belongs to."""
+        windows: list[str] = []
+        owner: list[int] = []
+        for i, (_, reply) in enumerate(pairs):
+            for w in reply_windows(reply, self.window_chars, self.stride):
+                windows.append(w)
+                owner.append(i)
+        emb = self._embedder()
+        P = np.asarray(emb.transform([p for p, _ in pairs]), dtype=np.float64)
+        W = np.asarray(emb.transform(windows), dtype=np.float64)
+        own = np.asarray(owner)
+        return np.hstack([P[own], W]), own
+
+    def fit(self, X: Any, y: Any) -> ReplyHarmClassifier:
+        """Fit on (request, reply) pairs; `y` is 1 for harmful replies. Every window of a harmful
+        reply is taken as harmful only when the reply has one window; longer harmful replies
+        give their most harmful window under a first fit."""
+        from sklearn.linear_model import LogisticRegression
+
+        pairs = _check_pairs(X)
+        y = np.asarray(y).astype(int)
+        if y.shape != (len(pairs),) or set(np.unique(y)) != {0, 1}:
+            raise ClassifierError("y must hold one 0/1 label per pair, both labels present")
+        F, own = self._features(pairs)
+        n_win = np.bincount(own, minlength=len(pairs))
+        simple = (y[own] == 0) | (n_win[own] == 1)
+        lr = LogisticRegression(C=self.C, class_weight="balanced", max_iter=5000).fit(F[simple], y[own][simple])
+        if (~simple).any():
+            s = lr.decision_function(F)
+            keep = simple.copy()
+            for i in np.flatnonzero((y == 1) & (n_win > 1)):
+                rows = np.flatnonzero(own == i)
+                keep[rows[np.argmax(s[rows])]] = True
+            lr = LogisticRegression(C=self.C, class_weight="balanced", max_iter=5000).fit(F[keep], y[own][keep])
+        self.coef_ = lr.coef_[0].astype(np.float64)
+        self.intercept_ = float(lr.intercept_[0])
+        self.classes_ = np.array([0, 1])
+        self.threshold_ = getattr(self, "threshold_", 0.5)
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Log-odds of the most harmful reply window, per pair."""
+        check_is_fitted(self, "coef_")
+        pairs = _check_pairs(X)
+        if not pairs:
+            return np.zeros(0)
+        F, own = self._features(pairs)
+        s = F @ self.coef_ + self.intercept_
+        out = np.full(len(pairs), -np.inf)
+        np.maximum.at(out, own, s)
+        return out
+
+    def score(self, X: Any, y: Any = None) -> Any:  # type: ignore[override]
+        """P(harmful reply) per pair (with `y`, sklearn's accuracy instead)."""
+        if y is not None:
+            return super().score(X, y)
+        return 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        p = self.score(X)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: Any) -> np.ndarray:
+        return (self.score(X) >= self.threshold_).astype(int)
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """``model.json`` + ``weights.safetensors`` (no pickle)."""
+        check_is_fitted(self, "coef_")
+        st = require("safetensors.numpy")
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        params = {k: v for k, v in self.get_params(deep=False).items() if k != "embedder"}
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "params": params,
+                "intercept": self.intercept_, "threshold": float(self.threshold_), "extra": extra or {}}
+        (folder / "model.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        st.save_file({"coef": np.ascontiguousarray(self.coef_)}, str(folder / "weights.safetensors"))
+        return folder
+
+    @classmethod
+    def load(cls, path: str | Path) -> ReplyHarmClassifier:
+        """Load a model written by `save`.
+
+        Raises:
+            ClassifierError: missing or corrupt files, another format version.
+        """
+        st = require("safetensors.numpy")
+        folder = Path(path)
+        try:
+            meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+            coef = st.load_file(str(folder / "weights.safetensors"))["coef"]
+        except Exception as exc:  # noqa: BLE001 - any unreadable file
+            raise ClassifierError(f"{folder}: no readable reply-harm model ({exc}); fit one with guard fit") from None
+        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+            raise ClassifierError(f"{folder}: format {meta.get('format')!r} v{meta.get('format_version')}, "
+                                  f"expected {FORMAT!r} v{FORMAT_VERSION}")
+        model = cls(**meta["params"])
+        intercept, threshold = float(meta["intercept"]), float(meta["threshold"])
+        if coef.ndim != 1 or not np.isfinite(coef).all() or not np.isfinite(intercept) or not 0 <= threshold <= 1:
+            raise ClassifierError(f"{folder}: invalid weights or threshold; fit it again")
+        model.coef_, model.intercept_, model.threshold_ = coef.astype(np.float64), intercept, threshold
+        model.classes_ = np.array([0, 1])
+        return model
+
+    @classmethod
+    def default(cls) -> ReplyHarmClassifier:
+        """The shipped head (``classifiers/resources/reply_harm``; refit by ``guard fit``)."""
+        from importlib import resources
+
+        with resources.as_file(resources.files("classifiers.resources").joinpath("reply_harm")) as p:
+            return cls.load(p)
+
+
+__all__ = ["ReplyHarmClassifier", "reply_windows"]

@@ -1,0 +1,280 @@
+"""``guard fit --grouped``: compare the representations under grouped validation, ship the best.
+
+Steps, each its own function:
+
+1. `load_rows`: every allowed fitting row (public sources, the project's corpora).
+2. `guard.fitting.recipe.build_features`: host states per window and both embeddings, cached.
+3. `choose`: grouped out-of-fold scores of every head and of every pooling of heads; the
+   latent head and the pooling with the best grouped AUROC win.
+4. `fit_shipped`: the winners refitted on the *fit* split; the pooled threshold chosen on
+   *calib* for the recall target; the random-split figures on *test*, beside the grouped ones.
+5. `external_report`: the shipped heads on data written by someone else (never fitted on).
+6. `save_guard`: the latent guard + policy, the black-box heads and the reply head, with the
+   whole report in ``fit_report.json``.
+
+Example:
+    >>> report = run(Path("/tmp/g"), host, cache_dir=Path("/tmp/cache"))  # doctest: +SKIP
+    >>> report["chosen"]["pooled"]  # doctest: +SKIP
+    'pooled(latent=1,minilm=1,use=1)'
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from guard.fitting.grouped import form_of, summary
+from guard.fitting.recipe import (
+    LAYERS,
+    SIGNAL_OF,
+    Candidate,
+    Features,
+    build_features,
+    compare,
+    default_candidates,
+    external_figures,
+    figures,
+    fit_embedding_head,
+    fit_latent_head,
+    pool,
+    pooled_candidates,
+    pooled_oof,
+    rows_key,
+    threshold_at_recall,
+)
+from guard.fitting.training import split_of
+from guard.io.data import Example, dedupe, load_fitting_set, read_examples
+
+
+def load_rows() -> list[Example]:
+    """The fitting rows: every allowed public source and the project's corpora, de-duplicated."""
+    return dedupe(load_fitting_set())
+
+
+def load_external(folder: str | Path | None, id_stride: int = 1) -> dict[str, list[Example]]:
+    """The external validation sets in `folder` (``*.jsonl`` in the eval row format); MultiJail's
+    ``language`` becomes `Example.lang`. Empty when `folder` is None or missing.
+
+    Rows with a numeric ``id`` (the same request in every language) are kept when ``id %
+    id_stride == 0``: every language keeps the same requests, at 1/`id_stride` of the host cost.
+    """
+    if folder is None or not Path(folder).is_dir():
+        return {}
+    out = {}
+    for path in sorted(Path(folder).glob("*.jsonl")):
+        rows = read_examples(path)
+        raw = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if raw and "language" in raw[0]:
+            rows = [r.model_copy(update={"lang": x.get("language")}) for r, x in zip(rows, raw)
+                    if not str(x.get("id", "0")).isdigit() or int(x["id"]) % id_stride == 0]
+        out[path.stem] = rows
+    return out
+
+
+def choose(oof: Mapping[str, np.ndarray], y: np.ndarray, forms: Sequence[str]) -> dict[str, Any]:
+    """The latent head and the pooling with the best grouped out-of-fold AUROC, and the table."""
+    latent = max((k for k in oof if k.startswith("latent@")), key=lambda k: figures(oof[k], y, forms)["grouped_auroc"])
+    pooled = {name: pooled_oof(oof, latent, w) for name, w in pooled_candidates(oof, latent).items()}
+    table = {name: figures(s, y, forms) for name, s in {**oof, **pooled}.items()}
+    best = max(pooled, key=lambda k: (table[k]["grouped_auroc"], -table[k]["overall"]["benign_blocked"]))
+    return {"latent": latent, "pooled": best, "weights": dict(pooled_candidates(oof, latent)[best]),
+            "table": table}
+
+
+def _candidate(name: str) -> Candidate:
+    return next(c for c in default_candidates() if c.name == name)
+
+
+def fit_shipped(feats: Features, rows: Sequence[Example], chosen: Mapping[str, Any], *,
+                emb_all: Mapping[str, np.ndarray], rows_all: Sequence[Example], seed: int = 0,
+                target_recall: float = 0.9) -> dict[str, Any]:
+    """Refit the chosen heads on the fit split (the latent head on the host-sampled `rows`, the
+    embedding heads on every row of `rows_all`); pooled threshold on calib; figures on test."""
+    y = np.array([int(r.label == "harmful") for r in rows])
+    split = np.array([split_of(r, seed) for r in rows])
+    calib, test = (np.flatnonzero(split == s) for s in ("calib", "test"))
+    c = _candidate(chosen["latent"])
+    head = fit_latent_head(feats, y, np.flatnonzero(split == "fit"), c.layer_index, c.position)
+    y_all = np.array([int(r.label == "harmful") for r in rows_all])
+    fit_all = np.flatnonzero(np.array([split_of(r, seed) for r in rows_all]) == "fit")
+    embed_heads = {sig: fit_embedding_head(emb_all[name], y_all, fit_all) for sig, name in SIGNAL_OF.items()}
+    shipped = {"head": head, "embed_heads": embed_heads}
+    s_all = shipped_scores(shipped, feats, len(rows))
+    pooled = pool(s_all, chosen["weights"])
+    threshold = threshold_at_recall(pooled[calib], y[calib], target_recall)
+    forms = np.array([form_of(r) for r in rows])
+    return {**shipped, "threshold": threshold,
+            "random_split": {"test": summary(pooled[test], y[test], threshold),
+                             "calib": summary(pooled[calib], y[calib], threshold),
+                             "test_by_form": _by_form(pooled[test], y[test], forms[test], threshold),
+                             "n": {s: int((split == s).sum()) for s in ("fit", "calib", "test")}}}
+
+
+def _by_form(s: np.ndarray, y: np.ndarray, forms: np.ndarray, t: float) -> dict[str, Any]:
+    from guard.fitting.grouped import stress_report
+
+    return stress_report(s, y, list(forms), t)
+
+
+def shipped_scores(shipped: Mapping[str, Any], feats: Features, n: int) -> dict[str, np.ndarray]:
+    """The shipped heads' scores on rows whose features are in `feats`."""
+    idx = np.arange(n)
+    out = {"harmfulness": shipped["head"].row_scores(feats, idx)}
+    out.update({sig: m.predict_proba(feats.embeddings[SIGNAL_OF[sig]][idx])[:, 1]
+                for sig, m in shipped["embed_heads"].items()})
+    return out
+
+
+def external_report(latent: Any, shipped: Mapping[str, Any], weights: Mapping[str, float],
+                    sets: Mapping[str, Sequence[Example]], cache_dir: Path, progress: bool) -> dict[str, Any]:
+    """The shipped pooled score on the external sets, at the shipped threshold, and per head."""
+    pooled, per_head = {}, {}
+    for name, rows in sets.items():
+        feats = build_features(latent, [r.prompt for r in rows], cache_dir, progress=progress)
+        s = shipped_scores(shipped, feats, len(rows))
+        pooled[name] = pool(s, weights)
+        per_head[name] = s
+    t = shipped["threshold"]
+    report = external_figures(pooled, sets, t)
+    for name in sets:
+        report[name]["by_head_blocked_at_0.5"] = {k: float((v >= 0.5).mean()) for k, v in per_head[name].items()}
+    return report
+
+
+
+
+
+def save_guard(out: Path, latent: Any, shipped: Mapping[str, Any], chosen: Mapping[str, Any],
+               report: Mapping[str, Any], reply: Mapping[str, Any] | None) -> Path:
+    """Write the latent guard + policy (``out``), the black-box heads (``out/classifiers``) and
+    the report (``out/fit_report.json``)."""
+    from classifiers import PromptRefusalPredictor
+    from classifiers.multilingual import MultilingualEmbedder
+    from guard.decision.policy import Policy
+    from guard.whitebox.artifacts import save_latent
+
+    policy = Policy(threshold=float(shipped["threshold"]),
+                    harm_weights={k: float(v) for k, v in chosen["weights"].items() if v > 0},
+                    reply_threshold=float(reply["threshold"]) if reply else 0.5)
+    save_latent(out, latent, policy)
+    folders = {"embedding_harm": ("prompt_refusal_embedding", None),
+               "multilingual_harm": ("multilingual_harm", MultilingualEmbedder())}
+    for sig, (sub, embedder) in folders.items():
+        lr = shipped["embed_heads"][sig]
+        model = PromptRefusalPredictor(features="embedding", embedder=embedder)
+        model._check_params()
+        model.vocabulary_, model.n_ngrams_ = np.array([], dtype=str), 0
+        model.classes_ = lr.classes_
+        model.coef_, model.intercept_ = lr.coef_.astype(np.float64), lr.intercept_.astype(np.float64)
+        model.save(out / "classifiers" / sub)
+    (out / "fit_report.json").write_text(json.dumps(report, indent=2, sort_keys=True, default=float))
+    return out
+
+
+def latent_from_head(host: Any, head: Any, feats: Features, rows: Sequence[Example], oof_auroc: float,
+                     grid: Mapping[str, float], seed: int = 0) -> Any:
+    """A fitted `LatentGuard` carrying the chosen head (Platt (1, 0): the head's own probability)."""
+    from guard.whitebox.latent import LatentGuard
+
+    latent = LatentGuard(host, layers=list(LAYERS), random_state=seed)
+    n_pos = feats.states.shape[2]
+    latent.direction_ = head.w.astype(np.float32)
+    latent.bias_ = float(head.b)
+    latent.platt_ = (1.0, 0.0)
+    latent.layer_ = int(LAYERS[head.layer_index])
+    latent.position_ = int(head.position % n_pos)
+    latent.n_positions_ = int(n_pos)
+    latent.candidate_layers_ = list(LAYERS)
+    latent.auroc_grid_ = np.array([[grid.get(f"latent@{layer}:{p}", np.nan) for p in ("instr", "post")]
+                                   for layer in LAYERS], dtype=np.float32)
+    latent.cosmic_scores_ = {}
+    latent.cv_auroc_ = float(oof_auroc)
+    latent.selection_auroc_ = float(oof_auroc)
+    latent._fit_refusal([r.prompt for r in rows if r.label == "harmful"][:400] +
+                        [r.prompt for r in rows if r.label == "benign"][:400], None, None)
+    latent.harm_refusal_cosine_ = float(
+        latent.direction_ @ latent.refusal_direction_
+        / (np.linalg.norm(latent.direction_) * np.linalg.norm(latent.refusal_direction_) + 1e-12))
+    return latent
+
+
+def embedding_report(emb_all: Mapping[str, np.ndarray], rows_all: Sequence[Example]) -> dict[str, Any]:
+    """Grouped out-of-fold figures of the embedding heads on every row (they are cheap to fit)."""
+    from guard.fitting.grouped import group_of, grouped_folds, oof_scores
+
+    y = np.array([int(r.label == "harmful") for r in rows_all])
+    folds = grouped_folds([group_of(r) for r in rows_all])
+    forms = [form_of(r) for r in rows_all]
+    out = {}
+    for name, E in emb_all.items():
+        s = oof_scores(lambda tr, te, E=E: fit_embedding_head(E, y, tr).predict_proba(E[te])[:, 1], y, folds)
+        out[name] = figures(s, y, forms)
+    return out
+
+
+def run(out: Path, host: Any, *, cache_dir: Path, external: str | Path | None = None, seed: int = 0,
+        target_recall: float = 0.9, latent_per_group: int = 60, with_reply: bool = True, progress: bool = True,
+        rows: Sequence[Example] | None = None) -> dict[str, Any]:
+    """The whole ``guard fit --grouped``: rows, features, comparison, refit, report, save.
+
+    The host pass reads at most `latent_per_group` rows of each (source, form) group
+    (`guard.fitting.grouped.per_group_sample`); the embedding heads read every row.
+    """
+    from guard.fitting.grouped import per_group_sample
+    from guard.fitting.recipe import EMBEDDERS, _embedder
+    from guard.fitting.reply_side import fit_reply_head
+    from guard.fitting.state_cache import EmbeddingCache
+    from guard.whitebox.latent import LatentGuard
+
+    rows_all = list(rows) if rows is not None else load_rows()
+    sample = [rows_all[i] for i in per_group_sample(rows_all, latent_per_group, seed)]
+    probe = LatentGuard(host, layers=list(LAYERS))
+    feats = build_features(probe, [r.prompt for r in sample], cache_dir, progress=progress)
+    emb_all = {name: EmbeddingCache(Path(cache_dir) / "emb", name, _embedder(name)).transform(
+        [r.prompt for r in rows_all]) for name in EMBEDDERS}
+    y = np.array([int(r.label == "harmful") for r in sample])
+    forms = [form_of(r) for r in sample]
+    oof, _ = compare(default_candidates(), feats, sample, progress=progress)
+    chosen = choose(oof, y, forms)
+    shipped = fit_shipped(feats, sample, chosen, emb_all=emb_all, rows_all=rows_all, seed=seed,
+                          target_recall=target_recall)
+    grid = {k: v["grouped_auroc"] for k, v in chosen["table"].items() if k.startswith("latent@")}
+    latent = latent_from_head(host, shipped["head"], feats, sample,
+                              chosen["table"][chosen["latent"]]["grouped_auroc"], grid, seed)
+    pooled_best = pooled_oof(oof, chosen["latent"], list(chosen["weights"].items()))
+    t = shipped["threshold"]
+    report: dict[str, Any] = {
+        "recipe": "grouped", "seed": seed, "target_recall": target_recall, "rows_sha256": rows_key(rows_all),
+        "n": int(len(rows_all)), "n_harmful": int(sum(r.label == "harmful" for r in rows_all)),
+        "n_host_sample": len(sample), "latent_per_group": latent_per_group,
+        "groups": "(source, form); languages of the multilingual corpus are groups of their own",
+        "chosen": {"latent": chosen["latent"], "pooled": chosen["pooled"], "weights": chosen["weights"],
+                   "threshold": t},
+        "candidates": {k: {"grouped_auroc": v["grouped_auroc"], **{f"at_90_recall_{m}": v["overall"][m]
+                                                                    for m in ("benign_blocked", "f1")}}
+                       for k, v in chosen["table"].items()},
+        "grouped": {"auroc": chosen["table"][chosen["pooled"]]["grouped_auroc"],
+                    "at_shipped_threshold": summary(pooled_best, y, t),
+                    "stress_by_form": _by_form(pooled_best, y, np.array(forms), t)},
+        "grouped_embedding_heads_all_rows": {k: {"grouped_auroc": v["grouped_auroc"], "by_form": v["by_form"]}
+                                             for k, v in embedding_report(emb_all, rows_all).items()},
+        "random_split": shipped["random_split"],
+        "latent": latent.report(),
+    }
+    sets = load_external(external, id_stride=2)
+    if sets:
+        report["external"] = external_report(probe, shipped, chosen["weights"], sets, cache_dir, progress)
+    reply = None
+    if with_reply:
+        reply = fit_reply_head(out / "classifiers" / "reply_harm", progress=progress)
+        report["reply_side"] = reply
+    save_guard(out, latent, shipped, chosen, report, reply)
+    return report
+
+
+__all__ = ["choose", "embedding_report", "external_report", "fit_shipped", "latent_from_head", "load_external",
+           "load_rows", "run", "save_guard"]

@@ -1,0 +1,302 @@
+"""The fitting recipe chosen by grouped validation, and the comparison that chose it.
+
+Each candidate representation is a head on one kind of feature, scored out-of-fold under
+grouped cross-validation (`guard.fitting.grouped`: a group is a (source, form) pair):
+
+* ``latent@L:P``: a logistic-regression direction on the host's hidden state at layer ``L``,
+  position ``P`` (``instr``: the last instruction token; ``post``: the last post-instruction
+  template token), read per token window, the most harmful window deciding. Harmful long texts
+  are fitted on their most harmful window only (multiple-instance: the request sits in one
+  window, the rest is benign text), so length is not learnt as harm.
+* ``minilm``: a linear head on all-MiniLM-L6-v2 sentence embeddings.
+* ``use_multilingual``: a linear head on USE-multilingual v3 embeddings (translations lie close).
+* pooled candidates: a weighted mean of the heads' log-odds, exactly the pooling the policy runs
+  (`guard.decision.engine.pool_harm`).
+
+The winner is refitted on the *fit* split, its threshold chosen on *calib*, and it is written
+as the shipped artifacts (`ship`).
+
+Example:
+    >>> w, b = fit_direction(np.array([[0.0], [1.0], [0.1], [0.9]]), np.array([0, 1, 0, 1]), C=1.0)
+    >>> bool(w[0] > 0)
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from guard.errors import InputError
+from guard.fitting.grouped import auroc, form_of, group_of, grouped_folds, oof_scores, stress_report, summary
+from guard.io.data import Example
+
+#: Layers captured for the latent candidates (SmolLM2-135M has 30).
+LAYERS: tuple[int, ...] = (8, 12, 16, 20, 23)
+#: Positions: index into [instruction, post-instruction...]; -1 is the last template token.
+POSITIONS: dict[str, int] = {"instr": 0, "post": -1}
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def fit_direction(Z: np.ndarray, y: np.ndarray, C: float) -> tuple[np.ndarray, float]:
+    """An L2 logistic regression on standardised states, folded back to a direction and bias on
+    raw states (so the run-time projection stays ``state @ w + b``)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    Z = np.asarray(Z, dtype=np.float64)
+    scaler = StandardScaler().fit(Z)
+    lr = LogisticRegression(C=C, class_weight="balanced", max_iter=3000).fit(scaler.transform(Z), y)
+    w = lr.coef_[0] / scaler.scale_
+    return w, float(lr.intercept_[0] - (w * scaler.mean_).sum())
+
+
+@dataclass
+class Features:
+    """Every feature of the fitting rows, computed once: host states per window, embeddings per row.
+
+    Attributes:
+        states: ``[n_windows, len(LAYERS), n_positions, hidden]`` float16.
+        owner: the row of each window.
+        embeddings: embedder name -> ``[n_rows, dim]``.
+    """
+
+    states: np.ndarray
+    owner: np.ndarray
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def rows_windows(self, rows: np.ndarray) -> np.ndarray:
+        """The windows whose row is in `rows`."""
+        return np.flatnonzero(np.isin(self.owner, rows))
+
+
+def _max_by_owner(values: np.ndarray, owner: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    pos = {int(r): k for k, r in enumerate(rows)}
+    out = np.full(rows.size, -np.inf)
+    for v, o in zip(values, owner):
+        k = pos[int(o)]
+        if v > out[k]:
+            out[k] = v
+    return out
+
+
+@dataclass(frozen=True)
+class LatentHead:
+    """A direction at one (layer, position): `w`, `b` on raw states."""
+
+    layer_index: int
+    position: int
+    w: np.ndarray
+    b: float
+
+    def window_scores(self, states: np.ndarray) -> np.ndarray:
+        Z = states[:, self.layer_index, self.position, :].astype(np.float64)
+        return Z @ self.w + self.b
+
+    def row_scores(self, feats: Features, rows: np.ndarray) -> np.ndarray:
+        """P(harmful) of each row: the most harmful window's."""
+        win = feats.rows_windows(rows)
+        return _sigmoid(_max_by_owner(self.window_scores(feats.states[win]), feats.owner[win], rows))
+
+
+def fit_latent_head(feats: Features, y: np.ndarray, rows: np.ndarray, layer_index: int, position: int,
+                    C: float = 0.05) -> LatentHead:
+    """Fit a latent direction on `rows`: benign rows give every window, harmful one-window rows
+    their window, harmful long rows only their most harmful window under a first fit."""
+    win = feats.rows_windows(rows)
+    own = feats.owner[win]
+    n_win = np.bincount(own, minlength=y.size)
+    single_or_benign = (y[own] == 0) | (n_win[own] == 1)
+
+    def states(idx: np.ndarray) -> np.ndarray:
+        return feats.states[idx, layer_index, position, :].astype(np.float32)
+
+    first = win[single_or_benign]
+    w, b = fit_direction(states(first), y[feats.owner[first]], C)
+    multi = win[~single_or_benign]
+    if multi.size:
+        head = LatentHead(layer_index, position, w, b)
+        s = head.window_scores(feats.states[multi])
+        best: dict[int, tuple[float, int]] = {}
+        for v, k in zip(s, multi):
+            o = int(feats.owner[k])
+            if o not in best or v > best[o][0]:
+                best[o] = (float(v), int(k))
+        chosen = np.array(sorted(k for _, k in best.values()))
+        idx = np.concatenate([first, chosen])
+        w, b = fit_direction(states(idx), y[feats.owner[idx]], C)
+    return LatentHead(layer_index, position, w, b)
+
+
+def fit_embedding_head(E: np.ndarray, y: np.ndarray, rows: np.ndarray, C: float = 4.0) -> Any:
+    """A balanced logistic regression on embeddings (what `PromptRefusalPredictor` fits)."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C, class_weight="balanced", max_iter=5000).fit(E[rows], y[rows])
+
+
+def pool(probs: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+    """The policy's pooling: weighted mean of log-odds (weights > 0 only)."""
+    used = {k: float(w) for k, w in weights.items() if w > 0}
+    if not used:
+        raise InputError("pool needs at least one positive weight")
+    z = sum(w * _logit(probs[k]) for k, w in used.items()) / sum(used.values())
+    return _sigmoid(z)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A representation to compare: a latent head, an embedding head, or a pooling of heads."""
+
+    name: str
+    kind: str  # "latent", "embedding" or "pooled"
+    layer_index: int = 0
+    position: int = -1
+    embedder: str = ""
+    weights: tuple[tuple[str, float], ...] = ()
+
+
+def latent_candidates() -> list[Candidate]:
+    return [Candidate(f"latent@{layer}:{pname}", "latent", li, pos)
+            for li, layer in enumerate(LAYERS) for pname, pos in POSITIONS.items()]
+
+
+def head_scores(c: Candidate, feats: Features, y: np.ndarray, train: np.ndarray, test: np.ndarray,
+                C_latent: float = 0.05) -> np.ndarray:
+    """Fit candidate `c` on `train` rows, P(harmful) of the `test` rows."""
+    if c.kind == "latent":
+        return fit_latent_head(feats, y, train, c.layer_index, c.position, C_latent).row_scores(feats, test)
+    if c.kind == "embedding":
+        E = feats.embeddings[c.embedder]
+        return fit_embedding_head(E, y, train).predict_proba(E[test])[:, 1]
+    raise InputError(f"head_scores does not fit {c.kind!r} candidates; pool their heads' scores")
+
+
+def compare(candidates: Sequence[Candidate], feats: Features, rows: Sequence[Example],
+            n_splits: int = 5, progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+    """Grouped out-of-fold scores and figures of each head candidate.
+
+    Returns:
+        `(oof, table)`: candidate name -> out-of-fold P(harmful) per row, and name -> figures
+        (grouped AUROC, and the stress report by form at the threshold that reaches 90 %
+        harmful recall out-of-fold).
+    """
+    from tqdm.auto import tqdm
+
+    y = np.array([int(r.label == "harmful") for r in rows])
+    folds = grouped_folds([group_of(r) for r in rows], n_splits)
+    forms = [form_of(r) for r in rows]
+    oof: dict[str, np.ndarray] = {}
+    for c in tqdm(list(candidates), desc="grouped CV", disable=not progress):
+        oof[c.name] = oof_scores(lambda tr, te, c=c: head_scores(c, feats, y, tr, te), y, folds)
+    return oof, {name: figures(s, y, forms) for name, s in oof.items()}
+
+
+def threshold_at_recall(scores: np.ndarray, y: np.ndarray, recall: float) -> float:
+    """The highest threshold blocking at least `recall` of the harmful rows."""
+    from guard.fitting.calibrate import threshold_for_recall
+
+    return threshold_for_recall(scores[y == 1], recall)
+
+
+def figures(scores: np.ndarray, y: np.ndarray, forms: Sequence[str], recall: float = 0.9) -> dict[str, Any]:
+    """Grouped AUROC, and blocked rates overall and by form at `recall` out-of-fold."""
+    t = threshold_at_recall(scores, y, recall)
+    return {"grouped_auroc": auroc(y, scores), "threshold_at_90_recall": t, "overall": summary(scores, y, t),
+            "by_form": stress_report(scores, y, forms, t)}
+
+
+def rows_key(rows: Sequence[Example]) -> str:
+    """A digest of the fitting rows (text and label), recorded beside the figures."""
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(f"{r.label}\0{r.prompt}\0".encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def external_figures(scores: Mapping[str, np.ndarray], sets: Mapping[str, Sequence[Example]],
+                     threshold: float) -> dict[str, Any]:
+    """Blocked rates on data written by someone else, never fitted on: per set, and per language
+    for sets with several (MultiJail: recall per language beside English's)."""
+    out: dict[str, Any] = {}
+    for name, rows in sets.items():
+        s = scores[name]
+        y = np.array([int(r.label == "harmful") for r in rows])
+        fig: dict[str, Any] = summary(s, y, threshold)
+        langs = sorted({r.lang or "" for r in rows} - {""})
+        if len(langs) > 1:
+            lang = np.array([r.lang or "" for r in rows])
+            fig["by_lang_blocked"] = {g: float((s[lang == g] >= threshold).mean()) for g in langs}
+        out[name] = fig
+    return out
+
+
+__all__ = ["Candidate", "Features", "LAYERS", "LatentHead", "POSITIONS", "compare", "external_figures",
+           "figures", "fit_direction", "fit_embedding_head", "fit_latent_head", "head_scores",
+           "latent_candidates", "pool", "rows_key", "threshold_at_recall"]
+
+
+EMBEDDERS: tuple[str, ...] = ("minilm", "use_multilingual")
+
+
+def _embedder(name: str) -> Any:
+    if name == "minilm":
+        from classifiers.embeddings import SentenceEmbedder
+
+        return SentenceEmbedder()
+    from classifiers.multilingual import MultilingualEmbedder
+
+    return MultilingualEmbedder()
+
+
+def build_features(latent: Any, prompts: Sequence[str], cache_dir: str | Path, progress: bool = True,
+                   max_windows: int = 2) -> Features:
+    """Host states (per window, at `LAYERS`) and both embeddings of `prompts`, through the caches."""
+    from guard.fitting.state_cache import EmbeddingCache, StateCache
+
+    cache = StateCache(Path(cache_dir) / "states", latent._host(), LAYERS)
+    states, owner = cache.features(latent, prompts, max_windows=max_windows, progress=progress)
+    emb = {name: EmbeddingCache(Path(cache_dir) / "emb", name, _embedder(name)).transform(list(prompts))
+           for name in EMBEDDERS}
+    return Features(states, owner, emb)
+
+
+def default_candidates() -> list[Candidate]:
+    """Every latent (layer, position) head and both embedding heads."""
+    return [*latent_candidates(), Candidate("minilm", "embedding", embedder="minilm"),
+            Candidate("use_multilingual", "embedding", embedder="use_multilingual")]
+
+
+def pooled_candidates(oof: Mapping[str, np.ndarray], latent_name: str,
+                      grid: Sequence[float] = (0.0, 0.5, 1.0, 2.0)) -> dict[str, tuple[tuple[str, float], ...]]:
+    """Weightings of (latent, minilm, use_multilingual) to pool, named by their weights."""
+    out = {}
+    for a in grid:
+        for b in grid:
+            for c in grid:
+                if a + b + c == 0 or (a, b, c).count(0.0) == 2:
+                    continue  # single heads are already candidates
+                w = (("harmfulness", a), ("embedding_harm", b), ("multilingual_harm", c))
+                out[f"pooled(latent={a:g},minilm={b:g},use={c:g})"] = w
+    return out
+
+
+SIGNAL_OF = {"embedding_harm": "minilm", "multilingual_harm": "use_multilingual"}
+
+
+def pooled_oof(oof: Mapping[str, np.ndarray], latent_name: str, weights: Sequence[tuple[str, float]]) -> np.ndarray:
+    probs = {"harmfulness": oof[latent_name], **{sig: oof[name] for sig, name in SIGNAL_OF.items()}}
+    return pool(probs, dict(weights))
