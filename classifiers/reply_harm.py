@@ -24,6 +24,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from classifiers._deps import require
+from classifiers._manifest import verify_manifest, write_manifest
 from classifiers._validation import check_texts
 from classifiers.errors import ClassifierError
 
@@ -170,6 +171,7 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
                 "intercept": self.intercept_, "threshold": float(self.threshold_), "extra": extra or {}}
         (folder / "model.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         st.save_file({"coef": np.ascontiguousarray(self.coef_)}, str(folder / "weights.safetensors"))
+        write_manifest(folder)
         return folder
 
     @classmethod
@@ -181,6 +183,7 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
         """
         st = require("safetensors.numpy")
         folder = Path(path)
+        verify_manifest(folder, required=("model.json", "weights.safetensors"))
         try:
             meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
             coef = st.load_file(str(folder / "weights.safetensors"))["coef"]

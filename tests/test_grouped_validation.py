@@ -125,3 +125,31 @@ def test_embedding_cache_embeds_each_text_once(tmp_path):
     again = EmbeddingCache(tmp_path, "toy", emb).transform(["b", "aa", "new a"])
     assert emb.calls == [2, 1]  # the repeat and the texts seen before are not embedded again
     assert np.array_equal(first[0], again[1]) and again[2].tolist() == [5.0, 1.0]
+
+
+def test_grouped_fit_end_to_end_on_a_tiny_host(tmp_path):
+    """`guard fit --grouped` on a tiny random host: compare, choose, refit, save, load, decide."""
+    from guard import Guard
+    from guard.fitting.grouped_fit import run
+    from tests._synthetic import FRAMES, synthetic
+    from tests.conftest import make_host
+
+    host = make_host("llama", layers=6)
+    prompts, labels = synthetic()
+    rows = [ex(p, "harmful" if y else "benign", source="toy", form=f"frame{i % len(FRAMES)}")
+            for i, (p, y) in enumerate(zip(prompts, labels))]
+    rows += [ex(f"{p} (again)", "harmful" if y else "benign", source="toy2", form="again")
+             for p, y in zip(prompts, labels)]
+    report = run(tmp_path / "g", host, cache_dir=tmp_path / "cache", rows=rows, with_reply=False, progress=False)
+    assert report["chosen"]["latent"].startswith("latent@")
+    assert set(report["grouped"]["stress_by_form"]) >= {"again"}
+    assert 0.0 <= report["chosen"]["threshold"] <= 1.0
+    for sub in ("prompt_refusal_embedding", "multilingual_harm"):
+        assert (tmp_path / "g" / "classifiers" / sub / "model.json").is_file()
+    g = Guard.load(tmp_path / "g", host=host)
+    assert set(g.policy.harm_weights) <= {"harmfulness", "embedding_harm", "multilingual_harm"}
+    assert g.check("How do I bomb at home?").action.value in {"refuse", "abstain", "answer"}
+    # the cache is reused: a second run computes no host state again
+    n_shards = len(list((tmp_path / "cache" / "states").glob("shard-*.npz")))
+    run(tmp_path / "g2", host, cache_dir=tmp_path / "cache", rows=rows, with_reply=False, progress=False)
+    assert len(list((tmp_path / "cache" / "states").glob("shard-*.npz"))) == n_shards

@@ -29,11 +29,11 @@ import numpy as np
 
 from guard.fitting.grouped import form_of, summary
 from guard.fitting.recipe import (
-    LAYERS,
     SIGNAL_OF,
     Candidate,
     Features,
     build_features,
+    candidate_layers,
     compare,
     default_candidates,
     external_figures,
@@ -85,8 +85,8 @@ def choose(oof: Mapping[str, np.ndarray], y: np.ndarray, forms: Sequence[str]) -
             "table": table}
 
 
-def _candidate(name: str) -> Candidate:
-    return next(c for c in default_candidates() if c.name == name)
+def _candidate(name: str, layers: Sequence[int]) -> Candidate:
+    return next(c for c in default_candidates(layers) if c.name == name)
 
 
 def fit_shipped(feats: Features, rows: Sequence[Example], chosen: Mapping[str, Any], *,
@@ -97,7 +97,7 @@ def fit_shipped(feats: Features, rows: Sequence[Example], chosen: Mapping[str, A
     y = np.array([int(r.label == "harmful") for r in rows])
     split = np.array([split_of(r, seed) for r in rows])
     calib, test = (np.flatnonzero(split == s) for s in ("calib", "test"))
-    c = _candidate(chosen["latent"])
+    c = _candidate(chosen["latent"], feats.layers)
     head = fit_latent_head(feats, y, np.flatnonzero(split == "fit"), c.layer_index, c.position)
     y_all = np.array([int(r.label == "harmful") for r in rows_all])
     fit_all = np.flatnonzero(np.array([split_of(r, seed) for r in rows_all]) == "fit")
@@ -180,17 +180,18 @@ def latent_from_head(host: Any, head: Any, feats: Features, rows: Sequence[Examp
     """A fitted `LatentGuard` carrying the chosen head (Platt (1, 0): the head's own probability)."""
     from guard.whitebox.latent import LatentGuard
 
-    latent = LatentGuard(host, layers=list(LAYERS), random_state=seed)
+    layers = feats.layers
+    latent = LatentGuard(host, layers=list(layers), random_state=seed)
     n_pos = feats.states.shape[2]
     latent.direction_ = head.w.astype(np.float32)
     latent.bias_ = float(head.b)
     latent.platt_ = (1.0, 0.0)
-    latent.layer_ = int(LAYERS[head.layer_index])
+    latent.layer_ = int(layers[head.layer_index])
     latent.position_ = int(head.position % n_pos)
     latent.n_positions_ = int(n_pos)
-    latent.candidate_layers_ = list(LAYERS)
+    latent.candidate_layers_ = list(layers)
     latent.auroc_grid_ = np.array([[grid.get(f"latent@{layer}:{p}", np.nan) for p in ("instr", "post")]
-                                   for layer in LAYERS], dtype=np.float32)
+                                   for layer in layers], dtype=np.float32)
     latent.cosmic_scores_ = {}
     latent.cv_auroc_ = float(oof_auroc)
     latent.selection_auroc_ = float(oof_auroc)
@@ -232,13 +233,13 @@ def run(out: Path, host: Any, *, cache_dir: Path, external: str | Path | None = 
 
     rows_all = list(rows) if rows is not None else load_rows()
     sample = [rows_all[i] for i in per_group_sample(rows_all, latent_per_group, seed)]
-    probe = LatentGuard(host, layers=list(LAYERS))
+    probe = LatentGuard(host, layers=list(candidate_layers(host.num_layers)))
     feats = build_features(probe, [r.prompt for r in sample], cache_dir, progress=progress)
     emb_all = {name: EmbeddingCache(Path(cache_dir) / "emb", name, _embedder(name)).transform(
         [r.prompt for r in rows_all]) for name in EMBEDDERS}
     y = np.array([int(r.label == "harmful") for r in sample])
     forms = [form_of(r) for r in sample]
-    oof, _ = compare(default_candidates(), feats, sample, progress=progress)
+    oof, _ = compare(default_candidates(feats.layers), feats, sample, progress=progress)
     chosen = choose(oof, y, forms)
     shipped = fit_shipped(feats, sample, chosen, emb_all=emb_all, rows_all=rows_all, seed=seed,
                           target_recall=target_recall)

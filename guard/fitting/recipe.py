@@ -36,8 +36,21 @@ from guard.errors import InputError
 from guard.fitting.grouped import auroc, form_of, group_of, grouped_folds, oof_scores, stress_report, summary
 from guard.io.data import Example
 
-#: Layers captured for the latent candidates (SmolLM2-135M has 30).
-LAYERS: tuple[int, ...] = (8, 12, 16, 20, 23)
+#: Where the latent candidates sit, as fractions of the depth: (8, 12, 16, 20, 23) of SmolLM2's 30.
+LAYER_FRACTIONS: tuple[float, ...] = (0.28, 0.41, 0.55, 0.69, 0.79)
+
+
+def candidate_layers(num_layers: int) -> tuple[int, ...]:
+    """The decoder layers the latent candidates read, for a host of `num_layers`.
+
+    Example:
+        >>> candidate_layers(30)
+        (8, 12, 16, 20, 23)
+    """
+    return tuple(sorted({min(num_layers - 1, round(f * (num_layers - 1))) for f in LAYER_FRACTIONS}))
+
+
+LAYERS: tuple[int, ...] = candidate_layers(30)
 #: Positions: index into [instruction, post-instruction...]; -1 is the last template token.
 POSITIONS: dict[str, int] = {"instr": 0, "post": -1}
 
@@ -77,6 +90,7 @@ class Features:
     states: np.ndarray
     owner: np.ndarray
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    layers: tuple[int, ...] = LAYERS
 
     def rows_windows(self, rows: np.ndarray) -> np.ndarray:
         """The windows whose row is in `rows`."""
@@ -169,9 +183,9 @@ class Candidate:
     weights: tuple[tuple[str, float], ...] = ()
 
 
-def latent_candidates() -> list[Candidate]:
+def latent_candidates(layers: Sequence[int] = LAYERS) -> list[Candidate]:
     return [Candidate(f"latent@{layer}:{pname}", "latent", li, pos)
-            for li, layer in enumerate(LAYERS) for pname, pos in POSITIONS.items()]
+            for li, layer in enumerate(layers) for pname, pos in POSITIONS.items()]
 
 
 def head_scores(c: Candidate, feats: Features, y: np.ndarray, train: np.ndarray, test: np.ndarray,
@@ -244,7 +258,7 @@ def external_figures(scores: Mapping[str, np.ndarray], sets: Mapping[str, Sequen
     return out
 
 
-__all__ = ["Candidate", "Features", "LAYERS", "LatentHead", "POSITIONS", "compare", "external_figures",
+__all__ = ["Candidate", "Features", "LAYERS", "LatentHead", "POSITIONS", "candidate_layers", "compare", "external_figures",
            "figures", "fit_direction", "fit_embedding_head", "fit_latent_head", "head_scores",
            "latent_candidates", "pool", "rows_key", "threshold_at_recall"]
 
@@ -264,19 +278,20 @@ def _embedder(name: str) -> Any:
 
 def build_features(latent: Any, prompts: Sequence[str], cache_dir: str | Path, progress: bool = True,
                    max_windows: int = 2) -> Features:
-    """Host states (per window, at `LAYERS`) and both embeddings of `prompts`, through the caches."""
+    """Host states (per window, at `candidate_layers`) and both embeddings of `prompts`, cached."""
     from guard.fitting.state_cache import EmbeddingCache, StateCache
 
-    cache = StateCache(Path(cache_dir) / "states", latent._host(), LAYERS)
+    layers = candidate_layers(latent._host().num_layers)
+    cache = StateCache(Path(cache_dir) / "states", latent._host(), layers)
     states, owner = cache.features(latent, prompts, max_windows=max_windows, progress=progress)
     emb = {name: EmbeddingCache(Path(cache_dir) / "emb", name, _embedder(name)).transform(list(prompts))
            for name in EMBEDDERS}
-    return Features(states, owner, emb)
+    return Features(states, owner, emb, layers)
 
 
-def default_candidates() -> list[Candidate]:
+def default_candidates(layers: Sequence[int] = LAYERS) -> list[Candidate]:
     """Every latent (layer, position) head and both embedding heads."""
-    return [*latent_candidates(), Candidate("minilm", "embedding", embedder="minilm"),
+    return [*latent_candidates(layers), Candidate("minilm", "embedding", embedder="minilm"),
             Candidate("use_multilingual", "embedding", embedder="use_multilingual")]
 
 

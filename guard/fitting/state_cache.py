@@ -84,9 +84,10 @@ class StateCache:
             bar = tqdm(total=len(order), desc="hidden states", unit="text", disable=not progress)
             for s in range(0, len(order), chunk):
                 part = order[s : s + chunk]
-                X, owner = latent.features([text_of[k] for k in part], self.layers)
-                if len(set(owner.tolist())) != len(part) or X.shape[0] != len(part):
-                    raise InputError("a fitting window is itself longer than the latent guard's window")
+                # a decoded window can re-tokenize a few tokens longer; its last window is kept
+                X, owner = latent.features([text_of[k] for k in part], self.layers, windows="last")
+                if X.shape[0] != len(part):
+                    raise InputError(f"expected {len(part)} windows, got {X.shape[0]}")
                 X = X.astype(np.float16)
                 shard = self.folder / f"shard-{len(list(self.folder.glob('shard-*.npz'))):05d}.npz"
                 np.savez(shard, states=X, keys=np.asarray(part), layers=np.asarray(self.layers))
