@@ -68,7 +68,7 @@ def test_cli_eval_writes_metrics(tmp_path):
     ]
     data = tmp_path / "eval.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows))
-    assert main(["eval", "--data", str(data), "--detector", "latent", "--out", str(tmp_path / "o")]) == 0
+    assert main(["eval", "--data", str(data), "--detector", "combined", "--out", str(tmp_path / "o")]) == 0
     m = json.loads((tmp_path / "o" / "metrics.json").read_text())
     for key in ["n", "n_harmful", "n_benign", "auroc", "harmful_blocked_rate", "over_refusal_rate",
                 "benign_answered_rate", "latency_ms", "by_source", "by_category", "detector", "guard"]:
