@@ -96,3 +96,17 @@ def test_missing_model_is_clear_error(tmp_path):
 
     with pytest.raises(ArtifactError):
         HostModel.from_pretrained(tmp_path / "nope")
+
+
+def test_folder_fingerprint_covers_the_weights(tmp_path):
+    from guard.whitebox.host import HostModel
+    from tests.conftest import make_host
+
+    a, b = make_host("llama", seed=0), make_host("llama", seed=1)
+    for name, h in (("a", a), ("b", b)):
+        h.model.save_pretrained(tmp_path / name)
+        h.tokenizer.save_pretrained(tmp_path / name)
+    fa = HostModel.from_pretrained(tmp_path / "a").fingerprint
+    fb = HostModel.from_pretrained(tmp_path / "b").fingerprint
+    assert fa != fb  # same config and file sizes, other weights
+    assert HostModel.from_pretrained(tmp_path / "a").fingerprint == fa

@@ -456,16 +456,16 @@ def default_gguf_path() -> Path:
 
 
 def _folder_fingerprint(folder: Path) -> str:
-    """A cheap stable id of a model folder: hash of its config and weight file sizes and names."""
+    """A stable id of a model folder: the sha256 of its config and of every weight file's
+    contents (two folders with equal sizes but other weights get other fingerprints, so a guard
+    fitted on one is refused on the other)."""
     import hashlib
 
     h = hashlib.sha256()
     for f in sorted(folder.glob("*")):
         if f.suffix in {".json", ".safetensors", ".bin"} and f.name != "guard_host.json":
             h.update(f.name.encode())
-            h.update(str(f.stat().st_size).encode())
-            if f.name == "config.json":
-                h.update(f.read_bytes())
+            h.update(sha256_file(f).encode())
     return h.hexdigest()
 
 
