@@ -214,7 +214,8 @@ class TextLinearClassifier(ClassifierMixin, BaseEstimator):
         self._check_params()
         if self.features != "embedding":
             raise ClassifierError(f"fit_embeddings needs features='embedding', not {self.features!r}")
-        E = np.asarray(E, dtype=np.float64) * self.embedding_weight
+        E = np.asarray(E)  # float32 embeddings stay float32 (what the shipped heads were fitted on)
+        E = E * np.asarray(self.embedding_weight, dtype=E.dtype) if E.dtype.kind == "f" else E.astype(np.float64)
         y = np.asarray(y)
         if E.ndim != 2 or E.shape[0] != y.shape[0] or E.shape[1] != _embedder_dim(self.embedder):
             raise ClassifierError(f"E must be [n, {_embedder_dim(self.embedder)}] with one row per label, "

@@ -47,12 +47,12 @@ from guard.fitting.recipe import (
     threshold_at_recall,
 )
 from guard.fitting.training import split_of
-from guard.io.data import Example, dedupe, load_fitting_set, read_examples
+from guard.io.data import Example, load_fitting_set, read_examples
 
 
 def load_rows() -> list[Example]:
     """The fitting rows: every allowed public source and the project's corpora, de-duplicated."""
-    return dedupe(load_fitting_set())
+    return load_fitting_set()
 
 
 def load_external(folder: str | Path | None, id_stride: int = 1) -> dict[str, list[Example]]:
@@ -78,11 +78,26 @@ def load_external(folder: str | Path | None, id_stride: int = 1) -> dict[str, li
 def choose(oof: Mapping[str, np.ndarray], y: np.ndarray, forms: Sequence[str]) -> dict[str, Any]:
     """The latent head and the pooling with the best grouped out-of-fold AUROC, and the table."""
     latent = max((k for k in oof if k.startswith("latent@")), key=lambda k: figures(oof[k], y, forms)["grouped_auroc"])
-    pooled = {name: pooled_oof(oof, latent, w) for name, w in pooled_candidates(oof, latent).items()}
+    weightings = pooled_candidates()
+    pooled = {name: pooled_oof(oof, latent, w) for name, w in weightings.items()}
     table = {name: figures(s, y, forms) for name, s in {**oof, **pooled}.items()}
     best = max(pooled, key=lambda k: (table[k]["grouped_auroc"], -table[k]["overall"]["benign_blocked"]))
-    return {"latent": latent, "pooled": best, "weights": dict(pooled_candidates(oof, latent)[best]),
-            "table": table}
+    return {"latent": latent, "pooled": best, "weights": dict(weightings[best]), "table": table}
+
+
+def embedding_predictor(signal: str) -> Any:
+    """The unfitted `PromptRefusalPredictor` a black-box signal ships as (MiniLM or USE)."""
+    from classifiers import PromptRefusalPredictor
+    from classifiers.multilingual import MultilingualEmbedder
+
+    embedder = MultilingualEmbedder() if signal == "multilingual_harm" else None
+    return PromptRefusalPredictor(features="embedding", embedder=embedder)
+
+
+def embedding_proba(model: Any, E: np.ndarray) -> np.ndarray:
+    """P(harmful) of a `fit_embeddings`-fitted predictor on precomputed embeddings."""
+    z = np.asarray(E, dtype=np.float64) * model.embedding_weight @ model.coef_[0] + model.intercept_[0]
+    return 1.0 / (1.0 + np.exp(-z))
 
 
 def _candidate(name: str, layers: Sequence[int]) -> Candidate:
@@ -101,7 +116,8 @@ def fit_shipped(feats: Features, rows: Sequence[Example], chosen: Mapping[str, A
     head = fit_latent_head(feats, y, np.flatnonzero(split == "fit"), c.layer_index, c.position)
     y_all = np.array([int(r.label == "harmful") for r in rows_all])
     fit_all = np.flatnonzero(np.array([split_of(r, seed) for r in rows_all]) == "fit")
-    embed_heads = {sig: fit_embedding_head(emb_all[name], y_all, fit_all) for sig, name in SIGNAL_OF.items()}
+    embed_heads = {sig: embedding_predictor(sig).fit_embeddings(emb_all[name][fit_all], y_all[fit_all])
+                   for sig, name in SIGNAL_OF.items()}
     shipped = {"head": head, "embed_heads": embed_heads}
     s_all = shipped_scores(shipped, feats, len(rows))
     pooled = pool(s_all, chosen["weights"])
@@ -124,7 +140,7 @@ def shipped_scores(shipped: Mapping[str, Any], feats: Features, n: int) -> dict[
     """The shipped heads' scores on rows whose features are in `feats`."""
     idx = np.arange(n)
     out = {"harmfulness": shipped["head"].row_scores(feats, idx)}
-    out.update({sig: m.predict_proba(feats.embeddings[SIGNAL_OF[sig]][idx])[:, 1]
+    out.update({sig: embedding_proba(m, feats.embeddings[SIGNAL_OF[sig]][idx])
                 for sig, m in shipped["embed_heads"].items()})
     return out
 
@@ -152,8 +168,6 @@ def save_guard(out: Path, latent: Any, shipped: Mapping[str, Any], chosen: Mappi
                report: Mapping[str, Any], reply: Mapping[str, Any] | None) -> Path:
     """Write the latent guard + policy (``out``), the black-box heads (``out/classifiers``) and
     the report (``out/fit_report.json``)."""
-    from classifiers import PromptRefusalPredictor
-    from classifiers.multilingual import MultilingualEmbedder
     from guard.decision.policy import Policy
     from guard.whitebox.artifacts import save_latent
 
@@ -161,16 +175,9 @@ def save_guard(out: Path, latent: Any, shipped: Mapping[str, Any], chosen: Mappi
                     harm_weights={k: float(v) for k, v in chosen["weights"].items() if v > 0},
                     reply_threshold=float(reply["threshold"]) if reply else 0.5)
     save_latent(out, latent, policy)
-    folders = {"embedding_harm": ("prompt_refusal_embedding", None),
-               "multilingual_harm": ("multilingual_harm", MultilingualEmbedder())}
-    for sig, (sub, embedder) in folders.items():
-        lr = shipped["embed_heads"][sig]
-        model = PromptRefusalPredictor(features="embedding", embedder=embedder)
-        model._check_params()
-        model.vocabulary_, model.n_ngrams_ = np.array([], dtype=str), 0
-        model.classes_ = lr.classes_
-        model.coef_, model.intercept_ = lr.coef_.astype(np.float64), lr.intercept_.astype(np.float64)
-        model.save(out / "classifiers" / sub)
+    folders = {"embedding_harm": "prompt_refusal_embedding", "multilingual_harm": "multilingual_harm"}
+    for sig, sub in folders.items():
+        shipped["embed_heads"][sig].save(out / "classifiers" / sub)
     (out / "fit_report.json").write_text(json.dumps(report, indent=2, sort_keys=True, default=float))
     return out
 
@@ -239,7 +246,7 @@ def run(out: Path, host: Any, *, cache_dir: Path, external: str | Path | None = 
         [r.prompt for r in rows_all]) for name in EMBEDDERS}
     y = np.array([int(r.label == "harmful") for r in sample])
     forms = [form_of(r) for r in sample]
-    oof, _ = compare(default_candidates(feats.layers), feats, sample, progress=progress)
+    oof = compare(default_candidates(feats.layers), feats, sample, progress=progress)
     chosen = choose(oof, y, forms)
     shipped = fit_shipped(feats, sample, chosen, emb_all=emb_all, rows_all=rows_all, seed=seed,
                           target_recall=target_recall)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from guard.errors import InputError
-from guard.fitting.grouped import auroc, form_of, group_of, grouped_folds, oof_scores, stress_report, summary
+from guard.fitting.grouped import auroc, group_of, grouped_folds, oof_scores, stress_report, summary
 from guard.io.data import Example
 
 #: Where the latent candidates sit, as fractions of the depth: (8, 12, 16, 20, 23) of SmolLM2's 30.
@@ -180,7 +180,6 @@ class Candidate:
     layer_index: int = 0
     position: int = -1
     embedder: str = ""
-    weights: tuple[tuple[str, float], ...] = ()
 
 
 def latent_candidates(layers: Sequence[int] = LAYERS) -> list[Candidate]:
@@ -200,23 +199,16 @@ def head_scores(c: Candidate, feats: Features, y: np.ndarray, train: np.ndarray,
 
 
 def compare(candidates: Sequence[Candidate], feats: Features, rows: Sequence[Example],
-            n_splits: int = 5, progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
-    """Grouped out-of-fold scores and figures of each head candidate.
-
-    Returns:
-        `(oof, table)`: candidate name -> out-of-fold P(harmful) per row, and name -> figures
-        (grouped AUROC, and the stress report by form at the threshold that reaches 90 %
-        harmful recall out-of-fold).
-    """
+            n_splits: int = 5, progress: bool = True) -> dict[str, np.ndarray]:
+    """Grouped out-of-fold P(harmful) per row of each head candidate, by candidate name."""
     from tqdm.auto import tqdm
 
     y = np.array([int(r.label == "harmful") for r in rows])
     folds = grouped_folds([group_of(r) for r in rows], n_splits)
-    forms = [form_of(r) for r in rows]
     oof: dict[str, np.ndarray] = {}
     for c in tqdm(list(candidates), desc="grouped CV", disable=not progress):
         oof[c.name] = oof_scores(lambda tr, te, c=c: head_scores(c, feats, y, tr, te), y, folds)
-    return oof, {name: figures(s, y, forms) for name, s in oof.items()}
+    return oof
 
 
 def threshold_at_recall(scores: np.ndarray, y: np.ndarray, recall: float) -> float:
@@ -295,8 +287,7 @@ def default_candidates(layers: Sequence[int] = LAYERS) -> list[Candidate]:
             Candidate("use_multilingual", "embedding", embedder="use_multilingual")]
 
 
-def pooled_candidates(oof: Mapping[str, np.ndarray], latent_name: str,
-                      grid: Sequence[float] = (0.0, 0.5, 1.0, 2.0)) -> dict[str, tuple[tuple[str, float], ...]]:
+def pooled_candidates(grid: Sequence[float] = (0.0, 0.5, 1.0, 2.0)) -> dict[str, tuple[tuple[str, float], ...]]:
     """Weightings of (latent, minilm, use_multilingual) to pool, named by their weights."""
     out = {}
     for a in grid:

@@ -99,7 +99,7 @@ class StateCache:
             bar.close()
         return np.stack([self._shards[index[k][0]][index[k][1]] for k in keys])
 
-    def features(self, latent: Any, prompts: Sequence[str], max_windows: int = 4,
+    def features(self, latent: Any, prompts: Sequence[str], max_windows: int = 2,
                  progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """`(X, owner)` as `LatentGuard.features`, with long prompts capped at `max_windows`."""
         texts: list[str] = []
