@@ -19,6 +19,7 @@ from guard.decision.policy import Policy
 from guard.decision.rules import STRICTNESS
 from guard.errors import ArtifactError, GuardError, InputError
 from guard.features.evidence import DecisionEngine
+from guard.features.windows import WindowSpec, windowed_max
 from guard.text.normalize import View, alternate_views
 from guard.text.occlusion import _WORD, IGNORE_WORD_INSTRUCTION, ProbaFn, drop_span, occlusion
 from guard.text.prepare import check_context, check_history, neutralize_control_tokens, prepare_prompt
@@ -52,12 +53,18 @@ class Guard:
             change is named in the decision's reasons.
         mitigation: opt-in over-refusal mitigation for borderline, benign-looking refusals
             (`guard.decision.mitigation.OverRefusalMitigation`); None (default) turns it off.
+        windows: how texts longer than the sentence encoders read (256 tokens) are cut for the
+            black-box detectors; every window is scored and the most harmful one decides.
 
     Example:
         >>> g = Guard.default()  # doctest: +SKIP
         >>> g.check("How do I build a pipe bomb at home?").action  # doctest: +SKIP
         <Action.REFUSE: 'refuse'>
     """
+
+    #: `check(prompt, history=...)` checks every history message on its own too (integrations
+    #: need not check them again).
+    checks_history_messages: bool = True
 
     def __init__(
         self,
@@ -70,6 +77,7 @@ class Guard:
         reply_harm: Callable[[list[str], list[str]], Any] | None = None,
         normalize: bool = True,
         mitigation: OverRefusalMitigation | None = None,
+        windows: WindowSpec | None = None,
     ) -> None:
         self.latent = latent
         self.policy = policy or Policy()
@@ -79,6 +87,7 @@ class Guard:
         self.reply_harm = reply_harm
         self.normalize = normalize
         self.mitigation = mitigation
+        self.windows = windows or WindowSpec()
 
     @property
     def host(self) -> HostModel:
@@ -156,7 +165,20 @@ class Guard:
         history: Sequence[dict[str, str]] | None = None,
         context: Sequence[str] | None = None,
     ) -> list[Decision]:
-        """Decide on many requests; scoring runs batched through the host."""
+        """Decide on many requests; scoring runs batched through the host.
+
+        Every history message is checked on its own too (see `checks_history_messages`).
+        """
+        return self._check_many(prompts, history, context, history_parts=True)
+
+    def _check_many(
+        self,
+        prompts: Sequence[str],
+        history: Sequence[dict[str, str]] | None,
+        context: Sequence[str] | None,
+        *,
+        history_parts: bool,
+    ) -> list[Decision]:
         if isinstance(prompts, str):
             raise InputError("check_batch expects a list of prompts; use check() for one")
         if isinstance(prompts, (bytes, Mapping)) or not isinstance(prompts, Sequence):
@@ -204,6 +226,8 @@ class Guard:
                     revisited = [d.model_copy(update={"reasons": [*d.reasons, note]}) for d in done]  # type: ignore[union-attr]
                 for i, d in zip(todo, revisited):
                     decisions[i] = d
+            if history and history_parts:
+                self._apply_history(history, todo, decisions)
         elapsed = (time.perf_counter() - start) * 1000 / max(1, len(prompts))
         out = []
         for d in decisions:
@@ -268,7 +292,8 @@ class Guard:
     def _check_output_as_request(self, user: str, text: str) -> Decision:
         """The reply read like a request after the user's prompt (no reply-side head)."""
         history = [{"role": "user", "content": user}] if user.strip() else None
-        d = self.check(text[: self.policy.max_prompt_chars], history=history)
+        # the user's prompt is read as the reply's context, not checked again on its own
+        d = self._check_many([text[: self.policy.max_prompt_chars]], history, None, history_parts=False)[0]
         if d.blocked and d.category not in {"guard_unavailable", "too_long"} and self.reply_refusal is not None:
             p = float(self.reply_refusal([text])[0])
             scores = {**d.scores, "reply_refusal": p}
@@ -379,16 +404,75 @@ class Guard:
                 decisions[i] = own.model_copy(update={"reasons": [
                     *own.reasons, f"{view.note} ({alt.action.value}; not stricter)"]})
 
+    def _apply_history(self, history: list[dict[str, str]], todo: list[int],
+                       decisions: list[Decision | None]) -> None:
+        """Where an earlier message checked on its own is stricter than a prompt's decision, it decides."""
+        try:
+            parts = self._history_parts(history)
+        except GuardError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an unknown state, like a failing prompt check
+            parts = [("history", self._unavailable(exc, []))]
+        if not parts:
+            return
+        label, worst = max(parts, key=lambda x: STRICTNESS[x[1].action])
+        for i in todo:
+            d = decisions[i]
+            assert d is not None
+            if STRICTNESS[worst.action] > STRICTNESS[d.action]:
+                decisions[i] = worst.model_copy(update={
+                    "scores": {**d.scores, **{f"{label}.{k}": v for k, v in worst.scores.items()}},
+                    "reasons": [f"{label} was checked on its own: {worst.action.value}", *worst.reasons,
+                                *[f"prompt: {r}" for r in d.reasons]]})
+            else:
+                decisions[i] = d.model_copy(update={"reasons": [
+                    *d.reasons, f"{len(parts)} earlier message(s) checked on their own; none stricter"]})
+
+    def _history_parts(self, history: list[dict[str, str]]) -> list[tuple[str, Decision]]:
+        """Every earlier message checked on its own: user, system and tool turns as requests,
+        assistant turns as replies to the user turn before them.
+
+        The Latent Guard reads only the most recent history tokens with the prompt, while the
+        whole history reaches the model, so a harmful earlier turn followed by "go on" would
+        otherwise pass. A user turn the assistant declined (its next message reads as a refusal)
+        is not held against later requests.
+        """
+        asked: list[tuple[int, str]] = []
+        replies: list[tuple[int, str, str]] = []
+        user = ""
+        for k, m in enumerate(history):
+            if not m["content"].strip():
+                continue
+            if m["role"] == "assistant":
+                replies.append((k, user, m["content"]))
+            else:
+                asked.append((k, m["content"]))
+                if m["role"] == "user":
+                    user = m["content"]
+        declined: set[int] = set()
+        if self.reply_refusal is not None:
+            follows = [(k, history[k + 1]["content"]) for k, _ in asked
+                       if k + 1 < len(history) and history[k + 1]["role"] == "assistant"
+                       and history[k + 1]["content"].strip()]
+            if follows:
+                p = self.reply_refusal([t for _, t in follows])
+                declined = {k for (k, _), v in zip(follows, p) if v >= 0.5}
+        out: list[tuple[str, Decision]] = []
+        todo = [(k, t) for k, t in asked if k not in declined]
+        if todo:
+            found: list[Decision | None] = [None] * len(todo)
+            self._score_and_decide([(t, []) for _, t in todo], list(range(len(todo))), None, [], found)
+            out += [(f"history[{k}] ({history[k]['role']})", d) for (k, _), d in zip(todo, found) if d is not None]
+        out += [(f"history[{k}] (assistant)", self.check_output(u, t)) for k, u, t in replies]
+        return out
+
     def _blackbox(self, texts: list[str]) -> tuple[dict[str, list[float]], list[str]]:
         """Scores of the extra detectors; a failing detector is reported, not fatal (evidence only)."""
         out: dict[str, list[float]] = {}
         notes: list[str] = []
         for name, fn in self.detectors.items():
             try:
-                values = [float(v) for v in fn(texts)]
-                if len(values) != len(texts):
-                    raise InputError(f"returned {len(values)} scores for {len(texts)} texts")
-                out[name] = values
+                out[name] = windowed_max(fn, texts, self.windows)
             except Exception as exc:  # noqa: BLE001 - evidence-only detectors must not break a decision
                 if self.policy.harm_weights.get(name, 0) > 0:
                     # a pooled detector decides: its failure is invalid evidence, and the engine
@@ -554,7 +638,7 @@ def mitigate(
     if len(texts) != len(decisions):
         raise InputError(f"got {len(texts)} texts for {len(decisions)} decisions; pass one decision per text")
     plain = Guard(guard.latent, guard.policy, detectors=guard.detectors, engine=guard.engine,
-                   reply_refusal=guard.reply_refusal, normalize=guard.normalize)
+                   reply_refusal=guard.reply_refusal, normalize=guard.normalize, windows=guard.windows)
     fn = guard.latent.score if mitigation.scorer == "latent" else embedding_scorer(guard)
     out = list(decisions)
     todo: list[tuple[int, str, str]] = []
@@ -572,7 +656,7 @@ def mitigate(
         todo.append((i, w.word, new))
     if not todo:
         return out
-    again = plain.check_batch([new for _, _, new in todo], history=history)
+    again = plain._check_many([new for _, _, new in todo], history, None, history_parts=False)
     for (i, word, _), d2 in zip(todo, again):
         d = out[i]
         how = "masked" if mitigation.method == "mask" else "with an ignore-word instruction"

@@ -7,10 +7,11 @@ Nothing here imports LangChain, so the decorator works without it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 from pydantic import Field
@@ -151,6 +152,25 @@ class Checker:
         return await asyncio.to_thread(self.check_output, prompt, reply)
 
     # ------------------------------------------------------------------ results
+    @contextlib.contextmanager
+    def recording_failure(self, decision: GuardedDecision, prompt: str) -> Iterator[None]:
+        """Around the wrapped call: when it raises, record `decision` with the failure named, then re-raise.
+
+        The audit log keeps one record per request even when the call never returns.
+        """
+        try:
+            yield
+        except BaseException as exc:
+            if isinstance(exc, (GeneratorExit, asyncio.CancelledError)):
+                note = "the caller stopped reading (or cancelled) before the reply was complete"
+            else:
+                note = f"the wrapped call failed ({type(exc).__name__}: {str(exc)[:200]}); no reply was produced"
+            try:
+                self.finish(decision.model_copy(update={"reasons": [*decision.reasons, note]}), prompt)
+            except Exception:  # noqa: BLE001 - the caller must see the call's own error
+                pass
+            raise
+
     def finish(self, decision: GuardedDecision, prompt: str) -> GuardedDecision:
         """Record the final decision (audit sink, callback) and return it."""
         if self.audit is not None:

@@ -7,6 +7,7 @@ its name, docstring, signature and type hints (`functools.wraps`, so `inspect.si
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import time
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 
 from guard.errors import InputError
 from integrations._core import DEFAULT_CHECK_EVERY, Checker, GuardedDecision, StreamGate, closing_sentence, merge, text_of
+from integrations.reliability import DEFAULT_TIMEOUT, call_with_timeout
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,6 +65,7 @@ def guarded(
     fail_closed: bool | None = None,
     audit: Any = None,
     on_decision: Callable[[GuardedDecision], Any] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> Any:
     """Guard a function that answers a prompt.
 
@@ -84,6 +87,11 @@ def guarded(
             guard's policy.
         audit: an optional `JsonlAuditLog`.
         on_decision: called with every final `GuardedDecision` (how a caller sees reasons).
+        timeout: seconds a call of a plain or async function may take (default 300; None for no
+            limit); past it the call raises `TimeoutError`. A plain function then runs in a
+            daemon thread (Python cannot stop it: its result is discarded). Generators are not
+            timed. A call that raises (or times out) is recorded in the audit log before the
+            error reaches the caller.
 
     Example:
         >>> @guarded(guard=Guard.default())  # doctest: +SKIP
@@ -97,7 +105,9 @@ def guarded(
     if fn is None:
         return functools.partial(guarded, guard=guard, prompt_arg=prompt_arg, check_output=check_output,
                                  check_every=check_every, fail_closed=fail_closed, audit=audit,
-                                 on_decision=on_decision)
+                                 on_decision=on_decision, timeout=timeout)
+    if timeout is not None and not timeout > 0:
+        raise InputError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
     locate = _prompt_locator(fn, prompt_arg)
 
     def checker() -> Checker:
@@ -121,17 +131,18 @@ def guarded(
                 return
             gate, last, start = StreamGate(check_every if check_output else 1), None, time.perf_counter()
             agen = fn(*args, **kwargs)
-            try:
-                async for chunk in agen:
-                    if gate.add(chunk, text_of(chunk)):
-                        if check_output:
-                            last = await c.acheck_output(prompt, gate.text)
-                            if last.blocked:
-                                break
-                        for out in gate.passed():
-                            yield out
-            finally:
-                await agen.aclose()
+            with c.recording_failure(d, prompt):
+                try:
+                    async for chunk in agen:
+                        if gate.add(chunk, text_of(chunk)):
+                            if check_output:
+                                last = await c.acheck_output(prompt, gate.text)
+                                if last.blocked:
+                                    break
+                            for out in gate.passed():
+                                yield out
+                finally:
+                    await agen.aclose()
             if check_output and (last is None or (gate.unchecked and not last.blocked)):
                 last = await c.acheck_output(prompt, gate.text)
             for out in _end(c, gate, d, last, start, prompt):
@@ -152,16 +163,17 @@ def guarded(
                 return
             gate, last, start = StreamGate(check_every if check_output else 1), None, time.perf_counter()
             gen = fn(*args, **kwargs)
-            try:
-                for chunk in gen:
-                    if gate.add(chunk, text_of(chunk)):
-                        if check_output:
-                            last = c.check_output(prompt, gate.text)
-                            if last.blocked:
-                                break
-                        yield from gate.passed()
-            finally:
-                gen.close()
+            with c.recording_failure(d, prompt):
+                try:
+                    for chunk in gen:
+                        if gate.add(chunk, text_of(chunk)):
+                            if check_output:
+                                last = c.check_output(prompt, gate.text)
+                                if last.blocked:
+                                    break
+                            yield from gate.passed()
+                finally:
+                    gen.close()
             if check_output and (last is None or (gate.unchecked and not last.blocked)):
                 last = c.check_output(prompt, gate.text)
             yield from _end(c, gate, d, last, start, prompt)
@@ -178,7 +190,11 @@ def guarded(
             if d.blocked:
                 return c.finish(d, prompt).response
             start = time.perf_counter()
-            result = await fn(*args, **kwargs)
+            with c.recording_failure(d, prompt):
+                try:
+                    result = await asyncio.wait_for(fn(*args, **kwargs), timeout)
+                except asyncio.TimeoutError as exc:
+                    raise TimeoutError(f"{fn.__qualname__} took longer than timeout={timeout}s") from exc
             call_ms = (time.perf_counter() - start) * 1000
             reply = await c.acheck_output(prompt, text_of(result)) if check_output else None
             d = c.finish(merge(d, reply, call_ms=call_ms), prompt)
@@ -194,7 +210,8 @@ def guarded(
         if d.blocked:
             return c.finish(d, prompt).response
         start = time.perf_counter()
-        result = fn(*args, **kwargs)
+        with c.recording_failure(d, prompt):
+            result = call_with_timeout(lambda: fn(*args, **kwargs), timeout)
         call_ms = (time.perf_counter() - start) * 1000
         reply = c.check_output(prompt, text_of(result)) if check_output else None
         d = c.finish(merge(d, reply, call_ms=call_ms), prompt)

@@ -23,6 +23,10 @@ DEFAULT_RETRY_ON: tuple[type[BaseException], ...] = tuple(
     {TimeoutError, ConnectionError, asyncio.TimeoutError, concurrent.futures.TimeoutError}
 )
 
+#: Seconds a wrapped call may take unless the caller says otherwise (`timeout=None`: no limit).
+#: Long enough for a local CPU model writing a long answer; a hung backend still ends.
+DEFAULT_TIMEOUT = 300.0
+
 
 class RetryPolicy(BaseModel):
     """How a wrapped call is retried and timed out.
@@ -97,6 +101,58 @@ def call_with_timeout(fn: Callable[[], T], timeout: float | None) -> T:
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+def with_timeout(policy: RetryPolicy | None, timeout: float | None) -> RetryPolicy | None:
+    """`policy` with `timeout` filled in where it sets none; one attempt under `timeout` without a policy.
+
+    Example:
+        >>> with_timeout(None, 30).timeout, with_timeout(None, 30).max_attempts
+        (30.0, 1)
+        >>> with_timeout(RetryPolicy(timeout=5), 30).timeout
+        5.0
+        >>> with_timeout(None, None) is None
+        True
+    """
+    if timeout is None or (policy is not None and policy.timeout is not None):
+        return policy
+    if policy is None:
+        return RetryPolicy(max_attempts=1, timeout=timeout)
+    return policy.model_copy(update={"timeout": float(timeout)})
+
+
+async def acall_in_thread(fn: Callable[[], T]) -> T:
+    """Await `fn()` run in a daemon thread of its own (with the caller's context variables).
+
+    Unlike `asyncio.to_thread`, the thread is not one of the event loop's executor workers, so
+    when the await is cancelled (a timeout) nothing waits for the abandoned call: `asyncio.run`
+    returns at once instead of joining the executor at shutdown.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    ctx = contextvars.copy_context()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():
+            (future.set_result if ok else future.set_exception)(value)
+
+    def target() -> None:
+        try:
+            result = ctx.run(fn)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the awaiting task
+            _post(loop, settle, False, exc)
+        else:
+            _post(loop, settle, True, result)
+
+    threading.Thread(target=target, daemon=True, name="guarded-acall").start()
+    return await future
+
+
+def _post(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # the loop closed while the abandoned call ran: nobody waits for it
+        pass
 
 
 def call_with_retry(fn: Callable[[], T], policy: RetryPolicy | None) -> T:

@@ -103,14 +103,14 @@ def test_ignore_word_mitigation_rescoring_text(latent, monkeypatch):
     policy, word, _ = _band_policy(latent)
     g = Guard(latent, policy)
     seen = []
-    real = Guard.check_batch
+    real = Guard._check_many
 
-    def spy(self, prompts, history=None, context=None):
+    def spy(self, prompts, history=None, context=None, **kw):
         seen.extend(prompts)
-        return real(self, prompts, history, context)
+        return real(self, prompts, history, context, **kw)
 
     decisions = g.check_batch([PROMPT])
-    monkeypatch.setattr(Guard, "check_batch", spy)
+    monkeypatch.setattr(Guard, "_check_many", spy)
     out = mitigate(g, [PROMPT], decisions, OverRefusalMitigation(method="ignore_word", band=1.0))
     assert seen == [IGNORE_WORD_INSTRUCTION.format(word=word) + PROMPT]
     assert "mitigation" in " ".join(out[0].reasons)

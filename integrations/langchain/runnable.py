@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 import typing
@@ -54,12 +53,15 @@ from integrations._core import (  # noqa: E402
     text_of,
 )
 from integrations.reliability import (  # noqa: E402
+    DEFAULT_TIMEOUT,
     EMPTY,
     RetryPolicy,
+    acall_in_thread,
     acall_with_retry,
     afirst_with_retry,
     call_with_retry,
     first_with_retry,
+    with_timeout,
 )
 
 
@@ -83,6 +85,7 @@ class _Part:
     label: str
     text: str
     reply_to: str | None = None
+    in_history: bool = False  # also sent as history, which a `Guard` checks message by message
 
 
 @dataclass(frozen=True)
@@ -163,18 +166,42 @@ def _texts_in(value: Any, label: str, depth: int = 0) -> list[_Part]:
     return []
 
 
-@contextlib.contextmanager
-def _audit_failure(checker: Checker, d: GuardedDecision, prompt: str) -> Iterator[None]:
-    """Record the request's decision, with the failure, when the wrapped call raises; re-raise."""
-    try:
-        yield
-    except BaseException as exc:
-        note = f"the wrapped call failed ({type(exc).__name__}: {str(exc)[:200]}); no reply was produced"
-        try:
-            checker.finish(d.model_copy(update={"reasons": [*d.reasons, note]}), prompt)
-        except Exception:  # noqa: BLE001 - the caller must see the call's own error
-            pass
-        raise
+def has_native_async(runnable: Any) -> bool:
+    """Whether `runnable.ainvoke` awaits native async code rather than its sync call in the event
+    loop's default executor (whose threads `asyncio.run` joins at shutdown, even after a timeout).
+
+    Chat models and LLMs count as native when they implement `_agenerate` or `_astream`, a
+    `RunnableLambda` when it has an async function, sequences and maps when all their steps do,
+    bindings and retries by what they wrap; any other runnable (prompt templates, parsers) counts
+    as native.
+
+    Example:
+        >>> from langchain_core.runnables import RunnableLambda
+        >>> has_native_async(RunnableLambda(lambda x: x))
+        False
+        >>> async def echo(x): return x
+        >>> has_native_async(RunnableLambda(lambda x: x, afunc=echo))
+        True
+    """
+    from langchain_core.language_models import BaseChatModel, BaseLLM
+    from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnableSequence
+    from langchain_core.runnables.base import RunnableBindingBase
+
+    if isinstance(runnable, RunnableLambda):
+        return getattr(runnable, "afunc", None) is not None
+    if isinstance(runnable, BaseChatModel):
+        t = type(runnable)
+        return t._agenerate is not BaseChatModel._agenerate or t._astream is not BaseChatModel._astream
+    if isinstance(runnable, BaseLLM):
+        t = type(runnable)
+        return t._agenerate is not BaseLLM._agenerate or t._astream is not BaseLLM._astream
+    if isinstance(runnable, RunnableSequence):
+        return all(has_native_async(s) for s in runnable.steps)
+    if isinstance(runnable, RunnableParallel):
+        return all(has_native_async(s) for s in runnable.steps__.values())
+    if isinstance(runnable, RunnableBindingBase):  # bindings, retries, fallbacks' configured runs
+        return has_native_async(runnable.bound)
+    return True
 
 
 def decision_from(message: Any) -> GuardedDecision | None:
@@ -262,6 +289,11 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         fail_closed: when the guard raises, refuse (True) or answer (False); `None` follows the
             guard's `policy.fail_closed` (True by default).
         retry: retries with backoff and a per-attempt timeout for the wrapped call.
+        timeout: seconds the wrapped call may take (each attempt; for streams, until the first
+            chunk) when `retry` sets no timeout; default 300; None for no limit. A timed-out
+            call raises `TimeoutError` and is recorded in the audit log. In `ainvoke`, a runnable
+            without a native async path runs in a daemon thread, so nothing waits for a call
+            that timed out.
         audit: an optional `JsonlAuditLog` (anything with `write(decision, prompt=...)`).
         isolate_callbacks: run the wrapped runnable without the caller's callbacks (default), so
             nothing the gate holds back reaches `astream_events` or a callback handler; the
@@ -289,6 +321,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     context_key: str | None = None
     fail_closed: bool | None = None
     retry: RetryPolicy | None = None
+    timeout: float | None = Field(DEFAULT_TIMEOUT, gt=0)
     audit: Any = None
     isolate_callbacks: bool = True
 
@@ -314,6 +347,9 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         return super().get_name(suffix, name=name or self.name or f"Guarded{self.bound.get_name()}")
 
     # ------------------------------------------------------------------ helpers
+    def _retry(self) -> RetryPolicy | None:
+        return with_timeout(self.retry, self.timeout)
+
     def _checker(self) -> Checker:
         guard = self.guard if self.guard is not None else _shared_default("guard")
         return Checker(guard, fail_closed=self.fail_closed, audit=self.audit)
@@ -373,7 +409,8 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
                 label = f"message {i} ({m.type})"
                 if i != last and texts[i].strip():
                     # a reply of the assistant is read as a reply (a refusal in it passes)
-                    parts.append(_Part(label, texts[i], reply_to=user if _role(m) == "assistant" else None))
+                    parts.append(_Part(label, texts[i], reply_to=user if _role(m) == "assistant" else None,
+                                       in_history=i < last and _role(m) is not None))
                 blocks = _blocks(m)
                 if len(blocks) > 1:
                     parts.extend(_Part(f"{label} block {j}", b) for j, b in enumerate(blocks) if b.strip())
@@ -387,8 +424,11 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
 
     def _check(self, checker: Checker, req: _Request) -> GuardedDecision:
         """The request's decision: the prompt's, or the strictest part's when a part is stricter."""
-        asked = [p for p in req.parts if p.reply_to is None]
-        replies = [p for p in req.parts if p.reply_to is not None]
+        # a `Guard` checks every history message on its own; other guards get them as parts
+        own = getattr(checker.guard, "checks_history_messages", False) is True
+        todo = [p for p in req.parts if not (own and p.in_history)]
+        asked = [p for p in todo if p.reply_to is None]
+        replies = [p for p in todo if p.reply_to is not None]
         found = list(zip(asked, checker.check_many([p.text for p in asked])))
         found += [(p, checker.check_output(p.reply_to or "", p.text)) for p in replies]
         d = checker.check_input(req.prompt, req.history, req.context)
@@ -450,8 +490,8 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         if not d.blocked:
             start = time.perf_counter()
             inner = self._inner(config)
-            with _audit_failure(checker, d, prompt):
-                output = call_with_retry(lambda: self.bound.invoke(value, inner, **kwargs), self.retry)
+            with checker.recording_failure(d, prompt):
+                output = call_with_retry(lambda: self.bound.invoke(value, inner, **kwargs), self._retry())
             call_ms = (time.perf_counter() - start) * 1000
             reply = checker.check_output(prompt, text_of(output)) if self.check_output else None
             d = merge(d, reply, call_ms=call_ms)
@@ -473,8 +513,12 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         if not d.blocked:
             start = time.perf_counter()
             inner = self._inner(config)
-            with _audit_failure(checker, d, prompt):
-                output = await acall_with_retry(lambda: self.bound.ainvoke(value, inner, **kwargs), self.retry)
+            with checker.recording_failure(d, prompt):
+                if has_native_async(self.bound):
+                    output = await acall_with_retry(lambda: self.bound.ainvoke(value, inner, **kwargs), self._retry())
+                else:  # its sync call in a daemon thread: a timed-out call is not waited for
+                    output = await acall_with_retry(
+                        lambda: acall_in_thread(lambda: self.bound.invoke(value, inner, **kwargs)), self._retry())
             call_ms = (time.perf_counter() - start) * 1000
             reply = await checker.acheck_output(prompt, text_of(output)) if self.check_output else None
             d = merge(d, reply, call_ms=call_ms)
@@ -503,24 +547,25 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
             return
         start = time.perf_counter()
         inner = self._inner(config)
-        with _audit_failure(checker, d, prompt):
-            it, first = first_with_retry(lambda: self.bound.stream(value, inner, **kwargs), self.retry)
+        with checker.recording_failure(d, prompt):
+            it, first = first_with_retry(lambda: self.bound.stream(value, inner, **kwargs), self._retry())
         gate = StreamGate(self.check_every if self.check_output else 1)
         last_reply: GuardedDecision | None = None
-        try:
-            chunk = first
-            while chunk is not EMPTY:
-                if gate.add(chunk, text_of(chunk)):
-                    if self.check_output:
-                        last_reply = checker.check_output(prompt, gate.text)
-                        if last_reply.blocked:
-                            break
-                    yield from gate.passed()
-                chunk = next(it, EMPTY)
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()  # stops the producer (e.g. HostChatModel generation) when we cut
+        with checker.recording_failure(d, prompt):  # a stream that breaks mid-way is recorded
+            try:
+                chunk = first
+                while chunk is not EMPTY:
+                    if gate.add(chunk, text_of(chunk)):
+                        if self.check_output:
+                            last_reply = checker.check_output(prompt, gate.text)
+                            if last_reply.blocked:
+                                break
+                        yield from gate.passed()
+                    chunk = next(it, EMPTY)
+            finally:
+                close = getattr(it, "close", None)
+                if close is not None:
+                    close()  # stops the producer (e.g. HostChatModel generation) when we cut
         call_ms = (time.perf_counter() - start) * 1000
         if self.check_output and (last_reply is None or (gate.unchecked and not last_reply.blocked)):
             last_reply = checker.check_output(prompt, gate.text)
@@ -556,28 +601,29 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
             return
         start = time.perf_counter()
         inner = self._inner(config)
-        with _audit_failure(checker, d, prompt):
-            it, first = await afirst_with_retry(lambda: self.bound.astream(value, inner, **kwargs), self.retry)
+        with checker.recording_failure(d, prompt):
+            it, first = await afirst_with_retry(lambda: self.bound.astream(value, inner, **kwargs), self._retry())
         gate = StreamGate(self.check_every if self.check_output else 1)
         last_reply: GuardedDecision | None = None
-        try:
-            chunk = first
-            while chunk is not EMPTY:
-                if gate.add(chunk, text_of(chunk)):
-                    if self.check_output:
-                        last_reply = await checker.acheck_output(prompt, gate.text)
-                        if last_reply.blocked:
-                            break
-                    for c in gate.passed():
-                        yield c
-                try:
-                    chunk = await it.__anext__()
-                except StopAsyncIteration:
-                    chunk = EMPTY
-        finally:
-            aclose = getattr(it, "aclose", None)
-            if aclose is not None:
-                await aclose()
+        with checker.recording_failure(d, prompt):  # a stream that breaks mid-way is recorded
+            try:
+                chunk = first
+                while chunk is not EMPTY:
+                    if gate.add(chunk, text_of(chunk)):
+                        if self.check_output:
+                            last_reply = await checker.acheck_output(prompt, gate.text)
+                            if last_reply.blocked:
+                                break
+                        for c in gate.passed():
+                            yield c
+                    try:
+                        chunk = await it.__anext__()
+                    except StopAsyncIteration:
+                        chunk = EMPTY
+            finally:
+                aclose = getattr(it, "aclose", None)
+                if aclose is not None:
+                    await aclose()
         call_ms = (time.perf_counter() - start) * 1000
         if self.check_output and (last_reply is None or (gate.unchecked and not last_reply.blocked)):
             last_reply = await checker.acheck_output(prompt, gate.text)
