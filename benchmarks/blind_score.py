@@ -24,17 +24,25 @@ import numpy as np
 HERE = Path(__file__).resolve().parent / "blind"
 
 
+def load_blind() -> list[dict] | None:
+    """The blind set's rows, or None when the file does not match its seal."""
+    data = (HERE / "blind_set.jsonl").read_bytes()
+    want = (HERE / "SEAL").read_text().split()[0]
+    if hashlib.sha256(data).hexdigest() != want:
+        return None
+    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--guard", help="guard folder (default: the shipped guard)")
     ap.add_argument("--limit", type=int, default=None, help="score only the first N rows (a smoke run)")
     args = ap.parse_args(argv)
-    data = (HERE / "blind_set.jsonl").read_bytes()
-    want = (HERE / "SEAL").read_text().split()[0]
-    if hashlib.sha256(data).hexdigest() != want:
+    rows = load_blind()
+    if rows is None:
         print("blind_set.jsonl does not match its SEAL; refusing to score it", file=sys.stderr)
         return 1
-    rows = [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()][: args.limit]
+    rows = rows[: args.limit]
     from guard import Guard
     from guard.fitting.grouped import auroc, stress_report, summary
 

@@ -32,13 +32,15 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import hashlib
 import importlib.metadata
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +62,36 @@ _RUNTIMES: dict[tuple[Any, ...], Any] = {}
 # Vectors of texts already embedded (fitting embeds the same prompts for each split and variant).
 _VECTORS: dict[tuple[Any, ...], np.ndarray] = {}
 _MAX_VECTORS = 20_000
+
+#: The vectors of the current request (`shared_embeddings`): every head that embeds a text in
+#: it reuses the first embedding of that text.
+_REQUEST: contextvars.ContextVar[dict[tuple[Any, ...], np.ndarray] | None] = contextvars.ContextVar(
+    "guard_request_vectors", default=None)
+
+
+@contextlib.contextmanager
+def shared_embeddings() -> Iterator[dict[tuple[Any, ...], np.ndarray]]:
+    """Within the block, each distinct text is embedded once by each encoder, whatever head asks.
+
+    A guard runs several black-box heads over the same sentence embedding (prompt refusal, the
+    harm head, noncompliance); inside one request they share it. The vectors live in a context
+    variable, so concurrent requests (threads, asyncio tasks) never see each other's, and they are
+    dropped when the block ends. Nested blocks share the outer one's vectors.
+
+    Example:
+        >>> with shared_embeddings() as seen:
+        ...     len(seen)
+        0
+    """
+    outer = _REQUEST.get()
+    if outer is not None:
+        yield outer
+        return
+    token = _REQUEST.set({})
+    try:
+        yield _REQUEST.get()  # type: ignore[misc]
+    finally:
+        _REQUEST.reset(token)
 _LOCK = threading.Lock()
 # A forward pass costs about as much as this many extra padded tokens (call overhead and the
 # lower efficiency of small matrix products): the batch planner splits a batch only when the
@@ -528,15 +560,23 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         runtime, tokenizer, key = self._runtime()
         out = np.empty((len(texts), EMBEDDING_DIM), dtype=np.float32)
         use_cache = bool(self.cache) and len(texts) > 1
+        request = _REQUEST.get()
         todo = []
         for i, text in enumerate(texts):
-            hit = _VECTORS.get((key, self.max_length, text)) if use_cache else None
+            k = (key, self.max_length, text)
+            hit = request.get(k) if request is not None else None
+            if hit is None and use_cache:
+                hit = _VECTORS.get(k)
             if hit is None:
                 todo.append(i)
             else:
                 out[i] = hit
         if not todo:
             return out
+        seen: dict[str, int] = {}  # a text given twice is embedded once
+        first = [seen.setdefault(texts[i], i) for i in todo]
+        dupes = [(i, f) for i, f in zip(todo, first) if i != f]
+        todo = [i for i, f in zip(todo, first) if i == f]
         ids = tokenizer.encode([texts[i] for i in todo])
         for batch in plan_batches([len(r) for r in ids], self.batch_size):
             idx = [todo[b] for b in batch]
@@ -546,6 +586,11 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
                     _VECTORS.clear()
                 for i in idx:
                     _VECTORS[(key, self.max_length, texts[i])] = out[i].copy()
+            if request is not None:
+                for i in idx:
+                    request[(key, self.max_length, texts[i])] = out[i].copy()
+        for i, f in dupes:
+            out[i] = out[f]
         return out
 
 
@@ -557,6 +602,6 @@ def embedder_version() -> str:
         return "unknown"
 
 
-__all__ = ["BACKENDS", "EMBEDDING_DIM", "SentenceEmbedder", "available_providers", "cache_dir",
+__all__ = ["BACKENDS", "EMBEDDING_DIM", "SentenceEmbedder", "available_providers", "cache_dir", "shared_embeddings",
            "choose_providers", "default_model_path", "env_threads", "export_onnx", "export_onnx_int8", "plan_batches",
            "session_options"]

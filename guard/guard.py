@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from classifiers.embeddings import shared_embeddings
 from guard.decision import Action, Decision, Evidence
 from guard.decision.constructive import constructive_response
 from guard.decision.engine import decide, harm_category
@@ -169,7 +170,8 @@ class Guard:
 
         Every history message is checked on its own too (see `checks_history_messages`).
         """
-        return self._check_many(prompts, history, context, history_parts=True)
+        with shared_embeddings():  # one sentence embedding per distinct text, for every head
+            return self._check_many(prompts, history, context, history_parts=True)
 
     def _check_many(
         self,
@@ -229,12 +231,7 @@ class Guard:
             if history and history_parts:
                 self._apply_history(history, todo, decisions)
         elapsed = (time.perf_counter() - start) * 1000 / max(1, len(prompts))
-        out = []
-        for d in decisions:
-            assert d is not None
-            d.latency_ms = elapsed
-            out.append(d)
-        return out
+        return [d.model_copy(update={"latency_ms": elapsed}) for d in decisions if d is not None]
 
     def check_output(self, prompt: str, reply: str) -> Decision:
         """Decide on a reply before it reaches the user.
@@ -252,6 +249,10 @@ class Guard:
             >>> g.check_output("How do I kill a Python process?", "Run `kill -9 <pid>`.").action  # doctest: +SKIP
             <Action.ANSWER: 'answer'>
         """
+        with shared_embeddings():
+            return self._check_output(prompt, reply)
+
+    def _check_output(self, prompt: str, reply: str) -> Decision:
         text, notes = prepare_prompt(reply)
         if not text.strip():
             return self._decide(Action.ANSWER, None, {}, [*notes, "empty reply"])
@@ -377,20 +378,26 @@ class Guard:
         views: list[tuple[int, View]] = [(k, v) for k, t in enumerate(texts)
                                          for v in (alternate_views(t) if self.normalize else [])]
         texts = texts + [v.text for _, v in views]
-        scored = self.latent.scores(texts, history=history)
+        # each distinct text is scored once (a repeated prompt, a reading equal to another text)
+        pos: dict[str, int] = {}
+        for t in texts:
+            pos.setdefault(t, len(pos))
+        distinct = list(pos)
+        scored = self.latent.scores(distinct, history=history)
         ctx = self.latent.score(docs) if docs else None
-        extra, notes = self._blackbox(texts)
+        extra, notes = self._blackbox(distinct)
         try:
-            model_evidence = self.engine.evidence(texts)
+            model_evidence = self.engine.evidence(distinct)
         except Exception as exc:  # noqa: BLE001 - optional evidence; say it is missing
-            model_evidence = [[] for _ in texts]
+            model_evidence = [[] for _ in distinct]
             notes.append(f"decision-engine evidence failed ({type(exc).__name__}: {exc})")
         out: list[Decision] = []
         for k, text in enumerate(texts):
             i = todo[k] if k < len(todo) else todo[views[k - len(todo)][0]]
-            evidence = self._latent_evidence(scored, k, ctx)
-            evidence += [Evidence(source="blackbox", name=n, value=v[k]) for n, v in extra.items()]
-            out.append(self._verdict(text, [*prepared[i][1], *notes], evidence + model_evidence[k], bool(docs)))
+            u = pos[text]
+            evidence = self._latent_evidence(scored, u, ctx)
+            evidence += [Evidence(source="blackbox", name=n, value=v[u]) for n, v in extra.items()]
+            out.append(self._verdict(text, [*prepared[i][1], *notes], evidence + model_evidence[u], bool(docs)))
         for k, i in enumerate(todo):
             decisions[i] = out[k]
         for j, (k, view) in enumerate(views):  # the strictest reading decides; ties keep the text's own

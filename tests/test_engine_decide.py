@@ -134,3 +134,17 @@ def test_unfitted_topic_takes_the_threshold_from_the_evidence():
     pol = Policy(rules=[Rule(name="legal", when=About("legal advice"), then=Action.ABSTAIN)])
     ev = [latent(0.1), Evidence(source="condition", name="legal advice", value=0.4, threshold=0.3)]
     assert decide("x", ev, pol).rule == "legal"
+
+
+def test_decide_reads_a_carried_topic_threshold_without_writing_the_rule():
+    from guard.decision.rules import About, Rule
+
+    about = About("baking")  # fitted elsewhere: no threshold of its own
+    policy = Policy(rules=[Rule(name="bake", when=about, then=Action.ABSTAIN)])
+    ev = [Evidence(source="latent", name="harmfulness", value=0.1),
+          Evidence(source="condition", name="baking", value=0.8, threshold=0.5)]
+    v = decide("bake", ev, policy)
+    assert v.action is Action.ABSTAIN and v.rule == "bake"
+    assert about._threshold is None and about.threshold is None  # the policy is not changed by deciding
+    low = [ev[0], Evidence(source="condition", name="baking", value=0.3, threshold=0.5)]
+    assert decide("bake", low, policy).action is Action.ANSWER

@@ -62,7 +62,7 @@ class Decision(BaseModel):
         False
     """
 
-    model_config = ConfigDict(use_enum_values=False)
+    model_config = ConfigDict(use_enum_values=False, frozen=True)
 
     action: Action
     category: str | None = None

@@ -291,17 +291,15 @@ def decide(
     if policy.rules:
         cond = {e.name: e for e in evidence if e.source == "condition"}
         sims = {name: float(e.value) for name, e in cond.items()}
-        for rule in policy.rules:  # a topic fitted elsewhere: take the threshold the evidence carries
-            for about in rule.abouts():
-                if about.threshold is None and about._threshold is None and about.name in cond:
-                    about._threshold = cond[about.name].threshold
+        # a topic fitted elsewhere: its threshold comes with its evidence (the rules are not written)
+        carried = {name: float(e.threshold) for name, e in cond.items() if e.threshold is not None}
         needed = {a.name for r in policy.rules for a in r.abouts()}
         missing = needed - set(sims)
         if missing:
             reasons.append(f"rules not evaluated: no similarity evidence for {sorted(missing)} "
                            "(compute it with DecisionEngine.evidence)")
         else:
-            m = match_rules(policy.rules, sims, mode=policy.rule_mode)
+            m = match_rules(policy.rules, sims, mode=policy.rule_mode, thresholds=carried)
             if m is not None:
                 rule_name = m.rule
                 if m.override or STRICTNESS[m.action] > STRICTNESS[action]:

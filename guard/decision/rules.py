@@ -82,7 +82,7 @@ class Encoder:
 class _Condition(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
-    def holds(self, scores: Mapping[str, float]) -> bool:  # pragma: no cover - abstract
+    def holds(self, scores: Mapping[str, float], thresholds: Mapping[str, float] | None = None) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def abouts(self) -> Iterator[About]:  # pragma: no cover - abstract
@@ -171,10 +171,17 @@ class About(_Condition):
         """Highest cosine similarity of each (unit) vector to the examples."""
         return self._max_sim(np.asarray(vectors, dtype=np.float64))
 
-    def holds(self, scores: Mapping[str, float]) -> bool:
+    def threshold_in(self, thresholds: Mapping[str, float] | None = None) -> float:
+        """The threshold in use: its own (given or fitted), else the one `thresholds` carries for its name
+        (a topic fitted elsewhere, whose threshold comes with its evidence)."""
+        if self._threshold is None and self.threshold is None and thresholds and self.name in thresholds:
+            return float(thresholds[self.name])
+        return self.fitted_threshold
+
+    def holds(self, scores: Mapping[str, float], thresholds: Mapping[str, float] | None = None) -> bool:
         if self.name not in scores:
             raise InputError(f"no similarity for About({self.name!r}); compute them with about_scores()")
-        return float(scores[self.name]) >= self.fitted_threshold
+        return float(scores[self.name]) >= self.threshold_in(thresholds)
 
     def abouts(self) -> Iterator[About]:
         yield self
@@ -199,8 +206,8 @@ class Not(_Condition):
             data["condition"] = condition
         super().__init__(**data)
 
-    def holds(self, scores: Mapping[str, float]) -> bool:
-        return not self.condition.holds(scores)
+    def holds(self, scores: Mapping[str, float], thresholds: Mapping[str, float] | None = None) -> bool:
+        return not self.condition.holds(scores, thresholds)
 
     def abouts(self) -> Iterator[About]:
         yield from self.condition.abouts()
@@ -237,8 +244,8 @@ class AnyOf(_Compound):
 
     kind: Literal["any_of"] = "any_of"
 
-    def holds(self, scores: Mapping[str, float]) -> bool:
-        return any(c.holds(scores) for c in self.conditions)
+    def holds(self, scores: Mapping[str, float], thresholds: Mapping[str, float] | None = None) -> bool:
+        return any(c.holds(scores, thresholds) for c in self.conditions)
 
     def describe(self) -> str:
         return self._describe("any of")
@@ -254,8 +261,8 @@ class AllOf(_Compound):
 
     kind: Literal["all_of"] = "all_of"
 
-    def holds(self, scores: Mapping[str, float]) -> bool:
-        return all(c.holds(scores) for c in self.conditions)
+    def holds(self, scores: Mapping[str, float], thresholds: Mapping[str, float] | None = None) -> bool:
+        return all(c.holds(scores, thresholds) for c in self.conditions)
 
     def describe(self) -> str:
         return self._describe("all of")
@@ -341,7 +348,8 @@ def fit_rules(rules: Sequence[Rule], encoder: Encoder) -> list[Rule]:
 
 
 def match_rules(rules: Sequence[Rule], scores: Mapping[str, float],
-                mode: Literal["first", "strictest"] = "first") -> RuleMatch | None:
+                mode: Literal["first", "strictest"] = "first",
+                thresholds: Mapping[str, float] | None = None) -> RuleMatch | None:
     """The rule that fires on one prompt's similarities, or None.
 
     Args:
@@ -358,11 +366,11 @@ def match_rules(rules: Sequence[Rule], scores: Mapping[str, float],
     """
     if mode not in ("first", "strictest"):
         raise InputError(f"mode must be 'first' or 'strictest', got {mode!r}")
-    fired = [r for r in rules if r.when.holds(scores)]
+    fired = [r for r in rules if r.when.holds(scores, thresholds)]
     if not fired:
         return None
     rule = fired[0] if mode == "first" else max(fired, key=lambda r: (STRICTNESS[r.then], -fired.index(r)))
-    sims = ", ".join(f"{a.name!r} similarity {scores[a.name]:.2f} (threshold {a.fitted_threshold:.2f})"
+    sims = ", ".join(f"{a.name!r} similarity {scores[a.name]:.2f} (threshold {a.threshold_in(thresholds):.2f})"
                      for a in _unique_abouts([rule]))
     others = [r.name for r in fired if r is not rule]
     reason = f"rule {rule.name!r} fired: {rule.when.describe()} [{sims}]"

