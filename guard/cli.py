@@ -159,16 +159,6 @@ def _fit_grouped(args: argparse.Namespace, host: Any, out_dir: Path) -> int:
 DETECTORS = ("latent", "prompt_refusal", "embedding", "combined")
 
 
-def _scorer(detector: str, guard_path: str | None) -> Any:
-    """The batch scorer of one eval detector: `(prompts, contexts) -> (scores, blocked)`."""
-    from guard.evaluation.engine import build_scorers, parse_detectors
-
-    names = parse_detectors(detector)
-    if len(names) != 1:
-        raise GuardError(f"_scorer builds one detector; got {detector!r} (use build_scorers for several)")
-    return build_scorers(names, guard_path)[names[0]]
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from guard.evaluation.engine import (
         RunInfo,

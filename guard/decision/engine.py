@@ -47,6 +47,7 @@ from guard.decision import Action, Evidence
 from guard.decision.policy import HARM_SIGNALS, Policy
 from guard.decision.risk import choose
 from guard.decision.rules import STRICTNESS, match_rules
+from guard.decision.stats import logit
 from guard.decision.taxonomy import keyword_category
 
 NONCOMPLIANCE_ABSTAIN: tuple[str, ...] = ("incomplete_ambiguous", "unsupported_infeasible", "indeterminate",
@@ -82,11 +83,6 @@ class Verdict(BaseModel):
     response: str | None = None
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
-
-
 def pool_harm(evidence: Sequence[Evidence], weights: Mapping[str, float]) -> tuple[float | None, list[str]]:
     """Pool the harm signals into one P(harmful): weighted mean of log-odds.
 
@@ -106,7 +102,7 @@ def pool_harm(evidence: Sequence[Evidence], weights: Mapping[str, float]) -> tup
         used = {k: 1.0 for k in HARM_SIGNALS if k in values}
     if not used:
         return None, []
-    z = sum(w * _logit(values[k]) for k, w in used.items()) / sum(used.values())
+    z = sum(w * logit(values[k]) for k, w in used.items()) / sum(used.values())
     return 1.0 / (1.0 + math.exp(-z)), sorted(used)
 
 

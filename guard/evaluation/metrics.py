@@ -17,17 +17,15 @@ from typing import Any
 import numpy as np
 
 from guard.io.data import Example
+from guard.decision.stats import auroc
 
 #: metrics that get a bootstrap interval (latency is a measurement of the machine, not of the data)
 CI_KEYS: tuple[str, ...] = ("auroc", "harmful_blocked_rate", "over_refusal_rate", "benign_answered_rate")
 
 
-def _auroc(y: np.ndarray, s: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    if len(np.unique(y)) < 2:
-        return None
-    return float(roc_auc_score(y, s))
+def _finite_or_none(v: float) -> float | None:
+    """JSON has no NaN: an undefined figure (one label only) is reported as null."""
+    return v if v == v else None
 
 
 def _ece(y: np.ndarray, s: np.ndarray) -> float | None:
@@ -151,7 +149,7 @@ def _block(
         "n": int(y.size),
         "n_harmful": int(harm.sum()),
         "n_benign": int(ben.sum()),
-        "auroc": _auroc(y, s),
+        "auroc": _finite_or_none(auroc(y, s)),
         "harmful_blocked_rate": float(blocked[harm].mean()) if harm.any() else None,
         "over_refusal_rate": float(blocked[ben].mean()) if ben.any() else None,
         "benign_answered_rate": float((~blocked[ben]).mean()) if ben.any() else None,

@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field
 
 from guard.decision.taxonomy import HarmCategory
 from guard.errors import InputError
+from guard.decision.stats import auroc
 
 
 class SteerEvalSettings(BaseModel):
@@ -66,12 +67,6 @@ def _sample(items: list[Any], n: int, rng: np.random.Generator) -> list[Any]:
     if len(items) <= n:
         return list(items)
     return [items[i] for i in sorted(rng.permutation(len(items))[:n])]
-
-
-def _auroc(scores: np.ndarray, y: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, scores))
 
 
 def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = print) -> dict[str, Any]:
@@ -157,7 +152,7 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
                              max_false_positive_rate=settings.max_false_positive_rate)
         cv.fit([], [], states=(S["pf"][:, i], S["nf"][:, i]))
         sims = np.r_[cv.similarity(states=S["pc"][:, i]), cv.similarity(states=S["nc"][:, i])]
-        auc = _auroc(sims, np.r_[np.ones(len(pos_cal)), np.zeros(len(neg_cal))])
+        auc = auroc(np.r_[np.ones(len(pos_cal)), np.zeros(len(neg_cal))], sims)
         per_layer[str(layer)] = auc
         if auc > best_auc:
             best, best_auc, best_i = cv, auc, i
@@ -222,10 +217,10 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
     before = latent.scores([r.prompt for r in auc_rows])
     after = abl_latent.scores([r.prompt for r in auc_rows])
     result.update({
-        "latent_auroc_before_ablation": _auroc(before["harmfulness_raw"], y),
-        "latent_auroc_after_ablation": _auroc(after["harmfulness_raw"], y),
-        "refusal_score_auroc_before_ablation": _auroc(before["refusal"], y),
-        "refusal_score_auroc_after_ablation": _auroc(after["refusal"], y),
+        "latent_auroc_before_ablation": auroc(y, before["harmfulness_raw"]),
+        "latent_auroc_after_ablation": auroc(y, after["harmfulness_raw"]),
+        "refusal_score_auroc_before_ablation": auroc(y, before["refusal"]),
+        "refusal_score_auroc_after_ablation": auroc(y, after["refusal"]),
         "refusal_score_mean_abs_before_ablation": float(np.mean(np.abs(before["refusal"]))),
         "refusal_score_mean_abs_after_ablation": float(np.mean(np.abs(after["refusal"]))),
         "n_auroc_harmful": len(test_h), "n_auroc_benign": len(test_b),

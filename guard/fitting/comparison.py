@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from guard.errors import InputError
 from guard.fitting.calibrate import blocked_rate, threshold_for_recall
+from guard.decision.stats import logit, sigmoid
 
 LATENT = "harmfulness"
 
@@ -37,13 +38,8 @@ def pooled_probability(scores: Mapping[str, np.ndarray], weights: Mapping[str, f
     missing = sorted(set(used) - set(scores))
     if missing:
         raise InputError(f"no scores for {missing}; have {sorted(scores)}")
-    z = sum(w * _logit(np.asarray(scores[k], dtype=float)) for k, w in used.items()) / sum(used.values())
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
+    z = sum(w * logit(np.asarray(scores[k], dtype=float)) for k, w in used.items()) / sum(used.values())
+    return sigmoid(z)
 
 
 class OperatingPoint(BaseModel):

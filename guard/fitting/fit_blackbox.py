@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from guard.io.data import Example, load_fitting_set, load_refusal_replies, load_reply_openings
+from guard.decision.stats import auroc
 
 logger = logging.getLogger(__name__)
 
@@ -81,12 +82,6 @@ def load_reply_examples() -> list[tuple[str, str, str]]:
     """The project's written replies: ``(reply, label, style)``."""
     text = resources.files("classifiers.resources").joinpath(REPLY_EXAMPLES).read_text(encoding="utf-8")
     return [(r["reply"], r["label"], r["style"]) for r in map(json.loads, text.splitlines()) if r]
-
-
-def _auroc(y: np.ndarray, s: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, s))
 
 
 def _progress(progress: bool, msg: str) -> None:
@@ -144,7 +139,7 @@ def fit_response_detector(out_dir: Path, seed: int = 0, progress: bool = True) -
         truth = labels[idx_te] != COMPLIANCE
         order = list(CLASSES)
         res = {
-            "auroc_refusal_vs_compliance": _auroc(truth, score),
+            "auroc_refusal_vs_compliance": auroc(truth, score),
             "macro_f1": float(f1_score(labels[idx_te].astype(str), pred.astype(str), average="macro")),
             "confusion_matrix": {"labels": order, "rows_true_cols_pred": confusion_matrix(
                 labels[idx_te].astype(str), pred.astype(str), labels=order).tolist()},
@@ -152,11 +147,11 @@ def fit_response_detector(out_dir: Path, seed: int = 0, progress: bool = True) -
         }
         is_pyrit = source[idx_te] == "pyrit"
         if len(set(truth[is_pyrit])) == 2:
-            res["auroc_pyrit_part"] = _auroc(truth[is_pyrit], score[is_pyrit])
+            res["auroc_pyrit_part"] = auroc(truth[is_pyrit], score[is_pyrit])
         # the project's reply openings (guard/resources/replies.jsonl) were never fitted on
         refusals, compliances = load_reply_openings()
         s = det.refusal_score(refusals + compliances)
-        res["reply_openings_auroc"] = _auroc(np.r_[np.ones(len(refusals)), np.zeros(len(compliances))], s)
+        res["reply_openings_auroc"] = auroc(np.r_[np.ones(len(refusals)), np.zeros(len(compliances))], s)
         figures["heldout"][name] = res
         _progress(progress, f"{name}: {json.dumps(res)}")
     _progress(progress, "response detector: fitting on all replies")
@@ -208,7 +203,7 @@ def fit_prompt_predictors(out_dir: Path, rows: list[Example], seed: int = 0,
         s = model.refusal_score([texts[i] for i in idx_te])
         yt = y[idx_te]
         benign = yt == 0
-        res = {"auroc": _auroc(yt, s),
+        res = {"auroc": auroc(yt, s),
                "harmful_flagged_at_0.5": float((s[yt == 1] >= 0.5).mean()),
                "benign_flagged_at_0.5": float((s[benign] >= 0.5).mean()),
                "edgy_benign_flagged_at_0.5": float((s[benign & edgy[idx_te]] >= 0.5).mean())
@@ -217,7 +212,7 @@ def fit_prompt_predictors(out_dir: Path, rows: list[Example], seed: int = 0,
         for source in sorted(set(src[idx_te])):
             m = src[idx_te] == source
             res["by_source_auroc_or_rate"][source] = (
-                _auroc(yt[m], s[m]) if len(set(yt[m])) == 2 else
+                auroc(yt[m], s[m]) if len(set(yt[m])) == 2 else
                 {"flagged_at_0.5": float((s[m] >= 0.5).mean()), "label": "harmful" if yt[m][0] else "benign"})
         figures["heldout"][name] = res
         _progress(progress, json.dumps(res))
@@ -270,7 +265,7 @@ def fake_rule_recovery(rows: list[Example], detector: Any, seed: int = 0) -> dic
     s = model.refusal_score(test)
     return {"n_train": len(train), "n_heldout": len(test), "train_refusal_rate": float(truth_tr.mean()),
             "detector_label_accuracy": float((model.refused_ == truth_tr).mean()),
-            "heldout_auroc": _auroc(truth, s), "top_ngrams": [w.ngram for w in model.explain(top=8).ngrams]}
+            "heldout_auroc": auroc(truth, s), "top_ngrams": [w.ngram for w in model.explain(top=8).ngrams]}
 
 
 # ------------------------------------------------------------------------------------------------

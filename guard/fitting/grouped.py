@@ -22,6 +22,7 @@ import numpy as np
 from guard.errors import InputError
 from guard.fitting.calibrate import blocked_rate
 from guard.io.data import Example
+from guard.decision.stats import auroc  # noqa: F401 - re-exported for the fitting modules
 
 
 def group_of(example: Example) -> str:
@@ -65,19 +66,6 @@ def per_group_sample(examples: Sequence[Example], per_group: int, seed: int = 0)
         by_group.setdefault(group_of(e), []).append((h, i))
     keep = [i for rows in by_group.values() for _, i in sorted(rows)[:per_group]]
     return np.array(sorted(keep), dtype=int)
-
-
-def auroc(y: np.ndarray, s: np.ndarray) -> float:
-    """AUROC, NaN when only one label occurs.
-
-    Example:
-        >>> auroc(np.array([0, 1]), np.array([0.2, 0.9]))
-        1.0
-    """
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(y)
-    return float(roc_auc_score(y, s)) if 0 < y.sum() < y.size else float("nan")
 
 
 def grouped_folds(groups: Sequence[str], n_splits: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from guard.errors import InputError
+from guard.decision.stats import logit, sigmoid
 from guard.fitting.grouped import auroc, group_of, grouped_folds, oof_scores, stress_report, summary
 from guard.io.data import Example
 
@@ -53,15 +54,6 @@ def candidate_layers(num_layers: int) -> tuple[int, ...]:
 LAYERS: tuple[int, ...] = candidate_layers(30)
 #: Positions: index into [instruction, post-instruction...]; -1 is the last template token.
 POSITIONS: dict[str, int] = {"instr": 0, "post": -1}
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
 
 
 def fit_direction(Z: np.ndarray, y: np.ndarray, C: float) -> tuple[np.ndarray, float]:
@@ -123,7 +115,7 @@ class LatentHead:
     def row_scores(self, feats: Features, rows: np.ndarray) -> np.ndarray:
         """P(harmful) of each row: the most harmful window's."""
         win = feats.rows_windows(rows)
-        return _sigmoid(_max_by_owner(self.window_scores(feats.states[win]), feats.owner[win], rows))
+        return sigmoid(_max_by_owner(self.window_scores(feats.states[win]), feats.owner[win], rows))
 
 
 def fit_latent_head(feats: Features, y: np.ndarray, rows: np.ndarray, layer_index: int, position: int,
@@ -167,8 +159,8 @@ def pool(probs: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.nd
     used = {k: float(w) for k, w in weights.items() if w > 0}
     if not used:
         raise InputError("pool needs at least one positive weight")
-    z = sum(w * _logit(probs[k]) for k, w in used.items()) / sum(used.values())
-    return _sigmoid(z)
+    z = sum(w * logit(probs[k]) for k, w in used.items()) / sum(used.values())
+    return sigmoid(z)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from guard.fitting.augment import TENSE_TEMPLATES, style_variants
 from guard.fitting.calibrate import blocked_rate, threshold_for_recall
 from guard.io.data import Example, normalize_prompt
 from guard.whitebox.latent import LatentGuard
+from guard.decision.stats import auroc
 
 SPLITS = ("fit", "calib", "test")
 
@@ -130,12 +131,6 @@ def bank_key(latent: LatentGuard, prompts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def _auroc(y: np.ndarray, s: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else float("nan")
-
-
 def fit_and_evaluate(
     make_latent: Callable[[], LatentGuard],
     examples: Sequence[Example],
@@ -234,7 +229,7 @@ def fit_and_evaluate(
         "threshold": threshold,
         "target_recall": target_recall,
         "random_split": {
-            "auroc": _auroc(y[test], prob[test]),
+            "auroc": auroc(y[test], prob[test]),
             "recall_at_threshold": blocked_rate(test_harm, threshold),
             "over_refusal_at_threshold": blocked_rate(prob[test & (y == 0)], threshold),
             "edgy_over_refusal_at_threshold": blocked_rate(prob[test & edgy], threshold),
@@ -319,7 +314,7 @@ def leave_one_out_auroc(
             rows = held
         else:
             rows = held | ((split == "test") & ~held & (y != next(iter(labels_here))))
-        out[part] = _auroc(y[rows], prob[rows])
+        out[part] = auroc(y[rows], prob[rows])
     values = [v for v in out.values() if not np.isnan(v)]
     return {"by_part": out, "mean_auroc": float(np.mean(values)) if values else float("nan")}
 

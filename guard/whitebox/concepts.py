@@ -36,18 +36,11 @@ from pydantic import BaseModel, Field
 
 from guard.errors import InputError, NotFittedError
 from guard.whitebox.latent import LatentGuard
+from guard.decision.stats import auroc
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
-
-
-def _auroc(scores: np.ndarray, y: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    if len(np.unique(y)) < 2:
-        return float("nan")
-    return float(roc_auc_score(y, scores))
 
 
 class ConceptDirections:
@@ -240,7 +233,7 @@ def _logistic_auroc(F_fit: np.ndarray, y_fit: np.ndarray, F_test: np.ndarray, y_
 
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, class_weight="balanced"))
     clf.fit(F_fit, y_fit)
-    return _auroc(clf.decision_function(F_test), y_test)
+    return auroc(y_test, clf.decision_function(F_test))
 
 
 def evaluate_feature_sets(
@@ -283,7 +276,7 @@ def evaluate_feature_sets(
     li = layers.index(latent.layer_)
     w = latent.direction_.astype(np.float64)
     lat_f, lat_t = Sf[:, li] @ w + latent.bias_, St[:, li] @ w + latent.bias_
-    base = _auroc(lat_t, yt)
+    base = auroc(yt, lat_t)
     cd = ConceptDirections(min_examples=min_examples).fit(Sf[:, li], list(fit_concepts), w)
     tf = TrajectoryFeatures().fit(Sf, yf)
     sets = {

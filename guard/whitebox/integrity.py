@@ -38,6 +38,7 @@ from pydantic import BaseModel
 from guard.errors import ArtifactError, InputError
 from guard.whitebox.host import HostModel
 from guard.whitebox.latent import LatentGuard
+from guard.decision.stats import auroc
 
 # short requests only (never completions); the user may pass their own probe sets
 PROBE_HARMFUL: tuple[str, ...] = (
@@ -167,12 +168,6 @@ def _reference(ref: LatentGuard | ArtifactDirections | str | Path) -> ArtifactDi
     raise InputError(f"reference must be a LatentGuard, ArtifactDirections or a guard folder, got {type(ref).__name__}")
 
 
-def _auroc(scores: np.ndarray, y: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, scores))
-
-
 def check_integrity(
     host: HostModel,
     reference: LatentGuard | ArtifactDirections | str | Path,
@@ -281,11 +276,11 @@ def _functional_checks(
     pos = [([e.instruction, *e.post_instruction])[min(ref.position, len(e.post_instruction))] for e in encs]
     Z = np.stack([s[0, p, :].numpy() for s, p in zip(states, pos)]).astype(np.float64)
     harm = Z @ ref.direction.astype(np.float64) + ref.bias
-    auroc = _auroc(harm, np.r_[np.ones(len(harmful)), np.zeros(len(benign))])
+    auc = auroc(np.r_[np.ones(len(harmful)), np.zeros(len(benign))], harm)
     out.append(IntegrityCheck(
-        name="harmfulness", passed=auroc >= min_auroc, value=auroc, threshold=min_auroc,
-        message=f"the harmfulness direction separates the probes (AUROC {auroc:.2f})" if auroc >= min_auroc else
-        f"the harmfulness direction no longer separates the probes (AUROC {auroc:.2f} < {min_auroc})",
+        name="harmfulness", passed=auc >= min_auroc, value=auc, threshold=min_auroc,
+        message=f"the harmfulness direction separates the probes (AUROC {auc:.2f})" if auc >= min_auroc else
+        f"the harmfulness direction no longer separates the probes (AUROC {auc:.2f} < {min_auroc})",
     ))
     return out
 

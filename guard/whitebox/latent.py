@@ -24,18 +24,7 @@ import numpy as np
 
 from guard.errors import InputError, NotFittedError
 from guard.whitebox.host import Encoded, HostModel
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
-
-
-def _auroc(scores: np.ndarray, y: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    if len(np.unique(y)) < 2:
-        return float("nan")
-    return float(roc_auc_score(y, scores))
+from guard.decision.stats import auroc, sigmoid
 
 
 def _check_prompts(prompts: Any) -> list[str]:
@@ -292,18 +281,18 @@ class LatentGuard:
                 for p in range(n_pos):
                     d = _lda_direction(X[tr, l, p, :], y[tr], self.method)
                     oof[te, l, p] = X[te, l, p, :].astype(np.float64) @ d
-        auroc = np.array([[_auroc(oof[:, l, p], y) for p in range(n_pos)] for l in range(n_layers)])
+        grid = np.array([[auroc(y, oof[:, l, p]) for p in range(n_pos)] for l in range(n_layers)])
 
         # 2. COSMIC cosine score on a shortlist
-        order = np.argsort(-auroc, axis=None)
-        shortlist = [tuple(int(v) for v in np.unravel_index(i, auroc.shape)) for i in order[: max(1, self.cosmic_shortlist)]]
+        order = np.argsort(-grid, axis=None)
+        shortlist = [tuple(int(v) for v in np.unravel_index(i, grid.shape)) for i in order[: max(1, self.cosmic_shortlist)]]
         cosmic: dict[tuple[int, int], float] = {}
         if self.cosmic_shortlist > 0:
             cosmic = self._cosmic_scores(prompts, y, X, layers, shortlist)
         best = shortlist[0]
         if self.selection == "cosmic" and cosmic:
-            top = auroc[best]
-            eligible = [c for c in shortlist if auroc[c] >= top - self.auroc_tolerance]
+            top = grid[best]
+            eligible = [c for c in shortlist if grid[c] >= top - self.auroc_tolerance]
             best = max(eligible, key=lambda c: cosmic[c])
         elif self.selection not in {"cosmic", "auroc"}:
             raise InputError(f"selection must be 'cosmic' or 'auroc', got {self.selection!r}")
@@ -323,10 +312,10 @@ class LatentGuard:
         self.position_ = int(pi)
         self.n_positions_ = int(n_pos)
         self.candidate_layers_ = list(layers)
-        self.auroc_grid_ = auroc
+        self.auroc_grid_ = grid
         self.cosmic_scores_ = {f"{layers[l]}:{p}": float(s) for (l, p), s in cosmic.items()}
-        self.cv_auroc_ = float(_auroc(oof_dec, y))
-        self.selection_auroc_ = float(auroc[li, pi])
+        self.cv_auroc_ = float(auroc(y, oof_dec))
+        self.selection_auroc_ = float(grid[li, pi])
 
         # 4. refusal direction, contrastive and teacher-forced, at the same layer
         if with_refusal:
@@ -439,7 +428,7 @@ class LatentGuard:
         ref, com = vec[0::2], vec[1::2]
         self.refusal_direction_ = (ref.mean(0) - com.mean(0)).astype(np.float32)
         proj = vec @ self.refusal_direction_
-        self.refusal_reply_auroc_ = _auroc(proj, np.tile([1, 0], len(idx)))
+        self.refusal_reply_auroc_ = auroc(np.tile([1, 0], len(idx)), proj)
 
     # ------------------------------------------------------------------ scoring
     def _check_fitted(self) -> None:
@@ -462,7 +451,7 @@ class LatentGuard:
     def calibrated(self, raw: np.ndarray) -> np.ndarray:
         """Platt-calibrated probability for raw projections."""
         self._check_fitted()
-        return _sigmoid(self.platt_[0] * np.asarray(raw, dtype=np.float64) + self.platt_[1])
+        return sigmoid(self.platt_[0] * np.asarray(raw, dtype=np.float64) + self.platt_[1])
 
     def decision_function(self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None = None) -> np.ndarray:
         """Raw harmfulness projection (the max over a long prompt's windows); > 0 leans harmful."""

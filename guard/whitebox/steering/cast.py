@@ -37,6 +37,7 @@ class SteeringRule(BaseModel):
         name: how results name the rule; default: ``"<behaviour> x<strength> if <trigger>"``.
 
     Example:
+        >>> from guard.whitebox.steering.triggers import Matches
         >>> SteeringRule(when=Matches("cyber"), strength=2.0).name
         "refusal x2.0 if matches 'cyber'"
     """

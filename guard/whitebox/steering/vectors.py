@@ -10,6 +10,7 @@ import numpy as np
 
 from guard.errors import InputError, NotFittedError
 from guard.whitebox.host import Encoded, HostModel
+from guard.decision.stats import auroc
 
 FORMAT_VERSION = 1
 META_FILE = "steering.json"
@@ -17,7 +18,6 @@ TENSOR_FILE = "steering.safetensors"
 
 Position = Literal["instruction", "post_instruction", "instruction_post", "last"]
 Method = Literal["diffmean", "ridge"]
-
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -145,14 +145,6 @@ def _direction(pos: np.ndarray, neg: np.ndarray, method: str, alpha: float) -> n
     raise InputError(f"method must be 'diffmean' or 'ridge', got {method!r}")
 
 
-def _auroc(scores: np.ndarray, y: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    if len(np.unique(y)) < 2:
-        return float("nan")
-    return float(roc_auc_score(y, scores))
-
-
 class _HostEstimator:
     """sklearn's get_params/set_params for estimators that hold a host (no BaseEstimator repr)."""
 
@@ -252,7 +244,7 @@ class BehaviourVector(_HostEstimator):
         self.layers_ = layers
         y = np.r_[np.ones(len(ref)), np.zeros(len(com))]
         self.separation_ = {
-            int(l): _auroc(np.concatenate([ref[:, i], com[:, i]]) @ vecs[i], y) for i, l in enumerate(layers)
+            int(l): auroc(y, np.concatenate([ref[:, i], com[:, i]]) @ vecs[i]) for i, l in enumerate(layers)
         }
         return self
 
@@ -383,7 +375,7 @@ class ConditionVector(_HostEstimator):
         d = _direction(pos - self.centre_, neg - self.centre_, self.method, self.ridge_alpha)
         self.direction_ = (d / (np.linalg.norm(d) + 1e-12)).astype(np.float32)
         s_pos, s_neg = self._cos(pos), self._cos(neg)
-        self.fit_auroc_ = _auroc(np.r_[s_pos, s_neg], np.r_[np.ones(len(s_pos)), np.zeros(len(s_neg))])
+        self.fit_auroc_ = auroc(np.r_[np.ones(len(s_pos)), np.zeros(len(s_neg))], np.r_[s_pos, s_neg])
         self.threshold_ = self._choose_threshold(s_pos, s_neg)
         return self
 
