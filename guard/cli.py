@@ -101,12 +101,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from guard.whitebox.host import HostModel
     from guard.whitebox.latent import LatentGuard
 
+    out_dir = Path(args.out)
+    if args.reject_only:
+        from guard.fitting.grouped_fit import add_reject_option
+
+        rows = _examples_from(args.data) if args.data else None
+        print(json.dumps(add_reject_option(out_dir, rows, seed=args.seed), indent=2, default=float))
+        return 0
     if args.host:
         p = Path(args.host)
         host = HostModel.from_pretrained(p)
     else:
         host = HostModel.default()
-    out_dir = Path(args.out)
     if args.grouped:
         return _fit_grouped(args, host, out_dir)
     examples = _examples_from(args.data)
@@ -307,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
                                       "fit_report.json, never fitted on (--grouped)")
     p.add_argument("--latent-per-group", type=int, default=60,
                    help="rows of each (source, form) group the host reads (--grouped; default: %(default)s)")
+    p.add_argument("--reject-only", action="store_true",
+                   help="fit only the reject option (ambiguity + novelty on MiniLM embeddings) for the guard "
+                        "folder OUT, into OUT/reject_option, its grouped coverage-risk figures into "
+                        "OUT/fit_report.json (no host pass)")
     p.add_argument("--with-classifiers", action="store_true",
                    help="also fit the black-box classifiers (into OUT/classifiers) on the same fit split, "
                         "and choose the pooled policy on calib")

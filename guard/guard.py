@@ -20,6 +20,7 @@ from guard.decision.policy import Policy
 from guard.decision.rules import STRICTNESS
 from guard.errors import ArtifactError, GuardError, InputError
 from guard.features.evidence import DecisionEngine
+from guard.features.reject import RejectOptionEvidence
 from guard.features.windows import WindowSpec, windowed_max
 from guard.text.normalize import View, alternate_views
 from guard.text.occlusion import _WORD, IGNORE_WORD_INSTRUCTION, ProbaFn, drop_span, occlusion
@@ -27,6 +28,10 @@ from guard.text.prepare import check_context, check_history, neutralize_control_
 from guard.whitebox.artifacts import load_latent, recorded_host, save_latent
 from guard.whitebox.host import HostModel
 from guard.whitebox.latent import LatentGuard
+
+
+#: Sub-folder of a guard folder holding its fitted reject option.
+REJECT_OPTION_FOLDER = "reject_option"
 
 
 def _default_artifact() -> Path:
@@ -56,6 +61,8 @@ class Guard:
             (`guard.decision.mitigation.OverRefusalMitigation`); None (default) turns it off.
         windows: how texts longer than the sentence encoders read (256 tokens) are cut for the
             black-box detectors; every window is scored and the most harmful one decides.
+        reject_option: ambiguity and novelty evidence (`guard.features.reject`), fitted by
+            `guard fit`; the policy abstains on a flag when `Policy.reject_option` is on.
 
     Example:
         >>> g = Guard.default()  # doctest: +SKIP
@@ -79,6 +86,7 @@ class Guard:
         normalize: bool = True,
         mitigation: OverRefusalMitigation | None = None,
         windows: WindowSpec | None = None,
+        reject_option: RejectOptionEvidence | None = None,
     ) -> None:
         self.latent = latent
         self.policy = policy or Policy()
@@ -89,6 +97,7 @@ class Guard:
         self.normalize = normalize
         self.mitigation = mitigation
         self.windows = windows or WindowSpec()
+        self.reject_option = reject_option
 
     @property
     def host(self) -> HostModel:
@@ -122,18 +131,24 @@ class Guard:
         if not Path(path).exists():
             raise ArtifactError(f"no guard at {path}; create one with `guard fit --out {path}`")
         latent, policy, _ = load_latent(path, host or recorded_host(path))
+        ro_dir = Path(path) / REJECT_OPTION_FOLDER
+        reject = RejectOptionEvidence.load(ro_dir) if ro_dir.is_dir() else None
         if blackbox is None:
             blackbox = any(w > 0 for k, w in policy.harm_weights.items() if k != "harmfulness")
         if not blackbox:
-            return cls(latent, policy)
+            return cls(latent, policy, reject_option=reject)
         folder = Path(path) / "classifiers"
         return cls(latent, policy, detectors=default_detectors(folder if folder.is_dir() else None),
                    engine=DecisionEngine(policy), reply_refusal=default_reply_refusal(),
-                   reply_harm=default_reply_harm(folder if (folder / "reply_harm").is_dir() else None))
+                   reply_harm=default_reply_harm(folder if (folder / "reply_harm").is_dir() else None),
+                   reject_option=reject)
 
     def save(self, path: str | Path) -> Path:
-        """Write the fitted parts to a folder (safetensors + JSON)."""
-        return save_latent(path, self.latent, self.policy)
+        """Write the fitted parts to a folder (safetensors + JSON; the reject option in its sub-folder)."""
+        out = save_latent(path, self.latent, self.policy)
+        if self.reject_option is not None:
+            self.reject_option.save(Path(path) / REJECT_OPTION_FOLDER)
+        return out
 
     # ------------------------------------------------------------------ decisions
     def check(
@@ -391,6 +406,12 @@ class Guard:
         except Exception as exc:  # noqa: BLE001 - optional evidence; say it is missing
             model_evidence = [[] for _ in distinct]
             notes.append(f"decision-engine evidence failed ({type(exc).__name__}: {exc})")
+        if self.reject_option is not None:
+            try:
+                for ev, more in zip(model_evidence, self.reject_option.evidence(distinct)):
+                    ev.extend(more)
+            except Exception as exc:  # noqa: BLE001 - abstain-only evidence; say it is missing
+                notes.append(f"reject-option evidence failed ({type(exc).__name__}: {exc})")
         out: list[Decision] = []
         for k, text in enumerate(texts):
             i = todo[k] if k < len(todo) else todo[views[k - len(todo)][0]]
@@ -645,7 +666,8 @@ def mitigate(
     if len(texts) != len(decisions):
         raise InputError(f"got {len(texts)} texts for {len(decisions)} decisions; pass one decision per text")
     plain = Guard(guard.latent, guard.policy, detectors=guard.detectors, engine=guard.engine,
-                   reply_refusal=guard.reply_refusal, normalize=guard.normalize, windows=guard.windows)
+                   reply_refusal=guard.reply_refusal, normalize=guard.normalize, windows=guard.windows,
+                   reject_option=guard.reject_option)
     fn = guard.latent.score if mitigation.scorer == "latent" else embedding_scorer(guard)
     out = list(decisions)
     todo: list[tuple[int, str, str]] = []

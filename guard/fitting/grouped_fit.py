@@ -164,10 +164,34 @@ def external_report(latent: Any, shipped: Mapping[str, Any], weights: Mapping[st
 
 
 
+def fit_reject(rows_all: Sequence[Example], E: np.ndarray | None = None, seed: int = 0) -> tuple[Any, dict[str, Any]]:
+    """The reject option (ambiguity + novelty on MiniLM embeddings) fitted on every row, with its
+    coverage-risk figures on held-out (source, form) groups (`guard.features.reject`)."""
+    from guard.features.reject import fit_reject_option
+    from guard.fitting.grouped import group_of
+
+    return fit_reject_option([r.prompt for r in rows_all], [int(r.label == "harmful") for r in rows_all],
+                             [group_of(r) for r in rows_all], X=E, seed=seed)
+
+
+def add_reject_option(out: Path, rows: Sequence[Example] | None = None, seed: int = 0) -> dict[str, Any]:
+    """Fit the reject option for the guard folder `out` (``guard fit --reject-only``): written to
+    ``out/reject_option``, its figures merged into ``out/fit_report.json``; returns them."""
+    from guard.guard import REJECT_OPTION_FOLDER
+
+    reject, figures_ = fit_reject(list(rows) if rows is not None else load_rows(), seed=seed)
+    reject.save(Path(out) / REJECT_OPTION_FOLDER)
+    path = Path(out) / "fit_report.json"
+    report = json.loads(path.read_text()) if path.is_file() else {}
+    report["reject_option"] = figures_
+    path.write_text(json.dumps(report, indent=2, sort_keys=True, default=float))
+    return figures_
+
+
 def save_guard(out: Path, latent: Any, shipped: Mapping[str, Any], chosen: Mapping[str, Any],
-               report: Mapping[str, Any], reply: Mapping[str, Any] | None) -> Path:
-    """Write the latent guard + policy (``out``), the black-box heads (``out/classifiers``) and
-    the report (``out/fit_report.json``)."""
+               report: Mapping[str, Any], reply: Mapping[str, Any] | None, reject: Any = None) -> Path:
+    """Write the latent guard + policy (``out``), the black-box heads (``out/classifiers``), the
+    reject option (``out/reject_option``) and the report (``out/fit_report.json``)."""
     from guard.decision.policy import Policy
     from guard.whitebox.artifacts import save_latent
 
@@ -178,6 +202,10 @@ def save_guard(out: Path, latent: Any, shipped: Mapping[str, Any], chosen: Mappi
     folders = {"embedding_harm": "prompt_refusal_embedding", "multilingual_harm": "multilingual_harm"}
     for sig, sub in folders.items():
         shipped["embed_heads"][sig].save(out / "classifiers" / sub)
+    if reject is not None:
+        from guard.guard import REJECT_OPTION_FOLDER
+
+        reject.save(out / REJECT_OPTION_FOLDER)
     (out / "fit_report.json").write_text(json.dumps(report, indent=2, sort_keys=True, default=float))
     return out
 
@@ -280,9 +308,10 @@ def run(out: Path, host: Any, *, cache_dir: Path, external: str | Path | None = 
     if with_reply:
         reply = fit_reply_head(out / "classifiers" / "reply_harm", progress=progress)
         report["reply_side"] = reply
-    save_guard(out, latent, shipped, chosen, report, reply)
+    reject, report["reject_option"] = fit_reject(rows_all, emb_all.get("minilm"), seed)
+    save_guard(out, latent, shipped, chosen, report, reply, reject)
     return report
 
 
-__all__ = ["choose", "embedding_report", "external_report", "fit_shipped", "latent_from_head", "load_external",
+__all__ = ["add_reject_option", "choose", "embedding_report", "fit_reject", "external_report", "fit_shipped", "latent_from_head", "load_external",
            "load_rows", "run", "save_guard"]
