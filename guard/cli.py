@@ -54,6 +54,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+#: `guard check` exits with the action, so a script can gate on it (1 and 2 stay for errors).
+EXIT_CODES = {"answer": 0, "refuse": 3, "abstain": 4}
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("latent-guardrail")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     guard = _load_guard(args.guard)
     d = guard.check(args.text)
@@ -65,7 +78,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"  - {r}")
         if d.response:
             print(d.response)
-    return 0
+    return EXIT_CODES[d.action.value]
 
 
 def _examples_from(sources: Sequence[str] | None) -> list[Any]:
@@ -281,7 +294,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="guard", description="Guardrail middleware for LLM applications.")
+    parser = argparse.ArgumentParser(prog="guard", description="Guardrail middleware for LLM applications.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="guarded chat with the embedded host on a few prompts")
@@ -289,10 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("check", help="one decision")
-    p.add_argument("text")
+    p = sub.add_parser("check", help="one decision; exits 0 (answer), 3 (refuse) or 4 (abstain)")
+    p.add_argument("text", help="the prompt to decide on")
     p.add_argument("--guard", help="guard folder (default: the shipped guard)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the whole decision as JSON")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("fit", help="fit a guard")
