@@ -7,6 +7,6 @@ Example:
     True
 """
 
-from guard.decision.decision import Action, Decision, Evidence
+from guard.decision.decision import Action, Decision, Evidence, EvidenceSource
 
-__all__ = ["Action", "Decision", "Evidence"]
+__all__ = ["Action", "Decision", "Evidence", "EvidenceSource"]

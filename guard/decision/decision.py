@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,12 +24,24 @@ class Action(str, Enum):
         return self.value
 
 
+#: Which kind of detector produced a piece of evidence; ``reply:<kind>`` is the same detector
+#: reading the reply (`integrations` merge a reply's decision into the request's).
+EvidenceSource = Literal[
+    "latent", "blackbox", "noncompliance", "condition", "reject_option", "context_gate",
+    "reply:latent", "reply:blackbox", "reply:noncompliance", "reply:condition", "reply:reject_option",
+    "reply:context_gate",
+]
+
+
 class Evidence(BaseModel):
     """One signal that fed the decision.
 
     Attributes:
-        source: which detector produced it ("latent", "input", "prompt_refusal", ...).
-        name: the signal's name within that detector ("harmfulness", "refusal", ...).
+        source: which kind of detector produced it (`EvidenceSource`): the Latent Guard, a
+            black-box classifier, the noncompliance head, a policy condition (topic similarity),
+            the reject option, the RAG context gate; ``reply:`` in front when it read the reply.
+        name: the signal's name within that source ("harmfulness", "refusal", a detector's or a
+            topic's name, which users choose, so it is not a closed set).
         value: its value; probabilities are in [0, 1], raw projections are unbounded.
         threshold: the threshold it was compared with, when there is one.
         detail: a short human-readable note.
@@ -36,7 +49,7 @@ class Evidence(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    source: str
+    source: EvidenceSource
     name: str
     value: float
     threshold: float | None = None
