@@ -70,13 +70,19 @@ _REQUEST: contextvars.ContextVar[dict[tuple[Any, ...], np.ndarray] | None] = con
 
 
 @contextlib.contextmanager
-def shared_embeddings() -> Iterator[dict[tuple[Any, ...], np.ndarray]]:
+def shared_embeddings(
+    store: dict[tuple[Any, ...], np.ndarray] | None = None,
+) -> Iterator[dict[tuple[Any, ...], np.ndarray]]:
     """Within the block, each distinct text is embedded once by each encoder, whatever head asks.
 
     A guard runs several black-box heads over the same sentence embedding (prompt refusal, the
     harm head, noncompliance); inside one request they share it. The vectors live in a context
     variable, so concurrent requests (threads, asyncio tasks) never see each other's, and they are
     dropped when the block ends. Nested blocks share the outer one's vectors.
+
+    Args:
+        store: keep the vectors in this dict instead, to reuse them over several blocks (a
+            streamed reply checked again and again: its earlier windows are embedded once).
 
     Example:
         >>> with shared_embeddings() as seen:
@@ -87,7 +93,7 @@ def shared_embeddings() -> Iterator[dict[tuple[Any, ...], np.ndarray]]:
     if outer is not None:
         yield outer
         return
-    token = _REQUEST.set({})
+    token = _REQUEST.set({} if store is None else store)
     try:
         yield _REQUEST.get()  # type: ignore[misc]
     finally:

@@ -143,6 +143,23 @@ class Checker:
             d = unavailable(exc, self.fail_closed)
         return _as_guarded(d, "output", start, prompt)
 
+    def stream_checker(self, prompt: str) -> Callable[[str], GuardedDecision]:
+        """`check_output` for a reply that grows: call it with the text so far, again and again.
+
+        The sentence embeddings of the reply's windows are kept between calls, so each window is
+        embedded once over the whole stream (the earlier windows of a growing text do not change);
+        a check costs the new windows and the trailing partial one.
+        """
+        from classifiers.embeddings import shared_embeddings
+
+        vectors: dict[Any, Any] = {}
+
+        def check(reply: str) -> GuardedDecision:
+            with shared_embeddings(vectors):
+                return self.check_output(prompt, reply)
+
+        return check
+
     async def acheck_input(
         self, prompt: str, history: Sequence[dict[str, str]] | None = None, context: Sequence[Any] | None = None
     ) -> GuardedDecision:

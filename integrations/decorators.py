@@ -130,13 +130,14 @@ def guarded(
                 yield d.response
                 return
             gate, last, start = StreamGate(check_every if check_output else 1), None, time.perf_counter()
+            check = c.stream_checker(prompt)  # the reply's windows embedded once per stream
             agen = fn(*args, **kwargs)
             with c.recording_failure(d, prompt):
                 try:
                     async for chunk in agen:
                         if gate.add(chunk, text_of(chunk)):
                             if check_output:
-                                last = await c.acheck_output(prompt, gate.text)
+                                last = await asyncio.to_thread(check, gate.text)
                                 if last.blocked:
                                     break
                             for out in gate.passed():
@@ -144,7 +145,7 @@ def guarded(
                 finally:
                     await agen.aclose()
             if check_output and (last is None or (gate.unchecked and not last.blocked)):
-                last = await c.acheck_output(prompt, gate.text)
+                last = await asyncio.to_thread(check, gate.text)
             for out in _end(c, gate, d, last, start, prompt):
                 yield out
 
@@ -162,20 +163,21 @@ def guarded(
                 yield d.response
                 return
             gate, last, start = StreamGate(check_every if check_output else 1), None, time.perf_counter()
+            check = c.stream_checker(prompt)  # the reply's windows embedded once per stream
             gen = fn(*args, **kwargs)
             with c.recording_failure(d, prompt):
                 try:
                     for chunk in gen:
                         if gate.add(chunk, text_of(chunk)):
                             if check_output:
-                                last = c.check_output(prompt, gate.text)
+                                last = check(gate.text)
                                 if last.blocked:
                                     break
                             yield from gate.passed()
                 finally:
                     gen.close()
             if check_output and (last is None or (gate.unchecked and not last.blocked)):
-                last = c.check_output(prompt, gate.text)
+                last = check(gate.text)
             yield from _end(c, gate, d, last, start, prompt)
 
         return gen_wrapper

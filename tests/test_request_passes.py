@@ -89,3 +89,30 @@ def test_concurrent_requests_do_not_share_vectors():
     with shared_embeddings():
         a = emb.transform(["owl", "owl", "cat"])
     assert np.array_equal(a[0], a[1]) and np.allclose(a, emb.transform(["owl", "owl", "cat"]), atol=1e-6)
+
+
+def test_a_streamed_reply_embeds_each_window_once(counted):
+    """Streaming checks are incremental: the full windows of the growing reply are embedded once
+    over the whole stream; each check adds only the trailing partial window."""
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+
+    from classifiers.reply_harm import reply_windows
+    from guard.guard import default_reply_harm
+    from integrations.langchain import GuardedRunnable
+
+    seen, _ = counted
+    base = tiny_guard()
+    g = Guard(base.latent, Policy(threshold=0.5), reply_harm=default_reply_harm())
+    reply = " ".join(f"Step {i}: stir the dough gently and let it rest for a while." for i in range(40))
+    model = GenericFakeChatModel(messages=iter([AIMessage(reply)]))
+    safe = GuardedRunnable(model, guard=g, check_every=4)
+    seen.clear()
+    out = "".join(c.content for c in safe.stream("How do I bake bread?"))
+    assert out.replace(" ", "") == reply.replace(" ", "")
+    full = [w for w in reply_windows(reply) if len(w) == 400]
+    assert len(full) >= 6
+    assert max(seen[w] for w in full) == 1  # never embedded twice
+    n_chunks = len(list(GenericFakeChatModel(messages=iter([AIMessage(reply)])).stream("x")))
+    checks = -(-n_chunks // 4) + 1
+    assert sum(seen.values()) <= len(full) + checks + 1  # + the request, once

@@ -10,6 +10,9 @@ comparison):
 * ``prefill``: the latent guard as a separate pass before generation vs reusing the host's own
   prefill during a 64-token generation (`guard.whitebox.prefill.guarded_generate`): the guard's added time
   as a share of the generation time, for both, against the 5 % target.
+* ``request_path``: `check` of a 40-token prompt against one host forward to the guard's layer
+  plus one MiniLM forward; `check_batch` of 64 per prompt against `check`; a 512-token reply
+  checked while it streams (every 8 and 32 tokens) against one `check_output` of the whole reply.
 * ``batch_sizes``: latent scoring cost per prompt and throughput at batch 1 to 64.
 * ``prompt_lengths``: latent and black-box cost at 16 to 4,096 tokens, with the growth relative
   to the shortest (long prompts are scored over windows by the latent guard, and cut at 256
@@ -90,6 +93,63 @@ def prompt_of_length(tokenizer: Any, n_tokens: int, suffix: str = " What does th
     while len(ids) < body_n:
         ids += tokenizer(FILLER, add_special_tokens=False)["input_ids"]
     return tokenizer.decode(ids[:body_n]) + suffix
+
+
+#: The issue-12 targets of the request path, as ratios measured side by side.
+TARGETS = {"check_vs_host_forward_plus_minilm": 1.3, "check_batch_64_per_prompt_vs_check": 0.5,
+           "stream_512_vs_one_check_output": 2.0}
+
+
+def _request_path_section(guard: Any, repeat: int) -> dict[str, Any]:
+    """`check` against its floor (one host forward to the guard's layer + one MiniLM forward),
+    `check_batch` of 64 against `check`, and a 512-token reply checked as it streams against one
+    `check_output` of the whole reply (the stream keeps its windows' embeddings: a check costs
+    the new windows)."""
+    from classifiers.embeddings import SentenceEmbedder, shared_embeddings
+
+    host = guard.host
+    tok = host.tokenizer
+    prompt = prompt_of_length(tok, 40)
+    guard.check(prompt)  # warm-up: every model loads on first use
+    t_check = _time(lambda: guard.check(prompt), repeat)
+    enc = host.encode(prompt)
+    t_host = _time(lambda: host.capture([enc], [guard.latent.layer_]), repeat)
+    emb = SentenceEmbedder()
+    emb.transform([prompt])
+    t_emb = _time(lambda: emb.transform([prompt]), repeat)
+    batch = [f"{p} (case {i})" for i, p in enumerate((PROMPTS * 8)[:64])]
+    t_batch = _time(lambda: guard.check_batch(batch), max(1, repeat // 2)) / len(batch)
+    out: dict[str, Any] = {
+        "check_40_tokens_ms": t_check * 1000, "host_forward_to_layer_ms": t_host * 1000,
+        "minilm_forward_ms": t_emb * 1000,
+        "check_vs_host_forward_plus_minilm": t_check / (t_host + t_emb),
+        "check_batch_64_per_prompt_ms": t_batch * 1000,
+        "check_batch_64_per_prompt_vs_check": t_batch / t_check,
+    }
+    ids = tok(prompt_of_length(tok, 512, suffix=""), add_special_tokens=False)["input_ids"][:512]
+    pieces = [tok.decode(ids[:k]) for k in range(1, len(ids) + 1)]
+    question = "Tell me about the committee meeting."
+    guard.check_output(question, pieces[-1])
+    t_once = _time(lambda: guard.check_output(question, pieces[-1]), repeat)
+    out["reply_tokens"] = len(ids)
+    out["check_output_whole_reply_ms"] = t_once * 1000
+    for every in (8, 32):
+        def stream(every: int = every) -> None:
+            store: dict[Any, Any] = {}
+            for k in range(every - 1, len(pieces), every):
+                with shared_embeddings(store):
+                    guard.check_output(question, pieces[k])
+            if len(pieces) % every:
+                with shared_embeddings(store):
+                    guard.check_output(question, pieces[-1])
+
+        t_stream = _time(stream, 1)
+        out[f"stream_512_check_every_{every}_ms"] = t_stream * 1000
+        out[f"stream_512_check_every_{every}_vs_one_check_output"] = t_stream / t_once
+    out["stream_512_vs_one_check_output"] = out["stream_512_check_every_8_vs_one_check_output"]
+    out["targets"] = TARGETS
+    out["met"] = {k: bool(out[k] <= v) for k, v in TARGETS.items()}
+    return {k: (_r(v) if isinstance(v, float) else v) for k, v in out.items()}
 
 
 def _prefill_section(guard: Any, max_new_tokens: int, repeat: int) -> dict[str, Any]:
@@ -232,6 +292,7 @@ def run_bench(
     quick: bool = False,
     prefill: bool = True,
     blackbox: bool = True,
+    request_path: bool = True,
     max_new_tokens: int = 64,
     batch_sizes: Sequence[int] | None = None,
     prompt_lengths: Sequence[int] | None = None,
@@ -246,6 +307,8 @@ def run_bench(
         quick: fewer batch sizes, lengths and repetitions (a smoke run: same fields, noisier).
         prefill: run the separate-pass vs reused-prefill comparison (generates text).
         blackbox: time the embedding head on torch / onnxruntime fp32 / int8.
+        request_path: time `check`, `check_batch` and a streamed reply check against their
+            floors (the issue-12 ratios, `TARGETS`).
         max_new_tokens: the generation length of the prefill comparison.
         batch_sizes: latent batch sizes; default 1, 4, 16, 64.
         prompt_lengths: prompt lengths in host tokens; default 16 to 4,096.
@@ -303,6 +366,11 @@ def run_bench(
     out["guard_check_ms_batch_1"] = tg * 1000
     out["layer"] = latent.layer_
     rss["latent"] = _peak_rss_mb()
+
+    if request_path:
+        say("request path")
+        out["request_path"] = _request_path_section(guard, repeat)
+        rss["request_path"] = _peak_rss_mb()
 
     if prefill:
         say("prefill")
@@ -363,6 +431,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="skip the uncached GGUF load (tens of seconds)")
     parser.add_argument("--no-prefill", action="store_true", help="skip the separate-pass vs reused-prefill comparison")
     parser.add_argument("--no-blackbox", action="store_true", help="skip the torch / onnxruntime embedding comparison")
+    parser.add_argument("--no-request-path", action="store_true",
+                        help="skip check / check_batch / streaming against their floors")
     parser.add_argument("--repeat", type=int, default=3, help="timed repetitions per figure (medians)")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="generation length of the prefill comparison")
     parser.add_argument("--batch-sizes", type=_positive_int, nargs="+", default=None,
@@ -375,7 +445,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """`run_bench` with the options of `add_bench_arguments`."""
     return run_bench(cold=not args.no_cold, repeat=args.repeat, quick=args.quick, prefill=not args.no_prefill,
-                     blackbox=not args.no_blackbox, max_new_tokens=args.max_new_tokens,
+                     blackbox=not args.no_blackbox, request_path=not getattr(args, "no_request_path", False),
+                     max_new_tokens=args.max_new_tokens,
                      batch_sizes=args.batch_sizes, prompt_lengths=args.lengths)
 
 

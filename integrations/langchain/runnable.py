@@ -550,6 +550,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         with checker.recording_failure(d, prompt):
             it, first = first_with_retry(lambda: self.bound.stream(value, inner, **kwargs), self._retry())
         gate = StreamGate(self.check_every if self.check_output else 1)
+        check = checker.stream_checker(prompt)  # the reply's windows embedded once per stream
         last_reply: GuardedDecision | None = None
         with checker.recording_failure(d, prompt):  # a stream that breaks mid-way is recorded
             try:
@@ -557,7 +558,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
                 while chunk is not EMPTY:
                     if gate.add(chunk, text_of(chunk)):
                         if self.check_output:
-                            last_reply = checker.check_output(prompt, gate.text)
+                            last_reply = check(gate.text)
                             if last_reply.blocked:
                                 break
                         yield from gate.passed()
@@ -568,7 +569,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
                     close()  # stops the producer (e.g. HostChatModel generation) when we cut
         call_ms = (time.perf_counter() - start) * 1000
         if self.check_output and (last_reply is None or (gate.unchecked and not last_reply.blocked)):
-            last_reply = checker.check_output(prompt, gate.text)
+            last_reply = check(gate.text)
         final: GuardedDecision | None = None
         for c in self._end_stream(checker, gate, d, last_reply, call_ms, prompt):
             if isinstance(c, GuardedDecision):
@@ -604,6 +605,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         with checker.recording_failure(d, prompt):
             it, first = await afirst_with_retry(lambda: self.bound.astream(value, inner, **kwargs), self._retry())
         gate = StreamGate(self.check_every if self.check_output else 1)
+        check = checker.stream_checker(prompt)  # the reply's windows embedded once per stream
         last_reply: GuardedDecision | None = None
         with checker.recording_failure(d, prompt):  # a stream that breaks mid-way is recorded
             try:
@@ -611,7 +613,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
                 while chunk is not EMPTY:
                     if gate.add(chunk, text_of(chunk)):
                         if self.check_output:
-                            last_reply = await checker.acheck_output(prompt, gate.text)
+                            last_reply = await asyncio.to_thread(check, gate.text)
                             if last_reply.blocked:
                                 break
                         for c in gate.passed():
@@ -626,7 +628,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
                     await aclose()
         call_ms = (time.perf_counter() - start) * 1000
         if self.check_output and (last_reply is None or (gate.unchecked and not last_reply.blocked)):
-            last_reply = await checker.acheck_output(prompt, gate.text)
+            last_reply = await asyncio.to_thread(check, gate.text)
         final: GuardedDecision | None = None
         for c in self._end_stream(checker, gate, d, last_reply, call_ms, prompt):
             if isinstance(c, GuardedDecision):
