@@ -161,6 +161,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit_image(args: argparse.Namespace) -> int:
+    """`guard fit-image`: the text-to-image prompt head (`guard.fitting.image_fit`)."""
+    from guard.fitting.image_fit import fit_image_guard
+
+    report = fit_image_guard(args.out, target_recall=args.target_recall, seed=args.seed)
+    keys = ("chosen", "threshold", "grouped", "own_random_split", "category_accuracy_on_fitting_harmful")
+    print(json.dumps({k: report[k] for k in keys}, indent=2, default=float))
+    return 0
+
+
 def _fit_grouped(args: argparse.Namespace, host: Any, out_dir: Path) -> int:
     """`guard fit --grouped`: the recipe chosen by grouped validation (`guard.fitting.grouped_fit`)."""
     from guard.fitting.grouped_fit import run
@@ -336,6 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also fit the black-box classifiers (into OUT/classifiers) on the same fit split, "
                         "and choose the pooled policy on calib")
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("fit-image", help="fit the text-to-image prompt head (ImageGuard) on the project's "
+                                         "image-prompt corpus, grouped by form")
+    p.add_argument("--out", help="folder for the head (default: the shipped classifiers/resources/image_prompt)")
+    p.add_argument("--target-recall", type=float, default=0.9, help="out-of-fold recall the threshold is set for")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random split reported beside the grouped one")
+    p.set_defaults(func=cmd_fit_image)
 
     p = sub.add_parser("eval", help="metrics.json, scores and an HTML report for a labelled JSONL/CSV")
     p.add_argument("--data", required=True, help="labelled prompts (.jsonl, .json or .csv)")

@@ -785,6 +785,50 @@ def load_project_corpus(names: Sequence[str] | None = None) -> list[Example]:
     return out
 
 
+def _jsonl_rows(name: str) -> list[tuple[str, int, dict[str, Any]]]:
+    """(where, line number, row) of a corpus file; invalid JSON raises `DataFormatError`."""
+    res = _corpus_resource(name)
+    where = f"guard/resources/corpus/{name}.jsonl"
+    if not res.is_file():
+        raise DataFormatError(f"{where} is missing from this installation")
+    out = []
+    for number, line in enumerate(res.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"{where}, line {number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise DataFormatError(f"{where}, line {number}: expected a JSON object")
+        out.append((where, number, row))
+    return out
+
+
+def load_image_prompts() -> list[Example]:
+    """The project's text-to-image prompts (``corpus/image_prompts.jsonl``), both labels.
+
+    Harmful rows keep their image category (``sexual_explicit``, ``gore``, ``real_person``,
+    ``copyright``, ...: `classifiers.image_prompt.CATEGORIES`); benign rows have none. `form` is
+    the prompt's form (``lookalike``, ``weighted_tokens``, ...), the group of grouped validation.
+
+    Example:
+        >>> rows = load_image_prompts()
+        >>> {r.label for r in rows} == {"harmful", "benign"}, rows[0].source
+        (True, 'project_image_prompts')
+    """
+    out = []
+    for where, number, row in _jsonl_rows("image_prompts"):
+        prompt = _clean(row.get("prompt"))
+        if not prompt or row.get("label") not in LABELS or (row["label"] == "harmful") != bool(row.get("category")):
+            raise DataFormatError(f'{where}, line {number}: needs a "prompt", a "label", and a "category" '
+                                  "exactly when harmful")
+        out.append(Example(prompt=prompt, label=row["label"], category=row.get("category"),
+                           source="project_image_prompts", form=row.get("form"), lang=row.get("lang"),
+                           group=row.get("topic")))
+    return out
+
+
 def normalize_prompt(text: str) -> str:
     """The key two prompts share when they are duplicates: NFKC, case-folded, spaces collapsed.
 
