@@ -171,6 +171,16 @@ def cmd_fit_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit_conversation(args: argparse.Namespace) -> int:
+    """`guard fit-conversation`: the multi-turn escalation head (`guard.fitting.conversation_fit`)."""
+    from guard.fitting.conversation_fit import fit_conversation_head
+
+    report = fit_conversation_head(args.out, target_recall=args.target_recall,
+                                   max_benign_rate=args.max_benign_rate)
+    print(json.dumps(report, indent=2, default=float))
+    return 0
+
+
 def _fit_grouped(args: argparse.Namespace, host: Any, out_dir: Path) -> int:
     """`guard fit --grouped`: the recipe chosen by grouped validation (`guard.fitting.grouped_fit`)."""
     from guard.fitting.grouped_fit import run
@@ -353,6 +363,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-recall", type=float, default=0.9, help="out-of-fold recall the threshold is set for")
     p.add_argument("--seed", type=int, default=0, help="seed of the random split reported beside the grouped one")
     p.set_defaults(func=cmd_fit_image)
+
+    p = sub.add_parser("fit-conversation", help="fit the multi-turn escalation head on the project's "
+                                                "conversations, grouped by form")
+    p.add_argument("--out", help="folder for the head (default: the shipped classifiers/resources/conversation_harm)")
+    p.add_argument("--target-recall", type=float, default=0.9,
+                   help="out-of-fold share of harmful conversations flagged at their last turn (reported)")
+    p.add_argument("--max-benign-rate", type=float, default=0.10,
+                   help="out-of-fold share of benign conversations flagged at their last turn (the shipped threshold)")
+    p.set_defaults(func=cmd_fit_conversation)
 
     p = sub.add_parser("eval", help="metrics.json, scores and an HTML report for a labelled JSONL/CSV")
     p.add_argument("--data", required=True, help="labelled prompts (.jsonl, .json or .csv)")

@@ -27,11 +27,14 @@ from guard.text.occlusion import _WORD, IGNORE_WORD_INSTRUCTION, ProbaFn, drop_s
 from guard.text.prepare import check_context, check_history, neutralize_control_tokens, prepare_prompt
 from guard.whitebox.artifacts import load_latent, recorded_host, save_latent
 from guard.whitebox.host import HostModel
+from guard.whitebox.knowledge import KnowledgeProbe, looks_factual
 from guard.whitebox.latent import LatentGuard
 
 
 #: Sub-folder of a guard folder holding its fitted reject option.
 REJECT_OPTION_FOLDER = "reject_option"
+#: Sub-folder of a guard folder holding its knowledge-boundary probe.
+KNOWLEDGE_FOLDER = "knowledge"
 
 
 def _default_artifact() -> Path:
@@ -63,6 +66,12 @@ class Guard:
             black-box detectors; every window is scored and the most harmful one decides.
         reject_option: ambiguity and novelty evidence (`guard.features.reject`), fitted by
             `guard fit`; the policy abstains on a flag when `Policy.reject_option` is on.
+        conversation: a `classifiers.ConversationHarmClassifier`: with a history, the user's
+            turns are read as one trajectory, and a conversation heading somewhere harmful is
+            refused even when each turn alone is answered (multi-turn escalation).
+        knowledge: a `guard.whitebox.knowledge.KnowledgeProbe` reading the same capture as the
+            Latent Guard: abstain ("I'm not certain") on short factual questions the host would
+            likely answer wrongly.
 
     Example:
         >>> g = Guard.default()  # doctest: +SKIP
@@ -87,6 +96,8 @@ class Guard:
         mitigation: OverRefusalMitigation | None = None,
         windows: WindowSpec | None = None,
         reject_option: RejectOptionEvidence | None = None,
+        conversation: Any = None,
+        knowledge: KnowledgeProbe | None = None,
     ) -> None:
         self.latent = latent
         self.policy = policy or Policy()
@@ -98,6 +109,8 @@ class Guard:
         self.mitigation = mitigation
         self.windows = windows or WindowSpec()
         self.reject_option = reject_option
+        self.conversation = conversation
+        self.knowledge = knowledge
 
     @property
     def host(self) -> HostModel:
@@ -133,21 +146,26 @@ class Guard:
         latent, policy, _ = load_latent(path, host or recorded_host(path))
         ro_dir = Path(path) / REJECT_OPTION_FOLDER
         reject = RejectOptionEvidence.load(ro_dir) if ro_dir.is_dir() else None
+        k_dir = Path(path) / KNOWLEDGE_FOLDER
+        knowledge = KnowledgeProbe.load(k_dir) if k_dir.is_dir() else None
         if blackbox is None:
             blackbox = any(w > 0 for k, w in policy.harm_weights.items() if k != "harmfulness")
         if not blackbox:
-            return cls(latent, policy, reject_option=reject)
+            return cls(latent, policy, reject_option=reject, knowledge=knowledge)
         folder = Path(path) / "classifiers"
         return cls(latent, policy, detectors=default_detectors(folder if folder.is_dir() else None),
                    engine=DecisionEngine(policy), reply_refusal=default_reply_refusal(),
                    reply_harm=default_reply_harm(folder if (folder / "reply_harm").is_dir() else None),
-                   reject_option=reject)
+                   reject_option=reject, knowledge=knowledge,
+                   conversation=default_conversation(folder if (folder / "conversation_harm").is_dir() else None))
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted parts to a folder (safetensors + JSON; the reject option in its sub-folder)."""
         out = save_latent(path, self.latent, self.policy)
         if self.reject_option is not None:
             self.reject_option.save(Path(path) / REJECT_OPTION_FOLDER)
+        if self.knowledge is not None:
+            self.knowledge.save(Path(path) / KNOWLEDGE_FOLDER, getattr(self.knowledge, "report_", None))
         return out
 
     # ------------------------------------------------------------------ decisions
@@ -245,6 +263,8 @@ class Guard:
                     decisions[i] = d
             if history and history_parts:
                 self._apply_history(history, todo, decisions)
+            if history and history_parts and self.conversation is not None:
+                self._apply_conversation(history, [prepared[i][0] for i in range(len(prepared))], todo, decisions)
         elapsed = (time.perf_counter() - start) * 1000 / max(1, len(prompts))
         return [d.model_copy(update={"latency_ms": elapsed}) for d in decisions if d is not None]
 
@@ -398,7 +418,7 @@ class Guard:
         for t in texts:
             pos.setdefault(t, len(pos))
         distinct = list(pos)
-        scored = self.latent.scores(distinct, history=history)
+        scored = self.latent.scores(distinct, history=history, with_states=self.knowledge is not None)
         ctx = self.latent.score(docs) if docs else None
         extra, notes = self._blackbox(distinct)
         try:
@@ -412,6 +432,8 @@ class Guard:
                     ev.extend(more)
             except Exception as exc:  # noqa: BLE001 - abstain-only evidence; say it is missing
                 notes.append(f"reject-option evidence failed ({type(exc).__name__}: {exc})")
+        if self.knowledge is not None:
+            self._knowledge_evidence(distinct, scored["states"], model_evidence)
         out: list[Decision] = []
         for k, text in enumerate(texts):
             i = todo[k] if k < len(todo) else todo[views[k - len(todo)][0]]
@@ -493,6 +515,52 @@ class Guard:
             out += [(f"history[{k}] ({history[k]['role']})", d) for (k, _), d in zip(todo, found) if d is not None]
         out += [(f"history[{k}] (assistant)", self.check_output(u, t)) for k, u, t in replies]
         return out
+
+    def _knowledge_evidence(self, texts: list[str], states: np.ndarray, evidence: list[list[Evidence]]) -> None:
+        """P(wrong answer) for the short factual questions among `texts` (the probe reads nothing else)."""
+        assert self.knowledge is not None
+        rows = [k for k, t in enumerate(texts) if looks_factual(t)]
+        if not rows:
+            return
+        p = self.knowledge.proba_correct(states[rows, self.knowledge.position])
+        for k, v in zip(rows, p):
+            evidence[k].append(self.knowledge.evidence(float(v), self.policy.knowledge_threshold))
+
+    def _apply_conversation(self, history: list[dict[str, str]], prompts: list[str], todo: list[int],
+                            decisions: list[Decision | None]) -> None:
+        """Refuse a request whose conversation, read as a whole, is heading somewhere harmful."""
+        users = [m["content"] for m in history if m["role"] == "user" and m["content"].strip()]
+        if not users:
+            return
+        head = self.conversation
+        t = self.policy.conversation_threshold
+        t = float(getattr(head, "threshold_", 0.5)) if t is None else t
+        note = "conversation head returned an invalid score"
+        try:
+            p = [float(v) for v in head.harm_score([[*users, prompts[i]] for i in todo])]
+        except Exception as exc:  # noqa: BLE001 - an unknown state, decided like any failing check
+            p = [float("nan")] * len(todo)
+            note = f"conversation head failed ({type(exc).__name__}: {exc})"
+        for i, v in zip(todo, p):
+            d = decisions[i]
+            assert d is not None
+            ev = Evidence(source="blackbox", name="conversation_harm", value=v if v == v else 0.0, threshold=t,
+                          detail=f"the user's {len(users) + 1} turns read as one conversation")
+            scores = {**d.scores, "conversation_harm": v}
+            if v != v:
+                if self.policy.fail_closed and d.action is not Action.REFUSE:
+                    decisions[i] = self._unavailable(RuntimeError(note), list(d.reasons))
+                continue
+            if v >= t and STRICTNESS[Action.REFUSE] > STRICTNESS[d.action]:
+                category = harm_category("\n".join([*users, prompts[i]]))
+                decisions[i] = Decision(
+                    action=Action.REFUSE, category=category, scores=scores, evidence=[*d.evidence, ev],
+                    reasons=[f"conversation: P(the conversation seeks harmful help) {v:.3f} >= {t:.3f} "
+                             f"over {len(users) + 1} user turns (each turn alone: {d.action.value})", *d.reasons],
+                    response=constructive_response(Action.REFUSE, category))
+            else:
+                decisions[i] = d.model_copy(update={"scores": scores, "evidence": [*d.evidence, ev], "reasons": [
+                    *d.reasons, f"conversation: P(harmful trajectory) {v:.3f} < {t:.3f}"]})
 
     def _blackbox(self, texts: list[str]) -> tuple[dict[str, list[float]], list[str]]:
         """Scores of the extra detectors; a failing detector is reported, not fatal (evidence only)."""
@@ -614,6 +682,38 @@ def default_reply_harm(folder: str | Path | None = None) -> Callable[[list[str],
     return lambda prompts, replies: model().score(list(zip(prompts, replies)))
 
 
+def default_conversation(folder: str | Path | None = None) -> Any:
+    """The multi-turn escalation head (``folder/conversation_harm``, default: the shipped one), loaded
+    on first use; None when there is none."""
+    from importlib import resources as res
+
+    with res.as_file(res.files("classifiers.resources")) as shipped:
+        path = (Path(folder) if folder is not None else Path(shipped)) / "conversation_harm"
+    return _LazyConversation(path) if path.is_dir() else None
+
+
+class _LazyConversation:
+    """A `ConversationHarmClassifier` loaded at its first use (nothing loads in constructors)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._model: Any = None
+
+    def _get(self) -> Any:
+        if self._model is None:
+            from classifiers.conversation import ConversationHarmClassifier
+
+            self._model = ConversationHarmClassifier.load(self.path)
+        return self._model
+
+    @property
+    def threshold_(self) -> float:
+        return float(self._get().threshold_)
+
+    def harm_score(self, conversations: list[list[str]]) -> Any:
+        return self._get().harm_score(conversations)
+
+
 def default_reply_refusal() -> Callable[[list[str]], Any]:
     """P(a reply is a refusal), from the shipped `ResponseRefusalDetector` (loaded on first use)."""
     import functools
@@ -667,7 +767,7 @@ def mitigate(
         raise InputError(f"got {len(texts)} texts for {len(decisions)} decisions; pass one decision per text")
     plain = Guard(guard.latent, guard.policy, detectors=guard.detectors, engine=guard.engine,
                    reply_refusal=guard.reply_refusal, normalize=guard.normalize, windows=guard.windows,
-                   reject_option=guard.reject_option)
+                   reject_option=guard.reject_option, knowledge=guard.knowledge)
     fn = guard.latent.score if mitigation.scorer == "latent" else embedding_scorer(guard)
     out = list(decisions)
     todo: list[tuple[int, str, str]] = []

@@ -193,6 +193,11 @@ _ABSTAIN: dict[str, str] = {
         "I can't process this request right now because my safety check is unavailable. Please try "
         "again in a moment."
     ),
+    "knowledge_boundary": (
+        "I'm not certain of the answer, and I'd rather not guess. A reliable reference (an "
+        "encyclopedia, an official source, or a textbook on the subject) will have it; if you tell "
+        "me what you already know, I can help you check it."
+    ),
 }
 _DEFAULT_REFUSE = (
     "I can't help with that request because it could cause harm. If there's a safe goal behind it, "

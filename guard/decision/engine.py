@@ -266,6 +266,12 @@ def decide(
                 cat = "out_of_distribution" if e.name == "novelty" else "uncertain"
                 proposals.append((Action.ABSTAIN, cat, f"reject option: {e.name} {e.value:.3f} >= "
                                   f"{0.5 if e.threshold is None else e.threshold:.3f}", "reject_option"))
+    # 1e. knowledge boundary: the host would likely answer this factual question wrongly
+    for e in evidence:
+        if e.name == "knowledge_risk" and _flagged(e):
+            proposals.append((Action.ABSTAIN, "knowledge_boundary",
+                              f"knowledge probe: P(the answer is wrong) {e.value:.3f} >= {e.threshold:.3f}",
+                              "knowledge"))
     filled = []
     for e in evidence:
         t = thresholds.get((e.source, e.name), thresholds.get(("*", e.name)))

@@ -73,6 +73,11 @@ class Policy(BaseModel):
             answer (False).
         reply_threshold: `check_output` blocks a reply whose reply-harm score is at or above
             this (chosen by ``guard fit`` on grouped out-of-fold scores).
+        conversation_threshold: with a history, refuse when the conversation as a whole (the
+            user's turns) scores at or above it on the conversation head (multi-turn
+            escalation); None: the head's fitted threshold.
+        knowledge_threshold: abstain on a short factual question when the knowledge probe's
+            P(the host answers correctly) is below it; None: the probe's fitted threshold.
         max_prompt_chars: longer prompts are not scored; they get `abstain` with a request to
             shorten them (a decision, not a crash, and nothing unchecked gets through).
         max_history_turns / max_history_chars: a chat history with more messages, or more
@@ -112,6 +117,8 @@ class Policy(BaseModel):
     max_context_chars: int = Field(32_000, ge=0)
     context_threshold: float | None = Field(None, ge=0.0, le=1.0)
     reply_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    conversation_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    knowledge_threshold: float | None = Field(None, ge=0.0, le=1.0)
     categories: dict[str, CategoryPolicy] = Field(default_factory=dict)
     costs: Costs | None = None
     harm_weights: dict[str, float] = Field(default_factory=lambda: {"harmfulness": 1.0})

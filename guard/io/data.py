@@ -829,6 +829,56 @@ def load_image_prompts() -> list[Example]:
     return out
 
 
+class Conversation(BaseModel):
+    """One project-written conversation (``corpus/conversations.jsonl``).
+
+    Attributes:
+        turns: alternating ``{"role", "content"}`` messages, user first and last.
+        label: ``"harmful"`` when the trajectory seeks harmful help, else ``"benign"``.
+        harmful_from: index (into `turns`) of the first user turn from which the conversation as
+            a whole is harmful; None for benign ones.
+        form: ``crescendo``, ``decomposition``, ``benign_edgy``, ...: the group of grouped validation.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    label: Literal["harmful", "benign"]
+    form: str
+    topic: str | None = None
+    turns: list[dict[str, str]]
+    harmful_from: int | None = None
+    lang: str | None = None
+
+    def user_turns(self, upto: int | None = None) -> list[str]:
+        """The user's messages, up to and including turn index `upto`."""
+        end = len(self.turns) if upto is None else upto + 1
+        return [m["content"] for m in self.turns[:end] if m["role"] == "user"]
+
+
+def load_conversations() -> list[Conversation]:
+    """The project's multi-turn conversations, both labels (crescendo-style escalation and long,
+    edgy but benign chats).
+
+    Example:
+        >>> convs = load_conversations()
+        >>> {c.label for c in convs} == {"harmful", "benign"}, convs[0].turns[0]["role"]
+        (True, 'user')
+    """
+    out = []
+    for where, number, row in _jsonl_rows("conversations"):
+        try:
+            conv = Conversation.model_validate(row)
+        except Exception as exc:
+            raise DataFormatError(f"{where}, line {number}: {exc}") from None
+        roles = [m.get("role") for m in conv.turns]
+        if roles[0] != "user" or roles[-1] != "user" or (conv.label == "harmful") != (conv.harmful_from is not None):
+            raise DataFormatError(f"{where}, line {number}: turns must start and end with the user, and "
+                                  "harmful_from is set exactly when harmful")
+        out.append(conv)
+    return out
+
+
 def normalize_prompt(text: str) -> str:
     """The key two prompts share when they are duplicates: NFKC, case-folded, spaces collapsed.
 

@@ -472,15 +472,27 @@ class LatentGuard:
         _, ref, owner = self._window_scores(prompts, history)
         return _max_by_owner(ref, owner, len(prompts))
 
-    def scores(self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None = None) -> dict[str, np.ndarray]:
-        """Harmfulness probability, raw projection and refusal projection from one forward pass."""
-        dec, ref, owner = self._window_scores(prompts, history)
+    def scores(self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None = None, *,
+               with_states: bool = False) -> dict[str, np.ndarray]:
+        """Harmfulness probability, raw projection and refusal projection from one forward pass.
+
+        With `with_states`, also ``states``: each prompt's last window's activations at `layer_`
+        (``[n, n_positions, hidden]``), for other probes that read the same capture (the
+        knowledge probe), so they cost no second pass.
+        """
+        self._check_fitted()
+        X, owner = self.features(prompts, [self.layer_], history=history, align=True)
+        dec, ref = self.project(X[:, 0])
         d = _max_by_owner(dec, owner, len(prompts))
-        return {
+        out = {
             "harmfulness": self.calibrated(d),
             "harmfulness_raw": d,
             "refusal": _max_by_owner(ref, owner, len(prompts)),
         }
+        if with_states:
+            last = np.array([np.flatnonzero(owner == i)[-1] for i in range(len(prompts))], dtype=int)
+            out["states"] = X[last, 0] if len(prompts) else X[:0, 0]
+        return out
 
     classes_ = np.array([0, 1])
 
