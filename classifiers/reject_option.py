@@ -39,6 +39,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import check_is_fitted
 
 from classifiers._deps import require
@@ -50,6 +51,8 @@ Calibration = Literal["sigmoid", "isotonic", "none"]
 FORMAT = "classifiers.reject-option"
 FORMAT_VERSION = 1
 REASONS = ("", "ambiguity", "novelty")
+#: Fewer held-out points than this and the calibration is fitted on the training points (with a warning).
+MIN_HELD_OUT = 10
 
 
 # ------------------------------------------------------------------------------------ curves
@@ -256,6 +259,16 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
             return _check_X(self.featurizer_.transform(X), "featurizer output")
         return _check_X(X)
 
+    def _sparse_ok(self) -> Any:
+        """Sparse X (a `TfidfVectorizer` before it in a pipeline) is passed on to the wrapped predictor
+        unless novelty or the learned rejector need dense features."""
+        return ["csr", "csc"] if not self._needs_features() else False
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = bool(self._sparse_ok()) and self.featurizer is None
+        return tags
+
     def _needs_features(self) -> bool:
         return self.novelty != "none" or self.ambiguity == "learned"
 
@@ -267,8 +280,20 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
             ClassifierError: bad parameters, a single class, or too little held-out data.
         """
         self._check_params()
-        from sklearn.model_selection import train_test_split
+        import warnings
 
+        from sklearn.model_selection import train_test_split
+        from sklearn.utils.multiclass import check_classification_targets
+        from sklearn.utils.validation import check_consistent_length, column_or_1d, validate_data
+
+        if y is None:
+            raise ValueError("RejectOptionClassifier requires y to be passed, but the target y is None")
+        if self.featurizer is None:  # numeric features: the usual scikit-learn checks
+            X, y = validate_data(self, X, y, accept_sparse=self._sparse_ok(), ensure_min_samples=2)
+        else:  # texts (or anything the featurizer reads): check y and the lengths only
+            y = column_or_1d(y, warn=True)
+            check_consistent_length(X, y)
+        check_classification_targets(y)
         y = np.asarray(y)
         n = len(y)
         if self.featurizer is not None:
@@ -286,18 +311,21 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
                 from sklearn.linear_model import LogisticRegression
 
                 est = LogisticRegression(max_iter=2000)
-            strat = y if np.unique(y, return_counts=True)[1].min() >= 2 else None
-            train_idx, cal_idx = train_test_split(np.arange(n), test_size=self.calibration_size,
-                                                  random_state=self.random_state, stratify=strat)
-            self.estimator_ = clone(est).fit(_take(X, train_idx), y[train_idx])
+            if int(np.floor(n * self.calibration_size)) >= MIN_HELD_OUT:
+                strat = y if np.unique(y, return_counts=True)[1].min() >= 2 else None
+                train_idx, cal_idx = train_test_split(np.arange(n), test_size=self.calibration_size,
+                                                      random_state=self.random_state, stratify=strat)
+            else:  # too little data to hold any out: calibrate on the fitting points, and say so
+                warnings.warn(f"only {n} points: fewer than {MIN_HELD_OUT} would be held out for calibration, "
+                              "so the calibration and rejection thresholds are fitted on the training points "
+                              "(optimistic); pass more data or prefit=True", UserWarning, stacklevel=2)
+                train_idx = cal_idx = np.arange(n)
+            self.estimator_ = clone(est).fit(_safe_indexing(X, train_idx), y[train_idx])
         self.classes_ = np.asarray(self.estimator_.classes_)
         if len(self.classes_) < 2:
             raise ClassifierError(f"y holds a single class ({self.classes_[0]!r}); fitting needs two or more")
-        if len(cal_idx) < 10:
-            raise ClassifierError(f"only {len(cal_idx)} held-out points for calibration; pass more data "
-                                  "(at least 10 held out) or raise calibration_size")
         y_cal = y[cal_idx]
-        raw = np.asarray(self.estimator_.predict_proba(_take(X, cal_idx)), dtype=float)
+        raw = np.asarray(self.estimator_.predict_proba(_safe_indexing(X, cal_idx)), dtype=float)
         self._fit_calibration(raw, y_cal)
         proba = self._calibrate(raw)
         conf = proba.max(axis=1)
@@ -316,16 +344,18 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         # Novelty: distances of held-out in-distribution points set the threshold.
         self.novelty_threshold_ = math.inf
         if self._needs_features():
-            F_train = self._features(_take(X, train_idx))
-            F_cal = self._features(_take(X, cal_idx)) if not self.prefit else F_train
+            same = self.prefit or train_idx is cal_idx
+            F_train = self._features(_safe_indexing(X, train_idx))
+            F_cal = self._features(_safe_indexing(X, cal_idx)) if not same else F_train
             if self.novelty != "none":
                 self._fit_novelty(F_train)
-                d = self._distance(F_cal, exclude_self=self.prefit)
+                d = self._distance(F_cal, exclude_self=same)
                 self.novelty_threshold_ = float(np.quantile(d, 1.0 - self.novelty_rate))
             if self.ambiguity == "learned":
                 wrong = (self.classes_[proba.argmax(axis=1)] != y_cal).astype(float)
                 self._fit_rejector(self._rejector_inputs(proba, F_cal), wrong)
-        self.n_features_in_ = int(np.asarray(X).shape[1]) if np.asarray(X).ndim == 2 else 1
+        if self.featurizer is not None:
+            self.n_features_in_ = 1  # one text (or object) per row
         return self
 
     def _fit_calibration(self, raw: np.ndarray, y: np.ndarray) -> None:
@@ -427,10 +457,19 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
     def predict_proba(self, X: Any) -> np.ndarray:
         """Calibrated class probabilities; columns follow ``classes_``."""
         check_is_fitted(self, "classes_")
-        return self._calibrate(np.asarray(self.estimator_.predict_proba(X), dtype=float))
+        return self._calibrate(np.asarray(self.estimator_.predict_proba(self._input(X)), dtype=float))
+
+    def _input(self, X: Any) -> Any:
+        """X as the wrapped predictor reads it: validated like at fit for numeric features."""
+        if self.featurizer is not None:
+            return X
+        from sklearn.utils.validation import validate_data
+
+        return validate_data(self, X, reset=False, accept_sparse=self._sparse_ok())
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class (rejection is reported by `reject`, not mixed into labels)."""
+        check_is_fitted(self, "classes_")
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
     def confidence(self, X: Any) -> np.ndarray:
@@ -634,14 +673,6 @@ def _saved_estimator_class(name: Any) -> Any:
                               f"{', '.join(sorted(SAVED_ESTIMATORS))}")
     module, qualname = entry
     return getattr(importlib.import_module(module), qualname)
-
-
-def _take(X: Any, idx: np.ndarray) -> Any:
-    if isinstance(X, np.ndarray):
-        return X[idx]
-    if hasattr(X, "iloc"):
-        return X.iloc[idx]
-    return [X[i] for i in idx]
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

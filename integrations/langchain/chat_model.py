@@ -35,14 +35,6 @@ from integrations.reliability import (  # noqa: E402
 )
 
 
-#: Name of the custom callback event that carries every decision.
-DECISION_EVENT = "guard_decision"
-#: Key of the decision in a message's `response_metadata`.
-DECISION_KEY = "guard_decision"
-
-_PROMPT_KEYS = ("input", "question", "query", "prompt", "text", "message", "messages")
-_CONTEXT_KEYS = ("context", "documents", "docs")
-
 from integrations._core import shared_default as _shared_default  # noqa: E402
 from integrations.langchain.runnable import _role  # noqa: E402
 
