@@ -118,12 +118,18 @@ class Guard:
 
     # ------------------------------------------------------------------ persistence
     @classmethod
-    def default(cls, *, device: str | None = None, blackbox: bool = True) -> Guard:
+    def default(cls, *, device: str | None = None, blackbox: bool = True, knowledge: bool = False) -> Guard:
         """The embedded default: SmolLM2-135M-Instruct host plus the shipped fitted artifacts.
 
-        With `blackbox`, the shipped prompt-refusal and embedding classifiers add evidence.
+        With `blackbox`, the shipped prompt-refusal and embedding classifiers add evidence. With
+        `knowledge`, the shipped knowledge-boundary probe (opt-in: the 135M host answers a third of
+        the project's factual questions correctly, so it abstains on about half of them; figures in
+        README) makes the guard abstain on factual questions the host would likely get wrong.
         """
-        return cls.load(_default_artifact(), host=HostModel.default(device=device), blackbox=blackbox)
+        g = cls.load(_default_artifact(), host=HostModel.default(device=device), blackbox=blackbox)
+        if knowledge:
+            g.knowledge = KnowledgeProbe.load(Path(str(resources.files("guard.resources").joinpath("knowledge_probe"))))
+        return g
 
     @classmethod
     def load(cls, path: str | Path, host: HostModel | None = None, *, blackbox: bool | None = None) -> Guard:
