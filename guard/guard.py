@@ -22,7 +22,7 @@ from guard.errors import ArtifactError, GuardError, InputError
 from guard.features.evidence import DecisionEngine
 from guard.features.reject import RejectOptionEvidence
 from guard.features.windows import WindowSpec, windowed_max
-from guard.text.normalize import View, alternate_views
+from guard.text.normalize import View, alternate_views, part_views
 from guard.text.occlusion import _WORD, IGNORE_WORD_INSTRUCTION, ProbaFn, drop_span, occlusion
 from guard.text.prepare import check_context, check_history, neutralize_control_tokens, prepare_prompt
 from guard.whitebox.artifacts import load_latent, recorded_host, save_latent
@@ -64,6 +64,11 @@ class Guard:
             (`guard.decision.mitigation.OverRefusalMitigation`); None (default) turns it off.
         windows: how texts longer than the sentence encoders read (256 tokens) are cut for the
             black-box detectors; every window is scored and the most harmful one decides.
+        split_parts: also score each line or sentence of every short multi-part prompt on its
+            own (`guard.text.normalize.part_views`), so a harmful request is not diluted by a
+            harmless one after it; the strictest reading decides. Off by default: on the blind
+            set it raised benign multi-part prompts blocked from 0.29 to 0.53 to catch one more
+            harmful of 84. The turns of a chat-template injection are always read on their own.
         reject_option: ambiguity and novelty evidence (`guard.features.reject`), fitted by
             `guard fit`; the policy abstains on a flag when `Policy.reject_option` is on.
         conversation: a `classifiers.ConversationHarmClassifier`: with a history, the user's
@@ -95,6 +100,7 @@ class Guard:
         normalize: bool = True,
         mitigation: OverRefusalMitigation | None = None,
         windows: WindowSpec | None = None,
+        split_parts: bool = False,
         reject_option: RejectOptionEvidence | None = None,
         conversation: Any = None,
         knowledge: KnowledgeProbe | None = None,
@@ -108,6 +114,7 @@ class Guard:
         self.normalize = normalize
         self.mitigation = mitigation
         self.windows = windows or WindowSpec()
+        self.split_parts = split_parts
         self.reject_option = reject_option
         self.conversation = conversation
         self.knowledge = knowledge
@@ -417,7 +424,8 @@ class Guard:
         texts = [prepared[i][0] for i in todo]
         # other readings (decoded blobs, de-leeted, re-cased) are scored after the texts themselves
         views: list[tuple[int, View]] = [(k, v) for k, t in enumerate(texts)
-                                         for v in (alternate_views(t) if self.normalize else [])]
+                                         for v in ((alternate_views(t) if self.normalize else [])
+                                                   + self._part_views(t, prepared[todo[k]][1]))]
         texts = texts + [v.text for _, v in views]
         # each distinct text is scored once (a repeated prompt, a reading equal to another text)
         pos: dict[str, int] = {}
@@ -521,6 +529,15 @@ class Guard:
             out += [(f"history[{k}] ({history[k]['role']})", d) for (k, _), d in zip(todo, found) if d is not None]
         out += [(f"history[{k}] (assistant)", self.check_output(u, t)) for k, u, t in replies]
         return out
+
+    def _part_views(self, text: str, notes: list[str]) -> list[View]:
+        """Lines or sentences read on their own: always the turns an injection tried to forge (its
+        control tokens became newlines), every sentence of short prompts with `split_parts`."""
+        if self.split_parts:
+            return part_views(text)
+        if any("chat-template control token" in n for n in notes):
+            return part_views(text, sentences=False)
+        return []
 
     def _knowledge_evidence(self, texts: list[str], states: np.ndarray, evidence: list[list[Evidence]]) -> None:
         """P(wrong answer) for the short factual questions among `texts` (the probe reads nothing else)."""
@@ -773,7 +790,7 @@ def mitigate(
         raise InputError(f"got {len(texts)} texts for {len(decisions)} decisions; pass one decision per text")
     plain = Guard(guard.latent, guard.policy, detectors=guard.detectors, engine=guard.engine,
                    reply_refusal=guard.reply_refusal, normalize=guard.normalize, windows=guard.windows,
-                   reject_option=guard.reject_option, knowledge=guard.knowledge)
+                   split_parts=guard.split_parts, reject_option=guard.reject_option, knowledge=guard.knowledge)
     fn = guard.latent.score if mitigation.scorer == "latent" else embedding_scorer(guard)
     out = list(decisions)
     todo: list[tuple[int, str, str]] = []
