@@ -100,6 +100,24 @@ TARGETS = {"check_vs_host_forward_plus_minilm": 1.3, "check_batch_64_per_prompt_
            "stream_512_vs_one_check_output": 2.0}
 
 
+def benign_reply(min_chars: int = 2600) -> tuple[str, str]:
+    """(request, reply): an ordinary long answer, the project's safe answers (``corpus/replies_v2``)
+    to their requests, joined; the first request stands for them all."""
+    import json
+    from importlib import resources
+
+    text = resources.files("guard.resources").joinpath("corpus", "replies_v2.jsonl").read_text(encoding="utf-8")
+    rows = [r for r in map(json.loads, text.splitlines()) if r.get("label") == "benign"
+            and r.get("form") == "safe_answer" and r.get("lang") in (None, "en")]
+    parts, n = [], 0
+    for r in rows:
+        parts.append(r["reply"])
+        n += len(r["reply"])
+        if n >= min_chars:
+            break
+    return rows[0]["prompt"], "\n\n".join(parts)
+
+
 def _request_path_section(guard: Any, repeat: int) -> dict[str, Any]:
     """`check` against its floor (one host forward to the guard's layer + one MiniLM forward),
     `check_batch` of 64 against `check`, and a 512-token reply checked as it streams against one
@@ -126,26 +144,31 @@ def _request_path_section(guard: Any, repeat: int) -> dict[str, Any]:
         "check_batch_64_per_prompt_ms": t_batch * 1000,
         "check_batch_64_per_prompt_vs_check": t_batch / t_check,
     }
-    ids = tok(prompt_of_length(tok, 512, suffix=""), add_special_tokens=False)["input_ids"][:512]
+    question, reply = benign_reply()
+    ids = tok(reply, add_special_tokens=False)["input_ids"][:512]
     pieces = [tok.decode(ids[:k]) for k in range(1, len(ids) + 1)]
-    question = "Tell me about the committee meeting."
     guard.check_output(question, pieces[-1])
     t_once = _time(lambda: guard.check_output(question, pieces[-1]), repeat)
     out["reply_tokens"] = len(ids)
+    out["reply_blocked"] = guard.check_output(question, pieces[-1]).blocked
     out["check_output_whole_reply_ms"] = t_once * 1000
-    for every in (8, 32):
-        def stream(every: int = every) -> None:
-            store: dict[Any, Any] = {}
-            for k in range(every - 1, len(pieces), every):
-                with shared_embeddings(store):
-                    guard.check_output(question, pieces[k])
-            if len(pieces) % every:
-                with shared_embeddings(store):
-                    guard.check_output(question, pieces[-1])
+    for every, reuse in ((8, True), (32, True), (8, False)):
+        cut: list[int] = []
 
+        def stream(every: int = every, reuse: bool = reuse, cut: list[int] = cut) -> None:
+            store: dict[Any, Any] = {}
+            ends = [*range(every - 1, len(pieces), every)] + ([len(pieces) - 1] if len(pieces) % every else [])
+            for k in ends:  # as the stream gate does: stop at the first blocked check
+                with shared_embeddings(store if reuse else {}):
+                    if guard.check_output(question, pieces[k]).blocked:
+                        cut.append(k + 1)
+                        return
+
+        name = f"stream_512_check_every_{every}" + ("" if reuse else "_without_reuse")
         t_stream = _time(stream, 1)
-        out[f"stream_512_check_every_{every}_ms"] = t_stream * 1000
-        out[f"stream_512_check_every_{every}_vs_one_check_output"] = t_stream / t_once
+        out[f"{name}_ms"] = t_stream * 1000
+        out[f"{name}_vs_one_check_output"] = t_stream / t_once
+        out[f"{name}_cut_at_token"] = cut[0] if cut else None
     out["stream_512_vs_one_check_output"] = out["stream_512_check_every_8_vs_one_check_output"]
     out["targets"] = TARGETS
     out["met"] = {k: bool(out[k] <= v) for k, v in TARGETS.items()}
