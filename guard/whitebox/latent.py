@@ -17,6 +17,7 @@ far the late-layer activations move toward the other class).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -25,6 +26,11 @@ import numpy as np
 from guard.errors import InputError, NotFittedError
 from guard.whitebox.host import Encoded, HostModel
 from guard.decision.stats import auroc, sigmoid
+
+
+#: Activations a caller already computed (`LatentGuard.reuse_states`), keyed by
+#: ``(id(guard), input_ids, layers)``.
+_REUSED: contextvars.ContextVar[Mapping[Any, np.ndarray]] = contextvars.ContextVar("latent_reused_states", default={})
 
 
 def _check_prompts(prompts: Any) -> list[str]:
@@ -204,8 +210,8 @@ class LatentGuard:
                 encs.append(self._host().encode(w, history))
                 owner.append(i)
         encs = _align_post(encs, getattr(self, "n_positions_", None) if align else None)
-        reused = getattr(self, "_reused_states", None) or {}
-        rows: list[np.ndarray | None] = [reused.get((e.input_ids, tuple(layers))) for e in encs]
+        reused = _REUSED.get()
+        rows: list[np.ndarray | None] = [reused.get((id(self), e.input_ids, tuple(layers))) for e in encs]
         missing = [k for k, r in enumerate(rows) if r is None]
         if missing:
             states = self._host().capture([encs[k] for k in missing], layers, batch_size=self.batch_size)
@@ -229,12 +235,13 @@ class LatentGuard:
             >>> with guard.reuse_states({(enc.input_ids, (guard.layer_,)): x}):  # doctest: +SKIP
             ...     guard.scores([prompt])
         """
-        previous = getattr(self, "_reused_states", None)
-        self._reused_states = {**(previous or {}), **states}
+        # a context variable, not an attribute: concurrent requests (threads, asyncio tasks) on one
+        # guard never see each other's activations
+        token = _REUSED.set({**_REUSED.get(), **{(id(self), *key): v for key, v in states.items()}})
         try:
             yield
         finally:
-            self._reused_states = previous
+            _REUSED.reset(token)
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -494,7 +501,10 @@ class LatentGuard:
             out["states"] = X[last, 0] if len(prompts) else X[:0, 0]
         return out
 
-    classes_ = np.array([0, 1])
+    @property
+    def classes_(self) -> np.ndarray:
+        """``[0, 1]``: benign, harmful (a fresh array: nothing shared between instances)."""
+        return np.array([0, 1])
 
     def report(self) -> dict[str, Any]:
         """What fit chose and why: both selection criteria, the cosine between directions."""
