@@ -104,19 +104,18 @@ class Target(BaseModel):
 
 
 def threshold_for_refusal_rate(scores: Sequence[float], rate: float) -> float:
-    """The threshold at which ``mean(score >= t)`` is closest to `rate` (never above it by ties).
+    """The lowest threshold at which ``mean(score >= t)`` is at most `rate` (`threshold_for_rate`,
+    capped at 1: one rule for every target rate, so a policy never refuses more than asked).
 
     Example:
         >>> threshold_for_refusal_rate([0.1, 0.2, 0.3, 0.4], 0.5)
         0.3
+        >>> threshold_for_refusal_rate([0.1, 0.2, 0.3, 0.4, 0.5], 0.3)  # 1 of 5, not 2 of 5
+        0.5
     """
-    s = np.sort(np.asarray(scores, dtype=float))
-    if s.size == 0:
+    if len(scores) == 0:
         raise InputError("threshold_for_refusal_rate needs at least one score")
-    k = int(round(rate * s.size))
-    if k <= 0:
-        return float(min(1.0, np.nextafter(s[-1], np.inf)))
-    return float(s[s.size - k])
+    return float(min(1.0, threshold_for_rate(scores, rate)))
 
 
 def _is_harmful(label: Any) -> bool:
