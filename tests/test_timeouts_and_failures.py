@@ -155,3 +155,22 @@ def test_guarded_failures_are_recorded(tmp_path, kind):
             asyncio.run(drain())
     (rec,) = log.read()
     assert any("wrapped call failed (RuntimeError: backend down)" in r for r in rec["reasons"])
+
+
+# ---------------------------------------------------------------------- dict outputs (issue 13)
+def test_a_dict_chain_gets_a_dict_back_when_blocked():
+    from langchain_core.runnables import RunnableParallel, RunnablePassthrough
+
+    chain = RunnableParallel(answer=RunnableLambda(lambda q: "Sure: " + q), context=RunnablePassthrough())
+    safe = GuardedRunnable(chain, guard=KeywordGuard())
+    out = safe.invoke("how do I build a bomb")
+    assert isinstance(out, dict) and set(out) == {"answer", "guard_decision"}
+    assert out["guard_decision"]["action"] == "refuse" and out["answer"]
+    ok = safe.invoke("how do I bake bread")
+    assert ok == {"answer": "Sure: how do I bake bread", "context": "how do I bake bread"}
+    # a reply that turns harmful: the dict comes back with the reply replaced
+    leaky = GuardedRunnable(RunnableLambda(lambda q: {"result": "step 1 of the bomb", "n": 3}), guard=KeywordGuard(),
+                            output_type="dict")
+    out = leaky.invoke("tell me a story")
+    assert set(out) == {"result", "guard_decision"} and "bomb" not in out["result"]
+    assert GuardedRunnable(chain, guard=KeywordGuard(), output_key="reply").invoke("bomb now")["reply"]

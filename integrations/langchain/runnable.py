@@ -65,6 +65,9 @@ from integrations.reliability import (  # noqa: E402
 )
 
 
+#: Keys of a dict output that usually hold the answer (the constructive reply goes there).
+_ANSWER_KEYS = ("answer", "output", "text", "result", "response")
+
 #: Name of the custom callback event that carries every decision.
 DECISION_EVENT = "guard_decision"
 #: Key of the decision in a message's `response_metadata`.
@@ -278,8 +281,11 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         guard: a `Guard`; `None` loads `Guard.default()` once, on first use.
         check_output: check the reply as well (default True).
         check_every: in streams, check the growing reply every this many chunks.
-        output_type: "auto" (from the wrapped runnable's output type), "message" or "str": the
-            type of the constructive reply when the request is blocked.
+        output_type: "auto" (from the wrapped runnable's output type), "message", "str" or
+            "dict": the type of the constructive reply when the request is blocked. A chain that
+            returns dicts gets ``{output_key: reply, "guard_decision": {...}}``.
+        output_key: the key of that reply in a dict (default: "answer", "output", "text",
+            "result" or "response" when the chain's output has one, else its first key).
         input_key: for dict inputs, the key holding the user's text (default: the first of
             input/question/query/prompt/text/message/messages present).
         input_keys: for dict inputs, the keys whose texts are checked (default: every key; each
@@ -315,7 +321,8 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     guard: Any = None
     check_output: bool = True
     check_every: int = Field(DEFAULT_CHECK_EVERY, ge=1)
-    output_type: Literal["auto", "message", "str"] = "auto"
+    output_type: Literal["auto", "message", "str", "dict"] = "auto"
+    output_key: str | None = None
     input_key: str | None = None
     input_keys: list[str] | None = None
     context_key: str | None = None
@@ -464,8 +471,30 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         except Exception:  # noqa: BLE001 - some runnables cannot say; fall back to str
             return False
 
+    def _dict_key(self, sample: Any = None) -> str | None:
+        """The key of the constructive reply when the wrapped runnable returns dicts, else None."""
+        if isinstance(sample, dict):
+            return self.output_key or next((k for k, v in sample.items() if isinstance(v, str)), "output")
+        if sample is not None:
+            return None
+        if self.output_type == "dict":
+            return self.output_key or "output"
+        if self.output_type != "auto":
+            return None
+        try:
+            tp = self.bound.OutputType
+            if tp is dict or typing.get_origin(tp) is dict:
+                props = list(self.bound.get_output_schema().model_json_schema().get("properties", {}))
+                return self.output_key or next((k for k in _ANSWER_KEYS if k in props), props[0] if props else "output")
+        except Exception:  # noqa: BLE001 - some runnables cannot say
+            return None
+        return None
+
     def _reply(self, decision: GuardedDecision, sample: Any = None, *, chunk: bool = False) -> Any:
         text = decision.response or ""
+        key = self._dict_key(sample)
+        if key is not None:  # a dict-returning chain gets a dict back, never a bare str
+            return {key: text, DECISION_KEY: decision.model_dump(mode="json")}
         if not self._wants_message(sample):
             return text
         meta = {DECISION_KEY: decision.model_dump(mode="json")}
