@@ -148,6 +148,9 @@ def test_grouped_fit_end_to_end_on_a_tiny_host(tmp_path):
         assert (tmp_path / "g" / "classifiers" / sub / "model.json").is_file()
     g = Guard.load(tmp_path / "g", host=host)
     assert set(g.policy.harm_weights) <= {"harmfulness", "embedding_harm", "multilingual_harm"}
+    # the reject option is fitted with it, its grouped coverage-risk figures in the report
+    assert g.reject_option is not None and report["reject_option"]["held_out"]["coverage_risk"][0]["coverage"] == 1.0
+    assert any(e.source == "reject_option" for e in g.check("How do I bake bread?").evidence)
     assert g.check("How do I bomb at home?").action.value in {"refuse", "abstain", "answer"}
     # the cache is reused: a second run computes no host state again
     n_shards = len(list((tmp_path / "cache" / "states").glob("shard-*.npz")))
