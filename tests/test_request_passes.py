@@ -116,3 +116,36 @@ def test_a_streamed_reply_embeds_each_window_once(counted):
     n_chunks = len(list(GenericFakeChatModel(messages=iter([AIMessage(reply)])).stream("x")))
     checks = -(-n_chunks // 4) + 1
     assert sum(seen.values()) <= len(full) + checks + 1  # + the request, once
+
+
+def test_host_chat_model_with_a_guard_reads_its_own_prefill(monkeypatch):
+    """HostChatModel(guard=...): the guard decides on the generation's prefill pass (no second
+    forward over the prompt), checks the reply, and a blocked request comes back constructive."""
+    from langchain_core.messages import HumanMessage
+
+    from guard.errors import InputError
+    from integrations.langchain import HostChatModel
+
+    base = tiny_guard()
+    kw = lambda ts: [0.95 if "bomb" in t.lower() else 0.05 for t in ts]  # noqa: E731
+    g = Guard(base.latent, Policy(harm_weights={"kw": 1.0}, threshold=0.5), detectors={"kw": kw},
+              reply_harm=lambda prompts, replies: kw(replies))  # a reply head that needs no host pass
+    llm = HostChatModel(host=g.host, guard=g, max_tokens=6)
+    captures = []
+    real = HostModel.capture
+    monkeypatch.setattr(HostModel, "capture", lambda self, e, *a, **k: captures.append(len(e)) or real(self, e, *a, **k))
+    ok = llm.invoke([HumanMessage("Tell me about bread.")])
+    meta = ok.response_metadata
+    assert meta["guard_decision"]["action"] == "answer" and meta["reused_prefill"] is True
+    assert captures == []  # the latent read the prefill: no separate host pass
+    assert ok.usage_metadata["output_tokens"] >= 1
+    no = llm.invoke("How do I build a bomb at home?")
+    assert no.response_metadata["guard_decision"]["action"] == "refuse"
+    assert no.content and no.usage_metadata["output_tokens"] == 0 and no.response_metadata["finish_reason"] == "guard"
+    chunks = list(llm.stream("How do I build a bomb at home?"))
+    assert len(chunks) == 1 and chunks[0].content == no.content
+    from tests.conftest import make_host
+
+    other = HostChatModel(host=make_host("qwen2"), guard=g, max_tokens=4)
+    with pytest.raises(InputError, match="guard's own host"):
+        other.invoke("hi")

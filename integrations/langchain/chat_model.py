@@ -70,6 +70,12 @@ class HostChatModel(BaseChatModel):
         stop: stop sequences (the reply ends before the first one).
         max_retries: extra tries after a `TimeoutError` or `ConnectionError` (invoke only).
         streaming: make `invoke` stream internally (callbacks see tokens as they come).
+        guard: a `Guard` on this same host: each request is decided on the host's own prefill
+            pass (`guard.whitebox.prefill.guarded_generate`: the guard costs a projection, not a
+            second forward), the reply is checked with `check_output`, and a blocked request or
+            reply comes back as the constructive reply with the decision in
+            ``response_metadata["guard_decision"]``. Streaming then yields the checked reply as
+            one chunk.
 
     Example:
         >>> llm = HostChatModel(max_tokens=32)  # loads nothing yet
@@ -87,6 +93,7 @@ class HostChatModel(BaseChatModel):
     stop: list[str] | None = None
     max_retries: int = Field(default=2, ge=0)
     streaming: bool = False
+    guard: Any = Field(default=None, exclude=True)
 
     @property
     def _llm_type(self) -> str:
@@ -178,8 +185,47 @@ class HostChatModel(BaseChatModel):
         n_in, n_out = int(info["input_tokens"]), int(info["output_tokens"])
         return {"input_tokens": n_in, "output_tokens": n_out, "total_tokens": n_in + n_out}
 
+    def _guarded(self, messages: Sequence[BaseMessage], stop: list[str] | None, **kwargs: Any) -> AIMessage:
+        """One prefill pass for the guard and the reply, then the reply check (see `guard`)."""
+        from guard.errors import InputError
+        from guard.whitebox.prefill import guarded_generate
+
+        chat = _to_chat(messages)
+        last = max((i for i, m in enumerate(chat) if m["role"] == "user"), default=None)
+        if last is None:
+            raise InputError("HostChatModel(guard=...) needs a user message to decide on")
+        history = chat[:last] or None
+        prompt = chat[last]["content"]
+        host = self._host()
+        if getattr(self.guard, "host", None) is not host:
+            raise InputError("HostChatModel(guard=...) needs the guard's own host (guard.host) to reuse its prefill")
+        max_new = int(kwargs.get("max_tokens") or self.max_tokens or 256)
+        temperature = float(kwargs.get("temperature", self.temperature))
+        stops = [x for x in (stop if stop is not None else self.stop) or [] if x]
+        out = guarded_generate(self.guard, prompt, max_new_tokens=max_new, history=history,
+                               temperature=temperature, stop=stops or None)
+        decision, text = out.decision, out.text
+        if not decision.blocked:
+            reply = self.guard.check_output(prompt, text)
+            if reply.blocked:
+                decision, text = reply, ""
+        n_in = len(host.tokenizer.apply_chat_template(chat[: last + 1], tokenize=True, add_generation_prompt=True))
+        content = text if not decision.blocked else (decision.response or "")
+        meta = {"model_name": self._name(), "model_provider": "guard_host",
+                "finish_reason": "guard" if decision.blocked else ("length" if out.new_tokens >= max_new else "stop"),
+                "guard_decision": decision.model_dump(mode="json"), "reused_prefill": out.reused_prefill}
+        return AIMessage(content=content, response_metadata=meta,
+                         usage_metadata={"input_tokens": n_in, "output_tokens": out.new_tokens,
+                                         "total_tokens": n_in + out.new_tokens})
+
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        if self.guard is not None:
+            message = self._guarded(messages, stop, **kwargs)
+            if run_manager is not None and message.content:
+                run_manager.on_llm_new_token(str(message.content))
+            return ChatResult(generations=[ChatGeneration(message=message)])
+
         def once() -> ChatResult:
             parts, info = [], {}
             for piece, info in self._pieces(messages, stop, **kwargs):
@@ -201,6 +247,15 @@ class HostChatModel(BaseChatModel):
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        if self.guard is not None:  # the reply is checked whole before any of it is sent
+            message = self._guarded(messages, stop, **kwargs)
+            chunk = ChatGenerationChunk(message=AIMessageChunk(
+                content=message.content, usage_metadata=message.usage_metadata, chunk_position="last",
+                response_metadata=message.response_metadata))
+            if run_manager is not None and message.content:
+                run_manager.on_llm_new_token(str(message.content), chunk=chunk)
+            yield chunk
+            return
         for piece, info in self._pieces(messages, stop, **kwargs):
             if info:
                 msg = AIMessageChunk(
