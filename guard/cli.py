@@ -216,6 +216,18 @@ def cmd_fit_conversation(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit_sae(args: argparse.Namespace) -> int:
+    """`guard fit-sae`: the sparse autoencoder on the shipped guard's capture (`guard.fitting.sae_fit`)."""
+    from guard.fitting.sae_fit import fit_sae
+    from guard.guard import Guard
+
+    g = Guard.load(args.guard, blackbox=False) if args.guard else Guard.default(blackbox=False)
+    report = fit_sae(g.latent, args.out, cache_dir=args.features_cache, l1=args.l1, n_features=args.n_features)
+    keys = ("n_rows", "variance_explained", "mean_active_features", "grouped_auroc")
+    print(json.dumps({k: report[k] for k in keys}, indent=2, default=float))
+    return 0
+
+
 def _fit_grouped(args: argparse.Namespace, host: Any, out_dir: Path) -> int:
     """`guard fit --grouped`: the recipe chosen by grouped validation (`guard.fitting.grouped_fit`)."""
     from guard.fitting.grouped_fit import run
@@ -407,6 +419,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-benign-rate", type=float, default=0.10,
                    help="out-of-fold share of benign conversations flagged at their last turn (the shipped threshold)")
     p.set_defaults(func=cmd_fit_conversation)
+
+    p = sub.add_parser("fit-sae", help="fit a sparse autoencoder on the guard's layer and name its harm features")
+    p.add_argument("--out", required=True, help="folder for the SAE (put it in a guard folder as sae/ to use it)")
+    p.add_argument("--guard", help="guard folder (default: the shipped guard)")
+    p.add_argument("--features-cache", required=True,
+                   help="the features cache of `guard fit --grouped` (host states are computed when missing)")
+    p.add_argument("--l1", type=float, default=0.03, help="sparsity penalty")
+    p.add_argument("--n-features", type=int, default=1024, help="dictionary size")
+    p.set_defaults(func=cmd_fit_sae)
 
     p = sub.add_parser("eval", help="metrics.json, scores and an HTML report for a labelled JSONL/CSV")
     p.add_argument("--data", required=True, help="labelled prompts (.jsonl, .json or .csv)")

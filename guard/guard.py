@@ -29,12 +29,15 @@ from guard.whitebox.artifacts import load_latent, recorded_host, save_latent
 from guard.whitebox.host import HostModel
 from guard.whitebox.knowledge import KnowledgeProbe, looks_factual
 from guard.whitebox.latent import LatentGuard
+from guard.whitebox.sae import NamedFeatures
 
 
 #: Sub-folder of a guard folder holding its fitted reject option.
 REJECT_OPTION_FOLDER = "reject_option"
 #: Sub-folder of a guard folder holding its knowledge-boundary probe.
 KNOWLEDGE_FOLDER = "knowledge"
+#: Sub-folder of a guard folder holding its sparse autoencoder and feature names.
+SAE_FOLDER = "sae"
 
 
 def _default_artifact() -> Path:
@@ -77,6 +80,9 @@ class Guard:
         knowledge: a `guard.whitebox.knowledge.KnowledgeProbe` reading the same capture as the
             Latent Guard: abstain ("I'm not certain") on short factual questions the host would
             likely answer wrongly.
+        sae: `guard.whitebox.sae.NamedFeatures`: the sparse-autoencoder features of the same
+            capture that go with harm, named; the active ones are evidence on every decision and
+            named in the reasons of a blocked one (they do not decide).
 
     Example:
         >>> g = Guard.default()  # doctest: +SKIP
@@ -104,6 +110,7 @@ class Guard:
         reject_option: RejectOptionEvidence | None = None,
         conversation: Any = None,
         knowledge: KnowledgeProbe | None = None,
+        sae: NamedFeatures | None = None,
     ) -> None:
         self.latent = latent
         self.policy = policy or Policy()
@@ -118,6 +125,7 @@ class Guard:
         self.reject_option = reject_option
         self.conversation = conversation
         self.knowledge = knowledge
+        self.sae = sae
 
     @property
     def host(self) -> HostModel:
@@ -161,15 +169,17 @@ class Guard:
         reject = RejectOptionEvidence.load(ro_dir) if ro_dir.is_dir() else None
         k_dir = Path(path) / KNOWLEDGE_FOLDER
         knowledge = KnowledgeProbe.load(k_dir) if k_dir.is_dir() else None
+        s_dir = Path(path) / SAE_FOLDER
+        sae = NamedFeatures.load(s_dir) if s_dir.is_dir() else None
         if blackbox is None:
             blackbox = any(w > 0 for k, w in policy.harm_weights.items() if k != "harmfulness")
         if not blackbox:
-            return cls(latent, policy, reject_option=reject, knowledge=knowledge)
+            return cls(latent, policy, reject_option=reject, knowledge=knowledge, sae=sae)
         folder = Path(path) / "classifiers"
         return cls(latent, policy, detectors=default_detectors(folder if folder.is_dir() else None),
                    engine=DecisionEngine(policy), reply_refusal=default_reply_refusal(),
                    reply_harm=default_reply_harm(folder if (folder / "reply_harm").is_dir() else None),
-                   reject_option=reject, knowledge=knowledge,
+                   reject_option=reject, knowledge=knowledge, sae=sae,
                    conversation=default_conversation(folder if (folder / "conversation_harm").is_dir() else None))
 
     def save(self, path: str | Path) -> Path:
@@ -179,6 +189,8 @@ class Guard:
             self.reject_option.save(Path(path) / REJECT_OPTION_FOLDER)
         if self.knowledge is not None:
             self.knowledge.save(Path(path) / KNOWLEDGE_FOLDER, getattr(self.knowledge, "report_", None))
+        if self.sae is not None:
+            self.sae.save(Path(path) / SAE_FOLDER, getattr(self.sae, "report_", None))
         return out
 
     # ------------------------------------------------------------------ decisions
@@ -432,7 +444,8 @@ class Guard:
         for t in texts:
             pos.setdefault(t, len(pos))
         distinct = list(pos)
-        scored = self.latent.scores(distinct, history=history, with_states=self.knowledge is not None)
+        scored = self.latent.scores(distinct, history=history,
+                                    with_states=self.knowledge is not None or self.sae is not None)
         ctx = self.latent.score(docs) if docs else None
         extra, notes = self._blackbox(distinct)
         try:
@@ -448,13 +461,23 @@ class Guard:
                 notes.append(f"reject-option evidence failed ({type(exc).__name__}: {exc})")
         if self.knowledge is not None:
             self._knowledge_evidence(distinct, scored["states"], model_evidence)
+        sae_ev: list[list[Evidence]] = [[] for _ in distinct]
+        if self.sae is not None:
+            try:
+                sae_ev = [self.sae.evidence(st[self.sae.position]) for st in scored["states"]]
+            except Exception as exc:  # noqa: BLE001 - explanatory evidence only
+                notes.append(f"SAE features failed ({type(exc).__name__}: {exc})")
         out: list[Decision] = []
         for k, text in enumerate(texts):
             i = todo[k] if k < len(todo) else todo[views[k - len(todo)][0]]
             u = pos[text]
             evidence = self._latent_evidence(scored, u, ctx)
             evidence += [Evidence(source="blackbox", name=n, value=v[u]) for n, v in extra.items()]
-            out.append(self._verdict(text, [*prepared[i][1], *notes], evidence + model_evidence[u], bool(docs)))
+            d = self._verdict(text, [*prepared[i][1], *notes], evidence + model_evidence[u] + sae_ev[u], bool(docs))
+            if d.blocked and sae_ev[u]:
+                named = ", ".join(f"{e.detail} ({e.value:.2f})" for e in sae_ev[u])
+                d = d.model_copy(update={"reasons": [*d.reasons, f"active SAE features that go with harm: {named}"]})
+            out.append(d)
         for k, i in enumerate(todo):
             decisions[i] = out[k]
         for j, (k, view) in enumerate(views):  # the strictest reading decides; ties keep the text's own
@@ -790,7 +813,8 @@ def mitigate(
         raise InputError(f"got {len(texts)} texts for {len(decisions)} decisions; pass one decision per text")
     plain = Guard(guard.latent, guard.policy, detectors=guard.detectors, engine=guard.engine,
                    reply_refusal=guard.reply_refusal, normalize=guard.normalize, windows=guard.windows,
-                   split_parts=guard.split_parts, reject_option=guard.reject_option, knowledge=guard.knowledge)
+                   split_parts=guard.split_parts, reject_option=guard.reject_option, knowledge=guard.knowledge,
+                   sae=guard.sae)
     fn = guard.latent.score if mitigation.scorer == "latent" else embedding_scorer(guard)
     out = list(decisions)
     todo: list[tuple[int, str, str]] = []
