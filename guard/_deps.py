@@ -8,6 +8,7 @@ from types import ModuleType
 from guard.errors import MissingDependencyError
 
 _EXTRA_FOR = {
+    "langchain": "agents",
     "onnxruntime": "onnx",
     "skl2onnx": "onnx",
     "langchain_core": "langchain",
