@@ -169,6 +169,12 @@ def _texts_in(value: Any, label: str, depth: int = 0) -> list[_Part]:
     return []
 
 
+def _reply_text(output: Any) -> str:
+    """What the reply check reads: the text, and the arguments of any tool calls it makes."""
+    calls = getattr(output, "tool_calls", None) or []
+    return "\n".join([text_of(output), *(_json(c.get("args", c)) for c in calls)]).strip()
+
+
 def has_native_async(runnable: Any) -> bool:
     """Whether `runnable.ainvoke` awaits native async code rather than its sync call in the event
     loop's default executor (whose threads `asyncio.run` joins at shutdown, even after a timeout).
@@ -353,6 +359,21 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
         return super().get_name(suffix, name=name or self.name or f"Guarded{self.bound.get_name()}")
 
+    # ------------------------------------------------------------------ tools
+    def bind_tools(self, tools: Any, **kwargs: Any) -> GuardedRunnable:
+        """The wrapped chat model with `tools` bound, still guarded (what `create_agent` calls).
+
+        The arguments of the tool calls a reply makes are checked with its text.
+
+        Raises:
+            NotImplementedError: the wrapped runnable cannot bind tools.
+        """
+        bind = getattr(self.bound, "bind_tools", None)
+        if bind is None:
+            raise NotImplementedError(f"{type(self.bound).__name__} has no bind_tools; guard a chat model that "
+                                      "supports tool calling, or use GuardMiddleware in the agent")
+        return self.model_copy(update={"bound": bind(tools, **kwargs)})
+
     # ------------------------------------------------------------------ helpers
     def _retry(self) -> RetryPolicy | None:
         return with_timeout(self.retry, self.timeout)
@@ -522,7 +543,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
             with checker.recording_failure(d, prompt):
                 output = call_with_retry(lambda: self.bound.invoke(value, inner, **kwargs), self._retry())
             call_ms = (time.perf_counter() - start) * 1000
-            reply = checker.check_output(prompt, text_of(output)) if self.check_output else None
+            reply = checker.check_output(prompt, _reply_text(output)) if self.check_output else None
             d = merge(d, reply, call_ms=call_ms)
             result = self._deliver(output, d)
         else:
@@ -549,7 +570,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
                     output = await acall_with_retry(
                         lambda: acall_in_thread(lambda: self.bound.invoke(value, inner, **kwargs)), self._retry())
             call_ms = (time.perf_counter() - start) * 1000
-            reply = await checker.acheck_output(prompt, text_of(output)) if self.check_output else None
+            reply = await checker.acheck_output(prompt, _reply_text(output)) if self.check_output else None
             d = merge(d, reply, call_ms=call_ms)
             result = self._deliver(output, d)
         else:
