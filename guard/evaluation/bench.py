@@ -103,11 +103,9 @@ TARGETS = {"check_vs_host_forward_plus_minilm": 1.3, "check_batch_64_per_prompt_
 def benign_reply(min_chars: int = 2600) -> tuple[str, str]:
     """(request, reply): an ordinary long answer, the project's safe answers (``corpus/replies_v2``)
     to their requests, joined; the first request stands for them all."""
-    import json
-    from importlib import resources
+    from guard.io.data import corpus_rows
 
-    text = resources.files("guard.resources").joinpath("corpus", "replies_v2.jsonl").read_text(encoding="utf-8")
-    rows = [r for r in map(json.loads, text.splitlines()) if r.get("label") == "benign"
+    rows = [r for _, _, r in corpus_rows("replies_v2") if r.get("label") == "benign"
             and r.get("form") == "safe_answer" and r.get("lang") in (None, "en")]
     parts, n = [], 0
     for r in rows:

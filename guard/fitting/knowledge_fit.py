@@ -32,16 +32,12 @@ def answer_is_correct(answer: str, aliases: Sequence[str]) -> bool:
 
 def load_factual_qa() -> list[dict[str, Any]]:
     """The project's factual questions (``corpus/factual_qa.jsonl``): question, answers, topic, difficulty."""
-    from importlib import resources
+    from guard.io.data import corpus_rows
 
-    path = resources.files("guard.resources").joinpath("corpus", "factual_qa.jsonl")
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        row = json.loads(line)
+    for where, number, row in corpus_rows("factual_qa"):
         if not (isinstance(row.get("question"), str) and isinstance(row.get("answers"), list) and row["answers"]):
-            raise DataFormatError(f"corpus/factual_qa.jsonl, line {number}: needs a question and answers")
+            raise DataFormatError(f"{where}, line {number}: needs a question and answers")
         rows.append(row)
     return rows
 

@@ -655,11 +655,11 @@ def _harmful_questions_resource() -> Any:
     return resources.files("guard.resources").joinpath(HARMFUL_QUESTIONS)
 
 
-def _project_rows(resource: Any, filename: str, label: str) -> list[tuple[int, dict[str, Any], str]]:
-    """`(line number, row, cleaned prompt)` of one of the project's JSONL resources."""
-    name = f"guard/resources/{filename}"
+def _read_packaged_jsonl(resource: Any, where: str) -> list[tuple[int, dict[str, Any]]]:
+    """`(line number, row object)` of a packaged JSONL file; a missing file, invalid JSON or a
+    non-object row raises `DataFormatError` naming the file and line."""
     if not resource.is_file():
-        raise DataFormatError(f"{name}: missing from the installed package; reinstall it")
+        raise DataFormatError(f"{where}: missing from the installed package; reinstall it")
     out = []
     for number, line in enumerate(resource.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -667,8 +667,32 @@ def _project_rows(resource: Any, filename: str, label: str) -> list[tuple[int, d
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataFormatError(f"{name}, line {number}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or row.get("label", label) != label:
+            raise DataFormatError(f"{where}, line {number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise DataFormatError(f"{where}, line {number}: expected a JSON object")
+        out.append((number, row))
+    return out
+
+
+def corpus_rows(name: str) -> list[tuple[str, int, dict[str, Any]]]:
+    """`(where, line number, row)` of ``guard/resources/corpus/<name>.jsonl`` (any of its files,
+    also those outside `CORPUS_FILES`: image prompts, conversations, factual questions, replies).
+
+    Example:
+        >>> where, number, row = corpus_rows("factual_qa")[0]
+        >>> where, number, "question" in row
+        ('guard/resources/corpus/factual_qa.jsonl', 1, True)
+    """
+    where = f"guard/resources/{CORPUS_DIR}/{name}.jsonl"
+    return [(where, number, row) for number, row in _read_packaged_jsonl(_corpus_resource(name), where)]
+
+
+def _project_rows(resource: Any, filename: str, label: str) -> list[tuple[int, dict[str, Any], str]]:
+    """`(line number, row, cleaned prompt)` of one of the project's JSONL resources."""
+    name = f"guard/resources/{filename}"
+    out = []
+    for number, row in _read_packaged_jsonl(resource, name):
+        if row.get("label", label) != label:
             raise DataFormatError(f"{name}, line {number}: expected a {label} row object")
         prompt = _clean(row.get("prompt"))
         if not prompt:
@@ -763,15 +787,8 @@ def load_project_corpus(names: Sequence[str] | None = None) -> list[Example]:
         if not res.is_file():
             logger.warning("guard/resources/corpus/%s.jsonl is missing; skipped", name)
             continue
-        where = f"guard/resources/corpus/{name}.jsonl"
-        for number, line in enumerate(res.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError(f"{where}, line {number}: invalid JSON ({exc.msg})") from None
-            prompt = _clean(row.get("prompt")) if isinstance(row, dict) else ""
+        for where, number, row in corpus_rows(name):
+            prompt = _clean(row.get("prompt"))
             if not prompt or row.get("label") not in LABELS:
                 raise DataFormatError(f'{where}, line {number}: needs a non-empty "prompt" and a "label"')
             category = row.get("category")
@@ -782,26 +799,6 @@ def load_project_corpus(names: Sequence[str] | None = None) -> list[Example]:
             out.append(Example(prompt=prompt, label=row["label"], category=category, source=f"project_{name}",
                                form=row.get("form"), lang=row.get("lang"), pair=row.get("pair"),
                                edgy=bool(row["label"] == "benign" and row.get("category"))))
-    return out
-
-
-def _jsonl_rows(name: str) -> list[tuple[str, int, dict[str, Any]]]:
-    """(where, line number, row) of a corpus file; invalid JSON raises `DataFormatError`."""
-    res = _corpus_resource(name)
-    where = f"guard/resources/corpus/{name}.jsonl"
-    if not res.is_file():
-        raise DataFormatError(f"{where} is missing from this installation")
-    out = []
-    for number, line in enumerate(res.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataFormatError(f"{where}, line {number}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise DataFormatError(f"{where}, line {number}: expected a JSON object")
-        out.append((where, number, row))
     return out
 
 
@@ -818,7 +815,7 @@ def load_image_prompts() -> list[Example]:
         (True, 'project_image_prompts')
     """
     out = []
-    for where, number, row in _jsonl_rows("image_prompts"):
+    for where, number, row in corpus_rows("image_prompts"):
         prompt = _clean(row.get("prompt"))
         if not prompt or row.get("label") not in LABELS or (row["label"] == "harmful") != bool(row.get("category")):
             raise DataFormatError(f'{where}, line {number}: needs a "prompt", a "label", and a "category" '
@@ -866,7 +863,7 @@ def load_conversations() -> list[Conversation]:
         (True, 'user')
     """
     out = []
-    for where, number, row in _jsonl_rows("conversations"):
+    for where, number, row in corpus_rows("conversations"):
         try:
             conv = Conversation.model_validate(row)
         except Exception as exc:
@@ -958,6 +955,7 @@ def load_fitting_set(
 __all__ = [
     "BENIGN_INJECTION_LOOKALIKE", "Example", "HarmCategory", "LABELS", "PROMPT_PLACEHOLDER",
     "CORPUS_FILES", "SOURCES", "Source", "dedupe", "fetch_all", "load_benign_corpus", "load_fitting_set",
+    "Conversation", "corpus_rows", "load_conversations", "load_image_prompts",
     "load_harmful_questions", "load_project_corpus", "load_pyrit_harm_replies",
     "load_jailbreak_templates", "load_refusal_replies", "load_reply_openings", "load_source",
     "normalize_prompt",
