@@ -21,7 +21,7 @@ from guard.decision.rules import STRICTNESS
 from guard.errors import ArtifactError, GuardError, InputError
 from guard.features.evidence import DecisionEngine
 from guard.features.reject import RejectOptionEvidence
-from guard.features.windows import WindowSpec, windowed_max
+from guard.features.windows import WindowSpec, split_windows, windowed_max
 from guard.text.normalize import View, alternate_views, part_views
 from guard.text.occlusion import _WORD, IGNORE_WORD_INSTRUCTION, ProbaFn, drop_span, occlusion
 from guard.text.prepare import check_context, check_history, neutralize_control_tokens, prepare_prompt
@@ -612,9 +612,10 @@ class Guard:
         """Scores of the extra detectors; a failing detector is reported, not fatal (evidence only)."""
         out: dict[str, list[float]] = {}
         notes: list[str] = []
+        windows = split_windows(texts, self.windows)  # cut once, read by every detector
         for name, fn in self.detectors.items():
             try:
-                out[name] = windowed_max(fn, texts, self.windows)
+                out[name] = windowed_max(fn, windows)
             except Exception as exc:  # noqa: BLE001 - evidence-only detectors must not break a decision
                 if self.policy.harm_weights.get(name, 0) > 0:
                     # a pooled detector decides: its failure is invalid evidence, and the engine

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -84,14 +84,38 @@ def text_windows(text: str, spec: WindowSpec | None = None) -> list[str]:
     return out
 
 
+class Windows(NamedTuple):
+    """The windows of several texts, in order, and the text each came from."""
+
+    texts: list[str]
+    owner: list[int]
+    n: int
+
+
+def split_windows(texts: Sequence[str], spec: WindowSpec | None = None) -> Windows:
+    """Every text's windows (`text_windows`), cut once for all the detectors that read them.
+
+    Example:
+        >>> split_windows(["tea", "coffee"]).owner
+        [0, 1]
+    """
+    windows: list[str] = []
+    owner: list[int] = []
+    for i, t in enumerate(texts):
+        parts = text_windows(t, spec)
+        windows.extend(parts)
+        owner.extend([i] * len(parts))
+    return Windows(windows, owner, len(texts))
+
+
 def windowed_max(
-    fn: Callable[[list[str]], Any], texts: Sequence[str], spec: WindowSpec | None = None
+    fn: Callable[[list[str]], Any], texts: Sequence[str] | Windows, spec: WindowSpec | None = None
 ) -> list[float]:
     """`fn` applied to every window of every text in one call; each text gets its highest window score.
 
     A text that fits one window is scored as it is, so short prompts get exactly `fn`'s score.
     NaN in any window of a text makes that text's score NaN (an invalid state is never hidden by
-    a valid window).
+    a valid window). Pass `split_windows` output instead of texts to cut them only once.
 
     Raises:
         InputError: `fn` returned a different number of scores than windows it was given.
@@ -100,21 +124,17 @@ def windowed_max(
         >>> windowed_max(lambda ts: [t.count("bomb") / 3 for t in ts], ["a bomb", "tea"])
         [0.3333333333333333, 0.0]
     """
-    windows: list[str] = []
-    owner: list[int] = []
-    for i, t in enumerate(texts):
-        parts = text_windows(t, spec)
-        windows.extend(parts)
-        owner.extend([i] * len(parts))
+    split = texts if isinstance(texts, Windows) else split_windows(texts, spec)
+    windows, owner = split.texts, split.owner
     if not windows:
         return []
     values = np.asarray([float(v) for v in fn(windows)], dtype=float)
     if values.shape != (len(windows),):
         raise InputError(f"returned {values.size} scores for {len(windows)} windows")
-    out = np.full(len(texts), -np.inf)
+    out = np.full(split.n, -np.inf)
     with np.errstate(invalid="ignore"):
         np.maximum.at(out, np.asarray(owner), values)
-    bad = np.zeros(len(texts), dtype=bool)
+    bad = np.zeros(split.n, dtype=bool)
     np.logical_or.at(bad, np.asarray(owner), np.isnan(values))
     out[bad] = np.nan
     return out.tolist()
