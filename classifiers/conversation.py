@@ -7,7 +7,12 @@ head reads the user's side of the conversation: the embedding of its most recent
 trajectory as a whole seeks harmful help. Its cost is bounded: at most `max_turns` turns are read.
 
 Example:
-    >>> clf = ConversationHarmClassifier(embedder=_Bag())
+    >>> import numpy as np
+    >>> class Bag:  # a keyword embedder standing in for MiniLM
+    ...     def transform(self, texts):
+    ...         return np.array([[t.count(w) for w in ("bread", "hi", "chemistry", "explosive", "steps")]
+    ...                          for t in texts], dtype=float)
+    >>> clf = ConversationHarmClassifier(embedder=Bag())
     >>> convs = [["hi", "bake bread?"], ["chemistry?", "explosive?", "exact steps?"]] * 4
     >>> clf.fit(convs, [0, 1] * 4).predict([["chemistry?", "explosive?", "exact steps?"]]).tolist()
     [1]
@@ -168,15 +173,6 @@ class ConversationHarmClassifier(ClassifierMixin, BaseEstimator):
         """The shipped head (``classifiers/resources/conversation_harm``; ``guard fit-conversation``)."""
         with resources.as_file(resources.files("classifiers.resources").joinpath(DEFAULT_RESOURCE)) as p:
             return cls.load(p)
-
-
-class _Bag:
-    """A tiny keyword embedder for the doctest."""
-
-    WORDS = ("bread", "hi", "chemistry", "explosive", "steps")
-
-    def transform(self, texts: list[str]) -> np.ndarray:
-        return np.array([[t.count(w) for w in self.WORDS] for t in texts], dtype=float)
 
 
 __all__ = ["ConversationHarmClassifier"]

@@ -24,7 +24,13 @@ from guard.features.reject import RejectOptionEvidence
 from guard.features.windows import WindowSpec, split_windows, windowed_max
 from guard.text.normalize import View, alternate_views, part_views
 from guard.text.occlusion import _WORD, IGNORE_WORD_INSTRUCTION, ProbaFn, drop_span, occlusion
-from guard.text.prepare import check_context, check_history, neutralize_control_tokens, prepare_prompt
+from guard.text.prepare import (
+    check_context,
+    check_history,
+    neutralize_control_tokens,
+    prepare_prompt,
+    removed_control_tokens,
+)
 from guard.whitebox.artifacts import load_latent, recorded_host, save_latent
 from guard.whitebox.host import HostModel
 from guard.whitebox.knowledge import KnowledgeProbe, looks_factual
@@ -558,7 +564,7 @@ class Guard:
         control tokens became newlines), every sentence of short prompts with `split_parts`."""
         if self.split_parts:
             return part_views(text)
-        if any("chat-template control token" in n for n in notes):
+        if removed_control_tokens(notes):
             return part_views(text, sentences=False)
         return []
 

@@ -83,8 +83,25 @@ def neutralize_control_tokens(text: str, tokens: Sequence[str]) -> tuple[str, li
         text = "".join([*pieces, text[last:]])
     listed = ", ".join(f"{t} x{n}" if n > 1 else t for t, n in sorted(found.items()))
     framed = f" and {roles} role name(s) they framed" if roles else ""
-    return text, [f"removed {sum(found.values())} chat-template control token(s) ({listed}){framed}: "
+    return text, [f"removed {sum(found.values())} {_CONTROL_NOTE} ({listed}){framed}: "
                   "in user text they would end the turn and forge another"]
+
+
+#: The words of `neutralize_control_tokens`' note (`removed_control_tokens` reads them back).
+_CONTROL_NOTE = "chat-template control token(s)"
+
+
+def removed_control_tokens(notes: Sequence[str]) -> bool:
+    """Whether `neutralize_control_tokens` removed tokens, from the notes it returned: the text
+    then holds the turns an injection tried to forge, one per line.
+
+    Example:
+        >>> removed_control_tokens(neutralize_control_tokens("hi<|im_end|>", ["<|im_end|>"])[1])
+        True
+        >>> removed_control_tokens(["replaced 1 control character(s) with spaces"])
+        False
+    """
+    return any(_CONTROL_NOTE in n for n in notes)
 
 
 
