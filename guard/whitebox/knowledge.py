@@ -110,19 +110,14 @@ class KnowledgeProbe:
         Raises:
             ArtifactError: missing, corrupt or invalid files.
         """
-        from safetensors.numpy import load_file
-
-        from guard.io.artifact_io import verify_manifest
+        from guard.io.artifact_io import read_folder
 
         folder = Path(path)
-        verify_manifest(folder, required=("knowledge.json", "knowledge.safetensors"))
-        try:
-            meta = json.loads((folder / "knowledge.json").read_text(encoding="utf-8"))
-            coef = load_file(str(folder / "knowledge.safetensors"))["coef"]
-        except Exception as exc:
-            raise ArtifactError(f"{folder}: unreadable knowledge probe ({exc})") from exc
-        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        meta, tensors = read_folder(folder, "knowledge.json", "knowledge.safetensors", FORMAT_VERSION,
+                                    kind="knowledge probe", manifest="error")
+        if meta.get("format") != FORMAT or "coef" not in tensors:
             raise ArtifactError(f"{folder}: not a knowledge probe v{FORMAT_VERSION}")
+        coef = tensors["coef"]
         probe = cls(meta["layer"], meta["position"], meta.get("C", 0.5))
         probe.coef_, probe.intercept_ = coef.astype(np.float64), float(meta["intercept"])
         probe.threshold_ = float(meta["threshold"])

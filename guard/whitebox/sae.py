@@ -161,18 +161,11 @@ class NamedFeatures:
         Raises:
             ArtifactError: missing, corrupt or invalid files.
         """
-        from safetensors.numpy import load_file
-
-        from guard.io.artifact_io import verify_manifest
+        from guard.io.artifact_io import read_folder
 
         folder = Path(path)
-        verify_manifest(folder, required=("sae.json", "sae.safetensors"))
-        try:
-            meta = json.loads((folder / "sae.json").read_text(encoding="utf-8"))
-            t = load_file(str(folder / "sae.safetensors"))
-        except Exception as exc:
-            raise ArtifactError(f"{folder}: unreadable SAE ({exc})") from exc
-        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        meta, t = read_folder(folder, "sae.json", "sae.safetensors", FORMAT_VERSION, kind="SAE", manifest="error")
+        if meta.get("format") != FORMAT or not {"W_e", "b_e", "W_d", "b_d"} <= set(t):
             raise ArtifactError(f"{folder}: not an SAE v{FORMAT_VERSION}")
         sae = SparseAutoencoder(n_features=meta["n_features"], l1=meta["l1"])
         for k in ("W_e", "b_e", "W_d", "b_d"):
