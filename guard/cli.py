@@ -216,6 +216,20 @@ def cmd_fit_conversation(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit_knowledge(args: argparse.Namespace) -> int:
+    """`guard fit-knowledge`: the knowledge-boundary probe (`guard.fitting.knowledge_fit`)."""
+    from guard.fitting.knowledge_fit import fit_knowledge
+    from guard.guard import Guard
+
+    g = Guard.load(args.guard, blackbox=False) if args.guard else Guard.default(blackbox=False)
+    report = fit_knowledge(g.latent, args.out, cache=args.answers_cache, max_new_tokens=args.max_new_tokens,
+                           max_questions=args.max_questions, seed=args.seed,
+                           progress=lambda m: print(m, file=sys.stderr, flush=True))
+    keys = ("n", "host_accuracy", "grouped_auroc", "at_threshold", "selective_accuracy_vs_coverage")
+    print(json.dumps({k: report[k] for k in keys}, indent=2, default=float))
+    return 0
+
+
 def cmd_fit_sae(args: argparse.Namespace) -> int:
     """`guard fit-sae`: the sparse autoencoder on the shipped guard's capture (`guard.fitting.sae_fit`)."""
     from guard.fitting.sae_fit import fit_sae
@@ -419,6 +433,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-benign-rate", type=float, default=0.10,
                    help="out-of-fold share of benign conversations flagged at their last turn (the shipped threshold)")
     p.set_defaults(func=cmd_fit_conversation)
+
+    p = sub.add_parser("fit-knowledge", help="fit the knowledge-boundary probe: the host answers the project's "
+                                             "factual questions, a probe on its states predicts which are right")
+    p.add_argument("--out", required=True, help="folder for the probe (a guard folder's knowledge/ to use it)")
+    p.add_argument("--guard", help="guard folder (default: the shipped guard)")
+    p.add_argument("--max-questions", type=int, default=None, help="a seeded sample of this many questions")
+    p.add_argument("--max-new-tokens", type=int, default=16, help="answer length")
+    p.add_argument("--answers-cache", help="a JSON file keeping the host's answers between runs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    p.set_defaults(func=cmd_fit_knowledge)
 
     p = sub.add_parser("fit-sae", help="fit a sparse autoencoder on the guard's layer and name its harm features")
     p.add_argument("--out", required=True, help="folder for the SAE (put it in a guard folder as sae/ to use it)")
