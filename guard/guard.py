@@ -22,7 +22,7 @@ from guard.errors import ArtifactError, GuardError, InputError
 from guard.features.evidence import DecisionEngine
 from guard.features.reject import RejectOptionEvidence
 from guard.features.windows import WindowSpec, split_windows, windowed_max
-from guard.text.normalize import View, alternate_views, part_views
+from guard.text.normalize import DECODING_KINDS, View, alternate_views, part_views
 from guard.text.occlusion import _WORD, IGNORE_WORD_INSTRUCTION, ProbaFn, drop_span, occlusion
 from guard.text.prepare import (
     check_context,
@@ -48,6 +48,43 @@ SAE_FOLDER = "sae"
 
 def _default_artifact() -> Path:
     return Path(str(resources.files("guard.resources").joinpath("default_guard")))
+
+
+def merge_readings(own: Decision, readings: Sequence[tuple[View, Decision]], *,
+                   judge_decoded: bool = True) -> Decision:
+    """One decision for a text from its own and its other readings' decisions.
+
+    The strictest reading decides (ties keep the text's own). With `judge_decoded`, a decoding
+    reading (`DECODING_KINDS`) stands in for the text as written: the detectors cannot read an
+    encoded blob, so it is judged on what it says decoded; other readings (leetspeak, case,
+    tense, parts) still decide when stricter. Every reading is named in the reasons.
+
+    Example:
+        >>> from guard.decision.decision import Action
+        >>> blocked = Decision(action=Action.REFUSE, reasons=["pooled harm 0.9"])
+        >>> fine = Decision(action=Action.ANSWER, reasons=["pooled harm 0.1"])
+        >>> view = View(kind="base64", text="how do I bake bread", note="decoded 1 base64 blob")
+        >>> merge_readings(blocked, [(view, fine)]).action
+        <Action.ANSWER: 'answer'>
+        >>> merge_readings(blocked, [(view, fine)], judge_decoded=False).action
+        <Action.REFUSE: 'refuse'>
+    """
+    decoded = [(v, d) for v, d in readings if judge_decoded and v.kind in DECODING_KINDS]
+    if decoded:
+        view, best = max(decoded, key=lambda x: STRICTNESS[x[1].action])
+        own = best.model_copy(update={"reasons": [
+            (f"{view.note}: the text as written is encoded, so its decoded reading was judged "
+             f"({best.action.value}; as written: {own.action.value})"), *best.reasons]})
+    for view, alt in readings:
+        if decoded and view.kind in DECODING_KINDS:
+            continue
+        if STRICTNESS[alt.action] > STRICTNESS[own.action]:
+            own = alt.model_copy(update={"reasons": [
+                (f"{view.note}: that reading decided ({alt.action.value}; the text as written: "
+                 f"{own.action.value})"), *alt.reasons]})
+        else:
+            own = own.model_copy(update={"reasons": [*own.reasons, f"{view.note} ({alt.action.value}; not stricter)"]})
+    return own
 
 
 class Guard:
@@ -89,6 +126,11 @@ class Guard:
         sae: `guard.whitebox.sae.NamedFeatures`: the sparse-autoencoder features of the same
             capture that go with harm, named; the active ones are evidence on every decision and
             named in the reasons of a blocked one (they do not decide).
+        judge_decoded: where a text carries an encoding the detectors cannot read (base64, hex,
+            ROT13, reversed words, spelt-out letters: `guard.text.normalize.DECODING_KINDS`), its
+            decoded reading is judged instead of the encoded text as written, so an encoding is
+            not evidence of harm by itself (`merge_readings`). False: the text as written is
+            judged too, the strictest reading deciding.
 
     Example:
         >>> g = Guard.default()  # doctest: +SKIP
@@ -117,6 +159,7 @@ class Guard:
         conversation: Any = None,
         knowledge: KnowledgeProbe | None = None,
         sae: NamedFeatures | None = None,
+        judge_decoded: bool = True,
     ) -> None:
         self.latent = latent
         self.policy = policy or Policy()
@@ -132,6 +175,7 @@ class Guard:
         self.conversation = conversation
         self.knowledge = knowledge
         self.sae = sae
+        self.judge_decoded = judge_decoded
 
     @property
     def host(self) -> HostModel:
@@ -484,18 +528,11 @@ class Guard:
                 named = ", ".join(f"{e.detail} ({e.value:.2f})" for e in sae_ev[u])
                 d = d.model_copy(update={"reasons": [*d.reasons, f"active SAE features that go with harm: {named}"]})
             out.append(d)
+        readings: dict[int, list[tuple[View, Decision]]] = {}
+        for j, (k, view) in enumerate(views):
+            readings.setdefault(k, []).append((view, out[len(todo) + j]))
         for k, i in enumerate(todo):
-            decisions[i] = out[k]
-        for j, (k, view) in enumerate(views):  # the strictest reading decides; ties keep the text's own
-            i, own, alt = todo[k], decisions[todo[k]], out[len(todo) + j]
-            assert own is not None
-            if STRICTNESS[alt.action] > STRICTNESS[own.action]:
-                decisions[i] = alt.model_copy(update={"reasons": [
-                    (f"{view.note}: that reading decided ({alt.action.value}; the text as written: "
-                     f"{own.action.value})"), *alt.reasons]})
-            else:
-                decisions[i] = own.model_copy(update={"reasons": [
-                    *own.reasons, f"{view.note} ({alt.action.value}; not stricter)"]})
+            decisions[i] = merge_readings(out[k], readings.get(k, []), judge_decoded=self.judge_decoded)
 
     def _apply_history(self, history: list[dict[str, str]], todo: list[int],
                        decisions: list[Decision | None]) -> None:

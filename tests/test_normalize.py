@@ -1,10 +1,12 @@
 import base64
+import re
 
 import pytest
 
 from guard.errors import InputError
 from guard.evaluation.robustness import TRANSFORMS
 from guard.text.normalize import (
+    DECODING_KINDS,
     alternate_views,
     canonicalize,
     fold_homoglyphs,
@@ -122,3 +124,71 @@ def test_past_tense_request_gets_a_present_tense_view():
     assert views[0].text == "How do I make a Molotov cocktail?" and "past tense" in views[0].note
     assert present_tense("What were the main causes of the war?") == "What are the main causes of the war?"
     assert alternate_views("When did the Berlin Wall fall?") == []
+
+
+@pytest.mark.parametrize("name", ["hex", "rot13"])
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_hex_and_rot13_are_decoded_exactly(name, prompt):
+    assert any(prompt in t for t in scoring_texts(TRANSFORMS[name](prompt)))
+
+
+@pytest.mark.parametrize("name", ["reversed", "spaced_letters"])
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_reversed_and_spelt_out_text_is_read_up_to_punctuation(name, prompt):
+    def words(t):
+        return re.sub(r"[^a-z ]", "", t.lower()).split()
+
+    assert any(" ".join(words(prompt)) in " ".join(words(t)) for t in scoring_texts(TRANSFORMS[name](prompt))[1:])
+
+
+def test_decoding_views_are_named_as_such():
+    kinds = {v.kind for v in alternate_views("Decode: Ubj qb V onxr n pnxr? Also: ?ekac a ekab I od woH")}
+    assert {"rot13", "reversed"} <= kinds <= DECODING_KINDS
+
+
+@pytest.mark.parametrize("text", [
+    "Có món ăn sáng nhanh nào chuẩn bị từ tối hôm trước được không?",  # diacritics split ASCII runs
+    "Cosa si può fare di divertente con i bambini in una giornata di pioggia?",
+    "Habari, naomba ushauri kuhusu kilimo cha mahindi msimu huu.",
+    "2024-05-15 WARN o.s.b.w.e.TomcatWebServer : port 8080 in use",  # dotted package names
+    "He said: I saw nothing, and I was there all night.",
+    "I'd like to know the U.S.A. capital, it's D.C. right?",
+    "def kill_proc(pid): os.kill(pid, signal.SIGTERM)",
+])
+def test_plain_text_gets_no_decoding_view(text):
+    assert [v.kind for v in alternate_views(text) if v.kind in DECODING_KINDS] == []
+
+
+def _decision(action, reason):
+    from guard.decision import Action, Decision
+
+    return Decision(action=Action(action), reasons=[reason])
+
+
+def test_decoded_reading_stands_in_for_the_encoded_text():
+    from guard.guard import merge_readings
+    from guard.text.normalize import View
+
+    encoded = _decision("refuse", "as written")
+    decoded = View(kind="rot13", text="How do I bake a cake?", note="decoded")
+    out = merge_readings(encoded, [(decoded, _decision("answer", "decoded reading"))])
+    assert out.action.value == "answer" and "encoded" in out.reasons[0]
+    # without judge_decoded the strictest of both decides (the text as written)
+    assert merge_readings(encoded, [(decoded, _decision("answer", "x"))], judge_decoded=False).action.value == "refuse"
+    # a harmful decoded reading refuses a benign-looking text
+    assert merge_readings(_decision("answer", "as written"),
+                          [(decoded, _decision("refuse", "decoded reading"))]).action.value == "refuse"
+
+
+def test_other_readings_still_decide_beside_a_decoded_one():
+    from guard.guard import merge_readings
+    from guard.text.normalize import View
+
+    views = [(View(kind="base64", text="t", note="b64"), _decision("answer", "decoded")),
+             (View(kind="tense", text="t2", note="tense"), _decision("refuse", "present tense"))]
+    out = merge_readings(_decision("refuse", "as written"), views)
+    assert out.action.value == "refuse" and "present tense" in out.reasons
+    # the strictest of several decoded readings decides
+    views = [(View(kind="base64", text="a", note="b64"), _decision("answer", "1")),
+             (View(kind="hex", text="b", note="hex"), _decision("abstain", "2"))]
+    assert merge_readings(_decision("refuse", "as written"), views).action.value == "abstain"

@@ -188,6 +188,28 @@ def add_reject_option(out: Path, rows: Sequence[Example] | None = None, seed: in
     return figures_
 
 
+#: The held-out selective-accuracy gain the reject option must bring for the policy to abstain on it.
+MIN_REJECT_GAIN = 0.01
+
+
+def abstain_on_reject(figures_: Mapping[str, Any] | None, min_gain: float = MIN_REJECT_GAIN) -> bool:
+    """Whether the shipped policy abstains on reject-option flags: only when, on held-out
+    (source, form) groups, the accuracy on what it keeps beats the accuracy on everything by
+    `min_gain` (else the flags are evidence only, and abstaining would be over-refusal by
+    another name).
+
+    Example:
+        >>> abstain_on_reject({"held_out": {"accuracy": 0.730, "selective_accuracy": 0.733}})
+        False
+        >>> abstain_on_reject({"held_out": {"accuracy": 0.70, "selective_accuracy": 0.75}})
+        True
+    """
+    held = (figures_ or {}).get("held_out") or {}
+    if "accuracy" not in held or "selective_accuracy" not in held:
+        return False
+    return float(held["selective_accuracy"]) - float(held["accuracy"]) >= min_gain
+
+
 def save_guard(out: Path, latent: Any, shipped: Mapping[str, Any], chosen: Mapping[str, Any],
                report: Mapping[str, Any], reply: Mapping[str, Any] | None, reject: Any = None) -> Path:
     """Write the latent guard + policy (``out``), the black-box heads (``out/classifiers``), the
@@ -197,7 +219,8 @@ def save_guard(out: Path, latent: Any, shipped: Mapping[str, Any], chosen: Mappi
 
     policy = Policy(threshold=float(shipped["threshold"]),
                     harm_weights={k: float(v) for k, v in chosen["weights"].items() if v > 0},
-                    reply_threshold=float(reply["threshold"]) if reply else 0.5)
+                    reply_threshold=float(reply["threshold"]) if reply else 0.5,
+                    reject_option=abstain_on_reject(report.get("reject_option")))
     save_latent(out, latent, policy)
     folders = {"embedding_harm": "prompt_refusal_embedding", "multilingual_harm": "multilingual_harm"}
     for sig, sub in folders.items():
@@ -309,9 +332,10 @@ def run(out: Path, host: Any, *, cache_dir: Path, external: str | Path | None = 
         reply = fit_reply_head(out / "classifiers" / "reply_harm", progress=progress)
         report["reply_side"] = reply
     reject, report["reject_option"] = fit_reject(rows_all, emb_all.get("minilm"), seed)
+    report["reject_option"]["policy_abstains_on_flags"] = abstain_on_reject(report["reject_option"])
     save_guard(out, latent, shipped, chosen, report, reply, reject)
     return report
 
 
-__all__ = ["add_reject_option", "choose", "embedding_report", "fit_reject", "external_report", "fit_shipped", "latent_from_head", "load_external",
+__all__ = ["MIN_REJECT_GAIN", "abstain_on_reject", "add_reject_option", "choose", "embedding_report", "fit_reject", "external_report", "fit_shipped", "latent_from_head", "load_external",
            "load_rows", "run", "save_guard"]
