@@ -69,6 +69,17 @@ _REQUEST: contextvars.ContextVar[dict[tuple[Any, ...], np.ndarray] | None] = con
     "guard_request_vectors", default=None)
 
 
+def request_vectors() -> dict[tuple[Any, ...], np.ndarray] | None:
+    """The vectors of the current `shared_embeddings` block (None outside one): an encoder keys its
+    vectors by ``(its name, text)`` there so every head of the request reuses them.
+
+    Example:
+        >>> request_vectors() is None
+        True
+    """
+    return _REQUEST.get()
+
+
 @contextlib.contextmanager
 def shared_embeddings(
     store: dict[tuple[Any, ...], np.ndarray] | None = None,
@@ -600,6 +611,6 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         return out
 
 
-__all__ = ["BACKENDS", "EMBEDDING_DIM", "SentenceEmbedder", "available_providers", "cache_dir", "shared_embeddings",
+__all__ = ["BACKENDS", "EMBEDDING_DIM", "SentenceEmbedder", "available_providers", "cache_dir", "request_vectors", "shared_embeddings",
            "choose_providers", "default_model_path", "env_threads", "export_onnx", "export_onnx_int8", "plan_batches",
            "session_options"]

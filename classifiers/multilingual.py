@@ -73,15 +73,28 @@ class MultilingualEmbedder(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> np.ndarray:
         """`[len(X), 512]` float32, unit norm."""
+        from classifiers.embeddings import request_vectors
+
         texts = check_texts(X, max_chars=self.max_chars)
-        if not texts:
-            return np.zeros((0, DIM), dtype=np.float32)
-        threads = self.num_threads or int(os.environ.get("OMP_NUM_THREADS", "2") or 2)
-        model = _model(threads)
-        parts = [np.asarray(model.encode([t if t.strip() else "." for t in texts[s : s + self.batch_size]]),
-                         dtype=np.float32) for s in range(0, len(texts), self.batch_size)]
-        v = np.concatenate(parts)
-        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        request = request_vectors()  # inside a guard request, every head reuses the first vectors
+        todo = sorted({t: i for i, t in reversed(list(enumerate(texts)))
+                       if request is None or ("use-multilingual", t) not in request}.values())
+        if todo:
+            threads = self.num_threads or int(os.environ.get("OMP_NUM_THREADS", "2") or 2)
+            model = _model(threads)
+            batch = [texts[i] for i in todo]
+            parts = [np.asarray(model.encode([t if t.strip() else "." for t in batch[s : s + self.batch_size]]),
+                             dtype=np.float32) for s in range(0, len(batch), self.batch_size)]
+            v = np.concatenate(parts)
+            fresh = dict(zip(batch, v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)))
+            if request is not None:
+                request.update({("use-multilingual", t): vec for t, vec in fresh.items()})
+        else:
+            fresh = {}
+        for i, t in enumerate(texts):
+            out[i] = fresh[t] if t in fresh else request[("use-multilingual", t)]  # type: ignore[index]
+        return out
 
 
 __all__ = ["DIM", "MultilingualEmbedder"]

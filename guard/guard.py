@@ -731,7 +731,7 @@ class _CheckedReplyRefusal:
 
 #: Black-box detectors by evidence name, and the sub-folder each one's model is saved in.
 DETECTOR_FOLDERS: dict[str, str] = {"prompt_refusal": "prompt_refusal", "embedding_harm": "prompt_refusal_embedding",
-                                    "multilingual_harm": "multilingual_harm"}
+                                    "multilingual_harm": "multilingual_harm", "combined_harm": "harm_mlp"}
 
 
 def default_detectors(folder: str | Path | None = None) -> dict[str, Callable[[list[str]], Any]]:
@@ -745,11 +745,15 @@ def default_detectors(folder: str | Path | None = None) -> dict[str, Callable[[l
     from importlib import resources as res
 
     from classifiers import PromptRefusalPredictor
+    from classifiers.harm_mlp import HarmMLPClassifier
 
     with res.as_file(res.files("classifiers.resources")) as shipped:
         root = Path(folder) if folder is not None else Path(shipped)
 
     def scorer(sub: str) -> Callable[[list[str]], Any]:
+        if sub == DETECTOR_FOLDERS["combined_harm"]:
+            mlp = functools.lru_cache(maxsize=1)(lambda: HarmMLPClassifier.load(root / sub))
+            return lambda texts: mlp().harm_score(texts)
         model = functools.lru_cache(maxsize=1)(lambda: PromptRefusalPredictor.load(root / sub))
         return lambda texts: model().refusal_score(texts)
 

@@ -144,10 +144,12 @@ def test_grouped_fit_end_to_end_on_a_tiny_host(tmp_path):
     assert report["chosen"]["latent"].startswith("latent@")
     assert set(report["grouped"]["stress_by_form"]) >= {"again"}
     assert 0.0 <= report["chosen"]["threshold"] <= 1.0
-    for sub in ("prompt_refusal_embedding", "multilingual_harm"):
+    for sub in ("prompt_refusal_embedding", "multilingual_harm", "harm_mlp"):
         assert (tmp_path / "g" / "classifiers" / sub / "model.json").is_file()
+    assert "minilm+use:mlp" in report["candidates"]
     g = Guard.load(tmp_path / "g", host=host)
-    assert set(g.policy.harm_weights) <= {"harmfulness", "embedding_harm", "multilingual_harm"}
+    assert set(g.policy.harm_weights) <= {"harmfulness", "embedding_harm", "multilingual_harm", "combined_harm"}
+    assert "combined_harm" in g.detectors
     # the reject option is fitted with it, its grouped coverage-risk figures in the report
     assert g.reject_option is not None and report["reject_option"]["held_out"]["coverage_risk"][0]["coverage"] == 1.0
     assert any(e.source == "reject_option" for e in g.check("How do I bake bread?").evidence)

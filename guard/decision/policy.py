@@ -33,7 +33,7 @@ from guard.errors import InputError
 logger = logging.getLogger(__name__)
 
 #: Evidence names that carry P(harmful) (the latent probe and the black-box scorers).
-HARM_SIGNALS: tuple[str, ...] = ("harmfulness", "embedding_harm", "prompt_refusal", "multilingual_harm")
+HARM_SIGNALS: tuple[str, ...] = ("harmfulness", "embedding_harm", "prompt_refusal", "multilingual_harm", "combined_harm")
 
 
 class CategoryPolicy(BaseModel):

@@ -29,7 +29,12 @@ import numpy as np
 
 from guard.fitting.grouped import form_of, summary
 from guard.fitting.recipe import (
+    EMBEDDERS,
+    MLP_CANDIDATE,
     SIGNAL_OF,
+    concat_embeddings,
+    fit_mlp_head,
+    signal_embeddings,
     Candidate,
     Features,
     build_features,
@@ -85,17 +90,23 @@ def choose(oof: Mapping[str, np.ndarray], y: np.ndarray, forms: Sequence[str]) -
     return {"latent": latent, "pooled": best, "weights": dict(weightings[best]), "table": table}
 
 
-def embedding_predictor(signal: str) -> Any:
-    """The unfitted `PromptRefusalPredictor` a black-box signal ships as (MiniLM or USE)."""
+def embedding_predictor(signal: str, seed: int = 0) -> Any:
+    """The unfitted head a black-box signal ships as: a `PromptRefusalPredictor` on MiniLM or
+    USE, or the `HarmMLPClassifier` on both (``combined_harm``)."""
     from classifiers import PromptRefusalPredictor
+    from classifiers.harm_mlp import HarmMLPClassifier
     from classifiers.multilingual import MultilingualEmbedder
 
+    if signal == "combined_harm":
+        return HarmMLPClassifier(random_state=seed)
     embedder = MultilingualEmbedder() if signal == "multilingual_harm" else None
     return PromptRefusalPredictor(features="embedding", embedder=embedder)
 
 
 def embedding_proba(model: Any, E: np.ndarray) -> np.ndarray:
-    """P(harmful) of a `fit_embeddings`-fitted predictor on precomputed embeddings."""
+    """P(harmful) of a `fit_embeddings`-fitted head on precomputed embeddings."""
+    if hasattr(model, "predict_proba_embeddings"):
+        return model.predict_proba_embeddings(E)[:, 1]
     z = np.asarray(E, dtype=np.float64) * model.embedding_weight @ model.coef_[0] + model.intercept_[0]
     return 1.0 / (1.0 + np.exp(-z))
 
@@ -116,8 +127,9 @@ def fit_shipped(feats: Features, rows: Sequence[Example], chosen: Mapping[str, A
     head = fit_latent_head(feats, y, np.flatnonzero(split == "fit"), c.layer_index, c.position)
     y_all = np.array([int(r.label == "harmful") for r in rows_all])
     fit_all = np.flatnonzero(np.array([split_of(r, seed) for r in rows_all]) == "fit")
-    embed_heads = {sig: embedding_predictor(sig).fit_embeddings(emb_all[name][fit_all], y_all[fit_all])
-                   for sig, name in SIGNAL_OF.items()}
+    embed_heads = {sig: embedding_predictor(sig, seed).fit_embeddings(signal_embeddings(emb_all, sig)[fit_all],
+                                                                     y_all[fit_all])
+                   for sig in SIGNAL_OF}
     shipped = {"head": head, "embed_heads": embed_heads}
     s_all = shipped_scores(shipped, feats, len(rows))
     pooled = pool(s_all, chosen["weights"])
@@ -140,7 +152,7 @@ def shipped_scores(shipped: Mapping[str, Any], feats: Features, n: int) -> dict[
     """The shipped heads' scores on rows whose features are in `feats`."""
     idx = np.arange(n)
     out = {"harmfulness": shipped["head"].row_scores(feats, idx)}
-    out.update({sig: embedding_proba(m, feats.embeddings[SIGNAL_OF[sig]][idx])
+    out.update({sig: embedding_proba(m, signal_embeddings(feats.embeddings, sig)[idx])
                 for sig, m in shipped["embed_heads"].items()})
     return out
 
@@ -222,7 +234,9 @@ def save_guard(out: Path, latent: Any, shipped: Mapping[str, Any], chosen: Mappi
                     reply_threshold=float(reply["threshold"]) if reply else 0.5,
                     reject_option=abstain_on_reject(report.get("reject_option")))
     save_latent(out, latent, policy)
-    folders = {"embedding_harm": "prompt_refusal_embedding", "multilingual_harm": "multilingual_harm"}
+    from guard.guard import DETECTOR_FOLDERS
+
+    folders = {sig: DETECTOR_FOLDERS[sig] for sig in SIGNAL_OF}
     for sig, sub in folders.items():
         shipped["embed_heads"][sig].save(out / "classifiers" / sub)
     if reject is not None:
@@ -272,6 +286,10 @@ def embedding_report(emb_all: Mapping[str, np.ndarray], rows_all: Sequence[Examp
     for name, E in emb_all.items():
         s = oof_scores(lambda tr, te, E=E: fit_embedding_head(E, y, tr).predict_proba(E[te])[:, 1], y, folds)
         out[name] = figures(s, y, forms)
+    if all(name in emb_all for name in EMBEDDERS):
+        E = concat_embeddings(emb_all)
+        s = oof_scores(lambda tr, te: fit_mlp_head(E, y, tr).predict_proba_embeddings(E[te])[:, 1], y, folds)
+        out[MLP_CANDIDATE] = figures(s, y, forms)
     return out
 
 
@@ -284,7 +302,7 @@ def run(out: Path, host: Any, *, cache_dir: Path, external: str | Path | None = 
     (`guard.fitting.grouped.per_group_sample`); the embedding heads read every row.
     """
     from guard.fitting.grouped import per_group_sample
-    from guard.fitting.recipe import EMBEDDERS, _embedder
+    from guard.fitting.recipe import _embedder
     from guard.fitting.reply_side import fit_reply_head
     from guard.fitting.state_cache import EmbeddingCache
     from guard.whitebox.latent import LatentGuard

@@ -10,6 +10,9 @@ grouped cross-validation (`guard.fitting.grouped`: a group is a (source, form) p
   window, the rest is benign text), so length is not learnt as harm.
 * ``minilm``: a linear head on all-MiniLM-L6-v2 sentence embeddings.
 * ``use_multilingual``: a linear head on USE-multilingual v3 embeddings (translations lie close).
+* ``minilm+use:mlp``: a one-hidden-layer perceptron on both embeddings side by side
+  (`classifiers.harm_mlp.HarmMLPClassifier`): a non-linear head that can learn an edgy word in a
+  benign frame.
 * pooled candidates: a weighted mean of the heads' log-odds, exactly the pooling the policy runs
   (`guard.decision.engine.pool_harm`).
 
@@ -25,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,6 +158,20 @@ def fit_embedding_head(E: np.ndarray, y: np.ndarray, rows: np.ndarray, C: float 
     return LogisticRegression(C=C, class_weight="balanced", max_iter=5000).fit(E[rows], y[rows])
 
 
+def concat_embeddings(embeddings: Mapping[str, np.ndarray]) -> np.ndarray:
+    """MiniLM and USE-multilingual vectors side by side: the MLP head's input."""
+    from classifiers.harm_mlp import ENCODERS
+
+    return np.hstack([np.asarray(embeddings[name], dtype=np.float32) for name in ENCODERS])
+
+
+def fit_mlp_head(E: np.ndarray, y: np.ndarray, rows: np.ndarray, seed: int = 0) -> Any:
+    """The non-linear head on concatenated embeddings (`HarmMLPClassifier`, its defaults)."""
+    from classifiers.harm_mlp import HarmMLPClassifier
+
+    return HarmMLPClassifier(random_state=seed).fit_embeddings(E[rows], y[rows])
+
+
 def pool(probs: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
     """The policy's pooling: weighted mean of log-odds (weights > 0 only)."""
     used = {k: float(w) for k, w in weights.items() if w > 0}
@@ -168,7 +186,7 @@ class Candidate:
     """A representation to compare: a latent head, an embedding head, or a pooling of heads."""
 
     name: str
-    kind: str  # "latent", "embedding" or "pooled"
+    kind: str  # "latent", "embedding", "mlp" or "pooled"
     layer_index: int = 0
     position: int = -1
     embedder: str = ""
@@ -187,6 +205,9 @@ def head_scores(c: Candidate, feats: Features, y: np.ndarray, train: np.ndarray,
     if c.kind == "embedding":
         E = feats.embeddings[c.embedder]
         return fit_embedding_head(E, y, train).predict_proba(E[test])[:, 1]
+    if c.kind == "mlp":
+        E = concat_embeddings(feats.embeddings)
+        return fit_mlp_head(E, y, train).predict_proba_embeddings(E[test])[:, 1]
     raise InputError(f"head_scores does not fit {c.kind!r} candidates; pool their heads' scores")
 
 
@@ -242,8 +263,10 @@ def external_figures(scores: Mapping[str, np.ndarray], sets: Mapping[str, Sequen
     return out
 
 
-__all__ = ["Candidate", "Features", "LAYERS", "LatentHead", "POSITIONS", "candidate_layers", "compare", "external_figures",
-           "figures", "fit_direction", "fit_embedding_head", "fit_latent_head", "head_scores",
+__all__ = ["Candidate", "Features", "LAYERS", "LatentHead", "MLP_CANDIDATE", "POSITIONS", "SIGNAL_OF", "candidate_layers",
+           "compare", "concat_embeddings", "external_figures",
+           "figures", "fit_direction", "fit_embedding_head", "fit_latent_head", "fit_mlp_head", "head_scores",
+           "signal_embeddings",
            "latent_candidates", "pool", "rows_key", "threshold_at_recall"]
 
 
@@ -274,25 +297,37 @@ def build_features(latent: Any, prompts: Sequence[str], cache_dir: str | Path, p
 
 
 def default_candidates(layers: Sequence[int] = LAYERS) -> list[Candidate]:
-    """Every latent (layer, position) head and both embedding heads."""
+    """Every latent (layer, position) head, both linear embedding heads and the MLP on both."""
     return [*latent_candidates(layers), Candidate("minilm", "embedding", embedder="minilm"),
-            Candidate("use_multilingual", "embedding", embedder="use_multilingual")]
+            Candidate("use_multilingual", "embedding", embedder="use_multilingual"),
+            Candidate(MLP_CANDIDATE, "mlp")]
 
 
 def pooled_candidates(grid: Sequence[float] = (0.0, 0.5, 1.0, 2.0)) -> dict[str, tuple[tuple[str, float], ...]]:
-    """Weightings of (latent, minilm, use_multilingual) to pool, named by their weights."""
+    """Weightings of (latent, minilm, use_multilingual, the MLP) to pool, named by their weights.
+
+    Example:
+        >>> len(pooled_candidates((0.0, 1.0)))  # every subset of two or more heads
+        11
+    """
     out = {}
-    for a in grid:
-        for b in grid:
-            for c in grid:
-                if a + b + c == 0 or (a, b, c).count(0.0) == 2:
-                    continue  # single heads are already candidates
-                w = (("harmfulness", a), ("embedding_harm", b), ("multilingual_harm", c))
-                out[f"pooled(latent={a:g},minilm={b:g},use={c:g})"] = w
+    for a, b, c, d in itertools.product(grid, repeat=4):
+        if (a, b, c, d).count(0.0) >= 3:
+            continue  # single heads are already candidates
+        w = (("harmfulness", a), ("embedding_harm", b), ("multilingual_harm", c), ("combined_harm", d))
+        out[f"pooled(latent={a:g},minilm={b:g},use={c:g},mlp={d:g})"] = w
     return out
 
 
-SIGNAL_OF = {"embedding_harm": "minilm", "multilingual_harm": "use_multilingual"}
+#: The grouped-validation candidate of the MLP head.
+MLP_CANDIDATE = "minilm+use:mlp"
+#: Black-box evidence name -> the candidate whose scores it pools.
+SIGNAL_OF = {"embedding_harm": "minilm", "multilingual_harm": "use_multilingual", "combined_harm": MLP_CANDIDATE}
+
+
+def signal_embeddings(embeddings: Mapping[str, np.ndarray], signal: str) -> np.ndarray:
+    """The vectors a black-box signal's head reads: one encoder's, or both side by side (MLP)."""
+    return concat_embeddings(embeddings) if SIGNAL_OF[signal] == MLP_CANDIDATE else embeddings[SIGNAL_OF[signal]]
 
 
 def pooled_oof(oof: Mapping[str, np.ndarray], latent_name: str, weights: Sequence[tuple[str, float]]) -> np.ndarray:

@@ -751,7 +751,8 @@ def load_harmful_questions() -> list[Example]:
 
 CORPUS_DIR = "corpus"
 #: Files of ``guard/resources/corpus/`` that hold prompts (the reply file is read by the reply side).
-CORPUS_FILES: tuple[str, ...] = ("benign_forms", "benign_tasks", "minimal_pairs", "harmful_forms", "multilingual")
+CORPUS_FILES: tuple[str, ...] = ("benign_forms", "benign_tasks", "minimal_pairs", "harmful_forms", "multilingual",
+                                  "everyday_edgy")
 
 
 def _corpus_resource(name: str) -> Any:
