@@ -4,7 +4,10 @@ A request-side head reads a reply as if it were a request and is worse than chan
 replies: a helpful answer about a dark topic looks like a harmful request, a compliant harmful
 reply looks like an answer. This head reads both sides: the embedding of the request and the
 embedding of each window of the reply, and the most harmful reply window decides, so a harmful
-passage cannot hide after pages of benign text.
+passage cannot hide after pages of benign text. With ``multilingual=True`` the USE-multilingual
+vectors of both sides are read too, and ``head="mlp"`` puts a small perceptron
+(`classifiers.harm_mlp.HarmMLPClassifier`) where the logistic regression was: the recipe that
+won the grouped validation of `guard fit` (README, reply side).
 
 Example:
     >>> clf = ReplyHarmClassifier().fit([("q", "a"), ("q2", "b")], [0, 1])  # doctest: +SKIP
@@ -29,7 +32,10 @@ from classifiers._validation import check_texts
 from classifiers.errors import ClassifierError
 
 FORMAT = "classifiers.reply-harm"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions `load` reads (1: a linear head on MiniLM only, before the `head`/`multilingual` params).
+READABLE_VERSIONS = (1, 2)
+MLP_FOLDER = "mlp"
 
 
 def reply_windows(reply: str, chars: int = 400, stride: int = 300) -> list[str]:
@@ -64,13 +70,17 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
     """P(a reply is harmful: it carries out an unsafe request) from request and reply embeddings.
 
     Args:
-        C: inverse L2 strength of the logistic regression.
+        C: inverse L2 strength of the logistic regression (``head="linear"``).
         window_chars: reply window length in characters; `stride` apart.
         stride: step between reply windows.
         embedder: a text -> vector transformer (default: MiniLM `SentenceEmbedder`).
+        head: ``"linear"`` (logistic regression) or ``"mlp"`` (`HarmMLPClassifier` defaults).
+        multilingual: also read the USE-multilingual vectors of the request and of each window.
+        random_state: seed of the MLP head.
 
     Attributes:
-        coef_, intercept_: the linear head on ``[request embedding, reply-window embedding]``.
+        coef_, intercept_: the linear head on ``[request, reply window]`` vectors (linear head).
+        mlp_: the fitted `HarmMLPClassifier` (MLP head).
         threshold_: the decision threshold chosen when fitting (``guard fit``); 0.5 by default.
 
     Example:
@@ -78,11 +88,15 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
         400
     """
 
-    def __init__(self, C: float = 2.0, window_chars: int = 400, stride: int = 300, embedder: Any = None) -> None:
+    def __init__(self, C: float = 2.0, window_chars: int = 400, stride: int = 300, embedder: Any = None,
+                 head: str = "linear", multilingual: bool = False, random_state: int = 0) -> None:
         self.C = C
         self.window_chars = window_chars
         self.stride = stride
         self.embedder = embedder
+        self.head = head
+        self.multilingual = multilingual
+        self.random_state = random_state
 
     def _embedder(self) -> Any:
         if self.embedder is not None:
@@ -102,17 +116,41 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
                 windows.append(w)
                 owner.append(i)
         emb = self._embedder()
-        P = np.asarray(emb.transform([p for p, _ in pairs]), dtype=np.float64)
+        requests = [p for p, _ in pairs]
+        P = np.asarray(emb.transform(requests), dtype=np.float64)
         W = np.asarray(emb.transform(windows), dtype=np.float64)
         own = np.asarray(owner)
-        return np.hstack([P[own], W]), own
+        parts = [P[own], W]
+        if self.multilingual:
+            from classifiers.multilingual import MultilingualEmbedder
+
+            use = MultilingualEmbedder()
+            parts += [np.asarray(use.transform(requests), dtype=np.float64)[own],
+                      np.asarray(use.transform(windows), dtype=np.float64)]
+        return np.hstack(parts), own
+
+    def _fit_head(self, F: np.ndarray, y: np.ndarray) -> Any:
+        if self.head == "mlp":
+            from classifiers.harm_mlp import HarmMLPClassifier
+
+            return HarmMLPClassifier(random_state=self.random_state).fit_embeddings(F, y)
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(C=self.C, class_weight="balanced", max_iter=5000).fit(F, y)
+
+    @staticmethod
+    def _head_logits(head: Any, F: np.ndarray) -> np.ndarray:
+        if hasattr(head, "predict_proba_embeddings"):
+            p = np.clip(head.predict_proba_embeddings(F)[:, 1], 1e-12, 1 - 1e-12)
+            return np.log(p / (1 - p))
+        return head.decision_function(F)
 
     def fit(self, X: Any, y: Any) -> ReplyHarmClassifier:
         """Fit on (request, reply) pairs; `y` is 1 for harmful replies. Every window of a harmful
         reply is taken as harmful only when the reply has one window; longer harmful replies
         give their most harmful window under a first fit."""
-        from sklearn.linear_model import LogisticRegression
-
+        if self.head not in ("linear", "mlp"):
+            raise ClassifierError(f"head must be 'linear' or 'mlp', got {self.head!r}")
         pairs = _check_pairs(X)
         y = np.asarray(y).astype(int)
         if y.shape != (len(pairs),) or set(np.unique(y)) != {0, 1}:
@@ -120,16 +158,21 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
         F, own = self._features(pairs)
         n_win = np.bincount(own, minlength=len(pairs))
         simple = (y[own] == 0) | (n_win[own] == 1)
-        lr = LogisticRegression(C=self.C, class_weight="balanced", max_iter=5000).fit(F[simple], y[own][simple])
+        head = self._fit_head(F[simple], y[own][simple])
         if (~simple).any():
-            s = lr.decision_function(F)
+            s = self._head_logits(head, F)
             keep = simple.copy()
             for i in np.flatnonzero((y == 1) & (n_win > 1)):
                 rows = np.flatnonzero(own == i)
                 keep[rows[np.argmax(s[rows])]] = True
-            lr = LogisticRegression(C=self.C, class_weight="balanced", max_iter=5000).fit(F[keep], y[own][keep])
-        self.coef_ = lr.coef_[0].astype(np.float64)
-        self.intercept_ = float(lr.intercept_[0])
+            head = self._fit_head(F[keep], y[own][keep])
+        if self.head == "mlp":
+            self.mlp_ = head
+            self.coef_, self.intercept_ = np.zeros(0), 0.0
+        else:
+            self.mlp_ = None
+            self.coef_ = head.coef_[0].astype(np.float64)
+            self.intercept_ = float(head.intercept_[0])
         self.classes_ = np.array([0, 1])
         self.threshold_ = getattr(self, "threshold_", 0.5)
         return self
@@ -141,7 +184,8 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
         if not pairs:
             return np.zeros(0)
         F, own = self._features(pairs)
-        s = F @ self.coef_ + self.intercept_
+        mlp = getattr(self, "mlp_", None)
+        s = self._head_logits(mlp, F) if mlp is not None else F @ self.coef_ + self.intercept_
         out = np.full(len(pairs), -np.inf)
         np.maximum.at(out, own, s)
         return out
@@ -171,6 +215,8 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
                 "intercept": self.intercept_, "threshold": float(self.threshold_), "extra": extra or {}}
         (folder / "model.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         st.save_file({"coef": np.ascontiguousarray(self.coef_)}, str(folder / "weights.safetensors"))
+        if getattr(self, "mlp_", None) is not None:
+            self.mlp_.save(folder / MLP_FOLDER)
         write_manifest(folder)
         return folder
 
@@ -189,7 +235,7 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
             coef = st.load_file(str(folder / "weights.safetensors"))["coef"]
         except Exception as exc:  # noqa: BLE001 - any unreadable file
             raise ClassifierError(f"{folder}: no readable reply-harm model ({exc}); fit one with guard fit") from None
-        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format") != FORMAT or meta.get("format_version") not in READABLE_VERSIONS:
             raise ClassifierError(f"{folder}: format {meta.get('format')!r} v{meta.get('format_version')}, "
                                   f"expected {FORMAT!r} v{FORMAT_VERSION}")
         model = cls(**meta["params"])
@@ -197,6 +243,13 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
         if coef.ndim != 1 or not np.isfinite(coef).all() or not np.isfinite(intercept) or not 0 <= threshold <= 1:
             raise ClassifierError(f"{folder}: invalid weights or threshold; fit it again")
         model.coef_, model.intercept_, model.threshold_ = coef.astype(np.float64), intercept, threshold
+        model.mlp_ = None
+        if model.head == "mlp":
+            from classifiers.harm_mlp import HarmMLPClassifier
+
+            model.mlp_ = HarmMLPClassifier.load(folder / MLP_FOLDER)
+        elif model.head != "linear" or coef.size == 0:
+            raise ClassifierError(f"{folder}: head {model.head!r} without its weights; fit it again")
         model.classes_ = np.array([0, 1])
         return model
 

@@ -66,6 +66,43 @@ def test_save_load_gives_the_same_scores(tmp_path):
     assert np.allclose(loaded.score(X), clf.score(X)) and loaded.threshold_ == 0.6
 
 
+def test_mlp_head_on_both_encoders_saves_and_loads(tmp_path):
+    X = HARM + SAFE
+    y = [1] * len(HARM) + [0] * len(SAFE)
+    clf = ReplyHarmClassifier(embedder=BagOfWords(), head="mlp", multilingual=True).fit(X, y)
+    s = clf.score(X)
+    assert s[: len(HARM)].min() > s[len(HARM):].max()
+    clf.threshold_ = 0.4
+    clf.set_params(embedder=None).save(tmp_path / "m")
+    clf.set_params(embedder=BagOfWords())
+    loaded = ReplyHarmClassifier.load(tmp_path / "m").set_params(embedder=BagOfWords())
+    assert loaded.get_params()["head"] == "mlp" and loaded.threshold_ == 0.4
+    assert np.allclose(loaded.score(X), s)
+
+
+def test_a_version_1_folder_still_loads_as_a_linear_head(tmp_path):
+    import json
+
+    clf = fitted()
+    folder = clf.set_params(embedder=None).save(tmp_path / "m")
+    meta = json.loads((folder / "model.json").read_text())
+    meta["format_version"] = 1
+    for k in ("head", "multilingual", "random_state"):
+        meta["params"].pop(k)
+    (folder / "model.json").write_text(json.dumps(meta))
+    from classifiers._manifest import write_manifest
+
+    write_manifest(folder)
+    loaded = ReplyHarmClassifier.load(folder).set_params(embedder=BagOfWords())
+    assert loaded.get_params()["head"] == "linear"
+    assert np.allclose(loaded.score(HARM[:2]), fitted().score(HARM[:2]))
+
+
+def test_unknown_head_is_refused():
+    with pytest.raises(ClassifierError, match="head"):
+        ReplyHarmClassifier(embedder=BagOfWords(), head="forest").fit(HARM + SAFE, [1] * 18 + [0] * 18)
+
+
 @pytest.mark.parametrize("bad", ["text", [("only one",)], [(1, "x")], None])
 def test_bad_input_is_a_classifier_error(bad):
     with pytest.raises(ClassifierError):

@@ -62,10 +62,24 @@ def load_reply_rows() -> list[dict[str, Any]]:
     return rows
 
 
+#: The reply-head recipes compared under grouped validation; the best grouped AUROC ships.
+REPLY_CANDIDATES: dict[str, dict[str, Any]] = {
+    "linear_minilm": {"head": "linear", "multilingual": False},
+    "mlp_minilm_use": {"head": "mlp", "multilingual": True},
+}
+
+
+def _threshold_for_benign(oof: np.ndarray, y: np.ndarray, max_benign_blocked: float) -> float:
+    benign = np.sort(oof[y == 0])
+    k = int(np.floor(max_benign_blocked * benign.size))
+    return float(np.nextafter(benign[benign.size - k - 1], np.inf)) if k < benign.size else 0.5
+
+
 def fit_reply_head(out_dir: Path | None, *, max_benign_blocked: float = 0.08, n_splits: int = 5, C: float = 8.0,
-                   progress: bool = True) -> dict[str, Any]:
-    """Grouped out-of-fold figures, then the head refitted on every row and saved to `out_dir`."""
-    from classifiers.embeddings import SentenceEmbedder
+                   progress: bool = True, candidates: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Grouped out-of-fold figures of each recipe in `candidates` (default `REPLY_CANDIDATES`),
+    then the best one (grouped AUROC) refitted on every row and saved to `out_dir`."""
+    from classifiers.embeddings import SentenceEmbedder, shared_embeddings
     from classifiers.reply_harm import ReplyHarmClassifier
 
     rows = load_reply_rows()
@@ -73,29 +87,37 @@ def fit_reply_head(out_dir: Path | None, *, max_benign_blocked: float = 0.08, n_
     y = np.array([int(r["label"] == "harmful") for r in rows])
     groups = [r["group"] for r in rows]
     emb = SentenceEmbedder(cache=True)
-    oof = np.full(y.size, np.nan)
-    for tr, te in grouped_folds(groups, n_splits):
-        m = ReplyHarmClassifier(C=C, embedder=emb).fit([X[i] for i in tr], y[tr])
-        oof[te] = m.score([X[i] for i in te])
-    benign = np.sort(oof[y == 0])
-    k = int(np.floor(max_benign_blocked * benign.size))
-    threshold = float(np.nextafter(benign[benign.size - k - 1], np.inf)) if k < benign.size else 0.5
-    forms = np.array([r.get("form") or r["group"].split(":")[0] for r in rows])
-    by_form = {f: {"n": int((forms == f).sum()), "harmful": int(y[forms == f].sum()),
-                   "blocked": float((oof[forms == f] >= threshold).mean())} for f in sorted(set(forms.tolist()))}
-    g = np.asarray(groups)
-    by_group = {name: {"n": int((g == name).sum()), "label": "harmful" if y[g == name].mean() > 0.5 else "benign",
-                       "blocked": float((oof[g == name] >= threshold).mean())} for name in sorted(set(groups))}
-    figures = {"n": int(y.size), "n_harmful": int(y.sum()), "grouped": summary(oof, y, threshold),
-               "threshold": threshold, "by_form": by_form, "by_group": by_group,
-               "note": "grouped 5-fold CV by (source, harm topic); threshold keeps out-of-fold benign replies "
-                       f"blocked at {max_benign_blocked:.0%}"}
-    figures["grouped"]["auroc"] = auroc(y, oof)
-    model = ReplyHarmClassifier(C=C, embedder=emb).fit(X, y)
+    table: dict[str, dict[str, Any]] = {}
+    oofs: dict[str, np.ndarray] = {}
+    with shared_embeddings():  # every fold and recipe reuses the vectors of a text
+        for name, params in (candidates or REPLY_CANDIDATES).items():
+            oof = np.full(y.size, np.nan)
+            for tr, te in grouped_folds(groups, n_splits):
+                m = ReplyHarmClassifier(C=C, embedder=emb, **params).fit([X[i] for i in tr], y[tr])
+                oof[te] = m.score([X[i] for i in te])
+            t = _threshold_for_benign(oof, y, max_benign_blocked)
+            oofs[name] = oof
+            table[name] = {**params, "grouped_auroc": auroc(y, oof), "threshold": t,
+                           "harmful_blocked": float((oof[y == 1] >= t).mean())}
+        chosen = max(table, key=lambda k: table[k]["grouped_auroc"])
+        oof, threshold = oofs[chosen], table[chosen]["threshold"]
+        forms = np.array([r.get("form") or r["group"].split(":")[0] for r in rows])
+        by_form = {f: {"n": int((forms == f).sum()), "harmful": int(y[forms == f].sum()),
+                       "blocked": float((oof[forms == f] >= threshold).mean())} for f in sorted(set(forms.tolist()))}
+        g = np.asarray(groups)
+        by_group = {name: {"n": int((g == name).sum()), "label": "harmful" if y[g == name].mean() > 0.5 else "benign",
+                           "blocked": float((oof[g == name] >= threshold).mean())} for name in sorted(set(groups))}
+        figures = {"n": int(y.size), "n_harmful": int(y.sum()), "grouped": summary(oof, y, threshold),
+                   "threshold": threshold, "by_form": by_form, "by_group": by_group, "candidates": table,
+                   "chosen": chosen,
+                   "note": "grouped 5-fold CV by (source, harm topic); threshold keeps out-of-fold benign replies "
+                           f"blocked at {max_benign_blocked:.0%}; the recipe with the best grouped AUROC ships"}
+        figures["grouped"]["auroc"] = auroc(y, oof)
+        model = ReplyHarmClassifier(C=C, embedder=emb, **(candidates or REPLY_CANDIDATES)[chosen]).fit(X, y)
     model.threshold_ = threshold
     if out_dir is not None:
         model.set_params(embedder=None).save(out_dir, extra={"figures": figures})
     return figures
 
 
-__all__ = ["fit_reply_head", "load_reply_rows"]
+__all__ = ["REPLY_CANDIDATES", "fit_reply_head", "load_reply_rows"]
