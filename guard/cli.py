@@ -374,6 +374,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    # The gateway lives in integrations/, above guard/ (DESIGN.md); the CLI is the composition
+    # root, the one module of guard/ allowed to reach it (the import-linter contract names it).
+    from integrations.server.run import main as serve_main
+
+    return int(serve_main(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="guard", description="Guardrail middleware for LLM applications.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -488,6 +496,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("serve", help="an OpenAI-compatible gateway: /v1/chat/completions guarded in front of an "
+                                     "upstream endpoint or the local host, /v1/check for one decision "
+                                     "(needs the server extra)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    p.add_argument("--guard", help="guard folder (default: the shipped guard)")
+    p.add_argument("--upstream", help="base URL of an OpenAI-compatible API to forward to, e.g. "
+                                      "http://localhost:8001/v1 (default: the local host model answers)")
+    p.add_argument("--upstream-key-env", metavar="NAME",
+                   help="environment variable holding the upstream's API key (default: none sent)")
+    p.add_argument("--api-key-env", metavar="NAME",
+                   help="environment variable holding the key clients must send as 'Authorization: Bearer KEY' "
+                        "(default: no key)")
+    p.add_argument("--max-body-bytes", type=int, default=1_000_000,
+                   help="largest request body accepted, 413 above (default: %(default)s)")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds the backend may take, 502 after (default: %(default)s)")
+    p.set_defaults(func=cmd_serve)
 
     from guard.evaluation import steer_eval
 
