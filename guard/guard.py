@@ -176,6 +176,16 @@ class Guard:
         self.knowledge = knowledge
         self.sae = sae
         self.judge_decoded = judge_decoded
+        self._check_shared_capture()
+
+    def _check_shared_capture(self) -> None:
+        """The knowledge probe and the SAE read the Latent Guard's own capture: at another layer
+        their weights would read the wrong activations, silently."""
+        layer = getattr(self.latent, "layer_", None)
+        for name, part in (("knowledge probe", self.knowledge), ("sparse autoencoder", self.sae)):
+            if part is not None and layer is not None and part.layer != layer:
+                raise ArtifactError(f"the {name} reads layer {part.layer}, the Latent Guard layer {layer}; "
+                                    f"refit it for this guard (guard fit-knowledge / guard fit-sae --guard DIR)")
 
     @property
     def host(self) -> HostModel:
@@ -194,6 +204,7 @@ class Guard:
         g = cls.load(_default_artifact(), host=HostModel.default(device=device), blackbox=blackbox)
         if knowledge:
             g.knowledge = KnowledgeProbe.load(Path(str(resources.files("guard.resources").joinpath("knowledge_probe"))))
+            g._check_shared_capture()
         return g
 
     @classmethod

@@ -76,3 +76,13 @@ def test_shipped_probe_report():
     assert r["groups"].startswith("topic") and r["n"] >= 300
     table = r["selective_accuracy_vs_coverage"]
     assert table[-1]["accuracy"] > table[0]["accuracy"]  # abstaining on the least sure raises accuracy
+
+
+def test_a_probe_at_another_layer_than_the_guard_is_refused():
+    from guard.errors import ArtifactError
+
+    base = tiny_guard()
+    probe = probe_for(base.latent, 3.0)
+    probe.layer = base.latent.layer_ + 1
+    with pytest.raises(ArtifactError, match="refit"):
+        Guard(base.latent, Policy(threshold=0.99), knowledge=probe)
