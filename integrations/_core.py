@@ -1,5 +1,5 @@
 """Machinery shared by the integrations: guarded checks with fail modes, merged decisions, the
-stream gate.
+stream gate and the loop that drives it (`GatedStream`).
 
 Nothing here imports LangChain, so the decorator works without it.
 """
@@ -11,13 +11,17 @@ import contextlib
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import Field
 
 from guard.decision.constructive import constructive_response
 from guard.decision import Action, Decision, Evidence
+from integrations.reliability import EMPTY
+
+T = TypeVar("T")
 
 GUARD_UNAVAILABLE = "guard_unavailable"
 DEFAULT_CHECK_EVERY = 8
@@ -326,6 +330,162 @@ class StreamGate:
         # texts are in chunk order; the sent ones are the first chunks_sent + n
         self.chunks_sent += n
         self._sent_chars = sum(len(t) for t in self._texts[: self.chunks_sent])
+
+
+@dataclass(frozen=True)
+class StreamEnd(Generic[T]):
+    """How a gated stream ends: what is left to send, and the decision to record.
+
+    Attributes:
+        decision: the final decision (the request's merged with the reply's, stage "stream");
+            when blocked, already `StreamGate.cut` (it says what was sent before the cut).
+        chunks: the checked chunks still to send, the last one excepted (empty when cut).
+        last: the reply's last chunk, to carry the decision; `None` when cut or when the stream
+            was empty.
+        closing: the text that ends a cut stream (`closing_sentence`); `None` when not cut.
+    """
+
+    decision: GuardedDecision
+    chunks: list[T]
+    last: T | None
+    closing: str | None
+
+
+class GatedStream(Generic[T]):
+    """One reply streamed through a `StreamGate`: the loop every streaming wrapper runs.
+
+    `run` (sync) or `arun` (async) takes the wrapped stream and yields only chunks whose text has
+    passed the reply check (every `check_every` chunks, then the whole reply at the end); when a
+    check blocks, it stops reading, closes the wrapped stream and yields nothing more. `end` then
+    says how the stream ends: the rest to send, or the closing sentence of a cut. A failure of the
+    wrapped stream, or a caller that stops reading or cancels, is recorded through
+    `Checker.recording_failure` and re-raised; `end` is then not called and nothing held is sent.
+    The final decision is not recorded here: the caller sends the ending, then calls
+    `Checker.finish(end.decision, prompt)` when it chooses.
+
+    Args:
+        checker: the wrapper's `Checker`.
+        decision: the request's decision (not blocked: the wrapped call was made).
+        prompt: the user's prompt, which the reply is checked against.
+        check_every: check the growing reply every this many chunks.
+        check_output: check the reply at all; False releases every chunk as it comes (kept one
+            behind, so the last can carry the decision) and merges no reply decision.
+        text: the text of a chunk (default `text_of`).
+        started: `time.perf_counter()` when the wrapped call began (default: now), for `call_ms`.
+
+    Example:
+        >>> class NoBombs:  # a guard that blocks any reply containing "bomb"
+        ...     def check_output(self, prompt, reply):
+        ...         bad = "bomb" in reply
+        ...         return Decision(action=Action.REFUSE if bad else Action.ANSWER, response="Let's talk safety.")
+        >>> c = Checker(NoBombs())
+        >>> d = GuardedDecision(action=Action.ANSWER)
+        >>> s = GatedStream(c, d, "hi", check_every=2)
+        >>> list(s.run(iter(["Hel", "lo", " wo", "rld"])))
+        ['Hel', 'lo', ' wo']
+        >>> end = s.end()
+        >>> end.last, end.decision.blocked, end.decision.chunks_sent
+        ('rld', False, 4)
+        >>> s = GatedStream(c, d, "hi", check_every=2)
+        >>> list(s.run(iter(["Hel", "lo", " a bo", "mb"])))
+        ['Hel']
+        >>> end = s.end()
+        >>> end.decision.cut, end.decision.sent_text, end.closing.endswith("Let's talk safety.")
+        (True, 'Hel', True)
+    """
+
+    def __init__(
+        self,
+        checker: Checker,
+        decision: GuardedDecision,
+        prompt: str,
+        *,
+        check_every: int = DEFAULT_CHECK_EVERY,
+        check_output: bool = True,
+        text: Callable[[T], str] = text_of,
+        started: float | None = None,
+    ) -> None:
+        self.checker = checker
+        self.decision = decision
+        self.prompt = prompt
+        self.check_output = check_output
+        self.text = text
+        self.started = time.perf_counter() if started is None else started
+        self.gate = StreamGate(check_every if check_output else 1)
+        self.check = checker.stream_checker(prompt)  # the reply's windows embedded once per stream
+        self.reply: GuardedDecision | None = None  # the latest reply check
+        self.call_ms: float | None = None  # set when the wrapped stream is done
+
+    def run(self, chunks: Iterator[T], first: Any = EMPTY) -> Iterator[T]:
+        """Yield the checked chunks of `chunks` (after `first`, when the caller already took it).
+
+        `chunks` is closed when the loop ends, so a cut stops its producer. `first` is `EMPTY`
+        (from `integrations.reliability`) when there is none.
+        """
+        with self.checker.recording_failure(self.decision, self.prompt):  # a stream that breaks mid-way is recorded
+            try:
+                chunk = first if first is not EMPTY else next(chunks, EMPTY)
+                while chunk is not EMPTY:
+                    if self.gate.add(chunk, self.text(chunk)):
+                        if self.check_output:
+                            self.reply = self.check(self.gate.text)
+                            if self.reply.blocked:
+                                break
+                        yield from self.gate.passed()
+                    chunk = next(chunks, EMPTY)
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()  # stops the producer (e.g. HostChatModel generation) when we cut
+        self.call_ms = (time.perf_counter() - self.started) * 1000
+        if self._final_check_due():
+            self.reply = self.check(self.gate.text)
+
+    async def arun(self, chunks: AsyncIterator[T], first: Any = EMPTY) -> AsyncIterator[T]:
+        """Async `run`: the checks run in a worker thread, `chunks` is closed with `aclose`.
+
+        Consume it under `contextlib.aclosing`, so a caller that stops reading closes (and records)
+        it at once rather than when it is garbage-collected.
+        """
+        with self.checker.recording_failure(self.decision, self.prompt):  # a stream that breaks mid-way is recorded
+            try:
+                chunk = first if first is not EMPTY else await _anext(chunks)
+                while chunk is not EMPTY:
+                    if self.gate.add(chunk, self.text(chunk)):
+                        if self.check_output:
+                            self.reply = await asyncio.to_thread(self.check, self.gate.text)
+                            if self.reply.blocked:
+                                break
+                        for c in self.gate.passed():
+                            yield c
+                    chunk = await _anext(chunks)
+            finally:
+                aclose = getattr(chunks, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+        self.call_ms = (time.perf_counter() - self.started) * 1000
+        if self._final_check_due():
+            self.reply = await asyncio.to_thread(self.check, self.gate.text)
+
+    def end(self) -> StreamEnd[T]:
+        """After `run` or `arun` is exhausted: the chunks that end the stream and the final decision."""
+        final = merge(self.decision, self.reply, stage="stream", call_ms=self.call_ms)
+        if final.blocked:
+            final = self.gate.cut(final)
+            return StreamEnd(final, [], None, closing_sentence(final))
+        out, last = self.gate.finish()
+        return StreamEnd(final.model_copy(update={"chunks_sent": self.gate.chunks_sent}), out, last, None)
+
+    def _final_check_due(self) -> bool:
+        # the whole reply is checked once more unless that exact text was checked, or it was cut
+        return self.check_output and (self.reply is None or (self.gate.unchecked and not self.reply.blocked))
+
+
+async def _anext(it: AsyncIterator[T]) -> Any:
+    try:
+        return await it.__anext__()
+    except StopAsyncIteration:
+        return EMPTY
 
 
 _default_lock = threading.Lock()

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import typing
@@ -46,15 +47,13 @@ from guard.errors import InputError  # noqa: E402
 from integrations._core import (  # noqa: E402
     DEFAULT_CHECK_EVERY,
     Checker,
+    GatedStream,
     GuardedDecision,
-    StreamGate,
-    closing_sentence,
     merge,
     text_of,
 )
 from integrations.reliability import (  # noqa: E402
     DEFAULT_TIMEOUT,
-    EMPTY,
     RetryPolicy,
     acall_in_thread,
     acall_with_retry,
@@ -599,29 +598,10 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         inner = self._inner(config)
         with checker.recording_failure(d, prompt):
             it, first = first_with_retry(lambda: self.bound.stream(value, inner, **kwargs), self._retry())
-        gate = StreamGate(self.check_every if self.check_output else 1)
-        check = checker.stream_checker(prompt)  # the reply's windows embedded once per stream
-        last_reply: GuardedDecision | None = None
-        with checker.recording_failure(d, prompt):  # a stream that breaks mid-way is recorded
-            try:
-                chunk = first
-                while chunk is not EMPTY:
-                    if gate.add(chunk, text_of(chunk)):
-                        if self.check_output:
-                            last_reply = check(gate.text)
-                            if last_reply.blocked:
-                                break
-                        yield from gate.passed()
-                    chunk = next(it, EMPTY)
-            finally:
-                close = getattr(it, "close", None)
-                if close is not None:
-                    close()  # stops the producer (e.g. HostChatModel generation) when we cut
-        call_ms = (time.perf_counter() - start) * 1000
-        if self.check_output and (last_reply is None or (gate.unchecked and not last_reply.blocked)):
-            last_reply = check(gate.text)
+        stream = self._gated(checker, d, prompt, start)
+        yield from stream.run(it, first)
         final: GuardedDecision | None = None
-        for c in self._end_stream(checker, gate, d, last_reply, call_ms, prompt):
+        for c in self._end_stream(checker, stream, prompt):
             if isinstance(c, GuardedDecision):
                 final = c
             else:
@@ -654,55 +634,36 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         inner = self._inner(config)
         with checker.recording_failure(d, prompt):
             it, first = await afirst_with_retry(lambda: self.bound.astream(value, inner, **kwargs), self._retry())
-        gate = StreamGate(self.check_every if self.check_output else 1)
-        check = checker.stream_checker(prompt)  # the reply's windows embedded once per stream
-        last_reply: GuardedDecision | None = None
-        with checker.recording_failure(d, prompt):  # a stream that breaks mid-way is recorded
-            try:
-                chunk = first
-                while chunk is not EMPTY:
-                    if gate.add(chunk, text_of(chunk)):
-                        if self.check_output:
-                            last_reply = await asyncio.to_thread(check, gate.text)
-                            if last_reply.blocked:
-                                break
-                        for c in gate.passed():
-                            yield c
-                    try:
-                        chunk = await it.__anext__()
-                    except StopAsyncIteration:
-                        chunk = EMPTY
-            finally:
-                aclose = getattr(it, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-        call_ms = (time.perf_counter() - start) * 1000
-        if self.check_output and (last_reply is None or (gate.unchecked and not last_reply.blocked)):
-            last_reply = await asyncio.to_thread(check, gate.text)
+        stream = self._gated(checker, d, prompt, start)
+        # aclosing: a caller that stops reading closes (and records) the gated stream at once
+        async with contextlib.aclosing(stream.arun(it, first)) as released:
+            async for c in released:
+                yield c
         final: GuardedDecision | None = None
-        for c in self._end_stream(checker, gate, d, last_reply, call_ms, prompt):
+        for c in self._end_stream(checker, stream, prompt):
             if isinstance(c, GuardedDecision):
                 final = c
             else:
                 yield c
         await adispatch_custom_event(DECISION_EVENT, final, config=config)
 
-    def _end_stream(self, checker: Checker, gate: StreamGate, d: GuardedDecision,
-                    reply: GuardedDecision | None, call_ms: float, prompt: str) -> Iterator[Any]:
+    def _gated(self, checker: Checker, d: GuardedDecision, prompt: str, start: float) -> GatedStream[Any]:
+        return GatedStream(checker, d, prompt, check_every=self.check_every, check_output=self.check_output,
+                           started=start)
+
+    def _end_stream(self, checker: Checker, stream: GatedStream[Any], prompt: str) -> Iterator[Any]:
         """The chunks that end a stream, then (last) the final decision for the caller to dispatch."""
-        final = merge(d, reply, stage="stream", call_ms=call_ms)
-        if final.blocked:
-            final = gate.cut(final)
-            yield self._reply(final.model_copy(update={"response": closing_sentence(final)}), gate.first, chunk=True)
+        end = stream.end()
+        final = end.decision
+        if end.closing is not None:
+            yield self._reply(final.model_copy(update={"response": end.closing}), stream.gate.first, chunk=True)
         else:
-            out, last = gate.finish()
-            final = final.model_copy(update={"chunks_sent": gate.chunks_sent})
-            yield from out
-            if isinstance(last, BaseMessage):
-                yield _attach(last, final)
-            elif last is not None:
-                yield last
-            elif self._wants_message(gate.first):
+            yield from end.chunks
+            if isinstance(end.last, BaseMessage):
+                yield _attach(end.last, final)
+            elif end.last is not None:
+                yield end.last
+            elif self._wants_message(stream.gate.first):
                 yield AIMessageChunk(content="", response_metadata={DECISION_KEY: final.model_dump(mode="json")},
                                      chunk_position="last")
         checker.finish(final, prompt)

@@ -1,4 +1,4 @@
-"""Streamed replies: the backend's pieces pass the same `StreamGate` as `GuardedRunnable`'s
+"""Streamed replies: the backend's pieces pass the same `GatedStream` as `GuardedRunnable`'s
 streams, then go out as OpenAI ``chat.completion.chunk`` server-sent events.
 
 A piece is sent only after the text it completes has passed `check_output` (checked every
@@ -10,13 +10,12 @@ pieces are dropped). The last chunk carries the decision in ``guard``; then ``da
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-from integrations._core import GuardedDecision, StreamGate, closing_sentence, merge
+from integrations._core import GatedStream, GuardedDecision, StreamEnd
 from integrations.server.backends.base import BackendError, StreamDelta
 from integrations.server.conversation import Conversation
 from integrations.server.gateway import CONTENT_FILTER, Gateway
@@ -86,53 +85,51 @@ async def open_stream(gw: Gateway, req: ChatCompletionRequest) -> AsyncIterator[
 async def _gated(gw: Gateway, conv: Conversation, d: GuardedDecision, chunks: _Chunks,
                  it: AsyncIterator[StreamDelta], first: StreamDelta | None, start: float) -> AsyncIterator[str]:
     checker, prompt = gw.checker, conv.prompt
-    gate = StreamGate(gw.config.check_every)
-    check = checker.stream_checker(prompt)  # the reply's windows embedded once per stream
-    last: GuardedDecision | None = None
+    stream: GatedStream[str] = GatedStream(checker, d, prompt, check_every=gw.config.check_every, started=start)
     finish = "stop"
-    try:
-        with checker.recording_failure(d, prompt):  # a stream that breaks mid-way is recorded
-            yield chunks.start()
-            delta = first
+
+    async def texts() -> AsyncIterator[str]:
+        """The backend's non-empty texts, from `first` on; notes the finish reason as it goes."""
+        nonlocal finish
+        delta = first
+        try:
             while delta is not None:
                 finish = delta.finish_reason or finish
-                if delta.text and gate.add(delta.text, delta.text):
-                    last = await asyncio.to_thread(check, gate.text)
-                    if last.blocked:
-                        break
-                    for text in gate.passed():
-                        yield chunks.text(text)
+                if delta.text:
+                    yield delta.text
                 delta = await gw.next_delta(it)
+        finally:
+            await _close(it)  # at once when the gate cuts, so the backend stops generating
+
+    try:
+        with checker.recording_failure(d, prompt):  # a client gone before the first piece is recorded
+            yield chunks.start()
+        # aclosing: a client that stops reading closes (and records) the gated stream at once
+        async with contextlib.aclosing(stream.arun(texts())) as released:
+            async for text in released:
+                yield chunks.text(text)
     except BackendError as exc:
         yield error_event(exc)  # the held pieces were never checked whole: dropped
         return
     finally:
-        await _close(it)
-    call_ms = (time.perf_counter() - start) * 1000
-    if last is None or (gate.unchecked and not last.blocked):
-        last = await asyncio.to_thread(check, gate.text)
-    final = merge(d, last, stage="stream", call_ms=call_ms)
-    for event in _ending(gate, final, finish, chunks):
+        await _close(it)  # when the client left before `texts` started (closing twice is harmless)
+    for event in _ending(stream.end(), finish, chunks):
         if isinstance(event, GuardedDecision):
             checker.finish(event, prompt)
         else:
             yield event
 
 
-def _ending(gate: StreamGate, final: GuardedDecision, finish: str,
-            chunks: _Chunks) -> Iterator[str | GuardedDecision]:
+def _ending(end: StreamEnd[str], finish: str, chunks: _Chunks) -> Iterator[str | GuardedDecision]:
     """The events that end a checked stream, and (before the last one) the final decision."""
-    if final.blocked:
-        final = gate.cut(final)
-        yield chunks.text(closing_sentence(final))
+    if end.closing is not None:
+        yield chunks.text(end.closing)
         finish = CONTENT_FILTER
     else:
-        out, tail = gate.finish()
-        final = final.model_copy(update={"chunks_sent": gate.chunks_sent})
-        for text in [*out, *([tail] if tail is not None else [])]:
+        for text in [*end.chunks, *([end.last] if end.last is not None else [])]:
             yield chunks.text(text)
-    yield final
-    yield chunks.end(finish, final)
+    yield end.decision
+    yield chunks.end(finish, end.decision)
     yield DONE
 
 
