@@ -8,6 +8,7 @@ its name, docstring, signature and type hints (`functools.wraps`, so `inspect.si
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import time
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from guard.errors import InputError
-from integrations._core import DEFAULT_CHECK_EVERY, Checker, GuardedDecision, StreamGate, closing_sentence, merge, text_of
+from integrations._core import DEFAULT_CHECK_EVERY, Checker, GatedStream, GuardedDecision, merge, text_of
 from integrations.reliability import DEFAULT_TIMEOUT, call_with_timeout
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -129,24 +130,11 @@ def guarded(
                 c.finish(d, prompt)
                 yield d.response
                 return
-            gate, last, start = StreamGate(check_every if check_output else 1), None, time.perf_counter()
-            check = c.stream_checker(prompt)  # the reply's windows embedded once per stream
-            agen = fn(*args, **kwargs)
-            with c.recording_failure(d, prompt):
-                try:
-                    async for chunk in agen:
-                        if gate.add(chunk, text_of(chunk)):
-                            if check_output:
-                                last = await asyncio.to_thread(check, gate.text)
-                                if last.blocked:
-                                    break
-                            for out in gate.passed():
-                                yield out
-                finally:
-                    await agen.aclose()
-            if check_output and (last is None or (gate.unchecked and not last.blocked)):
-                last = await asyncio.to_thread(check, gate.text)
-            for out in _end(c, gate, d, last, start, prompt):
+            stream: GatedStream[Any] = GatedStream(c, d, prompt, check_every=check_every, check_output=check_output)
+            async with contextlib.aclosing(stream.arun(fn(*args, **kwargs))) as checked:
+                async for out in checked:
+                    yield out
+            for out in _end(c, stream, prompt):
                 yield out
 
         return agen_wrapper
@@ -162,23 +150,9 @@ def guarded(
                 c.finish(d, prompt)
                 yield d.response
                 return
-            gate, last, start = StreamGate(check_every if check_output else 1), None, time.perf_counter()
-            check = c.stream_checker(prompt)  # the reply's windows embedded once per stream
-            gen = fn(*args, **kwargs)
-            with c.recording_failure(d, prompt):
-                try:
-                    for chunk in gen:
-                        if gate.add(chunk, text_of(chunk)):
-                            if check_output:
-                                last = check(gate.text)
-                                if last.blocked:
-                                    break
-                            yield from gate.passed()
-                finally:
-                    gen.close()
-            if check_output and (last is None or (gate.unchecked and not last.blocked)):
-                last = check(gate.text)
-            yield from _end(c, gate, d, last, start, prompt)
+            stream: GatedStream[Any] = GatedStream(c, d, prompt, check_every=check_every, check_output=check_output)
+            yield from stream.run(fn(*args, **kwargs))
+            yield from _end(c, stream, prompt)
 
         return gen_wrapper
 
@@ -222,16 +196,9 @@ def guarded(
     return wrapper
 
 
-def _end(c: Checker, gate: StreamGate, d: GuardedDecision, reply: GuardedDecision | None, start: float,
-         prompt: str) -> list[Any]:
-    final = merge(d, reply, stage="stream", call_ms=(time.perf_counter() - start) * 1000)
-    if final.blocked:
-        final = gate.cut(final)
-        out = [closing_sentence(final)]
-    else:
-        out, last = gate.finish()
-        if last is not None:
-            out.append(last)
-        final = final.model_copy(update={"chunks_sent": gate.chunks_sent})
-    c.finish(final, prompt)
+def _end(c: Checker, stream: GatedStream[Any], prompt: str) -> list[Any]:
+    """The chunks that end a gated stream (the rest, or the closing sentence of a cut); recorded."""
+    end = stream.end()
+    out = [end.closing] if end.closing is not None else [*end.chunks, *([end.last] if end.last is not None else [])]
+    c.finish(end.decision, prompt)
     return out
