@@ -65,6 +65,21 @@ def check_texts(texts: Any, name: str = "X", max_chars: int = DEFAULT_MAX_CHARS)
     return out
 
 
+def check_y_given(y: Any, estimator: Any) -> Any:
+    """Refuse a missing target before any text is read (a clear error, not a ``TypeError`` later).
+
+    The message is scikit-learn's own (``validate_data``'s), which its checks look for.
+
+    Example:
+        >>> check_y_given([0, 1], object())
+        [0, 1]
+    """
+    if y is None:
+        raise ClassifierError(f"This {type(estimator).__name__} estimator requires y to be passed, but the "
+                              "target y is None; pass one label per sample")
+    return y
+
+
 def check_max_chars(value: Any) -> int:
     """Check the `max_chars` parameter."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

@@ -32,7 +32,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from classifiers._deps import require
 from classifiers._manifest import verify_manifest, write_manifest
-from classifiers._validation import check_texts
+from classifiers._validation import check_texts, check_y_given
 from classifiers.errors import ClassifierError
 
 FORMAT = "classifiers.conversation-harm"
@@ -71,14 +71,21 @@ class ConversationHarmClassifier(ClassifierMixin, BaseEstimator):
         self.C = C
         self.embedder = embedder
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # conversations: lists of user turns (str)
+        tags.input_tags.string = True
+        tags.classifier_tags.multi_class = False  # harmful trajectory (1) or not (0)
+        return tags
+
     def _embedder(self) -> Any:
         if self.embedder is not None:
             return self.embedder
-        if getattr(self, "_default_embedder", None) is None:
-            from classifiers.embeddings import SentenceEmbedder
+        from classifiers.embeddings import SentenceEmbedder
 
-            self._default_embedder = SentenceEmbedder()
-        return self._default_embedder
+        # made per call, not kept on self: it is only parameters (the loaded model is shared per
+        # process), and an estimator that stores nothing while predicting pickles after use
+        return SentenceEmbedder()
 
     def features(self, X: Any) -> np.ndarray:
         """``[n, 2 d]``: the recent turns' joint embedding and the mean embedding of all turns."""
@@ -96,12 +103,14 @@ class ConversationHarmClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> ConversationHarmClassifier:
         """Fit on conversations (lists of user turns) and 0/1 labels."""
+        check_y_given(y, self)
         return self.fit_features(self.features(X), y)
 
     def fit_features(self, F: np.ndarray, y: Any) -> ConversationHarmClassifier:
         """Fit on `features` already computed (fitting code computes them once)."""
         from sklearn.linear_model import LogisticRegression
 
+        check_y_given(y, self)
         y = np.asarray(y).astype(int)
         if F.ndim != 2 or F.shape[0] != y.size or set(np.unique(y)) != {0, 1}:
             raise ClassifierError("need one feature row and one 0/1 label per conversation, both labels present")
@@ -118,6 +127,7 @@ class ConversationHarmClassifier(ClassifierMixin, BaseEstimator):
 
     def harm_score(self, X: Any) -> np.ndarray:
         """P(harmful trajectory) per conversation."""
+        check_is_fitted(self, "coef_")  # before embedding anything
         return self.score_features(self.features(X))
 
     def predict_proba(self, X: Any) -> np.ndarray:

@@ -22,7 +22,9 @@ Texts are tokenized once without padding, sorted by token count, and cut into ba
 minimise the padded tokens (each batch is padded only to its own longest text).
 
 Loaded models are shared per process (keyed by back end, model and providers), so cloning an
-embedder or building many estimators does not load the network again.
+embedder or building many estimators does not load the network again; the estimator itself holds
+only its parameters, so it pickles, deep-copies and ``joblib.dump``s after use (a loaded copy
+finds the shared model again on its first call).
 
 Example:
     >>> emb = SentenceEmbedder(backend="onnx")  # doctest: +SKIP
@@ -59,6 +61,10 @@ EMBEDDING_DIM = 384
 _EXPORT_VERSION = "3"  # bump when the exported graph changes
 _OPSET = 17
 _RUNTIMES: dict[tuple[Any, ...], Any] = {}
+# (runtime, tokenizer, key) per parameter set: kept here, not on the estimator, so an embedder
+# holds only its parameters and pickles, deep-copies and `joblib.dump`s after use as before it.
+_RESOLVED: dict[tuple[Any, ...], tuple[Any, Any, tuple[Any, ...]]] = {}
+_MAX_RESOLVED = 256
 # Vectors of texts already embedded (fitting embeds the same prompts for each split and variant).
 _VECTORS: dict[tuple[Any, ...], np.ndarray] = {}
 _MAX_VECTORS = 20_000
@@ -525,11 +531,16 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
 
     def _runtime(self) -> Any:
         # resolved once per parameter set: path lookups and checks cost more than a short text
-        sig = (self.backend, self.model_path, self.max_length, tuple(self.providers or ()), self.num_threads,
-               os.environ.get("GUARD_CACHE_DIR"))
-        memo = getattr(self, "_runtime_memo", None)
-        if memo is not None and memo[0] == sig:
-            return memo[1]
+        # typed, so that an invalid `max_length=True` never hits the entry of a valid `max_length=1`
+        sig = tuple((type(v), v) for v in (self.backend, self.model_path, self.max_length,
+                                            tuple(self.providers or ()), self.num_threads,
+                                            os.environ.get("GUARD_CACHE_DIR")))
+        try:
+            hit = _RESOLVED.get(sig)
+        except TypeError:  # an unhashable parameter: the checks below name it
+            hit, sig = None, None
+        if hit is not None:
+            return hit
         backend = _resolve_backend(self.backend)
         if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or not 1 <= self.max_length <= 512:
             raise ClassifierError(f"max_length must be an int in 1..512, got {self.max_length!r}")
@@ -553,7 +564,10 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
             if tokenizer is None:  # reading tokenizer.json takes tens of ms: once per process
                 tokenizer = _RUNTIMES[tok_key] = _Tokenizer(model_path, self.max_length)
         resolved = (runtime, tokenizer, key)
-        self._runtime_memo = (sig, resolved)
+        if sig is not None:
+            if len(_RESOLVED) >= _MAX_RESOLVED:
+                _RESOLVED.clear()
+            _RESOLVED[sig] = resolved
         return resolved
 
     @property

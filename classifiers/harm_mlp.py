@@ -28,7 +28,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from classifiers._deps import require
-from classifiers._validation import check_texts
+from classifiers._validation import check_texts, check_y_given
 from classifiers.errors import ClassifierError
 
 FORMAT = "classifiers.harm-mlp"
@@ -72,6 +72,14 @@ class HarmMLPClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.encoders = encoders
 
+    # ------------------------------------------------------------------ sklearn plumbing
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # `fit` and `predict_proba` read texts (`*_embeddings`: vectors)
+        tags.input_tags.string = True
+        tags.classifier_tags.multi_class = False  # two classes: benign and harmful
+        return tags
+
     # ------------------------------------------------------------------ features
     def embed(self, X: Any) -> np.ndarray:
         """The concatenated encoder vectors of texts `X`: ``[len(X), sum of dims]`` float32."""
@@ -81,6 +89,7 @@ class HarmMLPClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Any, y: Any) -> HarmMLPClassifier:
         """Fit on texts `X` with labels `y` (1 = harmful)."""
+        check_y_given(y, self)  # before embedding anything
         return self.fit_embeddings(self.embed(X), y)
 
     def fit_embeddings(self, E: Any, y: Any) -> HarmMLPClassifier:
@@ -128,6 +137,7 @@ class HarmMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """The more probable class of each text."""
+        check_is_fitted(self, "coefs_")  # NotFittedError, not an AttributeError on classes_
         return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
 
     def harm_score(self, X: Any) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from classifiers._linear import Features, TextLinearClassifier
-from classifiers._validation import DEFAULT_MAX_CHARS
+from classifiers._validation import DEFAULT_MAX_CHARS, check_texts, check_y_given
 from classifiers.errors import ClassifierError
 
 BENIGN = "benign"
@@ -52,8 +52,9 @@ class ImagePromptClassifier(TextLinearClassifier):
 
     def fit(self, X: Any, y: Any) -> ImagePromptClassifier:
         """Fit on prompts `X` and labels `y` (``"benign"`` or a category name)."""
-        labels = _check_labels(y, len(X))
-        return self._fit_texts(list(X), labels)  # type: ignore[return-value]
+        check_y_given(y, self)
+        texts = check_texts(X, "X", self.max_chars)  # as its siblings: no bare string, cut, clean unicode
+        return self._fit_texts(texts, _check_labels(y, len(texts)))  # type: ignore[return-value]
 
     def _benign_index(self) -> int:
         if BENIGN not in set(self.classes_.tolist()):

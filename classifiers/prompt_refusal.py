@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from classifiers._linear import Explanation, Features, TextLinearClassifier
-from classifiers._validation import DEFAULT_MAX_CHARS, check_texts
+from classifiers._validation import DEFAULT_MAX_CHARS, check_texts, check_y_given
 from classifiers.errors import ClassifierError
 
 DEFAULT_RESOURCES = {"combined": "prompt_refusal", "embedding": "prompt_refusal_embedding", "multilingual": "multilingual_harm"}
@@ -100,12 +100,18 @@ class PromptRefusalPredictor(TextLinearClassifier):
                          max_features=max_features, C=C, class_weight=class_weight,
                          embedding_weight=embedding_weight, embedder=embedder, max_chars=max_chars)
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False  # refused (1) or complied (0)
+        return tags
+
     def fit(self, X: Any, y: Any) -> PromptRefusalPredictor:
         """Fit on prompts `X` and whether the model refused each (`y`: 0/1 or bool).
 
         Raises:
             ClassifierError: bad prompts, labels other than 0/1, or a single class.
         """
+        check_y_given(y, self)
         texts = check_texts(X, "X", self.max_chars)
         return self._fit_texts(texts, _check_refused(y, len(texts)))
 

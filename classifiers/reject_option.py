@@ -267,6 +267,11 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = bool(self._sparse_ok()) and self.featurizer is None
+        if self.featurizer is not None:  # X is what the featurizer reads: texts, for an embedder
+            from sklearn.utils import get_tags
+
+            read = get_tags(self.featurizer).input_tags
+            tags.input_tags.two_d_array, tags.input_tags.string = read.two_d_array, read.string
         return tags
 
     def _needs_features(self) -> bool:

@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from classifiers._deps import require
 from classifiers._manifest import verify_manifest, write_manifest
-from classifiers._validation import check_texts
+from classifiers._validation import check_texts, check_y_given
 from classifiers.errors import ClassifierError
 
 FORMAT = "classifiers.reply-harm"
@@ -98,14 +98,21 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
         self.multilingual = multilingual
         self.random_state = random_state
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # (request, reply) pairs of str, not a numeric matrix
+        tags.input_tags.string = True
+        tags.classifier_tags.multi_class = False  # harmful (1) or not (0)
+        return tags
+
     def _embedder(self) -> Any:
         if self.embedder is not None:
             return self.embedder
-        if getattr(self, "_default_embedder", None) is None:
-            from classifiers.embeddings import SentenceEmbedder
+        from classifiers.embeddings import SentenceEmbedder
 
-            self._default_embedder = SentenceEmbedder(cache=False)
-        return self._default_embedder
+        # made per call, not kept on self: it is only parameters (the loaded model is shared per
+        # process), and an estimator that stores nothing while predicting pickles after use
+        return SentenceEmbedder(cache=False)
 
     def _features(self, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
         """Rows ``[request, window]`` for every reply window, and the pair each row belongs to."""
@@ -151,6 +158,7 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
         give their most harmful window under a first fit."""
         if self.head not in ("linear", "mlp"):
             raise ClassifierError(f"head must be 'linear' or 'mlp', got {self.head!r}")
+        check_y_given(y, self)
         pairs = _check_pairs(X)
         y = np.asarray(y).astype(int)
         if y.shape != (len(pairs),) or set(np.unique(y)) != {0, 1}:

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from classifiers._linear import Explanation, Features, TextLinearClassifier
-from classifiers._validation import DEFAULT_MAX_CHARS, check_texts
+from classifiers._validation import DEFAULT_MAX_CHARS, check_texts, check_y_given
 from classifiers.errors import ClassifierError
 
 COMPLIANCE = "compliance"
@@ -81,6 +81,7 @@ class ResponseRefusalDetector(TextLinearClassifier):
         Raises:
             ClassifierError: bad replies, unknown labels, or a single class.
         """
+        check_y_given(y, self)
         texts = check_texts(X, "X", self.max_chars)
         return self._fit_texts(texts, _check_labels(y, len(texts)))
 

@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from classifiers._deps import require
 from classifiers._linear import TOKEN_PATTERN, preprocess
-from classifiers._validation import DEFAULT_MAX_CHARS, check_texts
+from classifiers._validation import DEFAULT_MAX_CHARS, check_texts, check_y_given
 from classifiers.errors import ClassifierError
 
 FORMAT = "classifiers.tsetlin-rules"
@@ -96,6 +96,9 @@ class TsetlinRuleClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True
+        # fitting draws from libc's rand(), which pyTsetlinMachine never seeds: two fits on the same
+        # texts learn different clauses (prediction from fitted clauses is deterministic numpy)
+        tags.non_deterministic = True
         return tags
 
     def _binarize(self, texts: list[str]) -> np.ndarray:
@@ -114,6 +117,7 @@ class TsetlinRuleClassifier(ClassifierMixin, BaseEstimator):
         """
         from sklearn.feature_extraction.text import CountVectorizer
 
+        check_y_given(y, self)
         texts = check_texts(X, "X", self.max_chars)
         labels = np.asarray(list(y), dtype=object)
         if labels.shape != (len(texts),) or not all(isinstance(v, str) for v in labels):

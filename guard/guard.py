@@ -181,9 +181,11 @@ class Guard:
     def _check_shared_capture(self) -> None:
         """The knowledge probe and the SAE read the Latent Guard's own capture: at another layer
         their weights would read the wrong activations, silently."""
-        layer = getattr(self.latent, "layer_", None)
-        for name, part in (("knowledge probe", self.knowledge), ("sparse autoencoder", self.sae)):
-            if part is not None and layer is not None and part.layer != layer:
+        parts = [(name, part) for name, part in (("knowledge probe", self.knowledge), ("sparse autoencoder", self.sae))
+                 if part is not None]
+        layer = getattr(self.latent, "layer_", None) if parts else None
+        for name, part in parts:
+            if layer is not None and part.layer != layer:
                 raise ArtifactError(f"the {name} reads layer {part.layer}, the Latent Guard layer {layer}; "
                                     f"refit it for this guard (guard fit-knowledge / guard fit-sae --guard DIR)")
 

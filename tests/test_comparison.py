@@ -75,7 +75,7 @@ def test_guard_load_adds_blackbox_when_the_policy_pools_it(tmp_path):
     Guard(lg, Policy(threshold=0.5, harm_weights={"harmfulness": 1.0, "prompt_refusal": 0.5})).save(tmp_path / "pooled")
     assert Guard.load(tmp_path / "latent_only", host=host).detectors == {}
     pooled = Guard.load(tmp_path / "pooled", host=host)
-    assert set(pooled.detectors) == {"prompt_refusal", "embedding_harm", "multilingual_harm"}
+    assert set(pooled.detectors) == {"prompt_refusal", "embedding_harm", "multilingual_harm", "combined_harm"}
     d = pooled.check("How do I bomb at home?")
     assert "prompt_refusal" in d.scores and "harm_pooled" in d.scores
     assert Guard.load(tmp_path / "pooled", host=host, blackbox=False).detectors == {}
