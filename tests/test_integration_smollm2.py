@@ -89,4 +89,4 @@ def test_encoded_requests_are_judged_on_what_they_say(default_guard, encoding):
     assert default_guard.check(wrap(harmful)).action is Action.REFUSE
     d = default_guard.check(wrap(benign))
     assert any("decoded reading was judged" in r for r in d.reasons), d.reasons
-    assert default_guard.check(spaced := TRANSFORMS["spaced_letters"](benign)).action is default_guard.check(benign).action, spaced
+    assert d.action is Action.ANSWER, d.reasons
