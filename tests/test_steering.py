@@ -264,3 +264,34 @@ def test_smollm2_refusal_vector_makes_the_host_refuse(smollm2):
     steered = cast.generate(prompts, max_new_tokens=16)
     assert ResponseRefusalDetector.default().is_refusal([r.text for r in steered]).all()
     assert n_hooks(smollm2) == before
+
+
+def test_sae_feature_and_dense_vector_steer_the_same_prompts(tiny_host):
+    """`guard steer-eval`'s SAE comparison: the feature closest to the dense refusal vector steers
+    the same prompts under the same condition; a stronger push changes the category's replies and
+    leaves benign ones token-identical, for both vectors."""
+    from guard.evaluation.steer_eval import SteerEvalSettings, sae_vs_dense
+    from guard.whitebox.sae import NamedFeatures, SparseAutoencoder
+    from guard.whitebox.steering import prompt_states
+
+    prompts, _ = synthetic(3)
+    cond = ConditionVector(tiny_host, name="bomb", layer=2, max_false_positive_rate=0.0).fit(POS, NEG)
+    states = prompt_states(tiny_host, prompts + POS + NEG, [2], "last")[:, 0]
+    sae = SparseAutoencoder(n_features=16, l1=1e-3, epochs=5, seed=0).fit(np.repeat(states, 4, axis=0))
+    features = NamedFeatures(sae, 2, 0, {0: "violence_weapons"}, {0: 1.0})
+
+    class Judge:  # stands in for the refusal detector
+        def is_refusal(self, texts):
+            return np.array(["sorry" in t for t in texts])
+
+    settings = SteerEvalSettings(n_pairs=8, max_new_tokens=6, strength=50.0, batch_size=4)
+    plain = ConditionalSteering(tiny_host, {"refusal": BehaviourVector(tiny_host, layers=[2], n_pairs=8).fit(
+        prompts, REFUSALS, COMPLIANCES)}, [cond], [])
+    h_plain = plain.generate(POS, steer_enabled=False, max_new_tokens=6)
+    b_plain = plain.generate(NEG, steer_enabled=False, max_new_tokens=6)
+    out = sae_vs_dense(tiny_host, features, prompts, cond, "bomb", settings, POS, NEG, h_plain, b_plain, Judge())
+    assert out["layer"] == 2 and 0 <= out["feature"] < 16 and -1.0 <= out["cosine_with_dense"] <= 1.0
+    for name in ("dense", "sae"):
+        assert out[name]["benign_unchanged_rate"] == 1.0  # the condition never fires on the benign prompts
+        assert out[name]["category_changed_rate"] > 0.5  # the category's replies were steered
+        assert 0.0 <= out[name]["steered_refusal_rate"] <= 1.0

@@ -18,7 +18,12 @@ fit/calib/test splits of `guard.fitting.training.split_of`:
    ablated host claiming the original's fingerprint, so only the functional checks can flag it).
 4. **Concept features** (optional). RepIt concept directions and SafeConstellations trajectory
    features, fitted on a fit-split sample, measured on the same test sample.
-5. A position-probe plot (`position_probe.png`) of one harmful and one benign test prompt.
+5. **SAE feature vs dense direction** (when the shipped guard carries an SAE): at the SAE's
+   layer, the dense refusal vector (contrastive, as in 1) and the SAE feature whose decoder
+   direction lies closest to it (scaled to the dense vector's norm) steer the same test prompts
+   under the same condition, strength and rule; refusal lift on the category and benign replies
+   left token-identical, side by side.
+6. A position-probe plot (`position_probe.png`) of one harmful and one benign test prompt.
 
 No reply text is written (unsteered replies to harmful prompts may hold harmful content).
 """
@@ -57,6 +62,7 @@ class SteerEvalSettings(BaseModel):
     n_condition_benign: int = Field(200, ge=10)
     n_auroc: int = Field(100, ge=10)
     concepts: bool = True
+    sae: bool = True
     n_concept_fit: int = Field(300, ge=40)
     trajectory_layers: list[int] = Field(default_factory=lambda: [4, 8, 12, 16, 20])
     batch_size: int = Field(8, ge=1)
@@ -83,6 +89,7 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
     from guard.whitebox.artifacts import load_latent
     from guard.whitebox.host import HostModel
     from guard.whitebox.integrity import check_integrity
+    from guard.whitebox.sae import NamedFeatures
     from guard.whitebox.steering import (
         BehaviourVector,
         ConditionalSteering,
@@ -273,7 +280,18 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
         except InputError as exc:  # too small a sample for any concept: say so, keep the other figures
             result["concept_features"] = {"error": str(exc)}
 
-    # ------------------------------------------------------------------ 5. position probe plot
+    # ------------------------------------------------------------------ 5. SAE feature vs dense direction
+    sae_dir = _default_artifact() / "sae"
+    if settings.sae and sae_dir.is_dir():
+        log("SAE feature vs dense refusal direction, same prompts, condition and strength ...")
+        result["sae_steering"] = sae_vs_dense(
+            host, NamedFeatures.load(sae_dir), fit_prompts, cond, cat, settings,
+            harm_test, benign_test, h_plain, b_plain, detector)
+        log(f"  dense {result['sae_steering']['dense']['steered_refusal_rate']:.2f}, SAE feature "
+            f"{result['sae_steering']['feature']} {result['sae_steering']['sae']['steered_refusal_rate']:.2f} "
+            f"(unsteered {result['unsteered_refusal_rate']:.2f})")
+
+    # ------------------------------------------------------------------ 6. position probe plot
     try:
         import matplotlib.pyplot as plt
 
@@ -292,6 +310,38 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
     (out / "steering.json").write_text(json.dumps(result, indent=2, default=float))
     log(f"wrote {out / 'steering.json'}")
     return result
+
+
+def sae_vs_dense(host: Any, features: Any, fit_prompts: list[str], cond: Any, category: str,
+                 settings: SteerEvalSettings, harm_test: list[str], benign_test: list[str],
+                 harm_plain: list[Any], benign_plain: list[Any], detector: Any) -> dict[str, Any]:
+    """Steer the same prompts with the dense refusal vector and with the closest SAE feature, at the
+    SAE's layer, under the same condition and strength: for each, the refusal rate on the category,
+    the share of its replies the steering changed, and the benign replies left token-identical
+    (`harm_plain`, `benign_plain`: the unsteered generations of the same prompts)."""
+    from guard.whitebox.steering import BehaviourVector, ConditionalSteering, Matches, SteeringRule
+
+    layer = features.layer
+    dense = BehaviourVector(host, layers=[layer], method=settings.method, n_pairs=settings.n_pairs,
+                            random_state=settings.seed).fit(fit_prompts)
+    d = dense.vector(layer)
+    k, cos = features.sae.closest_feature(d)
+    sae_vec = features.sae.direction(k) * float(np.linalg.norm(d) / max(np.linalg.norm(features.sae.direction(k)), 1e-12))
+    out: dict[str, Any] = {"layer": layer, "feature": k, "feature_name": features.names.get(k),
+                           "cosine_with_dense": cos, "dense_reply_separation_auroc": dense.separation_[layer]}
+    kw = {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size}
+    rule = SteeringRule(when=Matches(category), strength=settings.strength, layers=[layer])
+    for name, bv in (("dense", dense), ("sae", BehaviourVector.from_direction(host, sae_vec, layer))):
+        cast = ConditionalSteering(host, {"refusal": bv}, [cond], [rule])
+        h = cast.generate(harm_test, **kw)
+        b = cast.generate(benign_test, **kw)
+        out[name] = {
+            "steered_refusal_rate": float(detector.is_refusal([r.text or "." for r in h]).mean()),
+            "category_changed_rate": float(np.mean([x.token_ids != y.token_ids for x, y in zip(harm_plain, h)])),
+            "benign_unchanged_rate": float(np.mean([x.token_ids == y.token_ids for x, y in zip(benign_plain, b)])),
+            "benign_refusal_rate_steered": float(detector.is_refusal([r.text or "." for r in b]).mean()),
+        }
+    return out
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -322,6 +372,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="benign false-positive rate the condition threshold is set to on the calib split")
     p.add_argument("--n-auroc", type=int, default=d.n_auroc, help="test prompts per label for the ablation AUROCs")
     p.add_argument("--no-concepts", action="store_false", dest="concepts", help="skip the concept-feature study")
+    p.add_argument("--no-sae", action="store_false", dest="sae", help="skip the SAE-feature vs dense steering comparison")
     p.add_argument("--seed", type=int, default=d.seed)
     p.set_defaults(func=run)
     return p

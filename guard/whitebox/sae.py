@@ -99,6 +99,25 @@ class SparseAutoencoder:
         """A feature's decoder direction (unit norm): a steering vector for it."""
         return self.W_d_[:, int(feature)].copy()
 
+    def closest_feature(self, reference: np.ndarray) -> tuple[int, float]:
+        """The feature whose decoder direction is closest (cosine) to `reference` ``[hidden]``,
+        e.g. a dense refusal vector at the same layer: ``(feature, cosine)``.
+
+        Example:
+            >>> rng = np.random.default_rng(0)
+            >>> sae = SparseAutoencoder(n_features=8, epochs=1).fit(rng.normal(size=(64, 4)))
+            >>> k, cos = sae.closest_feature(sae.direction(3))
+            >>> k, round(cos, 3)
+            (3, 1.0)
+        """
+        r = np.asarray(reference, dtype=np.float64)
+        if r.shape != (self.W_d_.shape[0],) or not np.isfinite(r).all() or not r.any():
+            raise InputError(f"reference must be a finite non-zero vector of shape ({self.W_d_.shape[0]},), got {r.shape}")
+        W = self.W_d_.astype(np.float64)
+        cos = (r @ W) / (np.linalg.norm(r) * np.maximum(np.linalg.norm(W, axis=0), 1e-12))
+        k = int(np.argmax(cos))
+        return k, float(cos[k])
+
     def stats(self, X: np.ndarray) -> dict[str, float]:
         """Fraction of variance explained and mean active features per input."""
         F = self.encode(X)
