@@ -382,15 +382,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return int(serve_main(args))
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default after its help, unless there is none to show or the help names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        flag = action.nargs == 0  # --switch options: their default is the switch's absence
+        if "default" in text or flag or action.default is None or action.default is argparse.SUPPRESS \
+                or not action.option_strings:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="guard", description="Guardrail middleware for LLM applications.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="guarded chat with the embedded host on a few prompts")
     p.add_argument("--prompt", action="append", help="use these prompts instead (repeatable)")
-    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--max-new-tokens", type=int, default=48, help="reply length in tokens")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("check", help="one decision; exits 0 (answer), 3 (refuse) or 4 (abstain)")
@@ -400,12 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("fit", help="fit a guard")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="folder for the fitted guard (guard.json, latent.safetensors, fit_report.json)")
     p.add_argument("--host", help="model folder or .gguf file (default: embedded SmolLM2)")
     p.add_argument("--data", nargs="+", help="source names or JSONL/CSV files (default: all public + project)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--target-recall", type=float, default=0.9)
-    p.add_argument("--no-leave-one-out", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="seed of the splits and the fits")
+    p.add_argument("--target-recall", type=float, default=0.9,
+                   help="harmful recall the threshold is chosen for on the calib split")
+    p.add_argument("--no-leave-one-out", action="store_true",
+                   help="skip the leave-one-source-out figures (faster)")
     p.add_argument("--features-cache", help="a folder that keeps the host's activations for refits "
                                             "(one file per source)")
     p.add_argument("--augment-tense", action="store_true",
@@ -519,6 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     from guard.evaluation import steer_eval
 
     steer_eval.add_parser(sub)
+    for command in sub.choices.values():  # every option's help shows its default
+        command.formatter_class = _HelpFormatter
     return parser
 
 

@@ -164,3 +164,16 @@ def test_version_flag(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.startswith("guard ")
+
+
+def test_every_cli_option_has_help_and_shows_its_default():
+    import argparse
+
+    from guard.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [(name, a.option_strings or a.dest) for name, p in sub.choices.items() for a in p._actions
+               if a.dest != "help" and not isinstance(a, argparse._SubParsersAction) and not a.help]
+    assert not missing
+    assert "(default: 0)" in sub.choices["fit"].format_help().replace("\n", " ").replace("  ", " ")

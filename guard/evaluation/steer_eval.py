@@ -359,21 +359,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for steering.json, the CAST artifact and the plot")
     p.add_argument("--category", default=d.category, help=f"harm category to steer on (default {d.category})")
     p.add_argument("--n", type=int, default=d.n_per_group, dest="n_per_group", help="prompts per group")
-    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
-    p.add_argument("--strength", type=float, default=d.strength)
-    p.add_argument("--steer-layers", type=int, nargs="+", default=d.steer_layers)
-    p.add_argument("--method", choices=["diffmean", "ridge"], default=d.method)
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="reply length in tokens (greedy)")
+    p.add_argument("--strength", type=float, default=d.strength, help="steering strength (times the vector)")
+    p.add_argument("--steer-layers", type=int, nargs="+", default=d.steer_layers, help="layers the vector is added at")
+    p.add_argument("--method", choices=["diffmean", "ridge"], default=d.method, help="how the behaviour vector is derived")
     p.add_argument("--condition-layers", type=int, nargs="+", default=d.condition_layers,
                    help="candidate layers for the condition vector (chosen by calib-split AUROC)")
     p.add_argument("--condition-position", choices=["instruction", "post_instruction", "instruction_post", "last"],
-                   default=d.condition_position)
-    p.add_argument("--condition-method", choices=["diffmean", "ridge"], default=d.condition_method)
+                   default=d.condition_position, help="prompt tokens the condition reads")
+    p.add_argument("--condition-method", choices=["diffmean", "ridge"], default=d.condition_method,
+                   help="how the condition direction is derived")
     p.add_argument("--max-fpr", type=float, default=d.max_false_positive_rate, dest="max_false_positive_rate",
                    help="benign false-positive rate the condition threshold is set to on the calib split")
     p.add_argument("--n-auroc", type=int, default=d.n_auroc, help="test prompts per label for the ablation AUROCs")
     p.add_argument("--no-concepts", action="store_false", dest="concepts", help="skip the concept-feature study")
     p.add_argument("--no-sae", action="store_false", dest="sae", help="skip the SAE-feature vs dense steering comparison")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the samples")
     p.set_defaults(func=run)
     return p
 
