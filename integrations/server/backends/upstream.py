@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from integrations.server._require import require_server
@@ -46,6 +47,18 @@ class UpstreamBackend:
             self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), follow_redirects=False)
         return self._client
 
+    @contextlib.contextmanager
+    def _transport_errors(self, unreachable: str) -> Iterator[None]:
+        """httpx's timeouts and transport errors as `BackendError` (the gateway answers 502)."""
+        httpx = require_server("httpx")
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            raise BackendError(f"the upstream {self.base_url} timed out ({type(exc).__name__})",
+                               code="backend_timeout") from exc
+        except httpx.HTTPError as exc:
+            raise BackendError(f"{unreachable} ({type(exc).__name__}: {exc})", code="upstream_unreachable") from exc
+
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
@@ -54,16 +67,9 @@ class UpstreamBackend:
         return {"model": self.model or params.model or "default", "messages": list(chat), "stream": stream, **fields}
 
     async def complete(self, chat: Chat, params: GenerationParams) -> BackendReply:
-        httpx = require_server("httpx")
-        try:
+        with self._transport_errors(f"cannot reach the upstream {self.base_url}"):
             r = await self._http().post(f"{self.base_url}/chat/completions", json=self._payload(chat, params, False),
                                         headers=self._headers())
-        except httpx.TimeoutException as exc:
-            raise BackendError(f"the upstream {self.base_url} timed out ({type(exc).__name__})",
-                               code="backend_timeout") from exc
-        except httpx.HTTPError as exc:
-            raise BackendError(f"cannot reach the upstream {self.base_url} ({type(exc).__name__}: {exc})",
-                               code="upstream_unreachable") from exc
         if r.status_code != 200:
             raise BackendError(f"the upstream answered HTTP {r.status_code}: {r.text[:300]}", code="upstream_status")
         try:
@@ -81,8 +87,7 @@ class UpstreamBackend:
                             completion_tokens=usage.get("completion_tokens"))
 
     async def stream(self, chat: Chat, params: GenerationParams) -> AsyncIterator[StreamDelta]:
-        httpx = require_server("httpx")
-        try:
+        with self._transport_errors("the upstream stream broke"):
             async with self._http().stream("POST", f"{self.base_url}/chat/completions",
                                            json=self._payload(chat, params, True), headers=self._headers()) as r:
                 if r.status_code != 200:
@@ -96,12 +101,6 @@ class UpstreamBackend:
                     if payload == "[DONE]":
                         return
                     yield _delta(payload)
-        except httpx.TimeoutException as exc:
-            raise BackendError(f"the upstream {self.base_url} timed out ({type(exc).__name__})",
-                               code="backend_timeout") from exc
-        except httpx.HTTPError as exc:
-            raise BackendError(f"the upstream stream broke ({type(exc).__name__}: {exc})",
-                               code="upstream_unreachable") from exc
         # the upstream closed without [DONE]: what came may be cut short, but it was all checked
 
     async def aclose(self) -> None:
