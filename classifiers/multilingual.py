@@ -76,24 +76,22 @@ class MultilingualEmbedder(TransformerMixin, BaseEstimator):
         from classifiers.embeddings import request_vectors
 
         texts = check_texts(X, max_chars=self.max_chars)
-        out = np.zeros((len(texts), DIM), dtype=np.float32)
-        request = request_vectors()  # inside a guard request, every head reuses the first vectors
-        todo = sorted({t: i for i, t in reversed(list(enumerate(texts)))
-                       if request is None or ("use-multilingual", t) not in request}.values())
+        # inside a guard request every head reuses the first vectors of a text; a text given twice
+        # is encoded once either way
+        known = request_vectors()
+        if known is None:
+            known = {}
+        todo = [t for t in dict.fromkeys(texts) if ("use-multilingual", t) not in known]
         if todo:
             threads = self.num_threads or int(os.environ.get("OMP_NUM_THREADS", "2") or 2)
             model = _model(threads)
-            batch = [texts[i] for i in todo]
-            parts = [np.asarray(model.encode([t if t.strip() else "." for t in batch[s : s + self.batch_size]]),
-                             dtype=np.float32) for s in range(0, len(batch), self.batch_size)]
-            v = np.concatenate(parts)
-            fresh = dict(zip(batch, v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)))
-            if request is not None:
-                request.update({("use-multilingual", t): vec for t, vec in fresh.items()})
-        else:
-            fresh = {}
+            v = np.concatenate([np.asarray(model.encode([t if t.strip() else "." for t in todo[s : s + self.batch_size]]),
+                                           dtype=np.float32) for s in range(0, len(todo), self.batch_size)])
+            v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+            known.update({("use-multilingual", t): vec for t, vec in zip(todo, v)})
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
         for i, t in enumerate(texts):
-            out[i] = fresh[t] if t in fresh else request[("use-multilingual", t)]  # type: ignore[index]
+            out[i] = known[("use-multilingual", t)]
         return out
 
 

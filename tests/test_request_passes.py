@@ -149,3 +149,29 @@ def test_host_chat_model_with_a_guard_reads_its_own_prefill(monkeypatch):
     other = HostChatModel(host=make_host("qwen2"), guard=g, max_tokens=4)
     with pytest.raises(InputError, match="guard's own host"):
         other.invoke("hi")
+
+
+def test_use_vectors_are_shared_within_a_request(monkeypatch):
+    """The multilingual head and the MLP head both read USE vectors: one encoding per distinct text
+    per request, none carried into the next request."""
+    import numpy as np
+
+    from classifiers import multilingual
+    from classifiers.embeddings import shared_embeddings
+
+    encoded: collections.Counter[str] = collections.Counter()
+
+    class Fake:
+        def encode(self, texts):
+            encoded.update(texts)
+            return np.ones((len(texts), multilingual.DIM))
+
+    monkeypatch.setattr(multilingual, "_model", lambda threads: Fake())
+    emb = multilingual.MultilingualEmbedder()
+    with shared_embeddings():
+        emb.transform(["a text", "another", "a text"])
+        emb.transform(["another", "a third"])
+    assert encoded == {"a text": 1, "another": 1, "a third": 1}
+    with shared_embeddings():
+        emb.transform(["a text"])
+    assert encoded["a text"] == 2
