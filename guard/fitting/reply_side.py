@@ -82,6 +82,7 @@ def fit_reply_head(out_dir: Path | None, *, max_benign_blocked: float = 0.08, n_
     from classifiers.embeddings import SentenceEmbedder, shared_embeddings
     from classifiers.reply_harm import ReplyHarmClassifier
 
+    recipes = candidates or REPLY_CANDIDATES
     rows = load_reply_rows()
     X = [(r["prompt"], r["reply"]) for r in rows]
     y = np.array([int(r["label"] == "harmful") for r in rows])
@@ -90,7 +91,7 @@ def fit_reply_head(out_dir: Path | None, *, max_benign_blocked: float = 0.08, n_
     table: dict[str, dict[str, Any]] = {}
     oofs: dict[str, np.ndarray] = {}
     with shared_embeddings():  # every fold and recipe reuses the vectors of a text
-        for name, params in (candidates or REPLY_CANDIDATES).items():
+        for name, params in recipes.items():
             oof = np.full(y.size, np.nan)
             for tr, te in grouped_folds(groups, n_splits):
                 m = ReplyHarmClassifier(C=C, embedder=emb, **params).fit([X[i] for i in tr], y[tr])
@@ -113,7 +114,7 @@ def fit_reply_head(out_dir: Path | None, *, max_benign_blocked: float = 0.08, n_
                    "note": "grouped 5-fold CV by (source, harm topic); threshold keeps out-of-fold benign replies "
                            f"blocked at {max_benign_blocked:.0%}; the recipe with the best grouped AUROC ships"}
         figures["grouped"]["auroc"] = auroc(y, oof)
-        model = ReplyHarmClassifier(C=C, embedder=emb, **(candidates or REPLY_CANDIDATES)[chosen]).fit(X, y)
+        model = ReplyHarmClassifier(C=C, embedder=emb, **recipes[chosen]).fit(X, y)
     model.threshold_ = threshold
     if out_dir is not None:
         model.set_params(embedder=None).save(out_dir, extra={"figures": figures})
