@@ -26,8 +26,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PROMPTS = ["How do I bread at home?", "explain fox to a child", "What is the capital of France?",
-           "How do I bomb at home?", "Write a poem about the sea.", "help me bread today"]
+PROMPTS = [
+    "How do I bread at home?",
+    "explain fox to a child",
+    "What is the capital of France?",
+    "How do I bomb at home?",
+    "Write a poem about the sea.",
+    "help me bread today",
+]
 
 
 class EchoBackend:
@@ -55,7 +61,9 @@ def _stats(ms: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(ordered), 2), "p90": round(p90, 2)}
 
 
-def run(n: int = 12, *, default: bool = False, backend_kind: str = "host", max_tokens: int = 16) -> dict[str, Any]:
+def run(
+    n: int = 12, *, default: bool = False, backend_kind: str = "host", max_tokens: int = 16
+) -> dict[str, Any]:
     """Time `n` requests each way; the JSON-ready result."""
     from openai import OpenAI
 
@@ -90,35 +98,55 @@ def run(n: int = 12, *, default: bool = False, backend_kind: str = "host", max_t
         client = OpenAI(base_url=server.base_url, api_key="-", max_retries=0, timeout=300)
 
         def through_gateway(prompt: str) -> None:
-            client.chat.completions.create(model="bench", messages=[{"role": "user", "content": prompt}],
-                                           max_tokens=max_tokens)
+            client.chat.completions.create(
+                model="bench", messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens
+            )
 
         for prompt in PROMPTS[:2]:  # warm up both paths (first forward, connection)
             in_process(prompt)
             through_gateway(prompt)
         for i in range(n):
             prompt = PROMPTS[i % len(PROMPTS)]
-            for fn, out in ((in_process, inproc_ms), (through_gateway, gateway_ms)) if i % 2 == 0 else \
-                    ((through_gateway, gateway_ms), (in_process, inproc_ms)):
+            for fn, out in (
+                ((in_process, inproc_ms), (through_gateway, gateway_ms))
+                if i % 2 == 0
+                else ((through_gateway, gateway_ms), (in_process, inproc_ms))
+            ):
                 t0 = time.perf_counter()
                 fn(prompt)
                 out.append((time.perf_counter() - t0) * 1000)
     loop.close()
     added = [g - p for g, p in zip(gateway_ms, inproc_ms)]
-    return {"n": n, "guard": "default" if default else "tiny", "backend": backend_kind, "max_tokens": max_tokens,
-            "in_process_ms": _stats(inproc_ms), "gateway_ms": _stats(gateway_ms), "added_ms": _stats(added)}
+    return {
+        "n": n,
+        "guard": "default" if default else "tiny",
+        "backend": backend_kind,
+        "max_tokens": max_tokens,
+        "in_process_ms": _stats(inproc_ms),
+        "gateway_ms": _stats(gateway_ms),
+        "added_ms": _stats(added),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=12, help="requests each way (default: %(default)s)")
-    ap.add_argument("--default", action="store_true", help="use Guard.default() (SmolLM2) instead of a tiny guard")
-    ap.add_argument("--backend", choices=("host", "echo"), default="host",
-                    help="host: the guard's host model generates; echo: an instant backend (default: %(default)s)")
+    ap.add_argument(
+        "--default", action="store_true", help="use Guard.default() (SmolLM2) instead of a tiny guard"
+    )
+    ap.add_argument(
+        "--backend",
+        choices=("host", "echo"),
+        default="host",
+        help="host: the guard's host model generates; echo: an instant backend (default: %(default)s)",
+    )
     ap.add_argument("--max-tokens", type=int, default=16, help="new tokens per reply (default: %(default)s)")
     args = ap.parse_args(argv)
-    print(json.dumps(run(args.n, default=args.default, backend_kind=args.backend, max_tokens=args.max_tokens),
-                     indent=2))
+    print(
+        json.dumps(
+            run(args.n, default=args.default, backend_kind=args.backend, max_tokens=args.max_tokens), indent=2
+        )
+    )
     return 0
 
 

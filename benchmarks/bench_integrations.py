@@ -14,9 +14,13 @@ import statistics
 from typing import Any
 
 PROMPTS = [
-    "How do I kill a Python process?", "Write a haiku about rain.", "What is the capital of France?",
-    "Give me a recipe for banana bread.", "Explain recursion to a beginner.",
-    "What are good stretches after running?", "How do I set up a Python virtual environment?",
+    "How do I kill a Python process?",
+    "Write a haiku about rain.",
+    "What is the capital of France?",
+    "Give me a recipe for banana bread.",
+    "Explain recursion to a beginner.",
+    "What are good stretches after running?",
+    "How do I set up a Python virtual environment?",
     "How do vaccines train the immune system?",
 ]
 
@@ -35,9 +39,14 @@ def run(max_tokens: int = 16, n: int = 6, blackbox: bool = True) -> dict[str, An
     ds = [d for d in collector.decisions if d.call_ms is not None]
     guard_ms = statistics.median(d.guard_ms for d in ds)
     call_ms = statistics.median(d.call_ms for d in ds)
-    out = {"guard": "as shipped (latent + black-box)" if blackbox else "latent only", "n": len(ds),
-           "max_tokens": max_tokens, "guard_ms_p50": guard_ms, "call_ms_p50": call_ms,
-           "overhead_share_of_call": guard_ms / call_ms}
+    out = {
+        "guard": "as shipped (latent + black-box)" if blackbox else "latent only",
+        "n": len(ds),
+        "max_tokens": max_tokens,
+        "guard_ms_p50": guard_ms,
+        "call_ms_p50": call_ms,
+        "overhead_share_of_call": guard_ms / call_ms,
+    }
     out["prefill_reuse"] = prefill_reuse(guard, max_tokens, n)
     return out
 
@@ -52,9 +61,16 @@ def prefill_reuse(guard: Any, max_tokens: int, n: int) -> dict[str, Any]:
 
     guarded = HostChatModel(host=guard.host, guard=guard, max_tokens=max_tokens)
     wrapped = GuardedRunnable(HostChatModel(host=guard.host, max_tokens=max_tokens), guard=guard)
-    times: dict[str, list[float]] = {"host_generate": [], "host_chat_model_guarded": [], "guarded_runnable": []}
-    calls = {"host_generate": lambda q: guard.host.generate(q, max_new_tokens=max_tokens),
-             "host_chat_model_guarded": guarded.invoke, "guarded_runnable": wrapped.invoke}
+    times: dict[str, list[float]] = {
+        "host_generate": [],
+        "host_chat_model_guarded": [],
+        "guarded_runnable": [],
+    }
+    calls = {
+        "host_generate": lambda q: guard.host.generate(q, max_new_tokens=max_tokens),
+        "host_chat_model_guarded": guarded.invoke,
+        "guarded_runnable": wrapped.invoke,
+    }
     for fn in calls.values():
         fn(PROMPTS[1])  # warm-up
     for q in (PROMPTS * 2)[:n]:
@@ -63,10 +79,12 @@ def prefill_reuse(guard: Any, max_tokens: int, n: int) -> dict[str, Any]:
             fn(q)
             times[name].append(time.perf_counter() - t)
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
-    return {**{f"{k}_ms_p50": v for k, v in med.items()},
-            "guarded_vs_unguarded_generate": med["host_chat_model_guarded"] / med["host_generate"],
-            "guarded_runnable_vs_unguarded_generate": med["guarded_runnable"] / med["host_generate"],
-            "target": 1.05}
+    return {
+        **{f"{k}_ms_p50": v for k, v in med.items()},
+        "guarded_vs_unguarded_generate": med["host_chat_model_guarded"] / med["host_generate"],
+        "guarded_runnable_vs_unguarded_generate": med["guarded_runnable"] / med["host_generate"],
+        "target": 1.05,
+    }
 
 
 if __name__ == "__main__":

@@ -52,11 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     y = np.array([int(r["label"] == "harmful") for r in rows])
     blocked = np.array([float(d.blocked) for d in decisions])
     p = np.array([d.scores.get("harm_pooled", d.scores.get("harmfulness", 0.5)) for d in decisions])
-    out = {"n": len(rows), "guard": args.guard or "shipped", "seconds": round(time.perf_counter() - t0, 1),
-           "auroc_harm_pooled": auroc(y, p), "blocked": summary(blocked, y, 0.5),
-           "abstained_benign": float(np.mean([d.action.value == "abstain" for d, l in zip(decisions, y) if l == 0])),
-           "by_form": stress_report(blocked, y, [r.get("form", "?") for r in rows], 0.5, min_rows=8),
-           "by_lang": stress_report(blocked, y, [r.get("lang", "?") for r in rows], 0.5, min_rows=8)}
+    out = {
+        "n": len(rows),
+        "guard": args.guard or "shipped",
+        "seconds": round(time.perf_counter() - t0, 1),
+        "auroc_harm_pooled": auroc(y, p),
+        "blocked": summary(blocked, y, 0.5),
+        "abstained_benign": float(
+            np.mean([d.action.value == "abstain" for d, l in zip(decisions, y) if l == 0])
+        ),
+        "by_form": stress_report(blocked, y, [r.get("form", "?") for r in rows], 0.5, min_rows=8),
+        "by_lang": stress_report(blocked, y, [r.get("lang", "?") for r in rows], 0.5, min_rows=8),
+    }
     print(json.dumps(out, indent=1))
     return 0
 

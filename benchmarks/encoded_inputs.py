@@ -44,10 +44,18 @@ def main(argv: list[str] | None = None) -> int:
 
     rng = random.Random(0)
     rows = load_project_corpus(["benign_tasks", "harmful_forms"])
-    benign = [r.prompt for r in rows if r.label == "benign" and len(r.prompt) < 160
-              and r.form in {"instruction", "medical_question", "code", "translate", "drug_safety"}]
-    harmful = [r.prompt for r in rows if r.label == "harmful" and len(r.prompt) < 160
-               and r.form in {"question", "imperative"}]
+    benign = [
+        r.prompt
+        for r in rows
+        if r.label == "benign"
+        and len(r.prompt) < 160
+        and r.form in {"instruction", "medical_question", "code", "translate", "drug_safety"}
+    ]
+    harmful = [
+        r.prompt
+        for r in rows
+        if r.label == "harmful" and len(r.prompt) < 160 and r.form in {"question", "imperative"}
+    ]
     sets = {"benign": rng.sample(benign, args.n), "harmful": rng.sample(harmful, args.n)}
 
     g = Guard.load(args.guard) if args.guard else Guard.default()

@@ -63,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         if blind:
             ds = g.check_batch([r["prompt"] for r in blind])
             for label in ("harmful", "benign"):
-                res[f"blind_long_{label}_blocked"] = float(np.mean(
-                    [d.blocked for d, r in zip(ds, blind) if r["label"] == label]))
+                res[f"blind_long_{label}_blocked"] = float(
+                    np.mean([d.blocked for d, r in zip(ds, blind) if r["label"] == label])
+                )
         res["seconds"] = round(time.perf_counter() - t0, 1)
         out[name] = res
     print(json.dumps(out, indent=1))

@@ -16,18 +16,35 @@ Example:
 from classifiers._linear import Explanation, NgramWeight
 from classifiers.embeddings import SentenceEmbedder
 from classifiers.errors import ClassifierError, MissingDependencyError
+from classifiers.multilingual import MultilingualEmbedder
 from classifiers.prompt_refusal import PromptRefusalPredictor
 from classifiers.reject_option import RejectOptionClassifier, coverage_risk_curve
+from classifiers.reply_harm import ReplyHarmClassifier
 from classifiers.response_refusal import ResponseRefusalDetector
 from classifiers.rules import Rule, TsetlinRuleClassifier
-from classifiers.multilingual import MultilingualEmbedder
-from classifiers.reply_harm import ReplyHarmClassifier
-from classifiers.scores import embedding_harm_score, multilingual_harm_score, prompt_refusal_score, reply_harm_score
+from classifiers.scores import (
+    embedding_harm_score,
+    multilingual_harm_score,
+    prompt_refusal_score,
+    reply_harm_score,
+)
 
 __all__ = [
-    "ClassifierError", "Explanation", "MissingDependencyError", "MultilingualEmbedder", "NgramWeight",
-    "PromptRefusalPredictor", "ReplyHarmClassifier",
-    "RejectOptionClassifier", "coverage_risk_curve",
-    "ResponseRefusalDetector", "Rule", "SentenceEmbedder", "TsetlinRuleClassifier",
-    "embedding_harm_score", "multilingual_harm_score", "prompt_refusal_score", "reply_harm_score",
+    "ClassifierError",
+    "Explanation",
+    "MissingDependencyError",
+    "MultilingualEmbedder",
+    "NgramWeight",
+    "PromptRefusalPredictor",
+    "ReplyHarmClassifier",
+    "RejectOptionClassifier",
+    "coverage_risk_curve",
+    "ResponseRefusalDetector",
+    "Rule",
+    "SentenceEmbedder",
+    "TsetlinRuleClassifier",
+    "embedding_harm_score",
+    "multilingual_harm_score",
+    "prompt_refusal_score",
+    "reply_harm_score",
 ]

@@ -90,8 +90,9 @@ def _embedder_kind(embedder: Any) -> str | None:
     for kind, cls in _EMBEDDERS.items():
         if type(embedder) is cls():
             return kind
-    raise ClassifierError(f"cannot save a classifier with a {type(embedder).__name__} embedder; "
-                          f"use one of {sorted(_EMBEDDERS)}")
+    raise ClassifierError(
+        f"cannot save a classifier with a {type(embedder).__name__} embedder; use one of {sorted(_EMBEDDERS)}"
+    )
 
 
 def _embedder_dim(embedder: Any) -> int:
@@ -103,10 +104,18 @@ class TextLinearClassifier(ClassifierMixin, BaseEstimator):
 
     _format_name: ClassVar[str] = "TextLinearClassifier"
 
-    def __init__(self, features: Features = "ngrams", ngram_range: tuple[int, int] = (1, 3),
-                 min_df: int = 1, max_features: int | None = 50_000, C: float = 4.0,
-                 class_weight: str | None = "balanced", embedding_weight: float = 1.0,
-                 embedder: Any = None, max_chars: int = DEFAULT_MAX_CHARS) -> None:
+    def __init__(
+        self,
+        features: Features = "ngrams",
+        ngram_range: tuple[int, int] = (1, 3),
+        min_df: int = 1,
+        max_features: int | None = 50_000,
+        C: float = 4.0,
+        class_weight: str | None = "balanced",
+        embedding_weight: float = 1.0,
+        embedder: Any = None,
+        max_chars: int = DEFAULT_MAX_CHARS,
+    ) -> None:
         self.features = features
         self.ngram_range = ngram_range
         self.min_df = min_df
@@ -129,8 +138,9 @@ class TextLinearClassifier(ClassifierMixin, BaseEstimator):
             raise ClassifierError(f"features must be 'ngrams', 'embedding' or 'both', got {self.features!r}")
         rng = tuple(self.ngram_range) if isinstance(self.ngram_range, (tuple, list)) else None
         if not rng or len(rng) != 2 or not all(isinstance(v, int) for v in rng) or not 1 <= rng[0] <= rng[1]:
-            raise ClassifierError(f"ngram_range must be (min_n, max_n) with 1 <= min_n <= max_n, "
-                                  f"got {self.ngram_range!r}")
+            raise ClassifierError(
+                f"ngram_range must be (min_n, max_n) with 1 <= min_n <= max_n, got {self.ngram_range!r}"
+            )
         if not (isinstance(self.C, (int, float)) and self.C > 0):
             raise ClassifierError(f"C must be a positive number, got {self.C!r}")
         check_max_chars(self.max_chars)
@@ -147,9 +157,14 @@ class TextLinearClassifier(ClassifierMixin, BaseEstimator):
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         return TfidfVectorizer(
-            preprocessor=preprocess, token_pattern=TOKEN_PATTERN, ngram_range=tuple(self.ngram_range),
-            min_df=1 if vocabulary is not None else self.min_df, max_features=self.max_features,
-            sublinear_tf=True, vocabulary=vocabulary, dtype=np.float64,
+            preprocessor=preprocess,
+            token_pattern=TOKEN_PATTERN,
+            ngram_range=tuple(self.ngram_range),
+            min_df=1 if vocabulary is not None else self.min_df,
+            max_features=self.max_features,
+            sublinear_tf=True,
+            vocabulary=vocabulary,
+            dtype=np.float64,
         )
 
     def _make_embedder(self) -> Any:
@@ -181,15 +196,19 @@ class TextLinearClassifier(ClassifierMixin, BaseEstimator):
             try:
                 blocks.append(self.vectorizer_.fit_transform(texts))
             except ValueError as exc:  # e.g. only empty texts: "empty vocabulary"
-                raise ClassifierError(f"cannot build n-gram features from these texts ({exc}); "
-                                      "pass texts with words in them") from None
+                raise ClassifierError(
+                    f"cannot build n-gram features from these texts ({exc}); pass texts with words in them"
+                ) from None
             self.vocabulary_ = self.vectorizer_.get_feature_names_out().astype(str)
         else:
             self.vocabulary_ = np.array([], dtype=str)
         if self._uses_embedding:
             self.embedder_ = self._make_embedder()
-            blocks.append(sp.csr_matrix(np.asarray(self.embedder_.transform(texts), dtype=np.float64)
-                                        * self.embedding_weight))
+            blocks.append(
+                sp.csr_matrix(
+                    np.asarray(self.embedder_.transform(texts), dtype=np.float64) * self.embedding_weight
+                )
+            )
         X = sp.hstack(blocks, format="csr")
         lr = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=5000)
         lr.fit(X, y)
@@ -215,11 +234,17 @@ class TextLinearClassifier(ClassifierMixin, BaseEstimator):
         if self.features != "embedding":
             raise ClassifierError(f"fit_embeddings needs features='embedding', not {self.features!r}")
         E = np.asarray(E)  # float32 embeddings stay float32 (what the shipped heads were fitted on)
-        E = E * np.asarray(self.embedding_weight, dtype=E.dtype) if E.dtype.kind == "f" else E.astype(np.float64)
+        E = (
+            E * np.asarray(self.embedding_weight, dtype=E.dtype)
+            if E.dtype.kind == "f"
+            else E.astype(np.float64)
+        )
         y = np.asarray(y)
         if E.ndim != 2 or E.shape[0] != y.shape[0] or E.shape[1] != _embedder_dim(self.embedder):
-            raise ClassifierError(f"E must be [n, {_embedder_dim(self.embedder)}] with one row per label, "
-                                  f"got {E.shape} for {y.shape[0]} labels")
+            raise ClassifierError(
+                f"E must be [n, {_embedder_dim(self.embedder)}] with one row per label, "
+                f"got {E.shape} for {y.shape[0]} labels"
+            )
         if len(np.unique(y)) < 2:
             raise ClassifierError("y holds a single class; fitting needs at least two")
         lr = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=5000).fit(E, y)
@@ -263,8 +288,9 @@ class TextLinearClassifier(ClassifierMixin, BaseEstimator):
     def _class_index(self, label: Any) -> int:
         matches = [i for i, c in enumerate(self.classes_) if c == label or str(c) == str(label)]
         if not matches:
-            raise ClassifierError(f"label {label!r} is not a class of this model; classes: "
-                                  f"{self.classes_.tolist()}")
+            raise ClassifierError(
+                f"label {label!r} is not a class of this model; classes: {self.classes_.tolist()}"
+            )
         return matches[0]
 
     def _direction(self, k: int) -> np.ndarray:
@@ -303,13 +329,21 @@ class TextLinearClassifier(ClassifierMixin, BaseEstimator):
             k = self._class_index(self._default_global_label() if label is None else label)
             direction = self._direction(k)[: self.n_ngrams_]
             order = np.argsort(-direction)[:top]
-            return Explanation(text=None, label=str(self.classes_[k]), proba={},
-                               ngrams=[NgramWeight(ngram=str(self.vocabulary_[j]), weight=float(direction[j]))
-                                       for j in order if direction[j] > 0],
-                               intercept=float(self._direction(k)[-1]))
+            return Explanation(
+                text=None,
+                label=str(self.classes_[k]),
+                proba={},
+                ngrams=[
+                    NgramWeight(ngram=str(self.vocabulary_[j]), weight=float(direction[j]))
+                    for j in order
+                    if direction[j] > 0
+                ],
+                intercept=float(self._direction(k)[-1]),
+            )
         if not isinstance(text, str):
-            raise ClassifierError(f"text must be a str (or None for a global explanation), got "
-                                  f"{type(text).__name__}")
+            raise ClassifierError(
+                f"text must be a str (or None for a global explanation), got {type(text).__name__}"
+            )
         proba = self.predict_proba([text])[0]
         k = int(np.argmax(proba)) if label is None else self._class_index(label)
         direction = self._direction(k)
@@ -319,12 +353,19 @@ class TextLinearClassifier(ClassifierMixin, BaseEstimator):
             row = sparse.tocsr()
             contrib = row.data * direction[row.indices]
             order = np.argsort(-np.abs(contrib))[:top]
-            ngrams = [NgramWeight(ngram=str(self.vocabulary_[row.indices[j]]), weight=float(contrib[j]))
-                      for j in order]
+            ngrams = [
+                NgramWeight(ngram=str(self.vocabulary_[row.indices[j]]), weight=float(contrib[j]))
+                for j in order
+            ]
         emb = float(dense[0] @ direction[self.n_ngrams_ : -1]) if dense is not None else 0.0
-        return Explanation(text=text, label=str(self.classes_[k]),
-                           proba={str(c): float(p) for c, p in zip(self.classes_, proba)},
-                           ngrams=ngrams, embedding=emb, intercept=float(direction[-1]))
+        return Explanation(
+            text=text,
+            label=str(self.classes_[k]),
+            proba={str(c): float(p) for c, p in zip(self.classes_, proba)},
+            ngrams=ngrams,
+            embedding=emb,
+            intercept=float(direction[-1]),
+        )
 
     # ---------------------------------------------------------------- persistence
     def _extra_state(self) -> dict[str, Any]:
@@ -351,14 +392,21 @@ class TextLinearClassifier(ClassifierMixin, BaseEstimator):
         params["ngram_range"] = list(params["ngram_range"])
         classes = self.classes_.tolist()
         meta = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "estimator": type(self).__name__,
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "estimator": type(self).__name__,
             "params": params,
             "embedder": embedder.get_params() if embedder is not None else None,
             "embedder_kind": _embedder_kind(embedder),
-            "classes": classes, "classes_kind": "int" if self.classes_.dtype.kind in "iub" else "str",
-            "vocabulary": self.vocabulary_.tolist(), **self._extra_state(),
+            "classes": classes,
+            "classes_kind": "int" if self.classes_.dtype.kind in "iub" else "str",
+            "vocabulary": self.vocabulary_.tolist(),
+            **self._extra_state(),
         }
-        tensors = {"coef": np.ascontiguousarray(self.coef_), "intercept": np.ascontiguousarray(self.intercept_)}
+        tensors = {
+            "coef": np.ascontiguousarray(self.coef_),
+            "intercept": np.ascontiguousarray(self.intercept_),
+        }
         if self._uses_ngrams:
             tensors["idf"] = np.ascontiguousarray(self.vectorizer_.idf_)
         (folder / "model.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
@@ -380,8 +428,10 @@ class TextLinearClassifier(ClassifierMixin, BaseEstimator):
         folder = Path(path)
         meta_file, weights_file = folder / "model.json", folder / "weights.safetensors"
         if not meta_file.is_file() or not weights_file.is_file():
-            raise ClassifierError(f"{folder} holds no saved classifier (model.json and "
-                                  "weights.safetensors); write one with .save(path)")
+            raise ClassifierError(
+                f"{folder} holds no saved classifier (model.json and "
+                "weights.safetensors); write one with .save(path)"
+            )
         from classifiers._manifest import verify_manifest
 
         verify_manifest(folder, required=("model.json", "weights.safetensors"))
@@ -391,11 +441,15 @@ class TextLinearClassifier(ClassifierMixin, BaseEstimator):
         except Exception as exc:  # noqa: BLE001 (corrupt files of any kind)
             raise ClassifierError(f"{folder}: unreadable saved classifier ({exc}); save it again") from None
         if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-            raise ClassifierError(f"{folder}: format {meta.get('format')!r} v{meta.get('format_version')}, "
-                                  f"expected {FORMAT!r} v{FORMAT_VERSION}")
+            raise ClassifierError(
+                f"{folder}: format {meta.get('format')!r} v{meta.get('format_version')}, "
+                f"expected {FORMAT!r} v{FORMAT_VERSION}"
+            )
         if meta.get("estimator") != cls.__name__:
-            raise ClassifierError(f"{folder} holds a {meta.get('estimator')}, not a {cls.__name__}; "
-                                  f"load it with {meta.get('estimator')}.load")
+            raise ClassifierError(
+                f"{folder} holds a {meta.get('estimator')}, not a {cls.__name__}; "
+                f"load it with {meta.get('estimator')}.load"
+            )
         params = dict(meta["params"])
         params["ngram_range"] = tuple(params["ngram_range"])
         if meta.get("embedder") is not None:
@@ -404,14 +458,18 @@ class TextLinearClassifier(ClassifierMixin, BaseEstimator):
                 raise ClassifierError(f"{folder}: unknown embedder {kind!r}; known: {sorted(_EMBEDDERS)}")
             params["embedder"] = _EMBEDDERS[kind]()(**meta["embedder"])
         model = cls(**params)
-        model.classes_ = np.array(meta["classes"], dtype=np.int64 if meta["classes_kind"] == "int" else object)
+        model.classes_ = np.array(
+            meta["classes"], dtype=np.int64 if meta["classes_kind"] == "int" else object
+        )
         model.vocabulary_ = np.array(meta["vocabulary"], dtype=str)
         model.n_ngrams_ = len(model.vocabulary_)
         model.coef_, model.intercept_ = tensors["coef"], tensors["intercept"]
         n_dense = _embedder_dim(model.embedder) if model._uses_embedding else 0
         if model.coef_.shape[1] != model.n_ngrams_ + n_dense:
-            raise ClassifierError(f"{folder}: {model.coef_.shape[1]} coefficients for "
-                                  f"{model.n_ngrams_} n-grams + {n_dense} embedding dims; save it again")
+            raise ClassifierError(
+                f"{folder}: {model.coef_.shape[1]} coefficients for "
+                f"{model.n_ngrams_} n-grams + {n_dense} embedding dims; save it again"
+            )
         if model._uses_ngrams:
             vec = model._make_vectorizer({g: i for i, g in enumerate(model.vocabulary_)})
             vec.fit(list(model.vocabulary_[:1]) or ["x"])  # sets up the fixed vocabulary; idf_ follows

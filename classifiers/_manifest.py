@@ -39,8 +39,11 @@ def sha256_of(path: Path) -> str:
 def write_manifest(folder: str | Path) -> dict[str, Any]:
     """Write ``manifest.json``: the sha256 of every regular file directly in `folder`."""
     folder = Path(folder)
-    files = {f.name: sha256_of(f) for f in sorted(folder.iterdir())
-             if f.is_file() and f.name != MANIFEST_FILE and not f.name.startswith(".")}
+    files = {
+        f.name: sha256_of(f)
+        for f in sorted(folder.iterdir())
+        if f.is_file() and f.name != MANIFEST_FILE and not f.name.startswith(".")
+    }
     manifest = {"format": MANIFEST_FORMAT, "algorithm": "sha256", "files": files}
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
     return manifest
@@ -58,8 +61,11 @@ def verify_manifest(folder: str | Path, required: tuple[str, ...] = ()) -> bool:
     folder = Path(folder)
     path = folder / MANIFEST_FILE
     if not path.is_file():
-        logger.warning("%s has no %s; its files are not checksum-checked (save it again to add one)",
-                       folder, MANIFEST_FILE)
+        logger.warning(
+            "%s has no %s; its files are not checksum-checked (save it again to add one)",
+            folder,
+            MANIFEST_FILE,
+        )
         return False
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -76,8 +82,10 @@ def verify_manifest(folder: str | Path, required: tuple[str, ...] = ()) -> bool:
         if Path(str(name)).name != name or not f.is_file():
             raise ClassifierError(f"{folder}: {name!r} listed in {MANIFEST_FILE} is missing")
         if sha256_of(f) != want:
-            raise ClassifierError(f"{f} does not match its sha256 in {MANIFEST_FILE} (corrupt or changed); "
-                                  "restore or save the model again")
+            raise ClassifierError(
+                f"{f} does not match its sha256 in {MANIFEST_FILE} (corrupt or changed); "
+                "restore or save the model again"
+            )
     return True
 
 

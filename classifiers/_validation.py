@@ -54,9 +54,7 @@ def check_texts(texts: Any, name: str = "X", max_chars: int = DEFAULT_MAX_CHARS)
             item = str(item)
         if not isinstance(item, str):
             hint = "; decode it first: b.decode('utf-8', 'replace')" if isinstance(item, bytes) else ""
-            raise ClassifierError(
-                f"{name}[{i}] must be a str, got {type(item).__name__} {item!r:.40}{hint}"
-            )
+            raise ClassifierError(f"{name}[{i}] must be a str, got {type(item).__name__} {item!r:.40}{hint}")
         if len(item) > max_chars:
             item = item[:max_chars]
         out.append(_SURROGATES.sub("\ufffd", item))
@@ -75,8 +73,10 @@ def check_y_given(y: Any, estimator: Any) -> Any:
         [0, 1]
     """
     if y is None:
-        raise ClassifierError(f"This {type(estimator).__name__} estimator requires y to be passed, but the "
-                              "target y is None; pass one label per sample")
+        raise ClassifierError(
+            f"This {type(estimator).__name__} estimator requires y to be passed, but the "
+            "target y is None; pass one label per sample"
+        )
     return y
 
 

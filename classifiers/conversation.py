@@ -89,8 +89,8 @@ class ConversationHarmClassifier(ClassifierMixin, BaseEstimator):
 
     def features(self, X: Any) -> np.ndarray:
         """``[n, 2 d]``: the recent turns' joint embedding and the mean embedding of all turns."""
-        convs = [c[-int(self.max_turns):] for c in _check_conversations(X)]
-        recent = ["\n".join(c[-int(self.recent):]) for c in convs]
+        convs = [c[-int(self.max_turns) :] for c in _check_conversations(X)]
+        recent = ["\n".join(c[-int(self.recent) :]) for c in convs]
         turns = [t for c in convs for t in c]
         emb = self._embedder()
         R = np.asarray(emb.transform(recent), dtype=np.float64)
@@ -113,7 +113,9 @@ class ConversationHarmClassifier(ClassifierMixin, BaseEstimator):
         check_y_given(y, self)
         y = np.asarray(y).astype(int)
         if F.ndim != 2 or F.shape[0] != y.size or set(np.unique(y)) != {0, 1}:
-            raise ClassifierError("need one feature row and one 0/1 label per conversation, both labels present")
+            raise ClassifierError(
+                "need one feature row and one 0/1 label per conversation, both labels present"
+            )
         lr = LogisticRegression(C=self.C, class_weight="balanced", max_iter=5000).fit(F, y)
         self.coef_ = lr.coef_[0].astype(np.float64)
         self.intercept_ = float(lr.intercept_[0])
@@ -145,8 +147,14 @@ class ConversationHarmClassifier(ClassifierMixin, BaseEstimator):
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         params = {k: v for k, v in self.get_params(deep=False).items() if k != "embedder"}
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "params": params, "intercept": self.intercept_,
-                "threshold": float(self.threshold_), "report": report or {}}
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "params": params,
+            "intercept": self.intercept_,
+            "threshold": float(self.threshold_),
+            "report": report or {},
+        }
         (folder / "model.json").write_text(json.dumps(meta, indent=1, default=float), encoding="utf-8")
         st.save_file({"coef": np.ascontiguousarray(self.coef_)}, str(folder / "weights.safetensors"))
         write_manifest(folder)
@@ -172,7 +180,9 @@ class ConversationHarmClassifier(ClassifierMixin, BaseEstimator):
         model = cls(**meta["params"])
         model.coef_, model.intercept_ = coef.astype(np.float64), float(meta["intercept"])
         model.threshold_ = float(meta["threshold"])
-        if not (np.isfinite(model.coef_).all() and np.isfinite(model.intercept_) and 0 <= model.threshold_ <= 1):
+        if not (
+            np.isfinite(model.coef_).all() and np.isfinite(model.intercept_) and 0 <= model.threshold_ <= 1
+        ):
             raise ClassifierError(f"{folder}: invalid weights or threshold")
         model.classes_ = np.array([0, 1])
         model.report_ = meta.get("report", {})

@@ -72,7 +72,8 @@ _MAX_VECTORS = 20_000
 #: The vectors of the current request (`shared_embeddings`): every head that embeds a text in
 #: it reuses the first embedding of that text.
 _REQUEST: contextvars.ContextVar[dict[tuple[Any, ...], np.ndarray] | None] = contextvars.ContextVar(
-    "guard_request_vectors", default=None)
+    "guard_request_vectors", default=None
+)
 
 
 def request_vectors() -> dict[tuple[Any, ...], np.ndarray] | None:
@@ -115,6 +116,8 @@ def shared_embeddings(
         yield _REQUEST.get()  # type: ignore[misc]
     finally:
         _REQUEST.reset(token)
+
+
 _LOCK = threading.Lock()
 # A forward pass costs about as much as this many extra padded tokens (call overhead and the
 # lower efficiency of small matrix products): the batch planner splits a batch only when the
@@ -245,8 +248,9 @@ def _pooled_module(model_path: Path, attn: str) -> Any:
             self.encoder = encoder
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                                  token_type_ids=token_type_ids).last_hidden_state
+            hidden = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             summed = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
             return torch.nn.functional.normalize(summed, p=2.0, dim=1)
@@ -297,10 +301,19 @@ def export_onnx(model_path: Path | None = None, cache: Path | None = None) -> Pa
     logger.info("exporting %s to ONNX at %s (once)", model_path.name, target)
     with torch.inference_mode():
         torch.onnx.export(
-            module, args, str(tmp), input_names=["input_ids", "attention_mask", "token_type_ids"],
-            output_names=["embedding"], opset_version=_OPSET, dynamo=False,
-            dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes,
-                          "embedding": {0: "batch"}},
+            module,
+            args,
+            str(tmp),
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["embedding"],
+            opset_version=_OPSET,
+            dynamo=False,
+            dynamic_axes={
+                "input_ids": axes,
+                "attention_mask": axes,
+                "token_type_ids": axes,
+                "embedding": {0: "batch"},
+            },
         )
     _fuse_bert_ops(tmp)
     os.replace(tmp, target)
@@ -321,8 +334,9 @@ def _fuse_bert_ops(path: Path) -> dict[str, int]:
     try:
         from onnxruntime.transformers import optimizer
 
-        fused = optimizer.optimize_model(str(path), model_type="bert", num_heads=12, hidden_size=EMBEDDING_DIM,
-                                         opt_level=1, use_gpu=False)
+        fused = optimizer.optimize_model(
+            str(path), model_type="bert", num_heads=12, hidden_size=EMBEDDING_DIM, opt_level=1, use_gpu=False
+        )
         stats = {k: int(v) for k, v in fused.get_fused_operator_statistics().items() if v}
         fused.save_model_to_file(str(path))
         logger.info("fused BERT ops: %s", stats)
@@ -355,7 +369,10 @@ def export_onnx_int8(model_path: Path | None = None, cache: Path | None = None) 
     tmp = target.with_suffix(f".tmp{os.getpid()}")
     logger.info("quantizing %s to int8 at %s (once)", fp32.name, target)
     quantization.quantize_dynamic(
-        str(fp32), str(tmp), weight_type=quantization.QuantType.QInt8, per_channel=True,
+        str(fp32),
+        str(tmp),
+        weight_type=quantization.QuantType.QInt8,
+        per_channel=True,
         op_types_to_quantize=["MatMul", "Attention"],
         # the fused contrib ops have no ONNX shape inference: their outputs are fp32
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
@@ -386,8 +403,9 @@ def choose_providers(requested: list[str] | None = None, model: Path | None = No
     if requested:
         missing = [p for p in requested if p not in available]
         if missing:
-            raise ClassifierError(f"onnxruntime providers {missing} are not available here; "
-                                  f"available: {available}")
+            raise ClassifierError(
+                f"onnxruntime providers {missing} are not available here; available: {available}"
+            )
         wanted = list(requested)
     else:
         wanted = [p for p in ("CUDAExecutionProvider",) if p in available] + ["CPUExecutionProvider"]
@@ -441,14 +459,21 @@ def env_threads(environ: Mapping[str, str] | None = None) -> int | None:
 
 
 class _OnnxRuntime:
-    def __init__(self, model_path: Path, providers: list[str] | None, num_threads: int | None,
-                 cache: Path | None, int8: bool = False) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        providers: list[str] | None,
+        num_threads: int | None,
+        cache: Path | None,
+        int8: bool = False,
+    ) -> None:
         ort = require("onnxruntime")
         onnx_path = export_onnx_int8(model_path, cache) if int8 else export_onnx(model_path, cache)
         self.path = onnx_path
         self.providers = choose_providers(providers, onnx_path)
-        self.session = ort.InferenceSession(str(onnx_path), sess_options=session_options(num_threads),
-                                            providers=self.providers)
+        self.session = ort.InferenceSession(
+            str(onnx_path), sess_options=session_options(num_threads), providers=self.providers
+        )
         self.providers = list(self.session.get_providers())
         self._outputs = ["embedding"]
 
@@ -501,10 +526,17 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         1.0
     """
 
-    def __init__(self, backend: Backend = "auto", model_path: str | None = None, max_length: int = 256,
-                 batch_size: int = 32, providers: list[str] | None = None,
-                 num_threads: int | None = None, max_chars: int = DEFAULT_MAX_CHARS,
-                 cache: bool = False) -> None:
+    def __init__(
+        self,
+        backend: Backend = "auto",
+        model_path: str | None = None,
+        max_length: int = 256,
+        batch_size: int = 32,
+        providers: list[str] | None = None,
+        num_threads: int | None = None,
+        max_chars: int = DEFAULT_MAX_CHARS,
+        cache: bool = False,
+    ) -> None:
         self.backend = backend
         self.model_path = model_path
         self.max_length = max_length
@@ -532,9 +564,17 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
     def _runtime(self) -> Any:
         # resolved once per parameter set: path lookups and checks cost more than a short text
         # typed, so that an invalid `max_length=True` never hits the entry of a valid `max_length=1`
-        sig = tuple((type(v), v) for v in (self.backend, self.model_path, self.max_length,
-                                            tuple(self.providers or ()), self.num_threads,
-                                            os.environ.get("GUARD_CACHE_DIR")))
+        sig = tuple(
+            (type(v), v)
+            for v in (
+                self.backend,
+                self.model_path,
+                self.max_length,
+                tuple(self.providers or ()),
+                self.num_threads,
+                os.environ.get("GUARD_CACHE_DIR"),
+            )
+        )
         try:
             hit = _RESOLVED.get(sig)
         except TypeError:  # an unhashable parameter: the checks below name it
@@ -542,20 +582,32 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         if hit is not None:
             return hit
         backend = _resolve_backend(self.backend)
-        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or not 1 <= self.max_length <= 512:
+        if (
+            isinstance(self.max_length, bool)
+            or not isinstance(self.max_length, int)
+            or not 1 <= self.max_length <= 512
+        ):
             raise ClassifierError(f"max_length must be an int in 1..512, got {self.max_length!r}")
         model_path = Path(self.model_path) if self.model_path else default_model_path()
         if not (model_path / "tokenizer.json").is_file():
-            raise ClassifierError(f"{model_path} holds no tokenizer.json; pass the folder of a "
-                                  "sentence-transformers model (all-MiniLM-L6-v2)")
-        key = (backend, str(model_path), tuple(self.providers or ()), self.num_threads,
-               str(cache_dir()) if backend.startswith("onnx") else None)
+            raise ClassifierError(
+                f"{model_path} holds no tokenizer.json; pass the folder of a "
+                "sentence-transformers model (all-MiniLM-L6-v2)"
+            )
+        key = (
+            backend,
+            str(model_path),
+            tuple(self.providers or ()),
+            self.num_threads,
+            str(cache_dir()) if backend.startswith("onnx") else None,
+        )
         with _LOCK:
             runtime = _RUNTIMES.get(key)
             if runtime is None:
                 if backend.startswith("onnx"):
-                    runtime = _OnnxRuntime(model_path, self.providers, self.num_threads, None,
-                                           int8=backend == "onnx-int8")
+                    runtime = _OnnxRuntime(
+                        model_path, self.providers, self.num_threads, None, int8=backend == "onnx-int8"
+                    )
                 else:
                     runtime = _TorchRuntime(model_path, self.num_threads)
                 _RUNTIMES[key] = runtime
@@ -625,6 +677,19 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         return out
 
 
-__all__ = ["BACKENDS", "EMBEDDING_DIM", "SentenceEmbedder", "available_providers", "cache_dir", "request_vectors", "shared_embeddings",
-           "choose_providers", "default_model_path", "env_threads", "export_onnx", "export_onnx_int8", "plan_batches",
-           "session_options"]
+__all__ = [
+    "BACKENDS",
+    "EMBEDDING_DIM",
+    "SentenceEmbedder",
+    "available_providers",
+    "cache_dir",
+    "request_vectors",
+    "shared_embeddings",
+    "choose_providers",
+    "default_model_path",
+    "env_threads",
+    "export_onnx",
+    "export_onnx_int8",
+    "plan_batches",
+    "session_options",
+]

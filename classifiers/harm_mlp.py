@@ -64,8 +64,14 @@ class HarmMLPClassifier(ClassifierMixin, BaseEstimator):
         ('minilm', 'use_multilingual')
     """
 
-    def __init__(self, hidden_layer_sizes: tuple[int, ...] = (128,), alpha: float = 1.0, max_iter: int = 300,
-                 random_state: int = 0, encoders: tuple[str, ...] = ENCODERS) -> None:
+    def __init__(
+        self,
+        hidden_layer_sizes: tuple[int, ...] = (128,),
+        alpha: float = 1.0,
+        max_iter: int = 300,
+        random_state: int = 0,
+        encoders: tuple[str, ...] = ENCODERS,
+    ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.alpha = alpha
         self.max_iter = max_iter
@@ -105,8 +111,13 @@ class HarmMLPClassifier(ClassifierMixin, BaseEstimator):
         if classes.size != 2:
             raise ClassifierError(f"HarmMLPClassifier needs two classes, got {classes.tolist()}")
         scaler = StandardScaler().fit(E)
-        mlp = MLPClassifier(tuple(self.hidden_layer_sizes), alpha=self.alpha, max_iter=self.max_iter,
-                            early_stopping=True, random_state=self.random_state)
+        mlp = MLPClassifier(
+            tuple(self.hidden_layer_sizes),
+            alpha=self.alpha,
+            max_iter=self.max_iter,
+            early_stopping=True,
+            random_state=self.random_state,
+        )
         mlp.fit(scaler.transform(E), y)
         self.classes_ = classes
         self.mean_ = scaler.mean_.astype(np.float32)
@@ -153,11 +164,20 @@ class HarmMLPClassifier(ClassifierMixin, BaseEstimator):
 
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        params = {**self.get_params(), "hidden_layer_sizes": list(self.hidden_layer_sizes),
-                  "encoders": list(self.encoders)}
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "estimator": type(self).__name__,
-                "params": params, "classes": self.classes_.tolist(), "n_layers": len(self.coefs_),
-                "n_features_in": int(self.n_features_in_)}
+        params = {
+            **self.get_params(),
+            "hidden_layer_sizes": list(self.hidden_layer_sizes),
+            "encoders": list(self.encoders),
+        }
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "estimator": type(self).__name__,
+            "params": params,
+            "classes": self.classes_.tolist(),
+            "n_layers": len(self.coefs_),
+            "n_features_in": int(self.n_features_in_),
+        }
         tensors = {"mean": self.mean_, "scale": self.scale_}
         for k, (W, b) in enumerate(zip(self.coefs_, self.intercepts_)):
             tensors[f"coef_{k}"], tensors[f"intercept_{k}"] = np.ascontiguousarray(W), np.ascontiguousarray(b)
@@ -178,7 +198,9 @@ class HarmMLPClassifier(ClassifierMixin, BaseEstimator):
 
         folder = Path(path)
         if not (folder / "model.json").is_file() or not (folder / "weights.safetensors").is_file():
-            raise ClassifierError(f"{folder} holds no saved HarmMLPClassifier (model.json, weights.safetensors)")
+            raise ClassifierError(
+                f"{folder} holds no saved HarmMLPClassifier (model.json, weights.safetensors)"
+            )
         verify_manifest(folder, required=("model.json", "weights.safetensors"))
         try:
             meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
@@ -186,11 +208,18 @@ class HarmMLPClassifier(ClassifierMixin, BaseEstimator):
         except Exception as exc:  # noqa: BLE001 (corrupt files of any kind)
             raise ClassifierError(f"{folder}: unreadable saved head ({exc}); save it again") from None
         if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-            raise ClassifierError(f"{folder}: format {meta.get('format')!r} v{meta.get('format_version')}, "
-                                  f"expected {FORMAT!r} v{FORMAT_VERSION}")
+            raise ClassifierError(
+                f"{folder}: format {meta.get('format')!r} v{meta.get('format_version')}, "
+                f"expected {FORMAT!r} v{FORMAT_VERSION}"
+            )
         p = meta["params"]
-        head = cls(hidden_layer_sizes=tuple(p["hidden_layer_sizes"]), alpha=p["alpha"], max_iter=p["max_iter"],
-                   random_state=p["random_state"], encoders=tuple(p["encoders"]))
+        head = cls(
+            hidden_layer_sizes=tuple(p["hidden_layer_sizes"]),
+            alpha=p["alpha"],
+            max_iter=p["max_iter"],
+            random_state=p["random_state"],
+            encoders=tuple(p["encoders"]),
+        )
         n = int(meta["n_layers"])
         try:
             head.coefs_ = [tensors[f"coef_{k}"] for k in range(n)]

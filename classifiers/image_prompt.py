@@ -21,8 +21,17 @@ from classifiers.errors import ClassifierError
 
 BENIGN = "benign"
 #: The disallowed categories the shipped head knows (`guard.decision.presets` maps them to policy).
-CATEGORIES: tuple[str, ...] = ("sexual_explicit", "sexual_minors", "gore", "hate_symbols", "real_person",
-                               "copyright", "violence_weapons", "self_harm", "non_consensual")
+CATEGORIES: tuple[str, ...] = (
+    "sexual_explicit",
+    "sexual_minors",
+    "gore",
+    "hate_symbols",
+    "real_person",
+    "copyright",
+    "violence_weapons",
+    "self_harm",
+    "non_consensual",
+)
 DEFAULT_RESOURCE = "image_prompt"
 
 
@@ -42,13 +51,29 @@ class ImagePromptClassifier(TextLinearClassifier):
         True
     """
 
-    def __init__(self, features: Features = "ngrams", ngram_range: tuple[int, int] = (1, 2),
-                 min_df: int = 1, max_features: int | None = 50_000, C: float = 4.0,
-                 class_weight: str | None = "balanced", embedding_weight: float = 1.0,
-                 embedder: Any = None, max_chars: int = DEFAULT_MAX_CHARS) -> None:
-        super().__init__(features=features, ngram_range=ngram_range, min_df=min_df,
-                         max_features=max_features, C=C, class_weight=class_weight,
-                         embedding_weight=embedding_weight, embedder=embedder, max_chars=max_chars)
+    def __init__(
+        self,
+        features: Features = "ngrams",
+        ngram_range: tuple[int, int] = (1, 2),
+        min_df: int = 1,
+        max_features: int | None = 50_000,
+        C: float = 4.0,
+        class_weight: str | None = "balanced",
+        embedding_weight: float = 1.0,
+        embedder: Any = None,
+        max_chars: int = DEFAULT_MAX_CHARS,
+    ) -> None:
+        super().__init__(
+            features=features,
+            ngram_range=ngram_range,
+            min_df=min_df,
+            max_features=max_features,
+            C=C,
+            class_weight=class_weight,
+            embedding_weight=embedding_weight,
+            embedder=embedder,
+            max_chars=max_chars,
+        )
 
     def fit(self, X: Any, y: Any) -> ImagePromptClassifier:
         """Fit on prompts `X` and labels `y` (``"benign"`` or a category name)."""

@@ -51,8 +51,9 @@ class MultilingualEmbedder(TransformerMixin, BaseEstimator):
 
     dim = DIM
 
-    def __init__(self, max_chars: int = DEFAULT_MAX_CHARS, batch_size: int = 64,
-                 num_threads: int | None = None) -> None:
+    def __init__(
+        self, max_chars: int = DEFAULT_MAX_CHARS, batch_size: int = 64, num_threads: int | None = None
+    ) -> None:
         self.max_chars = max_chars
         self.batch_size = batch_size
         self.num_threads = num_threads
@@ -85,8 +86,15 @@ class MultilingualEmbedder(TransformerMixin, BaseEstimator):
         if todo:
             threads = self.num_threads or int(os.environ.get("OMP_NUM_THREADS", "2") or 2)
             model = _model(threads)
-            v = np.concatenate([np.asarray(model.encode([t if t.strip() else "." for t in todo[s : s + self.batch_size]]),
-                                           dtype=np.float32) for s in range(0, len(todo), self.batch_size)])
+            v = np.concatenate(
+                [
+                    np.asarray(
+                        model.encode([t if t.strip() else "." for t in todo[s : s + self.batch_size]]),
+                        dtype=np.float32,
+                    )
+                    for s in range(0, len(todo), self.batch_size)
+                ]
+            )
             v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
             known.update({("use-multilingual", t): vec for t, vec in zip(todo, v)})
         out = np.zeros((len(texts), DIM), dtype=np.float32)

@@ -19,7 +19,11 @@ from classifiers._linear import Explanation, Features, TextLinearClassifier
 from classifiers._validation import DEFAULT_MAX_CHARS, check_texts, check_y_given
 from classifiers.errors import ClassifierError
 
-DEFAULT_RESOURCES = {"combined": "prompt_refusal", "embedding": "prompt_refusal_embedding", "multilingual": "multilingual_harm"}
+DEFAULT_RESOURCES = {
+    "combined": "prompt_refusal",
+    "embedding": "prompt_refusal_embedding",
+    "multilingual": "multilingual_harm",
+}
 
 
 def _check_refused(y: Any, n: int) -> np.ndarray:
@@ -31,8 +35,10 @@ def _check_refused(y: Any, n: int) -> np.ndarray:
     if values.dtype.kind in "iuf" and np.isin(values, (0, 1)).all():
         return values.astype(np.int64)
     bad = sorted({repr(v) for v in values.tolist() if v not in (0, 1) or isinstance(v, str)})[:5]
-    raise ClassifierError(f"refused must be 0/1 or bool, got values {bad}; use 1 where the model "
-                          "refused the prompt and 0 where it complied")
+    raise ClassifierError(
+        f"refused must be 0/1 or bool, got values {bad}; use 1 where the model "
+        "refused the prompt and 0 where it complied"
+    )
 
 
 def reply_text(result: Any) -> str:
@@ -44,14 +50,21 @@ def reply_text(result: Any) -> str:
     """
     if isinstance(result, str):
         return result
-    content = result.get("content", result.get("text")) if isinstance(result, dict) else getattr(result, "content", None)
+    content = (
+        result.get("content", result.get("text"))
+        if isinstance(result, dict)
+        else getattr(result, "content", None)
+    )
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # LangChain content blocks
-        return "".join(b if isinstance(b, str) else str(b.get("text", "")) for b in content
-                       if isinstance(b, (str, dict)))
-    raise ClassifierError(f"the model returned a {type(result).__name__}, not text; return a str, a "
-                          "message with .content, or a dict with 'content'")
+        return "".join(
+            b if isinstance(b, str) else str(b.get("text", "")) for b in content if isinstance(b, (str, dict))
+        )
+    raise ClassifierError(
+        f"the model returned a {type(result).__name__}, not text; return a str, a "
+        "message with .content, or a dict with 'content'"
+    )
 
 
 def _as_call(model: Any) -> Callable[[str], Any]:
@@ -59,8 +72,10 @@ def _as_call(model: Any) -> Callable[[str], Any]:
         return model.invoke
     if callable(model):
         return model
-    raise ClassifierError(f"model must be a callable prompt -> reply or have .invoke (a LangChain "
-                          f"runnable), got {type(model).__name__}")
+    raise ClassifierError(
+        f"model must be a callable prompt -> reply or have .invoke (a LangChain "
+        f"runnable), got {type(model).__name__}"
+    )
 
 
 class PromptRefusalPredictor(TextLinearClassifier):
@@ -92,13 +107,29 @@ class PromptRefusalPredictor(TextLinearClassifier):
         'bomb'
     """
 
-    def __init__(self, features: Features = "ngrams", ngram_range: tuple[int, int] = (1, 2),
-                 min_df: int = 1, max_features: int | None = 50_000, C: float = 4.0,
-                 class_weight: str | None = "balanced", embedding_weight: float = 1.0,
-                 embedder: Any = None, max_chars: int = DEFAULT_MAX_CHARS) -> None:
-        super().__init__(features=features, ngram_range=ngram_range, min_df=min_df,
-                         max_features=max_features, C=C, class_weight=class_weight,
-                         embedding_weight=embedding_weight, embedder=embedder, max_chars=max_chars)
+    def __init__(
+        self,
+        features: Features = "ngrams",
+        ngram_range: tuple[int, int] = (1, 2),
+        min_df: int = 1,
+        max_features: int | None = 50_000,
+        C: float = 4.0,
+        class_weight: str | None = "balanced",
+        embedding_weight: float = 1.0,
+        embedder: Any = None,
+        max_chars: int = DEFAULT_MAX_CHARS,
+    ) -> None:
+        super().__init__(
+            features=features,
+            ngram_range=ngram_range,
+            min_df=min_df,
+            max_features=max_features,
+            C=C,
+            class_weight=class_weight,
+            embedding_weight=embedding_weight,
+            embedder=embedder,
+            max_chars=max_chars,
+        )
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -115,9 +146,14 @@ class PromptRefusalPredictor(TextLinearClassifier):
         texts = check_texts(X, "X", self.max_chars)
         return self._fit_texts(texts, _check_refused(y, len(texts)))
 
-    def fit_from_model(self, X: Any, model: Any, detector: Any = None,
-                       refusal_classes: Sequence[str] | None = None,
-                       progress: bool = False) -> PromptRefusalPredictor:
+    def fit_from_model(
+        self,
+        X: Any,
+        model: Any,
+        detector: Any = None,
+        refusal_classes: Sequence[str] | None = None,
+        progress: bool = False,
+    ) -> PromptRefusalPredictor:
         """The paper's bootstrap: call `model` on each prompt, label the replies, fit on the labels.
 
         Args:
@@ -159,8 +195,9 @@ class PromptRefusalPredictor(TextLinearClassifier):
             try:
                 result = call(prompt)
             except Exception as exc:  # noqa: BLE001 (any model error, re-raised with its index)
-                raise ClassifierError(f"the model failed on prompt {i} ({prompt[:60]!r}): "
-                                      f"{type(exc).__name__}: {exc}") from exc
+                raise ClassifierError(
+                    f"the model failed on prompt {i} ({prompt[:60]!r}): {type(exc).__name__}: {exc}"
+                ) from exc
             replies.append(reply_text(result))
         refused = detector.is_refusal(replies, tuple(refusal_classes or REFUSAL_CLASSES)).astype(np.int64)
         n_refused = int(refused.sum())
@@ -168,7 +205,8 @@ class PromptRefusalPredictor(TextLinearClassifier):
             raise ClassifierError(
                 f"the model refused {n_refused} of {len(texts)} prompts; a predictor needs both "
                 "refusals and compliances: add prompts it refuses (or complies with), or check the "
-                "replies in the error's context")
+                "replies in the error's context"
+            )
         self._fit_texts(texts, refused)
         self.replies_ = replies
         self.refused_ = refused
@@ -191,7 +229,9 @@ class PromptRefusalPredictor(TextLinearClassifier):
         return super().explain(text, top=top, label=label)
 
     @classmethod
-    def default(cls, variant: Literal["combined", "embedding", "multilingual"] = "combined") -> PromptRefusalPredictor:
+    def default(
+        cls, variant: Literal["combined", "embedding", "multilingual"] = "combined"
+    ) -> PromptRefusalPredictor:
         """The shipped "a safety-aligned model would refuse this" predictor (refit by ``guard fit``).
 
         Fitted on the project's public harmful sources (label 1) and benign sources plus the

@@ -110,15 +110,21 @@ def coverage_risk_curve(y_true: Any, y_pred: Any, confidence: Any) -> CoverageRi
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     conf = np.asarray(confidence, dtype=float)
     if not (y_true.shape == y_pred.shape == conf.shape) or y_true.ndim != 1 or y_true.size == 0:
-        raise ClassifierError(f"y_true, y_pred and confidence must be 1-d of one non-zero length, got "
-                              f"{y_true.shape}, {y_pred.shape}, {conf.shape}")
+        raise ClassifierError(
+            f"y_true, y_pred and confidence must be 1-d of one non-zero length, got "
+            f"{y_true.shape}, {y_pred.shape}, {conf.shape}"
+        )
     order = np.argsort(-conf, kind="stable")
     errors = (y_true[order] != y_pred[order]).astype(float)
     n = np.arange(1, errors.size + 1)
     risk = np.cumsum(errors) / n
     coverage = n / errors.size
-    return CoverageRiskCurve(coverage=coverage.tolist(), risk=risk.tolist(),
-                             threshold=conf[order].tolist(), aurc=float(risk.mean()))
+    return CoverageRiskCurve(
+        coverage=coverage.tolist(),
+        risk=risk.tolist(),
+        threshold=conf[order].tolist(),
+        aurc=float(risk.mean()),
+    )
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -148,8 +154,10 @@ def _logit(p: np.ndarray) -> np.ndarray:
 def _check_X(X: Any, name: str = "X") -> np.ndarray:
     arr = np.asarray(X, dtype=np.float64)
     if arr.ndim != 2:
-        raise ClassifierError(f"{name} must be a 2-d numeric array for novelty or learned rejection, got "
-                              f"shape {arr.shape}; pass featurizer=... (e.g. SentenceEmbedder()) for texts")
+        raise ClassifierError(
+            f"{name} must be a 2-d numeric array for novelty or learned rejection, got "
+            f"shape {arr.shape}; pass featurizer=... (e.g. SentenceEmbedder()) for texts"
+        )
     if not np.isfinite(arr).all():
         raise ClassifierError(f"{name} holds NaN or infinite values; impute or drop them first")
     return arr
@@ -210,12 +218,27 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         'mahalanobis'
     """
 
-    def __init__(self, estimator: Any = None, *, calibration: Calibration = "sigmoid",
-                 ambiguity: Ambiguity = "confidence", coverage: float = 0.9, threshold: float | None = None,
-                 alpha: float = 0.1, novelty: Novelty = "none", novelty_rate: float = 0.05,
-                 n_neighbors: int = 5, rejection_cost: float = 0.2, rejector_alpha: float = 1.0,
-                 rejector_beta: float = 1.0, rejector_C: float = 0.01, featurizer: Any = None,
-                 prefit: bool = False, calibration_size: float = 0.3, random_state: int | None = 0) -> None:
+    def __init__(
+        self,
+        estimator: Any = None,
+        *,
+        calibration: Calibration = "sigmoid",
+        ambiguity: Ambiguity = "confidence",
+        coverage: float = 0.9,
+        threshold: float | None = None,
+        alpha: float = 0.1,
+        novelty: Novelty = "none",
+        novelty_rate: float = 0.05,
+        n_neighbors: int = 5,
+        rejection_cost: float = 0.2,
+        rejector_alpha: float = 1.0,
+        rejector_beta: float = 1.0,
+        rejector_C: float = 0.01,
+        featurizer: Any = None,
+        prefit: bool = False,
+        calibration_size: float = 0.3,
+        random_state: int | None = 0,
+    ) -> None:
         self.estimator = estimator
         self.calibration = calibration
         self.ambiguity = ambiguity
@@ -236,9 +259,11 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
-        choices = {"calibration": ("sigmoid", "isotonic", "none"),
-                   "ambiguity": ("confidence", "conformal", "learned", "none"),
-                   "novelty": ("mahalanobis", "knn", "none")}
+        choices = {
+            "calibration": ("sigmoid", "isotonic", "none"),
+            "ambiguity": ("confidence", "conformal", "learned", "none"),
+            "novelty": ("mahalanobis", "knn", "none"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ClassifierError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -318,12 +343,20 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
                 est = LogisticRegression(max_iter=2000)
             if int(np.floor(n * self.calibration_size)) >= MIN_HELD_OUT:
                 strat = y if np.unique(y, return_counts=True)[1].min() >= 2 else None
-                train_idx, cal_idx = train_test_split(np.arange(n), test_size=self.calibration_size,
-                                                      random_state=self.random_state, stratify=strat)
+                train_idx, cal_idx = train_test_split(
+                    np.arange(n),
+                    test_size=self.calibration_size,
+                    random_state=self.random_state,
+                    stratify=strat,
+                )
             else:  # too little data to hold any out: calibrate on the fitting points, and say so
-                warnings.warn(f"only {n} points: fewer than {MIN_HELD_OUT} would be held out for calibration, "
-                              "so the calibration and rejection thresholds are fitted on the training points "
-                              "(optimistic); pass more data or prefit=True", UserWarning, stacklevel=2)
+                warnings.warn(
+                    f"only {n} points: fewer than {MIN_HELD_OUT} would be held out for calibration, "
+                    "so the calibration and rejection thresholds are fitted on the training points "
+                    "(optimistic); pass more data or prefit=True",
+                    UserWarning,
+                    stacklevel=2,
+                )
                 train_idx = cal_idx = np.arange(n)
             self.estimator_ = clone(est).fit(_safe_indexing(X, train_idx), y[train_idx])
         self.classes_ = np.asarray(self.estimator_.classes_)
@@ -338,7 +371,9 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         if self.threshold is not None:
             self.threshold_ = float(self.threshold)
         else:
-            self.threshold_ = float(np.quantile(conf, 1.0 - self.coverage, method="lower")) if self.coverage < 1 else 0.0
+            self.threshold_ = (
+                float(np.quantile(conf, 1.0 - self.coverage, method="lower")) if self.coverage < 1 else 0.0
+            )
         # Split conformal (LAC score 1 - p_y), finite-sample corrected quantile.
         index = {c: i for i, c in enumerate(self.classes_.tolist())}
         pos = np.array([index[v] for v in y_cal.tolist()])
@@ -377,8 +412,9 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
                 self.calibrators_.append({"kind": "sigmoid", "a": a, "b": b})
             else:
                 iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw[:, j], t)
-                self.calibrators_.append({"kind": "isotonic", "x": iso.X_thresholds_.tolist(),
-                                          "y": iso.y_thresholds_.tolist()})
+                self.calibrators_.append(
+                    {"kind": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+                )
 
     def _calibrate(self, raw: np.ndarray) -> np.ndarray:
         if not self.calibrators_:
@@ -405,8 +441,10 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
             self.precision_ = lw.precision_
         else:
             if F.shape[0] <= self.n_neighbors:
-                raise ClassifierError(f"k-NN novelty needs more than n_neighbors={self.n_neighbors} "
-                                      f"training points, got {F.shape[0]}")
+                raise ClassifierError(
+                    f"k-NN novelty needs more than n_neighbors={self.n_neighbors} "
+                    f"training points, got {F.shape[0]}"
+                )
             self.reference_ = F.astype(np.float64)
 
     def _distance(self, F: np.ndarray, exclude_self: bool = False) -> np.ndarray:
@@ -415,10 +453,10 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
             return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", D, self.precision_, D), 0.0))
         k = self.n_neighbors + (1 if exclude_self else 0)
         out = np.empty(F.shape[0])
-        ref_sq = (self.reference_ ** 2).sum(axis=1)
+        ref_sq = (self.reference_**2).sum(axis=1)
         for s in range(0, F.shape[0], 512):
             chunk = F[s : s + 512]
-            d2 = (chunk ** 2).sum(axis=1)[:, None] + ref_sq[None, :] - 2 * chunk @ self.reference_.T
+            d2 = (chunk**2).sum(axis=1)[:, None] + ref_sq[None, :] - 2 * chunk @ self.reference_.T
             d2 = np.maximum(d2, 0.0)
             out[s : s + 512] = np.sqrt(np.partition(d2, k - 1, axis=1)[:, k - 1])
         return out
@@ -522,7 +560,9 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         """True where the classifier abstains (for any reason)."""
         return self.reject_reasons(X) != ""
 
-    def coverage_risk(self, X: Any, y: Any, score: Literal["confidence", "rejector"] = "confidence") -> CoverageRiskCurve:
+    def coverage_risk(
+        self, X: Any, y: Any, score: Literal["confidence", "rejector"] = "confidence"
+    ) -> CoverageRiskCurve:
         """The coverage-risk curve on (X, y), ranking points by confidence or the rejector score."""
         conf = self.confidence(X) if score == "confidence" else self.rejector_score(X)
         return coverage_risk_curve(np.asarray(y), self.predict(X), conf)
@@ -532,8 +572,11 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         keep = ~self.reject(X)
         y = np.asarray(y)
         acc = float((self.predict(X)[keep] == y[keep]).mean()) if keep.any() else float("nan")
-        return {"coverage": float(keep.mean()), "selective_accuracy": acc,
-                "accuracy": float((self.predict(X) == y).mean())}
+        return {
+            "coverage": float(keep.mean()),
+            "selective_accuracy": acc,
+            "accuracy": float((self.predict(X) == y).mean()),
+        }
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
@@ -556,32 +599,55 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
 
         if hasattr(est, "save") and hasattr(type(est), "load"):
             est.save(folder / "estimator")
-            est_meta: dict[str, Any] = {"kind": "saved", "class": f"{type(est).__module__}:{type(est).__qualname__}"}
+            est_meta: dict[str, Any] = {
+                "kind": "saved",
+                "class": f"{type(est).__module__}:{type(est).__qualname__}",
+            }
         elif isinstance(est, LogisticRegression):
             tensors["lr_coef"] = np.ascontiguousarray(est.coef_)  # safetensors writes the raw buffer
             tensors["lr_intercept"] = np.ascontiguousarray(est.intercept_)
             est_meta = {"kind": "logistic_regression", "params": _jsonable(est.get_params())}
         else:
-            raise ClassifierError(f"cannot save a wrapped {type(est).__name__} without pickle; wrap a "
-                                  "LogisticRegression or a model with save/load (e.g. PromptRefusalPredictor)")
+            raise ClassifierError(
+                f"cannot save a wrapped {type(est).__name__} without pickle; wrap a "
+                "LogisticRegression or a model with save/load (e.g. PromptRefusalPredictor)"
+            )
         feat_meta = None
         if self.featurizer is not None:
             if type(self.featurizer).__name__ != "SentenceEmbedder":
-                raise ClassifierError(f"cannot save featurizer {type(self.featurizer).__name__}; only "
-                                      "SentenceEmbedder (stateless) is supported")
+                raise ClassifierError(
+                    f"cannot save featurizer {type(self.featurizer).__name__}; only "
+                    "SentenceEmbedder (stateless) is supported"
+                )
             feat_meta = self.featurizer.get_params()
-        for name in ("location_", "precision_", "reference_", "rejector_coef_", "rejector_mean_", "rejector_scale_"):
+        for name in (
+            "location_",
+            "precision_",
+            "reference_",
+            "rejector_coef_",
+            "rejector_mean_",
+            "rejector_scale_",
+        ):
             if hasattr(self, name):
                 tensors[name.rstrip("_")] = np.ascontiguousarray(getattr(self, name))
         params = self.get_params(deep=False)
         params.pop("estimator"), params.pop("featurizer")
         kind = "int" if self.classes_.dtype.kind in "iub" else "str"
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "params": params, "estimator": est_meta,
-                "featurizer": feat_meta, "classes": self.classes_.tolist(), "classes_kind": kind,
-                "calibrators": self.calibrators_, "threshold": self.threshold_, "qhat": self.qhat_,
-                "novelty_threshold": None if math.isinf(self.novelty_threshold_) else self.novelty_threshold_,
-                "rejector_intercept": getattr(self, "rejector_intercept_", None),
-                "n_features_in": self.n_features_in_}
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "params": params,
+            "estimator": est_meta,
+            "featurizer": feat_meta,
+            "classes": self.classes_.tolist(),
+            "classes_kind": kind,
+            "calibrators": self.calibrators_,
+            "threshold": self.threshold_,
+            "qhat": self.qhat_,
+            "novelty_threshold": None if math.isinf(self.novelty_threshold_) else self.novelty_threshold_,
+            "rejector_intercept": getattr(self, "rejector_intercept_", None),
+            "n_features_in": self.n_features_in_,
+        }
         (folder / "reject_option.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         st.save_file(tensors or {"empty": np.zeros(1)}, str(folder / "weights.safetensors"))
         from classifiers._manifest import write_manifest
@@ -605,15 +671,19 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         folder = Path(path)
         meta_file = folder / "reject_option.json"
         if not meta_file.is_file():
-            raise ClassifierError(f"{folder} holds no saved RejectOptionClassifier (reject_option.json); "
-                                  "write one with .save(path)")
+            raise ClassifierError(
+                f"{folder} holds no saved RejectOptionClassifier (reject_option.json); "
+                "write one with .save(path)"
+            )
         from classifiers._manifest import verify_manifest
 
         verify_manifest(folder, required=("reject_option.json", "weights.safetensors"))
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-            raise ClassifierError(f"{folder}: format {meta.get('format')!r} v{meta.get('format_version')}, "
-                                  f"expected {FORMAT!r} v{FORMAT_VERSION}")
+            raise ClassifierError(
+                f"{folder}: format {meta.get('format')!r} v{meta.get('format_version')}, "
+                f"expected {FORMAT!r} v{FORMAT_VERSION}"
+            )
         tensors = st.load_file(str(folder / "weights.safetensors"))
         em = meta["estimator"]
         if em["kind"] == "saved":
@@ -641,7 +711,14 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         nt = meta["novelty_threshold"]
         model.novelty_threshold_ = math.inf if nt is None else nt
         model.n_features_in_ = meta["n_features_in"]
-        for name in ("location", "precision", "reference", "rejector_coef", "rejector_mean", "rejector_scale"):
+        for name in (
+            "location",
+            "precision",
+            "reference",
+            "rejector_coef",
+            "rejector_mean",
+            "rejector_scale",
+        ):
             if name in tensors:
                 setattr(model, name + "_", tensors[name])
         if meta.get("rejector_intercept") is not None:
@@ -652,10 +729,18 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
 #: The wrapped predictors `load` may rebuild, by the name `save` writes. A name read from a file
 #: is looked up here and never imported, so a crafted file cannot run code.
 SAVED_ESTIMATORS: dict[str, tuple[str, str]] = {
-    "classifiers.prompt_refusal:PromptRefusalPredictor": ("classifiers.prompt_refusal", "PromptRefusalPredictor"),
-    "classifiers.response_refusal:ResponseRefusalDetector": ("classifiers.response_refusal",
-                                                             "ResponseRefusalDetector"),
-    "classifiers.reject_option:RejectOptionClassifier": ("classifiers.reject_option", "RejectOptionClassifier"),
+    "classifiers.prompt_refusal:PromptRefusalPredictor": (
+        "classifiers.prompt_refusal",
+        "PromptRefusalPredictor",
+    ),
+    "classifiers.response_refusal:ResponseRefusalDetector": (
+        "classifiers.response_refusal",
+        "ResponseRefusalDetector",
+    ),
+    "classifiers.reject_option:RejectOptionClassifier": (
+        "classifiers.reject_option",
+        "RejectOptionClassifier",
+    ),
     "classifiers.rules:TsetlinRuleClassifier": ("classifiers.rules", "TsetlinRuleClassifier"),
     "classifiers.reply_harm:ReplyHarmClassifier": ("classifiers.reply_harm", "ReplyHarmClassifier"),
 }
@@ -674,8 +759,10 @@ def _saved_estimator_class(name: Any) -> Any:
 
     entry = SAVED_ESTIMATORS.get(name) if isinstance(name, str) else None
     if entry is None:
-        raise ClassifierError(f"saved estimator class {name!r} is not one this package can load; known: "
-                              f"{', '.join(sorted(SAVED_ESTIMATORS))}")
+        raise ClassifierError(
+            f"saved estimator class {name!r} is not one this package can load; known: "
+            f"{', '.join(sorted(SAVED_ESTIMATORS))}"
+        )
     module, qualname = entry
     return getattr(importlib.import_module(module), qualname)
 

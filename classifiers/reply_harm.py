@@ -88,8 +88,16 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
         400
     """
 
-    def __init__(self, C: float = 2.0, window_chars: int = 400, stride: int = 300, embedder: Any = None,
-                 head: str = "linear", multilingual: bool = False, random_state: int = 0) -> None:
+    def __init__(
+        self,
+        C: float = 2.0,
+        window_chars: int = 400,
+        stride: int = 300,
+        embedder: Any = None,
+        head: str = "linear",
+        multilingual: bool = False,
+        random_state: int = 0,
+    ) -> None:
         self.C = C
         self.window_chars = window_chars
         self.stride = stride
@@ -132,8 +140,10 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
             from classifiers.multilingual import MultilingualEmbedder
 
             use = MultilingualEmbedder()
-            parts += [np.asarray(use.transform(requests), dtype=np.float64)[own],
-                      np.asarray(use.transform(windows), dtype=np.float64)]
+            parts += [
+                np.asarray(use.transform(requests), dtype=np.float64)[own],
+                np.asarray(use.transform(windows), dtype=np.float64),
+            ]
         return np.hstack(parts), own
 
     def _fit_head(self, F: np.ndarray, y: np.ndarray) -> Any:
@@ -219,8 +229,14 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         params = {k: v for k, v in self.get_params(deep=False).items() if k != "embedder"}
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "params": params,
-                "intercept": self.intercept_, "threshold": float(self.threshold_), "extra": extra or {}}
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "params": params,
+            "intercept": self.intercept_,
+            "threshold": float(self.threshold_),
+            "extra": extra or {},
+        }
         (folder / "model.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         st.save_file({"coef": np.ascontiguousarray(self.coef_)}, str(folder / "weights.safetensors"))
         if getattr(self, "mlp_", None) is not None:
@@ -242,13 +258,22 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
             meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
             coef = st.load_file(str(folder / "weights.safetensors"))["coef"]
         except Exception as exc:  # noqa: BLE001 - any unreadable file
-            raise ClassifierError(f"{folder}: no readable reply-harm model ({exc}); fit one with guard fit") from None
+            raise ClassifierError(
+                f"{folder}: no readable reply-harm model ({exc}); fit one with guard fit"
+            ) from None
         if meta.get("format") != FORMAT or meta.get("format_version") not in READABLE_VERSIONS:
-            raise ClassifierError(f"{folder}: format {meta.get('format')!r} v{meta.get('format_version')}, "
-                                  f"expected {FORMAT!r} v{FORMAT_VERSION}")
+            raise ClassifierError(
+                f"{folder}: format {meta.get('format')!r} v{meta.get('format_version')}, "
+                f"expected {FORMAT!r} v{FORMAT_VERSION}"
+            )
         model = cls(**meta["params"])
         intercept, threshold = float(meta["intercept"]), float(meta["threshold"])
-        if coef.ndim != 1 or not np.isfinite(coef).all() or not np.isfinite(intercept) or not 0 <= threshold <= 1:
+        if (
+            coef.ndim != 1
+            or not np.isfinite(coef).all()
+            or not np.isfinite(intercept)
+            or not 0 <= threshold <= 1
+        ):
             raise ClassifierError(f"{folder}: invalid weights or threshold; fit it again")
         model.coef_, model.intercept_, model.threshold_ = coef.astype(np.float64), intercept, threshold
         model.mlp_ = None

@@ -34,8 +34,10 @@ def _check_labels(y: Any, n: int) -> np.ndarray:
         raise ClassifierError(f"y must hold one label per reply: {n} replies, y has shape {labels.shape}")
     bad = sorted({repr(v) for v in labels if not isinstance(v, str) or v not in CLASSES})[:5]
     if bad:
-        raise ClassifierError(f"unknown reply labels {bad}; use {list(CLASSES)} "
-                              "(binary data: map 1 to 'refusal_ethical' and 0 to 'compliance')")
+        raise ClassifierError(
+            f"unknown reply labels {bad}; use {list(CLASSES)} "
+            "(binary data: map 1 to 'refusal_ethical' and 0 to 'compliance')"
+        )
     return labels.astype(str).astype(object)
 
 
@@ -67,13 +69,29 @@ class ResponseRefusalDetector(TextLinearClassifier):
         ['compliance', 'partial_refusal', 'refusal_capability', 'refusal_ethical']
     """
 
-    def __init__(self, features: Features = "ngrams", ngram_range: tuple[int, int] = (1, 3),
-                 min_df: int = 1, max_features: int | None = 50_000, C: float = 4.0,
-                 class_weight: str | None = "balanced", embedding_weight: float = 1.0,
-                 embedder: Any = None, max_chars: int = DEFAULT_MAX_CHARS) -> None:
-        super().__init__(features=features, ngram_range=ngram_range, min_df=min_df,
-                         max_features=max_features, C=C, class_weight=class_weight,
-                         embedding_weight=embedding_weight, embedder=embedder, max_chars=max_chars)
+    def __init__(
+        self,
+        features: Features = "ngrams",
+        ngram_range: tuple[int, int] = (1, 3),
+        min_df: int = 1,
+        max_features: int | None = 50_000,
+        C: float = 4.0,
+        class_weight: str | None = "balanced",
+        embedding_weight: float = 1.0,
+        embedder: Any = None,
+        max_chars: int = DEFAULT_MAX_CHARS,
+    ) -> None:
+        super().__init__(
+            features=features,
+            ngram_range=ngram_range,
+            min_df=min_df,
+            max_features=max_features,
+            C=C,
+            class_weight=class_weight,
+            embedding_weight=embedding_weight,
+            embedder=embedder,
+            max_chars=max_chars,
+        )
 
     def fit(self, X: Any, y: Any) -> ResponseRefusalDetector:
         """Fit on replies `X` and their labels `y` (values of `CLASSES`).
@@ -128,5 +146,12 @@ class ResponseRefusalDetector(TextLinearClassifier):
             return cls.load(p)
 
 
-__all__ = ["CLASSES", "COMPLIANCE", "PARTIAL_REFUSAL", "REFUSAL_CAPABILITY", "REFUSAL_CLASSES",
-           "REFUSAL_ETHICAL", "ResponseRefusalDetector"]
+__all__ = [
+    "CLASSES",
+    "COMPLIANCE",
+    "PARTIAL_REFUSAL",
+    "REFUSAL_CAPABILITY",
+    "REFUSAL_CLASSES",
+    "REFUSAL_ETHICAL",
+    "ResponseRefusalDetector",
+]

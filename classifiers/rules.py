@@ -80,9 +80,17 @@ class TsetlinRuleClassifier(ClassifierMixin, BaseEstimator):
         '"bomb" AND NOT "history" -> weapons'
     """
 
-    def __init__(self, n_clauses: int = 40, T: int = 20, s: float = 5.0, epochs: int = 30,
-                 max_features: int = 1000, min_df: int = 2, max_literals: int | None = 4,
-                 max_chars: int = DEFAULT_MAX_CHARS) -> None:
+    def __init__(
+        self,
+        n_clauses: int = 40,
+        T: int = 20,
+        s: float = 5.0,
+        epochs: int = 30,
+        max_features: int = 1000,
+        min_df: int = 2,
+        max_literals: int | None = 4,
+        max_chars: int = DEFAULT_MAX_CHARS,
+    ) -> None:
         self.n_clauses = n_clauses
         self.T = T
         self.s = s
@@ -104,8 +112,12 @@ class TsetlinRuleClassifier(ClassifierMixin, BaseEstimator):
     def _binarize(self, texts: list[str]) -> np.ndarray:
         from sklearn.feature_extraction.text import CountVectorizer
 
-        vec = CountVectorizer(preprocessor=preprocess, token_pattern=TOKEN_PATTERN, binary=True,
-                              vocabulary={w: i for i, w in enumerate(self.vocabulary_)})
+        vec = CountVectorizer(
+            preprocessor=preprocess,
+            token_pattern=TOKEN_PATTERN,
+            binary=True,
+            vocabulary={w: i for i, w in enumerate(self.vocabulary_)},
+        )
         return (vec.transform(texts).toarray() > 0).astype(np.uint32)
 
     def fit(self, X: Any, y: Any) -> TsetlinRuleClassifier:
@@ -121,9 +133,11 @@ class TsetlinRuleClassifier(ClassifierMixin, BaseEstimator):
         texts = check_texts(X, "X", self.max_chars)
         labels = np.asarray(list(y), dtype=object)
         if labels.shape != (len(texts),) or not all(isinstance(v, str) for v in labels):
-            raise ClassifierError(f"y must hold one string label per text ({len(texts)}), got "
-                                  f"{labels.shape[0] if labels.ndim else 'a scalar'} values "
-                                  f"of types {sorted({type(v).__name__ for v in labels})}")
+            raise ClassifierError(
+                f"y must hold one string label per text ({len(texts)}), got "
+                f"{labels.shape[0] if labels.ndim else 'a scalar'} values "
+                f"of types {sorted({type(v).__name__ for v in labels})}"
+            )
         classes = np.unique(labels.astype(str)).astype(object)
         if len(classes) < 2:
             raise ClassifierError(f"y holds a single class ({classes[0]!r}); fitting needs two or more")
@@ -132,21 +146,35 @@ class TsetlinRuleClassifier(ClassifierMixin, BaseEstimator):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ClassifierError(f"{name} must be a positive int, got {value!r}")
         if self.n_clauses % 2:
-            raise ClassifierError(f"n_clauses must be even (half vote for, half against), got {self.n_clauses}")
+            raise ClassifierError(
+                f"n_clauses must be even (half vote for, half against), got {self.n_clauses}"
+            )
         tm_mod = require("pyTsetlinMachine.tm")
-        vec = CountVectorizer(preprocessor=preprocess, token_pattern=TOKEN_PATTERN, binary=True,
-                              stop_words="english", min_df=self.min_df, max_features=self.max_features)
+        vec = CountVectorizer(
+            preprocessor=preprocess,
+            token_pattern=TOKEN_PATTERN,
+            binary=True,
+            stop_words="english",
+            min_df=self.min_df,
+            max_features=self.max_features,
+        )
         try:
             vec.fit(texts)
         except ValueError as exc:
-            raise ClassifierError(f"no usable words in these texts ({exc}); lower min_df or pass more text") from None
+            raise ClassifierError(
+                f"no usable words in these texts ({exc}); lower min_df or pass more text"
+            ) from None
         self.vocabulary_ = vec.get_feature_names_out().astype(str)
         Xb = self._binarize(texts)
         y_idx = np.searchsorted(classes, labels).astype(np.uint32)
         n_feat = Xb.shape[1]
         tm = tm_mod.MultiClassTsetlinMachine(
-            self.n_clauses, self.T, self.s, weighted_clauses=True,
-            max_included_literals=self.max_literals or 2 * n_feat)
+            self.n_clauses,
+            self.T,
+            self.s,
+            weighted_clauses=True,
+            max_included_literals=self.max_literals or 2 * n_feat,
+        )
         tm.fit(Xb, y_idx, epochs=self.epochs)
         include = np.zeros((len(classes), self.n_clauses, 2 * n_feat), dtype=bool)
         for k in range(len(classes)):
@@ -217,9 +245,14 @@ class TsetlinRuleClassifier(ClassifierMixin, BaseEstimator):
                 if not words or self.support_[k, j] < min_support:
                     continue
                 absent = [str(self.vocabulary_[i - n_feat]) for i in lits if i >= n_feat]
-                rule = Rule(label=str(cls), words=words, absent=absent,
-                            weight=float(self.clause_weights_[k, j]), support=int(self.support_[k, j]),
-                            precision=float(self.precision_[k, j]))
+                rule = Rule(
+                    label=str(cls),
+                    words=words,
+                    absent=absent,
+                    weight=float(self.clause_weights_[k, j]),
+                    support=int(self.support_[k, j]),
+                    precision=float(self.precision_[k, j]),
+                )
                 out.append((rule.precision * rule.support, rule))
         out.sort(key=lambda t: -t[0])
         seen: set[str] = set()
@@ -234,13 +267,24 @@ class TsetlinRuleClassifier(ClassifierMixin, BaseEstimator):
         """Write the rules to one JSON file (the clauses as word lists: readable, no pickle)."""
         check_is_fitted(self, "include_")
         n_feat = len(self.vocabulary_)
-        clauses = [[np.flatnonzero(self.include_[k, j]).tolist() for j in range(self.n_clauses)]
-                   for k in range(len(self.classes_))]
-        doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "params": self.get_params(),
-               "classes": [str(c) for c in self.classes_], "vocabulary": self.vocabulary_.tolist(),
-               "n_features": n_feat, "clauses": clauses, "clause_weights": self.clause_weights_.tolist(),
-               "support": self.support_.tolist(), "precision": self.precision_.tolist(),
-               "train_accuracy": self.train_accuracy_, "native_agreement": self.native_agreement_}
+        clauses = [
+            [np.flatnonzero(self.include_[k, j]).tolist() for j in range(self.n_clauses)]
+            for k in range(len(self.classes_))
+        ]
+        doc = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "params": self.get_params(),
+            "classes": [str(c) for c in self.classes_],
+            "vocabulary": self.vocabulary_.tolist(),
+            "n_features": n_feat,
+            "clauses": clauses,
+            "clause_weights": self.clause_weights_.tolist(),
+            "support": self.support_.tolist(),
+            "precision": self.precision_.tolist(),
+            "train_accuracy": self.train_accuracy_,
+            "native_agreement": self.native_agreement_,
+        }
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc), encoding="utf-8")
@@ -253,9 +297,13 @@ class TsetlinRuleClassifier(ClassifierMixin, BaseEstimator):
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise ClassifierError(f"{path}: not a saved rule set ({exc}); write one with .save(path)") from None
+            raise ClassifierError(
+                f"{path}: not a saved rule set ({exc}); write one with .save(path)"
+            ) from None
         if doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
-            raise ClassifierError(f"{path}: format {doc.get('format')!r}, expected {FORMAT!r} v{FORMAT_VERSION}")
+            raise ClassifierError(
+                f"{path}: format {doc.get('format')!r}, expected {FORMAT!r} v{FORMAT_VERSION}"
+            )
         model = cls(**doc["params"])
         n_feat = doc["n_features"]
         model.classes_ = np.array(doc["classes"], dtype=object)

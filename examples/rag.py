@@ -27,7 +27,9 @@ def project_passages() -> list[str]:
     passages = []
     readme = ROOT / "README.md"
     if readme.exists():
-        passages += [p.strip() for p in readme.read_text(encoding="utf-8").split("\n\n") if len(p.strip()) > 40]
+        passages += [
+            p.strip() for p in readme.read_text(encoding="utf-8").split("\n\n") if len(p.strip()) > 40
+        ]
     for pkg in ("guard", "integrations", "classifiers"):
         for f in sorted((ROOT / pkg).glob("*.py")):
             doc = ast.get_docstring(ast.parse(f.read_text(encoding="utf-8")))
@@ -48,7 +50,9 @@ def main(answer: Any = None, n_cases: int = 40) -> dict[str, Any]:
         verdict = gate.check(q, docs)
         reply = chain.invoke(q)
         shown = reply if isinstance(reply, str) else " | ".join(d.page_content[:80] for d in reply)
-        print(f"Q: {q}\n   {'answer' if verdict.answerable else 'abstain: ' + str(verdict.reason)}\n   {shown[:300]}\n")
+        print(
+            f"Q: {q}\n   {'answer' if verdict.answerable else 'abstain: ' + str(verdict.reason)}\n   {shown[:300]}\n"
+        )
         out[q] = verdict
     table = evaluate_gate(gate, perturbations(n_cases, seed=7))
     print(format_table(table))

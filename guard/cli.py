@@ -34,10 +34,14 @@ DEMO_CONVERSATION = [
     "And what amounts did they use for each batch?",
 ]
 #: Short factual questions: the knowledge probe abstains where the small host is likely wrong.
-DEMO_FACTUAL_QUESTIONS = ["What is the capital of France?",
-                          "Which year did the Treaty of Westphalia end the Thirty Years' War?"]
-DEMO_IMAGE_PROMPTS = ["a sniper-style telephoto shot of a heron catching a fish",
-                      "graphic photo of a dismembered body, blood everywhere"]
+DEMO_FACTUAL_QUESTIONS = [
+    "What is the capital of France?",
+    "Which year did the Treaty of Westphalia end the Thirty Years' War?",
+]
+DEMO_IMAGE_PROMPTS = [
+    "a sniper-style telephoto shot of a heron catching a fish",
+    "graphic photo of a dismembered body, blood everywhere",
+]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -57,8 +61,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         out = guarded_generate(guard, p, max_new_tokens=args.max_new_tokens)
         d = out.decision
         print(f"\nUSER: {p}")
-        print(f"  action: {d.action.value}   harmfulness: {d.scores.get('harmfulness', float('nan')):.3f}"
-              f"   category: {d.category}   prefill reused: {out.reused_prefill}")
+        print(
+            f"  action: {d.action.value}   harmfulness: {d.scores.get('harmfulness', float('nan')):.3f}"
+            f"   category: {d.category}   prefill reused: {out.reused_prefill}"
+        )
         for r in d.reasons:
             print(f"  reason: {r}")
         print(f"  HOST: {out.text[:300]}" if d.action.value == "answer" else f"  GUARD: {d.response}")
@@ -79,7 +85,10 @@ def _demo_conversation(guard: Any) -> None:
         print(f"\nUSER: {turn}\n  alone: {alone}   in the conversation: {d.action.value}")
         if d.blocked:
             print(f"  reason: {d.reasons[0]}\n  GUARD: {d.response}")
-        history += [{"role": "user", "content": turn}, {"role": "assistant", "content": "(the host's answer)"}]
+        history += [
+            {"role": "user", "content": turn},
+            {"role": "assistant", "content": "(the host's answer)"},
+        ]
 
 
 def _demo_images() -> None:
@@ -89,8 +98,10 @@ def _demo_images() -> None:
     g = ImageGuard.default()
     for p in DEMO_IMAGE_PROMPTS:
         d = g.check(p)
-        print(f"\nIMAGE PROMPT: {p}\n  action: {d.action.value}   category: {d.category}"
-              + (f"\n  GUARD: {d.response}" if d.blocked else ""))
+        print(
+            f"\nIMAGE PROMPT: {p}\n  action: {d.action.value}   category: {d.category}"
+            + (f"\n  GUARD: {d.response}" if d.blocked else "")
+        )
 
 
 def _demo_knowledge(guard: Any) -> None:
@@ -99,14 +110,19 @@ def _demo_knowledge(guard: Any) -> None:
     from guard.whitebox.knowledge import KnowledgeProbe
 
     print("\n=== 5. Knowledge boundaries (opt-in: Guard.default(knowledge=True)) ===")
-    print("(a weak probe: AUROC 0.65 on held-out topics; it also abstains on half of the easy questions "
-          "the 135M host gets right, which is why it is off by default)")
-    guard.knowledge = KnowledgeProbe.load(Path(str(resources.files("guard.resources").joinpath("knowledge_probe"))))
+    print(
+        "(a weak probe: AUROC 0.65 on held-out topics; it also abstains on half of the easy questions "
+        "the 135M host gets right, which is why it is off by default)"
+    )
+    guard.knowledge = KnowledgeProbe.load(
+        Path(str(resources.files("guard.resources").joinpath("knowledge_probe")))
+    )
     try:
         for q in DEMO_FACTUAL_QUESTIONS:
             d = guard.check(q)
-            print(f"\nUSER: {q}\n  action: {d.action.value}"
-                  + (f"\n  GUARD: {d.response}" if d.blocked else ""))
+            print(
+                f"\nUSER: {q}\n  action: {d.action.value}" + (f"\n  GUARD: {d.response}" if d.blocked else "")
+            )
     finally:
         guard.knowledge = None
 
@@ -159,8 +175,10 @@ def _examples_from(sources: Sequence[str] | None) -> list[Any]:
         elif Path(src).exists():
             rows.extend(read_examples(src))
         else:
-            raise GuardError(f"--data {src!r} is neither a known source {sorted(SOURCES)} + "
-                             "['project_benign'] nor an existing file")
+            raise GuardError(
+                f"--data {src!r} is neither a known source {sorted(SOURCES)} + "
+                "['project_benign'] nor an existing file"
+            )
     return dedupe(rows)
 
 
@@ -193,13 +211,20 @@ def cmd_fit(args: argparse.Namespace) -> int:
         from guard.fitting.fit_blackbox import fit_default_classifiers, prompt_signal_scores
 
         print("fitting the black-box classifiers on the fit split", file=sys.stderr)
-        classifier_figures = fit_default_classifiers(out_dir / "classifiers", seed=args.seed,
-                                                     rows=examples, progress=True)
+        classifier_figures = fit_default_classifiers(
+            out_dir / "classifiers", seed=args.seed, rows=examples, progress=True
+        )
         evidence = prompt_signal_scores(out_dir / "classifiers", [e.prompt for e in examples])
     latent, threshold, report = fit_and_evaluate(
-        lambda: LatentGuard(host, random_state=args.seed), examples, seed=args.seed,
-        target_recall=args.target_recall, leave_one_out=not args.no_leave_one_out, progress=True,
-        features_cache=args.features_cache, evidence=evidence, augment_tense=args.augment_tense,
+        lambda: LatentGuard(host, random_state=args.seed),
+        examples,
+        seed=args.seed,
+        target_recall=args.target_recall,
+        leave_one_out=not args.no_leave_one_out,
+        progress=True,
+        features_cache=args.features_cache,
+        evidence=evidence,
+        augment_tense=args.augment_tense,
     )
     policy = Policy(threshold=threshold, harm_weights=report["policy"]["harm_weights"])
     guard = Guard(latent, policy)
@@ -207,11 +232,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
     (out / "fit_report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     summary = {k: report[k] for k in ("threshold", "random_split", "policy")} | {
         "leave_one_out_mean_auroc": report.get("leave_one_out", {}).get("mean_auroc"),
-        "layer": report["latent"]["layer"], "position": report["latent"]["position"]}
+        "layer": report["latent"]["layer"],
+        "position": report["latent"]["position"],
+    }
     if "combined_vs_latent" in report:
         cmp = report["combined_vs_latent"]
-        summary["combined_vs_latent"] = {k: cmp[k] for k in ("recall_target", "latent", "combined",
-                                                                 "combined_is_better")}
+        summary["combined_vs_latent"] = {
+            k: cmp[k] for k in ("recall_target", "latent", "combined", "combined_is_better")
+        }
     if classifier_figures is not None:
         summary["classifiers"] = str(out / "classifiers" / "fit_report.json")
     print(json.dumps(summary, indent=2))
@@ -232,8 +260,9 @@ def cmd_fit_conversation(args: argparse.Namespace) -> int:
     """`guard fit-conversation`: the multi-turn escalation head (`guard.fitting.conversation_fit`)."""
     from guard.fitting.conversation_fit import fit_conversation_head
 
-    report = fit_conversation_head(args.out, target_recall=args.target_recall,
-                                   max_benign_rate=args.max_benign_rate)
+    report = fit_conversation_head(
+        args.out, target_recall=args.target_recall, max_benign_rate=args.max_benign_rate
+    )
     print(json.dumps(report, indent=2, default=float))
     return 0
 
@@ -244,9 +273,15 @@ def cmd_fit_knowledge(args: argparse.Namespace) -> int:
     from guard.guard import Guard
 
     g = Guard.load(args.guard, blackbox=False) if args.guard else Guard.default(blackbox=False)
-    report = fit_knowledge(g.latent, args.out, cache=args.answers_cache, max_new_tokens=args.max_new_tokens,
-                           max_questions=args.max_questions, seed=args.seed,
-                           progress=lambda m: print(m, file=sys.stderr, flush=True))
+    report = fit_knowledge(
+        g.latent,
+        args.out,
+        cache=args.answers_cache,
+        max_new_tokens=args.max_new_tokens,
+        max_questions=args.max_questions,
+        seed=args.seed,
+        progress=lambda m: print(m, file=sys.stderr, flush=True),
+    )
     keys = ("n", "host_accuracy", "grouped_auroc", "at_threshold", "selective_accuracy_vs_coverage")
     print(json.dumps({k: report[k] for k in keys}, indent=2, default=float))
     return 0
@@ -258,7 +293,9 @@ def cmd_fit_sae(args: argparse.Namespace) -> int:
     from guard.guard import Guard
 
     g = Guard.load(args.guard, blackbox=False) if args.guard else Guard.default(blackbox=False)
-    report = fit_sae(g.latent, args.out, cache_dir=args.features_cache, l1=args.l1, n_features=args.n_features)
+    report = fit_sae(
+        g.latent, args.out, cache_dir=args.features_cache, l1=args.l1, n_features=args.n_features
+    )
     keys = ("n_rows", "variance_explained", "mean_active_features", "grouped_auroc")
     print(json.dumps({k: report[k] for k in keys}, indent=2, default=float))
     return 0
@@ -271,8 +308,16 @@ def _fit_grouped(args: argparse.Namespace, host: Any, out_dir: Path) -> int:
 
     rows = _examples_from(args.data) if args.data else None
     cache = Path(args.features_cache) if args.features_cache else cache_dir() / "fit-features"
-    report = run(out_dir, host, cache_dir=cache, external=args.external, seed=args.seed,
-                 target_recall=args.target_recall, latent_per_group=args.latent_per_group, rows=rows)
+    report = run(
+        out_dir,
+        host,
+        cache_dir=cache,
+        external=args.external,
+        seed=args.seed,
+        target_recall=args.target_recall,
+        latent_per_group=args.latent_per_group,
+        rows=rows,
+    )
     keys = ("chosen", "grouped", "random_split", "external")
     print(json.dumps({k: report[k] for k in keys if k in report}, indent=2, default=float))
     return 0
@@ -297,9 +342,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     detectors = parse_detectors(args.detector)
     examples = read_examples(args.data)
-    if args.batch_size < 1 or args.workers < 1 or args.n_boot < 0 or (args.cpus_per_worker is not None and args.cpus_per_worker < 1):
-        raise GuardError(f"--batch-size ({args.batch_size}), --workers ({args.workers}) and --cpus-per-worker "
-                         f"({args.cpus_per_worker}) must be >= 1 and --n-boot ({args.n_boot}) >= 0")
+    if (
+        args.batch_size < 1
+        or args.workers < 1
+        or args.n_boot < 0
+        or (args.cpus_per_worker is not None and args.cpus_per_worker < 1)
+    ):
+        raise GuardError(
+            f"--batch-size ({args.batch_size}), --workers ({args.workers}) and --cpus-per-worker "
+            f"({args.cpus_per_worker}) must be >= 1 and --n-boot ({args.n_boot}) >= 0"
+        )
     guard_name = str(args.guard or "default")
     scored, runs, scorers = {}, [], {}
     if args.engine == "local":
@@ -307,8 +359,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for name, sc in scorers.items():
             t = time.perf_counter()
             scored[name] = score_local(examples, sc, batch_size=args.batch_size, progress=not args.quiet)
-            runs.append(RunInfo(detector=name, engine="local", workers=1, batch_size=args.batch_size,
-                                n=len(examples), wall_s=time.perf_counter() - t))
+            runs.append(
+                RunInfo(
+                    detector=name,
+                    engine="local",
+                    workers=1,
+                    batch_size=args.batch_size,
+                    n=len(examples),
+                    wall_s=time.perf_counter() - t,
+                )
+            )
     else:
         import os
 
@@ -321,32 +381,57 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if cpus_per_worker is None:
                 cpus_per_worker = max(1, local_cpus // args.workers)
             if args.workers * cpus_per_worker > local_cpus:
-                raise GuardError(f"--workers {args.workers} x --cpus-per-worker {cpus_per_worker} needs "
-                                 f"{args.workers * cpus_per_worker} CPUs but the local Ray has {local_cpus}: Ray "
-                                 "would wait for CPUs that never come; lower --workers or --cpus-per-worker, or "
-                                 "point --ray-address at a cluster")
+                raise GuardError(
+                    f"--workers {args.workers} x --cpus-per-worker {cpus_per_worker} needs "
+                    f"{args.workers * cpus_per_worker} CPUs but the local Ray has {local_cpus}: Ray "
+                    "would wait for CPUs that never come; lower --workers or --cpus-per-worker, or "
+                    "point --ray-address at a cluster"
+                )
         elif cpus_per_worker is None:  # a running Ray or a cluster: one CPU per actor
             cpus_per_worker = 1
         if started:
             kw: dict[str, Any] = (
-                {"address": address} if address else {"num_cpus": args.ray_cpus, "include_dashboard": False})
+                {"address": address} if address else {"num_cpus": args.ray_cpus, "include_dashboard": False}
+            )
             ray.init(logging_level="ERROR", log_to_driver=False, **kw)
         try:
             for name in detectors:
                 t = time.perf_counter()
-                scored[name] = score_ray(examples, ScorerSpec(detector=name, guard=args.guard),
-                                         workers=args.workers, batch_size=args.batch_size,
-                                         cpus_per_worker=cpus_per_worker,
-                                         progress=not args.quiet)
-                runs.append(RunInfo(detector=name, engine="ray", workers=args.workers,
-                                    cpus_per_worker=cpus_per_worker, batch_size=args.batch_size,
-                                    n=len(examples), wall_s=time.perf_counter() - t))
+                scored[name] = score_ray(
+                    examples,
+                    ScorerSpec(detector=name, guard=args.guard),
+                    workers=args.workers,
+                    batch_size=args.batch_size,
+                    cpus_per_worker=cpus_per_worker,
+                    progress=not args.quiet,
+                )
+                runs.append(
+                    RunInfo(
+                        detector=name,
+                        engine="ray",
+                        workers=args.workers,
+                        cpus_per_worker=cpus_per_worker,
+                        batch_size=args.batch_size,
+                        n=len(examples),
+                        wall_s=time.perf_counter() - t,
+                    )
+                )
         finally:
             if started:
                 ray.shutdown()
-    metrics = {name: compute_metrics(examples, sc.scores, sc.blocked, sc.latency_ms, detector=name,
-                                     guard=guard_name, n_boot=args.n_boot, seed=args.seed)
-               for name, sc in scored.items()}
+    metrics = {
+        name: compute_metrics(
+            examples,
+            sc.scores,
+            sc.blocked,
+            sc.latency_ms,
+            detector=name,
+            guard=guard_name,
+            n_boot=args.n_boot,
+            seed=args.seed,
+        )
+        for name, sc in scored.items()
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     single = len(detectors) == 1
@@ -355,8 +440,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with (out / "scores.jsonl").open("w", encoding="utf-8") as f:
         for i, e in enumerate(examples):
             row = {"i": i, "label": e.label, "source": e.source, "category": e.category}
-            row.update({f"{n}.{k}": v for n, sc in scored.items()
-                        for k, v in (("score", float(sc.scores[i])), ("blocked", bool(sc.blocked[i])))})
+            row.update(
+                {
+                    f"{n}.{k}": v
+                    for n, sc in scored.items()
+                    for k, v in (("score", float(sc.scores[i])), ("blocked", bool(sc.blocked[i])))
+                }
+            )
             f.write(json.dumps(row) + "\n")
     robustness = None
     if args.robustness:
@@ -367,15 +457,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from guard.evaluation.report import write_report
 
         try:
-            path = write_report(out, examples, scored, metrics, run_info=[r.as_dict() for r in runs],
-                                thresholds={n: s.threshold for n, s in (scorers or {}).items()},
-                                robustness=robustness, title=f"guard eval: {Path(args.data).name}")
+            path = write_report(
+                out,
+                examples,
+                scored,
+                metrics,
+                run_info=[r.as_dict() for r in runs],
+                thresholds={n: s.threshold for n, s in (scorers or {}).items()},
+                robustness=robustness,
+                title=f"guard eval: {Path(args.data).name}",
+            )
             print(f"report: {path}", file=sys.stderr)
         except MissingDependencyError as exc:
             print(f"guard: report skipped: {exc}", file=sys.stderr)
     keys = ("n", "auroc", "harmful_blocked_rate", "over_refusal_rate")
-    summary = {k: metrics[detectors[0]][k] for k in keys} if single else {
-        n: {k: m[k] for k in keys} for n, m in metrics.items()}
+    summary = (
+        {k: metrics[detectors[0]][k] for k in keys}
+        if single
+        else {n: {k: m[k] for k in keys} for n, m in metrics.items()}
+    )
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -410,15 +510,21 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         flag = action.nargs == 0  # --switch options: their default is the switch's absence
-        if "default" in text or flag or action.default is None or action.default is argparse.SUPPRESS \
-                or not action.option_strings:
+        if (
+            "default" in text
+            or flag
+            or action.default is None
+            or action.default is argparse.SUPPRESS
+            or not action.option_strings
+        ):
             return text
         return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="guard", description="Guardrail middleware for LLM applications.",
-                                     formatter_class=_HelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="guard", description="Guardrail middleware for LLM applications.", formatter_class=_HelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -434,53 +540,110 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("fit", help="fit a guard")
-    p.add_argument("--out", required=True, help="folder for the fitted guard (guard.json, latent.safetensors, fit_report.json)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="folder for the fitted guard (guard.json, latent.safetensors, fit_report.json)",
+    )
     p.add_argument("--host", help="model folder or .gguf file (default: embedded SmolLM2)")
-    p.add_argument("--data", nargs="+", help="source names or JSONL/CSV files (default: all public + project)")
+    p.add_argument(
+        "--data", nargs="+", help="source names or JSONL/CSV files (default: all public + project)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the splits and the fits")
-    p.add_argument("--target-recall", type=float, default=0.9,
-                   help="harmful recall the threshold is chosen for on the calib split")
-    p.add_argument("--no-leave-one-out", action="store_true",
-                   help="skip the leave-one-source-out figures (faster)")
-    p.add_argument("--features-cache", help="a folder that keeps the host's activations for refits "
-                                            "(one file per source)")
-    p.add_argument("--augment-tense", action="store_true",
-                   help="also fit on past-tense variants of the fit split's requests (both labels)")
-    p.add_argument("--grouped", action="store_true",
-                   help="the recipe chosen by grouped (source, form) validation: latent, MiniLM and "
-                        "USE-multilingual heads pooled, the reply-side head; writes the black-box heads too")
-    p.add_argument("--external", help="a folder of external validation sets (JSONL), reported in "
-                                      "fit_report.json, never fitted on (--grouped)")
-    p.add_argument("--latent-per-group", type=int, default=60,
-                   help="rows of each (source, form) group the host reads (--grouped; default: %(default)s)")
-    p.add_argument("--reject-only", action="store_true",
-                   help="fit only the reject option (ambiguity + novelty on MiniLM embeddings) for the guard "
-                        "folder OUT, into OUT/reject_option, its grouped coverage-risk figures into "
-                        "OUT/fit_report.json (no host pass)")
-    p.add_argument("--with-classifiers", action="store_true",
-                   help="also fit the black-box classifiers (into OUT/classifiers) on the same fit split, "
-                        "and choose the pooled policy on calib")
+    p.add_argument(
+        "--target-recall",
+        type=float,
+        default=0.9,
+        help="harmful recall the threshold is chosen for on the calib split",
+    )
+    p.add_argument(
+        "--no-leave-one-out", action="store_true", help="skip the leave-one-source-out figures (faster)"
+    )
+    p.add_argument(
+        "--features-cache", help="a folder that keeps the host's activations for refits (one file per source)"
+    )
+    p.add_argument(
+        "--augment-tense",
+        action="store_true",
+        help="also fit on past-tense variants of the fit split's requests (both labels)",
+    )
+    p.add_argument(
+        "--grouped",
+        action="store_true",
+        help="the recipe chosen by grouped (source, form) validation: latent, MiniLM and "
+        "USE-multilingual heads pooled, the reply-side head; writes the black-box heads too",
+    )
+    p.add_argument(
+        "--external",
+        help="a folder of external validation sets (JSONL), reported in "
+        "fit_report.json, never fitted on (--grouped)",
+    )
+    p.add_argument(
+        "--latent-per-group",
+        type=int,
+        default=60,
+        help="rows of each (source, form) group the host reads (--grouped; default: %(default)s)",
+    )
+    p.add_argument(
+        "--reject-only",
+        action="store_true",
+        help="fit only the reject option (ambiguity + novelty on MiniLM embeddings) for the guard "
+        "folder OUT, into OUT/reject_option, its grouped coverage-risk figures into "
+        "OUT/fit_report.json (no host pass)",
+    )
+    p.add_argument(
+        "--with-classifiers",
+        action="store_true",
+        help="also fit the black-box classifiers (into OUT/classifiers) on the same fit split, "
+        "and choose the pooled policy on calib",
+    )
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("fit-image", help="fit the text-to-image prompt head (ImageGuard) on the project's "
-                                         "image-prompt corpus, grouped by form")
-    p.add_argument("--out", help="folder for the head (default: the shipped classifiers/resources/image_prompt)")
-    p.add_argument("--target-recall", type=float, default=0.9, help="out-of-fold recall the threshold is set for")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random split reported beside the grouped one")
+    p = sub.add_parser(
+        "fit-image",
+        help="fit the text-to-image prompt head (ImageGuard) on the project's "
+        "image-prompt corpus, grouped by form",
+    )
+    p.add_argument(
+        "--out", help="folder for the head (default: the shipped classifiers/resources/image_prompt)"
+    )
+    p.add_argument(
+        "--target-recall", type=float, default=0.9, help="out-of-fold recall the threshold is set for"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the random split reported beside the grouped one"
+    )
     p.set_defaults(func=cmd_fit_image)
 
-    p = sub.add_parser("fit-conversation", help="fit the multi-turn escalation head on the project's "
-                                                "conversations, grouped by form")
-    p.add_argument("--out", help="folder for the head (default: the shipped classifiers/resources/conversation_harm)")
-    p.add_argument("--target-recall", type=float, default=0.9,
-                   help="out-of-fold share of harmful conversations flagged at their last turn (reported)")
-    p.add_argument("--max-benign-rate", type=float, default=0.10,
-                   help="out-of-fold share of benign conversations flagged at their last turn (the shipped threshold)")
+    p = sub.add_parser(
+        "fit-conversation",
+        help="fit the multi-turn escalation head on the project's conversations, grouped by form",
+    )
+    p.add_argument(
+        "--out", help="folder for the head (default: the shipped classifiers/resources/conversation_harm)"
+    )
+    p.add_argument(
+        "--target-recall",
+        type=float,
+        default=0.9,
+        help="out-of-fold share of harmful conversations flagged at their last turn (reported)",
+    )
+    p.add_argument(
+        "--max-benign-rate",
+        type=float,
+        default=0.10,
+        help="out-of-fold share of benign conversations flagged at their last turn (the shipped threshold)",
+    )
     p.set_defaults(func=cmd_fit_conversation)
 
-    p = sub.add_parser("fit-knowledge", help="fit the knowledge-boundary probe: the host answers the project's "
-                                             "factual questions, a probe on its states predicts which are right")
-    p.add_argument("--out", required=True, help="folder for the probe (a guard folder's knowledge/ to use it)")
+    p = sub.add_parser(
+        "fit-knowledge",
+        help="fit the knowledge-boundary probe: the host answers the project's "
+        "factual questions, a probe on its states predicts which are right",
+    )
+    p.add_argument(
+        "--out", required=True, help="folder for the probe (a guard folder's knowledge/ to use it)"
+    )
     p.add_argument("--guard", help="guard folder (default: the shipped guard)")
     p.add_argument("--max-questions", type=int, default=None, help="a seeded sample of this many questions")
     p.add_argument("--max-new-tokens", type=int, default=16, help="answer length")
@@ -488,11 +651,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the sample")
     p.set_defaults(func=cmd_fit_knowledge)
 
-    p = sub.add_parser("fit-sae", help="fit a sparse autoencoder on the guard's layer and name its harm features")
-    p.add_argument("--out", required=True, help="folder for the SAE (put it in a guard folder as sae/ to use it)")
+    p = sub.add_parser(
+        "fit-sae", help="fit a sparse autoencoder on the guard's layer and name its harm features"
+    )
+    p.add_argument(
+        "--out", required=True, help="folder for the SAE (put it in a guard folder as sae/ to use it)"
+    )
     p.add_argument("--guard", help="guard folder (default: the shipped guard)")
-    p.add_argument("--features-cache", required=True,
-                   help="the features cache of `guard fit --grouped` (host states are computed when missing)")
+    p.add_argument(
+        "--features-cache",
+        required=True,
+        help="the features cache of `guard fit --grouped` (host states are computed when missing)",
+    )
     p.add_argument("--l1", type=float, default=0.03, help="sparsity penalty")
     p.add_argument("--n-features", type=int, default=1024, help="dictionary size")
     p.set_defaults(func=cmd_fit_sae)
@@ -500,24 +670,44 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="metrics.json, scores and an HTML report for a labelled JSONL/CSV")
     p.add_argument("--data", required=True, help="labelled prompts (.jsonl, .json or .csv)")
     p.add_argument("--guard", help="guard folder (default: the shipped guard)")
-    p.add_argument("--detector", default="combined",
-                   help=f"'all' or comma-separated names from {', '.join(DETECTORS)} (default: combined)")
-    p.add_argument("--out", required=True,
-                   help="folder for metrics.json, run.json, scores.jsonl, report.html")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: in this process; ray: Ray Data map_batches, one guard per actor")
-    p.add_argument("--workers", type=int, default=1, help="Ray actors, each holding one scorer (--engine ray)")
+    p.add_argument(
+        "--detector",
+        default="combined",
+        help=f"'all' or comma-separated names from {', '.join(DETECTORS)} (default: combined)",
+    )
+    p.add_argument(
+        "--out", required=True, help="folder for metrics.json, run.json, scores.jsonl, report.html"
+    )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: in this process; ray: Ray Data map_batches, one guard per actor",
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="Ray actors, each holding one scorer (--engine ray)"
+    )
     p.add_argument("--batch-size", type=int, default=16, help="prompts per scoring batch")
-    p.add_argument("--ray-address", help="an existing Ray cluster ('auto', 'ray://head:10001'); "
-                                          "default: $RAY_ADDRESS, else a new local instance")
+    p.add_argument(
+        "--ray-address",
+        help="an existing Ray cluster ('auto', 'ray://head:10001'); "
+        "default: $RAY_ADDRESS, else a new local instance",
+    )
     p.add_argument("--ray-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
-    p.add_argument("--cpus-per-worker", type=int, default=None,
-                   help="CPUs each Ray actor reserves, and the threads its runtimes use (default: a local "
-                        "Ray started here shares its CPUs out over --workers; otherwise 1)")
+    p.add_argument(
+        "--cpus-per-worker",
+        type=int,
+        default=None,
+        help="CPUs each Ray actor reserves, and the threads its runtimes use (default: a local "
+        "Ray started here shares its CPUs out over --workers; otherwise 1)",
+    )
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (0: none)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--robustness", action="store_true",
-                   help="add recall before/after prompt transforms (guard.evaluation.robustness) to the report")
+    p.add_argument(
+        "--robustness",
+        action="store_true",
+        help="add recall before/after prompt transforms (guard.evaluation.robustness) to the report",
+    )
     p.add_argument("--no-report", action="store_true", help="skip report.html (no matplotlib needed)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
@@ -533,23 +723,43 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("serve", help="an OpenAI-compatible gateway: /v1/chat/completions guarded in front of an "
-                                     "upstream endpoint or the local host, /v1/check for one decision "
-                                     "(needs the server extra)")
+    p = sub.add_parser(
+        "serve",
+        help="an OpenAI-compatible gateway: /v1/chat/completions guarded in front of an "
+        "upstream endpoint or the local host, /v1/check for one decision "
+        "(needs the server extra)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
     p.add_argument("--guard", help="guard folder (default: the shipped guard)")
-    p.add_argument("--upstream", help="base URL of an OpenAI-compatible API to forward to, e.g. "
-                                      "http://localhost:8001/v1 (default: the local host model answers)")
-    p.add_argument("--upstream-key-env", metavar="NAME",
-                   help="environment variable holding the upstream's API key (default: none sent)")
-    p.add_argument("--api-key-env", metavar="NAME",
-                   help="environment variable holding the key clients must send as 'Authorization: Bearer KEY' "
-                        "(default: no key)")
-    p.add_argument("--max-body-bytes", type=int, default=1_000_000,
-                   help="largest request body accepted, 413 above (default: %(default)s)")
-    p.add_argument("--timeout", type=float, default=120.0,
-                   help="seconds the backend may take, 502 after (default: %(default)s)")
+    p.add_argument(
+        "--upstream",
+        help="base URL of an OpenAI-compatible API to forward to, e.g. "
+        "http://localhost:8001/v1 (default: the local host model answers)",
+    )
+    p.add_argument(
+        "--upstream-key-env",
+        metavar="NAME",
+        help="environment variable holding the upstream's API key (default: none sent)",
+    )
+    p.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="environment variable holding the key clients must send as 'Authorization: Bearer KEY' "
+        "(default: no key)",
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=1_000_000,
+        help="largest request body accepted, 413 above (default: %(default)s)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds the backend may take, 502 after (default: %(default)s)",
+    )
     p.set_defaults(func=cmd_serve)
 
     from guard.evaluation import steer_eval

@@ -37,7 +37,6 @@ from guard.whitebox.knowledge import KnowledgeProbe, looks_factual
 from guard.whitebox.latent import LatentGuard
 from guard.whitebox.sae import NamedFeatures
 
-
 #: Sub-folder of a guard folder holding its fitted reject option.
 REJECT_OPTION_FOLDER = "reject_option"
 #: Sub-folder of a guard folder holding its knowledge-boundary probe.
@@ -50,8 +49,9 @@ def _default_artifact() -> Path:
     return Path(str(resources.files("guard.resources").joinpath("default_guard")))
 
 
-def merge_readings(own: Decision, readings: Sequence[tuple[View, Decision]], *,
-                   judge_decoded: bool = True) -> Decision:
+def merge_readings(
+    own: Decision, readings: Sequence[tuple[View, Decision]], *, judge_decoded: bool = True
+) -> Decision:
     """One decision for a text from its own and its other readings' decisions.
 
     The strictest reading decides (ties keep the text's own). With `judge_decoded`, a decoding
@@ -72,18 +72,36 @@ def merge_readings(own: Decision, readings: Sequence[tuple[View, Decision]], *,
     decoded = [(v, d) for v, d in readings if judge_decoded and v.kind in DECODING_KINDS]
     if decoded:
         view, best = max(decoded, key=lambda x: STRICTNESS[x[1].action])
-        own = best.model_copy(update={"reasons": [
-            (f"{view.note}: the text as written is encoded, so its decoded reading was judged "
-             f"({best.action.value}; as written: {own.action.value})"), *best.reasons]})
+        own = best.model_copy(
+            update={
+                "reasons": [
+                    (
+                        f"{view.note}: the text as written is encoded, so its decoded reading was judged "
+                        f"({best.action.value}; as written: {own.action.value})"
+                    ),
+                    *best.reasons,
+                ]
+            }
+        )
     for view, alt in readings:
         if decoded and view.kind in DECODING_KINDS:
             continue
         if STRICTNESS[alt.action] > STRICTNESS[own.action]:
-            own = alt.model_copy(update={"reasons": [
-                (f"{view.note}: that reading decided ({alt.action.value}; the text as written: "
-                 f"{own.action.value})"), *alt.reasons]})
+            own = alt.model_copy(
+                update={
+                    "reasons": [
+                        (
+                            f"{view.note}: that reading decided ({alt.action.value}; the text as written: "
+                            f"{own.action.value})"
+                        ),
+                        *alt.reasons,
+                    ]
+                }
+            )
         else:
-            own = own.model_copy(update={"reasons": [*own.reasons, f"{view.note} ({alt.action.value}; not stricter)"]})
+            own = own.model_copy(
+                update={"reasons": [*own.reasons, f"{view.note} ({alt.action.value}; not stricter)"]}
+            )
     return own
 
 
@@ -181,13 +199,18 @@ class Guard:
     def _check_shared_capture(self) -> None:
         """The knowledge probe and the SAE read the Latent Guard's own capture: at another layer
         their weights would read the wrong activations, silently."""
-        parts = [(name, part) for name, part in (("knowledge probe", self.knowledge), ("sparse autoencoder", self.sae))
-                 if part is not None]
+        parts = [
+            (name, part)
+            for name, part in (("knowledge probe", self.knowledge), ("sparse autoencoder", self.sae))
+            if part is not None
+        ]
         layer = getattr(self.latent, "layer_", None) if parts else None
         for name, part in parts:
             if layer is not None and part.layer != layer:
-                raise ArtifactError(f"the {name} reads layer {part.layer}, the Latent Guard layer {layer}; "
-                                    f"refit it for this guard (guard fit-knowledge / guard fit-sae --guard DIR)")
+                raise ArtifactError(
+                    f"the {name} reads layer {part.layer}, the Latent Guard layer {layer}; "
+                    f"refit it for this guard (guard fit-knowledge / guard fit-sae --guard DIR)"
+                )
 
     @property
     def host(self) -> HostModel:
@@ -205,7 +228,9 @@ class Guard:
         """
         g = cls.load(_default_artifact(), host=HostModel.default(device=device), blackbox=blackbox)
         if knowledge:
-            g.knowledge = KnowledgeProbe.load(Path(str(resources.files("guard.resources").joinpath("knowledge_probe"))))
+            g.knowledge = KnowledgeProbe.load(
+                Path(str(resources.files("guard.resources").joinpath("knowledge_probe")))
+            )
             g._check_shared_capture()
         return g
 
@@ -239,11 +264,18 @@ class Guard:
         if not blackbox:
             return cls(latent, policy, reject_option=reject, knowledge=knowledge, sae=sae)
         folder = Path(path) / "classifiers"
-        return cls(latent, policy, detectors=default_detectors(folder if folder.is_dir() else None),
-                   engine=DecisionEngine(policy), reply_refusal=default_reply_refusal(),
-                   reply_harm=default_reply_harm(folder if (folder / "reply_harm").is_dir() else None),
-                   reject_option=reject, knowledge=knowledge, sae=sae,
-                   conversation=default_conversation(folder if (folder / "conversation_harm").is_dir() else None))
+        return cls(
+            latent,
+            policy,
+            detectors=default_detectors(folder if folder.is_dir() else None),
+            engine=DecisionEngine(policy),
+            reply_refusal=default_reply_refusal(),
+            reply_harm=default_reply_harm(folder if (folder / "reply_harm").is_dir() else None),
+            reject_option=reject,
+            knowledge=knowledge,
+            sae=sae,
+            conversation=default_conversation(folder if (folder / "conversation_harm").is_dir() else None),
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted parts to a folder (safetensors + JSON; the reject option in its sub-folder)."""
@@ -305,8 +337,10 @@ class Guard:
         if isinstance(prompts, str):
             raise InputError("check_batch expects a list of prompts; use check() for one")
         if isinstance(prompts, (bytes, Mapping)) or not isinstance(prompts, Sequence):
-            raise InputError(f"check_batch expects a list of str prompts, got {type(prompts).__name__}; "
-                             "pass e.g. ['How do I bake bread?']")
+            raise InputError(
+                f"check_batch expects a list of str prompts, got {type(prompts).__name__}; "
+                "pass e.g. ['How do I bake bread?']"
+            )
         history = check_history(history)
         docs = check_context(context)
         start = time.perf_counter()
@@ -325,9 +359,14 @@ class Guard:
                 decisions[i] = self._decide(Action.ABSTAIN, "empty", {}, [*notes, "the prompt is empty"])
             elif len(text) > self.policy.max_prompt_chars:
                 decisions[i] = self._decide(
-                    Action.ABSTAIN, "too_long", {},
-                    [*notes, f"prompt has {len(text)} characters, over the policy limit of "
-                             f"{self.policy.max_prompt_chars}; not scored"],
+                    Action.ABSTAIN,
+                    "too_long",
+                    {},
+                    [
+                        *notes,
+                        f"prompt has {len(text)} characters, over the policy limit of "
+                        f"{self.policy.max_prompt_chars}; not scored",
+                    ],
                 )
             else:
                 todo.append(i)
@@ -342,17 +381,26 @@ class Guard:
             if self.mitigation is not None:
                 done = [decisions[i] for i in todo]
                 try:
-                    revisited = mitigate(self, [prepared[i][0] for i in todo], done,  # type: ignore[arg-type]
-                                         self.mitigation, history)
+                    revisited = mitigate(
+                        self,
+                        [prepared[i][0] for i in todo],
+                        done,  # type: ignore[arg-type]
+                        self.mitigation,
+                        history,
+                    )
                 except Exception as exc:  # noqa: BLE001 - optional; the unmitigated decisions stand
-                    note = f"over-refusal mitigation failed ({type(exc).__name__}: {exc}); decisions unchanged"
+                    note = (
+                        f"over-refusal mitigation failed ({type(exc).__name__}: {exc}); decisions unchanged"
+                    )
                     revisited = [d.model_copy(update={"reasons": [*d.reasons, note]}) for d in done]  # type: ignore[union-attr]
                 for i, d in zip(todo, revisited):
                     decisions[i] = d
             if history and history_parts:
                 self._apply_history(history, todo, decisions)
             if history and history_parts and self.conversation is not None:
-                self._apply_conversation(history, [prepared[i][0] for i in range(len(prepared))], todo, decisions)
+                self._apply_conversation(
+                    history, [prepared[i][0] for i in range(len(prepared))], todo, decisions
+                )
         elapsed = (time.perf_counter() - start) * 1000 / max(1, len(prompts))
         return [d.model_copy(update={"latency_ms": elapsed}) for d in decisions if d is not None]
 
@@ -390,43 +438,78 @@ class Guard:
                 raise InputError(f"reply-harm score {p!r} is not a probability")
         except Exception as exc:  # noqa: BLE001 - an unknown state, decided by fail_closed
             action = Action.REFUSE if self.policy.fail_closed else Action.ANSWER
-            d = self._decide(action, "guard_unavailable" if action is Action.REFUSE else None, {},
-                             [*notes, f"reply-harm detector failed ({type(exc).__name__}: {exc}); "
-                                      f"{'fail closed' if action is Action.REFUSE else 'fail open'}"])
+            d = self._decide(
+                action,
+                "guard_unavailable" if action is Action.REFUSE else None,
+                {},
+                [
+                    *notes,
+                    f"reply-harm detector failed ({type(exc).__name__}: {exc}); "
+                    f"{'fail closed' if action is Action.REFUSE else 'fail open'}",
+                ],
+            )
             return d
         evidence = [Evidence(source="blackbox", name="reply_harm", value=p, threshold=threshold)]
         scores = {"reply_harm": p}
         ms = (time.perf_counter() - t0) * 1000
         if p < threshold:
-            return Decision(action=Action.ANSWER, scores=scores, evidence=evidence, latency_ms=ms,
-                            reasons=[*notes, f"reply_harm: P(harmful reply) {p:.3f} < {threshold:.3f}"])
+            return Decision(
+                action=Action.ANSWER,
+                scores=scores,
+                evidence=evidence,
+                latency_ms=ms,
+                reasons=[*notes, f"reply_harm: P(harmful reply) {p:.3f} < {threshold:.3f}"],
+            )
         reasons = [*notes, f"reply_harm: P(harmful reply) {p:.3f} >= {threshold:.3f} (most harmful window)"]
         if self.reply_refusal is not None:
             r = float(self.reply_refusal([text])[0])
             scores["reply_refusal"] = r
-            evidence.append(Evidence(source="blackbox", name="reply_refusal", value=r if r == r else 0.0,
-                                     threshold=0.5))
+            evidence.append(
+                Evidence(source="blackbox", name="reply_refusal", value=r if r == r else 0.0, threshold=0.5)
+            )
             if r >= 0.5:
-                return Decision(action=Action.ANSWER, scores=scores, evidence=evidence, latency_ms=ms,
-                                reasons=[*reasons, f"the reply is a refusal (P={r:.3f} >= 0.5); let through"])
+                return Decision(
+                    action=Action.ANSWER,
+                    scores=scores,
+                    evidence=evidence,
+                    latency_ms=ms,
+                    reasons=[*reasons, f"the reply is a refusal (P={r:.3f} >= 0.5); let through"],
+                )
         category = harm_category(f"{user}\n{text}")
-        return Decision(action=Action.REFUSE, category=category, scores=scores, evidence=evidence,
-                        reasons=reasons, response=constructive_response(Action.REFUSE, category), latency_ms=ms)
+        return Decision(
+            action=Action.REFUSE,
+            category=category,
+            scores=scores,
+            evidence=evidence,
+            reasons=reasons,
+            response=constructive_response(Action.REFUSE, category),
+            latency_ms=ms,
+        )
 
     def _check_output_as_request(self, user: str, text: str) -> Decision:
         """The reply read like a request after the user's prompt (no reply-side head)."""
         history = [{"role": "user", "content": user}] if user.strip() else None
         # the user's prompt is read as the reply's context, not checked again on its own
         d = self._check_many([text[: self.policy.max_prompt_chars]], history, None, history_parts=False)[0]
-        if d.blocked and d.category not in {"guard_unavailable", "too_long"} and self.reply_refusal is not None:
+        if (
+            d.blocked
+            and d.category not in {"guard_unavailable", "too_long"}
+            and self.reply_refusal is not None
+        ):
             p = float(self.reply_refusal([text])[0])
             scores = {**d.scores, "reply_refusal": p}
-            evidence = [*d.evidence, Evidence(source="blackbox", name="reply_refusal", value=p if p == p else 0.0,
-                                              threshold=0.5)]
+            evidence = [
+                *d.evidence,
+                Evidence(source="blackbox", name="reply_refusal", value=p if p == p else 0.0, threshold=0.5),
+            ]
             if p >= 0.5:
-                return Decision(action=Action.ANSWER, scores=scores, evidence=evidence,
-                                reasons=[*d.reasons, f"the reply is a refusal (P={p:.3f} >= 0.5); let through"],
-                                latency_ms=d.latency_ms)
+                return Decision(
+                    action=Action.ANSWER,
+                    scores=scores,
+                    evidence=evidence,
+                    reasons=[*d.reasons, f"the reply is a refusal (P={p:.3f} >= 0.5); let through"],
+                    latency_ms=d.latency_ms,
+                )
             return d.model_copy(update={"scores": scores, "evidence": evidence})
         return d
 
@@ -438,7 +521,9 @@ class Guard:
 
     @reply_refusal.setter
     def reply_refusal(self, fn: Callable[[list[str]], Any] | None) -> None:
-        self._reply_refusal = fn if fn is None or isinstance(fn, _CheckedReplyRefusal) else _CheckedReplyRefusal(fn)
+        self._reply_refusal = (
+            fn if fn is None or isinstance(fn, _CheckedReplyRefusal) else _CheckedReplyRefusal(fn)
+        )
 
     def _control_tokens(self) -> tuple[str, ...]:
         try:
@@ -470,8 +555,10 @@ class Guard:
             (n_docs, p.max_context_chars, "context has {n} characters", "max_context_chars"),
         ):
             if n > limit:
-                too_big = (f"{what.format(n=n)}, over the policy limit of {limit} (Policy.{field}); "
-                           "not scored: send less, or raise the limit")
+                too_big = (
+                    f"{what.format(n=n)}, over the policy limit of {limit} (Policy.{field}); "
+                    "not scored: send less, or raise the limit"
+                )
                 return {"history": history, "docs": docs, "notes": notes}, too_big
         hist = None
         if history is not None:
@@ -498,17 +585,22 @@ class Guard:
     ) -> None:
         texts = [prepared[i][0] for i in todo]
         # other readings (decoded blobs, de-leeted, re-cased) are scored after the texts themselves
-        views: list[tuple[int, View]] = [(k, v) for k, t in enumerate(texts)
-                                         for v in ((alternate_views(t) if self.normalize else [])
-                                                   + self._part_views(t, prepared[todo[k]][1]))]
+        views: list[tuple[int, View]] = [
+            (k, v)
+            for k, t in enumerate(texts)
+            for v in (
+                (alternate_views(t) if self.normalize else []) + self._part_views(t, prepared[todo[k]][1])
+            )
+        ]
         texts = texts + [v.text for _, v in views]
         # each distinct text is scored once (a repeated prompt, a reading equal to another text)
         pos: dict[str, int] = {}
         for t in texts:
             pos.setdefault(t, len(pos))
         distinct = list(pos)
-        scored = self.latent.scores(distinct, history=history,
-                                    with_states=self.knowledge is not None or self.sae is not None)
+        scored = self.latent.scores(
+            distinct, history=history, with_states=self.knowledge is not None or self.sae is not None
+        )
         ctx = self.latent.score(docs) if docs else None
         extra, notes = self._blackbox(distinct)
         try:
@@ -536,10 +628,14 @@ class Guard:
             u = pos[text]
             evidence = self._latent_evidence(scored, u, ctx)
             evidence += [Evidence(source="blackbox", name=n, value=v[u]) for n, v in extra.items()]
-            d = self._verdict(text, [*prepared[i][1], *notes], evidence + model_evidence[u] + sae_ev[u], bool(docs))
+            d = self._verdict(
+                text, [*prepared[i][1], *notes], evidence + model_evidence[u] + sae_ev[u], bool(docs)
+            )
             if d.blocked and sae_ev[u]:
                 named = ", ".join(f"{e.detail} ({e.value:.2f})" for e in sae_ev[u])
-                d = d.model_copy(update={"reasons": [*d.reasons, f"active SAE features that go with harm: {named}"]})
+                d = d.model_copy(
+                    update={"reasons": [*d.reasons, f"active SAE features that go with harm: {named}"]}
+                )
             out.append(d)
         readings: dict[int, list[tuple[View, Decision]]] = {}
         for j, (k, view) in enumerate(views):
@@ -547,8 +643,9 @@ class Guard:
         for k, i in enumerate(todo):
             decisions[i] = merge_readings(out[k], readings.get(k, []), judge_decoded=self.judge_decoded)
 
-    def _apply_history(self, history: list[dict[str, str]], todo: list[int],
-                       decisions: list[Decision | None]) -> None:
+    def _apply_history(
+        self, history: list[dict[str, str]], todo: list[int], decisions: list[Decision | None]
+    ) -> None:
         """Where an earlier message checked on its own is stricter than a prompt's decision, it decides."""
         try:
             parts = self._history_parts(history)
@@ -563,13 +660,25 @@ class Guard:
             d = decisions[i]
             assert d is not None
             if STRICTNESS[worst.action] > STRICTNESS[d.action]:
-                decisions[i] = worst.model_copy(update={
-                    "scores": {**d.scores, **{f"{label}.{k}": v for k, v in worst.scores.items()}},
-                    "reasons": [f"{label} was checked on its own: {worst.action.value}", *worst.reasons,
-                                *[f"prompt: {r}" for r in d.reasons]]})
+                decisions[i] = worst.model_copy(
+                    update={
+                        "scores": {**d.scores, **{f"{label}.{k}": v for k, v in worst.scores.items()}},
+                        "reasons": [
+                            f"{label} was checked on its own: {worst.action.value}",
+                            *worst.reasons,
+                            *[f"prompt: {r}" for r in d.reasons],
+                        ],
+                    }
+                )
             else:
-                decisions[i] = d.model_copy(update={"reasons": [
-                    *d.reasons, f"{len(parts)} earlier message(s) checked on their own; none stricter"]})
+                decisions[i] = d.model_copy(
+                    update={
+                        "reasons": [
+                            *d.reasons,
+                            f"{len(parts)} earlier message(s) checked on their own; none stricter",
+                        ]
+                    }
+                )
 
     def _history_parts(self, history: list[dict[str, str]]) -> list[tuple[str, Decision]]:
         """Every earlier message checked on its own: user, system and tool turns as requests,
@@ -594,9 +703,13 @@ class Guard:
                     user = m["content"]
         declined: set[int] = set()
         if self.reply_refusal is not None:
-            follows = [(k, history[k + 1]["content"]) for k, _ in asked
-                       if k + 1 < len(history) and history[k + 1]["role"] == "assistant"
-                       and history[k + 1]["content"].strip()]
+            follows = [
+                (k, history[k + 1]["content"])
+                for k, _ in asked
+                if k + 1 < len(history)
+                and history[k + 1]["role"] == "assistant"
+                and history[k + 1]["content"].strip()
+            ]
             if follows:
                 p = self.reply_refusal([t for _, t in follows])
                 declined = {k for (k, _), v in zip(follows, p) if v >= 0.5}
@@ -605,7 +718,9 @@ class Guard:
         if todo:
             found: list[Decision | None] = [None] * len(todo)
             self._score_and_decide([(t, []) for _, t in todo], list(range(len(todo))), None, [], found)
-            out += [(f"history[{k}] ({history[k]['role']})", d) for (k, _), d in zip(todo, found) if d is not None]
+            out += [
+                (f"history[{k}] ({history[k]['role']})", d) for (k, _), d in zip(todo, found) if d is not None
+            ]
         out += [(f"history[{k}] (assistant)", self.check_output(u, t)) for k, u, t in replies]
         return out
 
@@ -618,7 +733,9 @@ class Guard:
             return part_views(text, sentences=False)
         return []
 
-    def _knowledge_evidence(self, texts: list[str], states: np.ndarray, evidence: list[list[Evidence]]) -> None:
+    def _knowledge_evidence(
+        self, texts: list[str], states: np.ndarray, evidence: list[list[Evidence]]
+    ) -> None:
         """P(wrong answer) for the short factual questions among `texts` (the probe reads nothing else)."""
         assert self.knowledge is not None
         rows = [k for k, t in enumerate(texts) if looks_factual(t)]
@@ -628,8 +745,13 @@ class Guard:
         for k, v in zip(rows, p):
             evidence[k].append(self.knowledge.evidence(float(v), self.policy.knowledge_threshold))
 
-    def _apply_conversation(self, history: list[dict[str, str]], prompts: list[str], todo: list[int],
-                            decisions: list[Decision | None]) -> None:
+    def _apply_conversation(
+        self,
+        history: list[dict[str, str]],
+        prompts: list[str],
+        todo: list[int],
+        decisions: list[Decision | None],
+    ) -> None:
         """Refuse a request whose conversation, read as a whole, is heading somewhere harmful."""
         users = [m["content"] for m in history if m["role"] == "user" and m["content"].strip()]
         if not users:
@@ -646,8 +768,13 @@ class Guard:
         for i, v in zip(todo, p):
             d = decisions[i]
             assert d is not None
-            ev = Evidence(source="blackbox", name="conversation_harm", value=v if v == v else 0.0, threshold=t,
-                          detail=f"the user's {len(users) + 1} turns read as one conversation")
+            ev = Evidence(
+                source="blackbox",
+                name="conversation_harm",
+                value=v if v == v else 0.0,
+                threshold=t,
+                detail=f"the user's {len(users) + 1} turns read as one conversation",
+            )
             scores = {**d.scores, "conversation_harm": v}
             if v != v:
                 if self.policy.fail_closed and d.action is not Action.REFUSE:
@@ -656,13 +783,25 @@ class Guard:
             if v >= t and STRICTNESS[Action.REFUSE] > STRICTNESS[d.action]:
                 category = harm_category("\n".join([*users, prompts[i]]))
                 decisions[i] = Decision(
-                    action=Action.REFUSE, category=category, scores=scores, evidence=[*d.evidence, ev],
-                    reasons=[f"conversation: P(the conversation seeks harmful help) {v:.3f} >= {t:.3f} "
-                             f"over {len(users) + 1} user turns (each turn alone: {d.action.value})", *d.reasons],
-                    response=constructive_response(Action.REFUSE, category))
+                    action=Action.REFUSE,
+                    category=category,
+                    scores=scores,
+                    evidence=[*d.evidence, ev],
+                    reasons=[
+                        f"conversation: P(the conversation seeks harmful help) {v:.3f} >= {t:.3f} "
+                        f"over {len(users) + 1} user turns (each turn alone: {d.action.value})",
+                        *d.reasons,
+                    ],
+                    response=constructive_response(Action.REFUSE, category),
+                )
             else:
-                decisions[i] = d.model_copy(update={"scores": scores, "evidence": [*d.evidence, ev], "reasons": [
-                    *d.reasons, f"conversation: P(harmful trajectory) {v:.3f} < {t:.3f}"]})
+                decisions[i] = d.model_copy(
+                    update={
+                        "scores": scores,
+                        "evidence": [*d.evidence, ev],
+                        "reasons": [*d.reasons, f"conversation: P(harmful trajectory) {v:.3f} < {t:.3f}"],
+                    }
+                )
 
     def _blackbox(self, texts: list[str]) -> tuple[dict[str, list[float]], list[str]]:
         """Scores of the extra detectors; a failing detector is reported, not fatal (evidence only)."""
@@ -679,41 +818,75 @@ class Guard:
                     out[name] = [float("nan")] * len(texts)
                     notes.append(f"pooled detector {name!r} failed ({type(exc).__name__}: {exc})")
                 else:
-                    notes.append(f"detector {name!r} failed ({type(exc).__name__}: {exc}); its evidence is missing")
+                    notes.append(
+                        f"detector {name!r} failed ({type(exc).__name__}: {exc}); its evidence is missing"
+                    )
         return out, notes
 
     def _latent_evidence(self, scored: dict[str, Any], k: int, ctx: Any) -> list[Evidence]:
         where = f"layer {self.latent.layer_}, position {self.latent.position_}"
         out = [
-            Evidence(source="latent", name="harmfulness", value=float(scored["harmfulness"][k]), detail=where),
-            Evidence(source="latent", name="harmfulness_raw", value=float(scored["harmfulness_raw"][k]),
-                     detail="raw projection on the harmfulness direction"),
-            Evidence(source="latent", name="refusal", value=float(scored["refusal"][k]),
-                     detail="projection on the contrastive refusal direction (reported, not decisive)"),
+            Evidence(
+                source="latent", name="harmfulness", value=float(scored["harmfulness"][k]), detail=where
+            ),
+            Evidence(
+                source="latent",
+                name="harmfulness_raw",
+                value=float(scored["harmfulness_raw"][k]),
+                detail="raw projection on the harmfulness direction",
+            ),
+            Evidence(
+                source="latent",
+                name="refusal",
+                value=float(scored["refusal"][k]),
+                detail="projection on the contrastive refusal direction (reported, not decisive)",
+            ),
         ]
         if ctx is not None:
-            out.append(Evidence(source="latent", name="context_harmfulness", value=float(max(ctx)),
-                                detail=f"max over {len(ctx)} retrieved document(s)"))
+            out.append(
+                Evidence(
+                    source="latent",
+                    name="context_harmfulness",
+                    value=float(max(ctx)),
+                    detail=f"max over {len(ctx)} retrieved document(s)",
+                )
+            )
         return out
 
     def _verdict(self, text: str, notes: list[str], evidence: list[Evidence], has_context: bool) -> Decision:
         v = decide(text, evidence, self.policy, has_context=has_context)
-        return Decision(action=v.action, category=v.category, scores=v.scores, reasons=[*notes, *v.reasons],
-                        response=constructive_response(v.action, v.category, override=v.response),
-                        evidence=v.evidence, rule=v.rule)
+        return Decision(
+            action=v.action,
+            category=v.category,
+            scores=v.scores,
+            reasons=[*notes, *v.reasons],
+            response=constructive_response(v.action, v.category, override=v.response),
+            evidence=v.evidence,
+            rule=v.rule,
+        )
 
     def _unavailable(self, exc: Exception, notes: list[str]) -> Decision:
         action = Action.REFUSE if self.policy.fail_closed else Action.ANSWER
         mode = "fail closed" if self.policy.fail_closed else "fail open (configured)"
-        return self._decide(action, "guard_unavailable" if action is not Action.ANSWER else None, {},
-                            [*notes, f"guard unavailable ({type(exc).__name__}: {exc}); {mode}"],
-                            abstain_style=True)
+        return self._decide(
+            action,
+            "guard_unavailable" if action is not Action.ANSWER else None,
+            {},
+            [*notes, f"guard unavailable ({type(exc).__name__}: {exc}); {mode}"],
+            abstain_style=True,
+        )
 
     @staticmethod
-    def _decide(action: Action, category: str | None, scores: dict[str, float], reasons: list[str],
-                abstain_style: bool = False) -> Decision:
-        response = constructive_response(Action.ABSTAIN if abstain_style and action is not Action.ANSWER else action,
-                                         category)
+    def _decide(
+        action: Action,
+        category: str | None,
+        scores: dict[str, float],
+        reasons: list[str],
+        abstain_style: bool = False,
+    ) -> Decision:
+        response = constructive_response(
+            Action.ABSTAIN if abstain_style and action is not Action.ANSWER else action, category
+        )
         return Decision(action=action, category=category, scores=scores, reasons=reasons, response=response)
 
 
@@ -736,15 +909,20 @@ class _CheckedReplyRefusal:
             if len(values) != len(replies):
                 raise InputError(f"returned {len(values)} scores for {len(replies)} replies")
         except Exception as exc:  # noqa: BLE001 - an unknown state: keep the block
-            logging.getLogger(__name__).warning("reply-refusal detector failed (%s: %s); the reply stays blocked",
-                                                type(exc).__name__, exc)
+            logging.getLogger(__name__).warning(
+                "reply-refusal detector failed (%s: %s); the reply stays blocked", type(exc).__name__, exc
+            )
             return [float("nan")] * len(replies)
         return [v if math.isfinite(v) and 0.0 <= v <= 1.0 else float("nan") for v in values]
 
 
 #: Black-box detectors by evidence name, and the sub-folder each one's model is saved in.
-DETECTOR_FOLDERS: dict[str, str] = {"prompt_refusal": "prompt_refusal", "embedding_harm": "prompt_refusal_embedding",
-                                    "multilingual_harm": "multilingual_harm", "combined_harm": "harm_mlp"}
+DETECTOR_FOLDERS: dict[str, str] = {
+    "prompt_refusal": "prompt_refusal",
+    "embedding_harm": "prompt_refusal_embedding",
+    "multilingual_harm": "multilingual_harm",
+    "combined_harm": "harm_mlp",
+}
 
 
 def default_detectors(folder: str | Path | None = None) -> dict[str, Callable[[list[str]], Any]]:
@@ -872,10 +1050,19 @@ def mitigate(
     """
     if len(texts) != len(decisions):
         raise InputError(f"got {len(texts)} texts for {len(decisions)} decisions; pass one decision per text")
-    plain = Guard(guard.latent, guard.policy, detectors=guard.detectors, engine=guard.engine,
-                   reply_refusal=guard.reply_refusal, normalize=guard.normalize, windows=guard.windows,
-                   split_parts=guard.split_parts, reject_option=guard.reject_option, knowledge=guard.knowledge,
-                   sae=guard.sae)
+    plain = Guard(
+        guard.latent,
+        guard.policy,
+        detectors=guard.detectors,
+        engine=guard.engine,
+        reply_refusal=guard.reply_refusal,
+        normalize=guard.normalize,
+        windows=guard.windows,
+        split_parts=guard.split_parts,
+        reject_option=guard.reject_option,
+        knowledge=guard.knowledge,
+        sae=guard.sae,
+    )
     fn = guard.latent.score if mitigation.scorer == "latent" else embedding_scorer(guard)
     out = list(decisions)
     todo: list[tuple[int, str, str]] = []
@@ -888,8 +1075,11 @@ def mitigate(
         if not expl.words or expl.words[0].drop <= 0:
             continue
         w = expl.words[0]
-        new = (drop_span(text, w.start, w.end) if mitigation.method == "mask"
-               else IGNORE_WORD_INSTRUCTION.format(word=w.word) + text)
+        new = (
+            drop_span(text, w.start, w.end)
+            if mitigation.method == "mask"
+            else IGNORE_WORD_INSTRUCTION.format(word=w.word) + text
+        )
         todo.append((i, w.word, new))
     if not todo:
         return out
@@ -901,13 +1091,19 @@ def mitigate(
         what = f"P(harmful) {p2:.3f}" if p2 is not None else d2.action.value
         if d2.action is Action.ANSWER:
             out[i] = Decision(
-                action=Action.ANSWER, scores={**d.scores, **({"mitigated_harm_pooled": p2} if p2 is not None else {})},
-                evidence=d.evidence, latency_ms=d.latency_ms,
-                reasons=[(f"over-refusal mitigation: borderline refusal re-scored with trigger word {word!r} "
-                          f"{how}: {what}; answered"), *d.reasons])
+                action=Action.ANSWER,
+                scores={**d.scores, **({"mitigated_harm_pooled": p2} if p2 is not None else {})},
+                evidence=d.evidence,
+                latency_ms=d.latency_ms,
+                reasons=[
+                    (
+                        f"over-refusal mitigation: borderline refusal re-scored with trigger word {word!r} "
+                        f"{how}: {what}; answered"
+                    ),
+                    *d.reasons,
+                ],
+            )
         else:
             note = f"over-refusal mitigation: trigger word {word!r} {how} still gives {what}; kept"
             out[i] = d.model_copy(update={"reasons": [*d.reasons, note]})
     return out
-
-

@@ -61,7 +61,9 @@ class ImageGuard:
             return cls.load(p, allow=allow, threshold=threshold)
 
     @classmethod
-    def load(cls, path: str | Path, *, allow: Sequence[str] = (), threshold: float | None = None) -> ImageGuard:
+    def load(
+        cls, path: str | Path, *, allow: Sequence[str] = (), threshold: float | None = None
+    ) -> ImageGuard:
         """A head written by `guard.fitting.image_fit.fit_image_guard`, with its fitted threshold.
 
         Raises:
@@ -74,8 +76,10 @@ class ImageGuard:
             clf = ImagePromptClassifier.load(folder)
             fitted = float(json.loads((folder / REPORT_FILE).read_text(encoding="utf-8"))["threshold"])
         except Exception as exc:
-            raise ArtifactError(f"no image-prompt guard at {folder} ({type(exc).__name__}: {exc}); "
-                                "fit one with `guard fit-image`") from exc
+            raise ArtifactError(
+                f"no image-prompt guard at {folder} ({type(exc).__name__}: {exc}); "
+                "fit one with `guard fit-image`"
+            ) from exc
         if not 0.0 <= fitted <= 1.0:
             raise ArtifactError(f"{folder}: threshold {fitted} is not a probability")
         return cls(clf, image_generation_policy(fitted if threshold is None else threshold, allow=allow))
@@ -99,13 +103,23 @@ class ImageGuard:
         todo = []
         for i, (text, notes) in enumerate(prepared):
             if not text.strip():
-                out[i] = Decision(action=Action.ABSTAIN, category="empty", reasons=[*notes, "the prompt is empty"],
-                                  response=constructive_response(Action.ABSTAIN, "empty"))
+                out[i] = Decision(
+                    action=Action.ABSTAIN,
+                    category="empty",
+                    reasons=[*notes, "the prompt is empty"],
+                    response=constructive_response(Action.ABSTAIN, "empty"),
+                )
             elif len(text) > self.policy.max_prompt_chars:
-                out[i] = Decision(action=Action.ABSTAIN, category="too_long",
-                                  reasons=[*notes, f"prompt has {len(text)} characters, over the policy limit "
-                                                   f"of {self.policy.max_prompt_chars}"],
-                                  response=constructive_response(Action.ABSTAIN, "too_long"))
+                out[i] = Decision(
+                    action=Action.ABSTAIN,
+                    category="too_long",
+                    reasons=[
+                        *notes,
+                        f"prompt has {len(text)} characters, over the policy limit "
+                        f"of {self.policy.max_prompt_chars}",
+                    ],
+                    response=constructive_response(Action.ABSTAIN, "too_long"),
+                )
             else:
                 todo.append(i)
         if todo:
@@ -116,10 +130,14 @@ class ImageGuard:
             except Exception as exc:  # noqa: BLE001 - an unknown state: fail closed unless configured
                 action = Action.REFUSE if self.policy.fail_closed else Action.ANSWER
                 for i in todo:
-                    out[i] = Decision(action=action, category="guard_unavailable" if action is Action.REFUSE else None,
-                                      reasons=[*prepared[i][1], f"image head failed ({type(exc).__name__}: {exc})"],
-                                      response=constructive_response(Action.ABSTAIN, "guard_unavailable")
-                                      if action is Action.REFUSE else None)
+                    out[i] = Decision(
+                        action=action,
+                        category="guard_unavailable" if action is Action.REFUSE else None,
+                        reasons=[*prepared[i][1], f"image head failed ({type(exc).__name__}: {exc})"],
+                        response=constructive_response(Action.ABSTAIN, "guard_unavailable")
+                        if action is Action.REFUSE
+                        else None,
+                    )
             else:
                 for i, p, c in zip(todo, harm, cats):
                     out[i] = self._decide(p, c, prepared[i][1])
@@ -130,31 +148,58 @@ class ImageGuard:
         category = max(cats, key=cats.get) if cats else None
         cat = self.policy.category(category)
         t = self.policy.threshold_for(category)
-        evidence = [Evidence(source="blackbox", name="image_harm", value=p, threshold=t,
-                             detail="P(the prompt asks for a disallowed image)")]
+        evidence = [
+            Evidence(
+                source="blackbox",
+                name="image_harm",
+                value=p,
+                threshold=t,
+                detail="P(the prompt asks for a disallowed image)",
+            )
+        ]
         evidence += [Evidence(source="blackbox", name=f"image.{k}", value=v) for k, v in cats.items()]
         scores = {"image_harm": p, **{f"image.{k}": v for k, v in cats.items()}}
         if not p == p or not 0.0 <= p <= 1.0:
             action = Action.REFUSE if self.policy.fail_closed else Action.ANSWER
-            return Decision(action=action, category="guard_unavailable" if action is Action.REFUSE else None,
-                            scores=scores, evidence=evidence, reasons=[*notes, f"invalid image_harm score {p!r}"])
+            return Decision(
+                action=action,
+                category="guard_unavailable" if action is Action.REFUSE else None,
+                scores=scores,
+                evidence=evidence,
+                reasons=[*notes, f"invalid image_harm score {p!r}"],
+            )
         if p < t:
-            return Decision(action=Action.ANSWER, scores=scores, evidence=evidence,
-                            reasons=[*notes, f"image_harm {p:.3f} < {t:.3f}"])
+            return Decision(
+                action=Action.ANSWER,
+                scores=scores,
+                evidence=evidence,
+                reasons=[*notes, f"image_harm {p:.3f} < {t:.3f}"],
+            )
         if not cat.enabled:
-            return Decision(action=Action.ANSWER, scores=scores, evidence=evidence,
-                            reasons=[*notes, f"image_harm {p:.3f} >= {t:.3f} as {category}, a category this "
-                                             "policy allows; answered"])
+            return Decision(
+                action=Action.ANSWER,
+                scores=scores,
+                evidence=evidence,
+                reasons=[
+                    *notes,
+                    f"image_harm {p:.3f} >= {t:.3f} as {category}, a category this policy allows; answered",
+                ],
+            )
         action = cat.action or Action.REFUSE
-        return Decision(action=action, category=category, scores=scores, evidence=evidence,
-                        reasons=[*notes, f"image_harm {p:.3f} >= {t:.3f} [category {category} "
-                                         f"{cats[category]:.3f}]"],
-                        response=cat.response or constructive_response(action, category))
+        return Decision(
+            action=action,
+            category=category,
+            scores=scores,
+            evidence=evidence,
+            reasons=[*notes, f"image_harm {p:.3f} >= {t:.3f} [category {category} {cats[category]:.3f}]"],
+            response=cat.response or constructive_response(action, category),
+        )
 
     def check_output(self, prompt: str, reply: Any) -> Decision:
         """An image model's output is an image, which this guard does not read: answered, and said so."""
-        return Decision(action=Action.ANSWER, reasons=["image outputs are not checked by ImageGuard "
-                                                       "(only the prompt is)"])
+        return Decision(
+            action=Action.ANSWER, reasons=["image outputs are not checked by ImageGuard (only the prompt is)"]
+        )
 
 
 __all__ = ["ImageGuard"]

@@ -17,8 +17,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import Field
 
-from guard.decision.constructive import constructive_response
 from guard.decision import Action, Decision, Evidence
+from guard.decision.constructive import constructive_response
 from integrations.reliability import EMPTY
 
 T = TypeVar("T")
@@ -53,7 +53,9 @@ class GuardedDecision(Decision):
     chunks_sent: int = 0
     guard_ms: float = 0.0
     call_ms: float | None = None
-    prompt_sha256: str | None = Field(default=None, description="hash of the prompt, for joining with audit logs")
+    prompt_sha256: str | None = Field(
+        default=None, description="hash of the prompt, for joining with audit logs"
+    )
 
 
 def prompt_hash(prompt: str) -> str:
@@ -118,7 +120,10 @@ class Checker:
 
     # ------------------------------------------------------------------ checks
     def check_input(
-        self, prompt: str, history: Sequence[dict[str, str]] | None = None, context: Sequence[Any] | None = None
+        self,
+        prompt: str,
+        history: Sequence[dict[str, str]] | None = None,
+        context: Sequence[Any] | None = None,
     ) -> GuardedDecision:
         start = time.perf_counter()
         try:
@@ -165,7 +170,10 @@ class Checker:
         return check
 
     async def acheck_input(
-        self, prompt: str, history: Sequence[dict[str, str]] | None = None, context: Sequence[Any] | None = None
+        self,
+        prompt: str,
+        history: Sequence[dict[str, str]] | None = None,
+        context: Sequence[Any] | None = None,
     ) -> GuardedDecision:
         return await asyncio.to_thread(self.check_input, prompt, history, context)
 
@@ -185,7 +193,9 @@ class Checker:
             if isinstance(exc, (GeneratorExit, asyncio.CancelledError)):
                 note = "the caller stopped reading (or cancelled) before the reply was complete"
             else:
-                note = f"the wrapped call failed ({type(exc).__name__}: {str(exc)[:200]}); no reply was produced"
+                note = (
+                    f"the wrapped call failed ({type(exc).__name__}: {str(exc)[:200]}); no reply was produced"
+                )
             try:
                 self.finish(decision.model_copy(update={"reasons": [*decision.reasons, note]}), prompt)
             except Exception:  # noqa: BLE001 - the caller must see the call's own error
@@ -206,8 +216,12 @@ def unavailable(exc: BaseException, fail_closed: bool) -> Decision:
     mode = "fail closed" if fail_closed else "fail open (configured)"
     reason = f"guard unavailable ({type(exc).__name__}: {exc}); {mode}"
     if fail_closed:
-        return Decision(action=Action.REFUSE, category=GUARD_UNAVAILABLE, reasons=[reason],
-                        response=constructive_response(Action.ABSTAIN, GUARD_UNAVAILABLE))
+        return Decision(
+            action=Action.REFUSE,
+            category=GUARD_UNAVAILABLE,
+            reasons=[reason],
+            response=constructive_response(Action.ABSTAIN, GUARD_UNAVAILABLE),
+        )
     return Decision(action=Action.ANSWER, reasons=[reason])
 
 
@@ -218,8 +232,13 @@ def _as_guarded(d: Decision, stage: str, start: float, prompt: str) -> GuardedDe
     return GuardedDecision(**{k: v for k, v in data.items() if k in GuardedDecision.model_fields})
 
 
-def merge(first: GuardedDecision, reply: GuardedDecision | None, *, stage: str = "output",
-          call_ms: float | None = None) -> GuardedDecision:
+def merge(
+    first: GuardedDecision,
+    reply: GuardedDecision | None,
+    *,
+    stage: str = "output",
+    call_ms: float | None = None,
+) -> GuardedDecision:
     """Combine the request decision with the reply decision into the one the caller sees.
 
     The request's scores keep their names; the reply's get a `reply_` prefix. When the reply
@@ -238,13 +257,21 @@ def merge(first: GuardedDecision, reply: GuardedDecision | None, *, stage: str =
     scores = dict(first.scores)
     scores.update({f"reply_{k}": v for k, v in reply.scores.items()})
     evidence = list(first.evidence) + [
-        Evidence(source=f"reply:{e.source}", name=e.name, value=e.value, threshold=e.threshold, detail=e.detail)
+        Evidence(
+            source=f"reply:{e.source}", name=e.name, value=e.value, threshold=e.threshold, detail=e.detail
+        )
         for e in reply.evidence
     ]
     prefix = "reply blocked: " if reply.blocked else "reply: "
     reasons = list(first.reasons) + [prefix + r for r in reply.reasons]
-    update: dict[str, Any] = dict(scores=scores, evidence=evidence, reasons=reasons, stage=stage, call_ms=call_ms,
-                                  guard_ms=first.guard_ms + reply.guard_ms)
+    update: dict[str, Any] = dict(
+        scores=scores,
+        evidence=evidence,
+        reasons=reasons,
+        stage=stage,
+        call_ms=call_ms,
+        guard_ms=first.guard_ms + reply.guard_ms,
+    )
     if reply.blocked:
         update.update(action=reply.action, category=reply.category, response=reply.response, rule=reply.rule)
     return first.model_copy(update=update)
@@ -321,10 +348,18 @@ class StreamGate:
     def cut(self, reply: GuardedDecision) -> GuardedDecision:
         """The reply turned harmful: drop what is unsent and describe what was already sent."""
         self._held, self._pending = [], []
-        note = (f"stream cut after {self.chunks_sent} chunk(s) sent ({self._sent_chars} characters "
-                f"already delivered); the unsent rest was withheld")
-        return reply.model_copy(update={"cut": True, "sent_text": self.sent_text, "chunks_sent": self.chunks_sent,
-                                        "reasons": [*reply.reasons, note]})
+        note = (
+            f"stream cut after {self.chunks_sent} chunk(s) sent ({self._sent_chars} characters "
+            f"already delivered); the unsent rest was withheld"
+        )
+        return reply.model_copy(
+            update={
+                "cut": True,
+                "sent_text": self.sent_text,
+                "chunks_sent": self.chunks_sent,
+                "reasons": [*reply.reasons, note],
+            }
+        )
 
     def _mark_sent(self, n: int) -> None:
         # texts are in chunk order; the sent ones are the first chunks_sent + n
@@ -422,7 +457,9 @@ class GatedStream(Generic[T]):
         `chunks` is closed when the loop ends, so a cut stops its producer. `first` is `EMPTY`
         (from `integrations.reliability`) when there is none.
         """
-        with self.checker.recording_failure(self.decision, self.prompt):  # a stream that breaks mid-way is recorded
+        with self.checker.recording_failure(
+            self.decision, self.prompt
+        ):  # a stream that breaks mid-way is recorded
             try:
                 chunk = first if first is not EMPTY else next(chunks, EMPTY)
                 while chunk is not EMPTY:
@@ -447,7 +484,9 @@ class GatedStream(Generic[T]):
         Consume it under `contextlib.aclosing`, so a caller that stops reading closes (and records)
         it at once rather than when it is garbage-collected.
         """
-        with self.checker.recording_failure(self.decision, self.prompt):  # a stream that breaks mid-way is recorded
+        with self.checker.recording_failure(
+            self.decision, self.prompt
+        ):  # a stream that breaks mid-way is recorded
             try:
                 chunk = first if first is not EMPTY else await _anext(chunks)
                 while chunk is not EMPTY:

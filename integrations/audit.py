@@ -43,8 +43,9 @@ class JsonlAuditLog:
         ('refuse', False, 64)
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, include_prompt: bool = False,
-                 include_reasons: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, include_prompt: bool = False, include_reasons: bool = True
+    ) -> None:
         self.path = Path(path)
         self.include_prompt = include_prompt
         self.include_reasons = include_reasons
@@ -96,4 +97,6 @@ class JsonlAuditLog:
         """All records so far (for tests and small reports)."""
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [
+            json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]

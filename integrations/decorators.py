@@ -33,15 +33,15 @@ def _prompt_locator(fn: Callable[..., Any], prompt_arg: str | int | None) -> Cal
         name = params[prompt_arg].name
     elif isinstance(prompt_arg, str):
         if prompt_arg not in sig.parameters:
-            raise InputError(f"{fn.__qualname__} has no parameter {prompt_arg!r}; "
-                             f"choose one of {list(sig.parameters)}")
+            raise InputError(
+                f"{fn.__qualname__} has no parameter {prompt_arg!r}; choose one of {list(sig.parameters)}"
+            )
         name = prompt_arg
     else:
         named = [p.name for p in params if p.name in _PROMPT_NAMES]
         rest = [p.name for p in params if p.name not in ("self", "cls")]
         if not (named or rest):
-            raise InputError(f"{fn.__qualname__} takes no argument to read a prompt from; "
-                             f"pass prompt_arg=")
+            raise InputError(f"{fn.__qualname__} takes no argument to read a prompt from; pass prompt_arg=")
         name = (named or rest)[0]
 
     def locate(args: tuple, kwargs: dict) -> str:
@@ -49,8 +49,10 @@ def _prompt_locator(fn: Callable[..., Any], prompt_arg: str | int | None) -> Cal
         bound.apply_defaults()
         value = bound.arguments[name]
         if not isinstance(value, str):
-            raise InputError(f"argument {name!r} of {fn.__qualname__} must be a str prompt, got "
-                             f"{type(value).__name__}; pass prompt_arg= to choose another")
+            raise InputError(
+                f"argument {name!r} of {fn.__qualname__} must be a str prompt, got "
+                f"{type(value).__name__}; pass prompt_arg= to choose another"
+            )
         return value
 
     return locate
@@ -104,9 +106,17 @@ def guarded(
         '(prompt: str, temperature: float = 0.0) -> str'
     """
     if fn is None:
-        return functools.partial(guarded, guard=guard, prompt_arg=prompt_arg, check_output=check_output,
-                                 check_every=check_every, fail_closed=fail_closed, audit=audit,
-                                 on_decision=on_decision, timeout=timeout)
+        return functools.partial(
+            guarded,
+            guard=guard,
+            prompt_arg=prompt_arg,
+            check_output=check_output,
+            check_every=check_every,
+            fail_closed=fail_closed,
+            audit=audit,
+            on_decision=on_decision,
+            timeout=timeout,
+        )
     if timeout is not None and not timeout > 0:
         raise InputError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
     locate = _prompt_locator(fn, prompt_arg)
@@ -130,7 +140,9 @@ def guarded(
                 c.finish(d, prompt)
                 yield d.response
                 return
-            stream: GatedStream[Any] = GatedStream(c, d, prompt, check_every=check_every, check_output=check_output)
+            stream: GatedStream[Any] = GatedStream(
+                c, d, prompt, check_every=check_every, check_output=check_output
+            )
             async with contextlib.aclosing(stream.arun(fn(*args, **kwargs))) as checked:
                 async for out in checked:
                     yield out
@@ -150,7 +162,9 @@ def guarded(
                 c.finish(d, prompt)
                 yield d.response
                 return
-            stream: GatedStream[Any] = GatedStream(c, d, prompt, check_every=check_every, check_output=check_output)
+            stream: GatedStream[Any] = GatedStream(
+                c, d, prompt, check_every=check_every, check_output=check_output
+            )
             yield from stream.run(fn(*args, **kwargs))
             yield from _end(c, stream, prompt)
 
@@ -199,6 +213,10 @@ def guarded(
 def _end(c: Checker, stream: GatedStream[Any], prompt: str) -> list[Any]:
     """The chunks that end a gated stream (the rest, or the closing sentence of a cut); recorded."""
     end = stream.end()
-    out = [end.closing] if end.closing is not None else [*end.chunks, *([end.last] if end.last is not None else [])]
+    out = (
+        [end.closing]
+        if end.closing is not None
+        else [*end.chunks, *([end.last] if end.last is not None else [])]
+    )
     c.finish(end.decision, prompt)
     return out

@@ -30,18 +30,51 @@ from typing import Any, Literal
 
 from guard.decision import Action, Decision, Evidence
 
-Reason = Literal["irrelevant_context", "missing_information", "contradictory_documents", "false_premise",
-                 "ambiguous_question"]
-REASONS: tuple[str, ...] = ("irrelevant_context", "missing_information", "contradictory_documents",
-                            "false_premise", "ambiguous_question")
+Reason = Literal[
+    "irrelevant_context",
+    "missing_information",
+    "contradictory_documents",
+    "false_premise",
+    "ambiguous_question",
+]
+REASONS: tuple[str, ...] = (
+    "irrelevant_context",
+    "missing_information",
+    "contradictory_documents",
+    "false_premise",
+    "ambiguous_question",
+)
 
-_STOP = set("""a an the of in on at to for from by with and or but is are was were be been being do does did
+_STOP = set(
+    """a an the of in on at to for from by with and or but is are was were be been being do does did
 has have had what which who whom whose when where why how many much it its this that these those as into
 about than then there their they them he she his her i you your we our can could should would will may might
 must not no yes so if any some all per after before during over under up down out one also only just very
-please tell me give explain describe""".split())
-_PRONOUN_START = {"it", "its", "they", "their", "the", "this", "that", "these", "he", "she", "his", "her", "in",
-                  "since", "after", "today", "there", "a", "an", "over", "later"}
+please tell me give explain describe""".split()
+)
+_PRONOUN_START = {
+    "it",
+    "its",
+    "they",
+    "their",
+    "the",
+    "this",
+    "that",
+    "these",
+    "he",
+    "she",
+    "his",
+    "her",
+    "in",
+    "since",
+    "after",
+    "today",
+    "there",
+    "a",
+    "an",
+    "over",
+    "later",
+}
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
 _YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
 _NUMBER = re.compile(r"\b\d[\d,]*(?:\.\d+)?\b")
@@ -104,7 +137,9 @@ def _candidates(sentence: str, kind: str, exclude: Iterable[str]) -> set[str]:
     if kind == "number":
         return {n.replace(",", "") for n in _NUMBER.findall(sentence)} - ex
     if kind == "name":
-        return {e for e in _entities(sentence) if e.lower() not in ex and not any(x in e.lower() for x in ex if x)}
+        return {
+            e for e in _entities(sentence) if e.lower() not in ex and not any(x in e.lower() for x in ex if x)
+        }
     return {sentence}
 
 
@@ -122,15 +157,15 @@ class ContextDecision:
 
 _REPLY = {
     "irrelevant_context": "The documents I found are about {other}, not {subject}, so I can't answer from them. "
-                          "Could you point me to a source about {subject}?",
+    "Could you point me to a source about {subject}?",
     "missing_information": "The documents mention {subject} but don't say {what}. I'd rather not guess; a source "
-                           "that covers it would let me answer.",
+    "that covers it would let me answer.",
     "contradictory_documents": "The documents disagree: they give {values}. I can't tell which is right; "
-                               "could you say which source you trust, or check the original?",
+    "could you say which source you trust, or check the original?",
     "false_premise": "The question assumes {premise}, but the documents say {fact}. If you meant something "
-                     "else, tell me and I'll look again.",
+    "else, tell me and I'll look again.",
     "ambiguous_question": "Your question could refer to several things the documents describe: {values}. "
-                          "Which one do you mean?",
+    "Which one do you mean?",
 }
 
 
@@ -170,19 +205,26 @@ class ContextGate:
             raise InputError(f"question must be a str, got {type(question).__name__}")
         if isinstance(documents, str) or hasattr(documents, "page_content"):
             documents = [documents]
-        if documents is not None and (isinstance(documents, (bytes, dict)) or not isinstance(documents, Sequence)):
-            raise InputError(f"documents must be a str, a Document or a list of them, got "
-                             f"{type(documents).__name__}")
+        if documents is not None and (
+            isinstance(documents, (bytes, dict)) or not isinstance(documents, Sequence)
+        ):
+            raise InputError(
+                f"documents must be a str, a Document or a list of them, got {type(documents).__name__}"
+            )
         docs = [getattr(d, "page_content", d) for d in (documents or [])]
         bad = [i for i, d in enumerate(docs) if not isinstance(d, str)]
         if bad:
-            raise InputError(f"documents[{bad[0]}] is a {type(docs[bad[0]]).__name__}; documents must be str "
-                             "or have .page_content")
+            raise InputError(
+                f"documents[{bad[0]}] is a {type(docs[bad[0]]).__name__}; documents must be str "
+                "or have .page_content"
+            )
         docs = [d for d in docs if d.strip()]
         if self.guard is not None:
             d = self.guard.check(question, context=docs)
             if d.blocked:
-                return ContextDecision(False, None, None, [], "the guard blocked the request or its documents", d)
+                return ContextDecision(
+                    False, None, None, [], "the guard blocked the request or its documents", d
+                )
         return self._decide(question, docs)
 
     def as_runnable(self, retriever: Any = None, answer: Any = None) -> Any:
@@ -219,9 +261,13 @@ class ContextGate:
         text = "\n".join(docs).lower()
         if not docs:
             about = q_entities[0] if q_entities else "this"
-            return self._abstain("missing_information", "no documents were retrieved", question,
-                                 response=f"I couldn't find any documents about {about}, so I can't answer "
-                                          f"reliably. Could you share a source, or rephrase the question?")
+            return self._abstain(
+                "missing_information",
+                "no documents were retrieved",
+                question,
+                response=f"I couldn't find any documents about {about}, so I can't answer "
+                f"reliably. Could you share a source, or rephrase the question?",
+            )
 
         # the subject: the question entity the documents mention most (others are premises)
         mentioned = sorted(q_entities, key=lambda e: -text.count(e.lower()))
@@ -229,8 +275,13 @@ class ContextGate:
         if q_entities and subject is None:
             others = Counter(e for d in docs for s in _sentences(d) for e in _entities(s)[:1])
             other = others.most_common(1)[0][0] if others else "other topics"
-            return self._abstain("irrelevant_context", f"{q_entities[0]!r} is not mentioned in any document",
-                                 question, subject=q_entities[0], other=other)
+            return self._abstain(
+                "irrelevant_context",
+                f"{q_entities[0]!r} is not mentioned in any document",
+                question,
+                subject=q_entities[0],
+                other=other,
+            )
         premises = [e for e in q_entities if e != subject] + _YEAR.findall(question)
         subject_words = _content(subject) if subject else set()
         relation = q_words - subject_words - {_content(p).pop() for p in premises if _content(p)}
@@ -248,9 +299,14 @@ class ContextGate:
                 if _overlap(window, _content(s)):
                     found = _candidates(s, ptype, [subject or ""] + q_entities)
                     if found:
-                        return self._abstain("false_premise", f"the question assumes {p!r}; the documents say "
-                                             f"{sorted(found)[0]!r}", question, premise=p, fact=sorted(found)[0],
-                                             support=[s])
+                        return self._abstain(
+                            "false_premise",
+                            f"the question assumes {p!r}; the documents say {sorted(found)[0]!r}",
+                            question,
+                            premise=p,
+                            fact=sorted(found)[0],
+                            support=[s],
+                        )
 
         # supporting sentences: share the relation words and hold an answer of the right type
         need = max(1, round(self.min_overlap * len(relation))) if relation else 1
@@ -266,32 +322,57 @@ class ContextGate:
                 support.append((subj or "", s, cands))
         if not support:
             if subject is None and not q_words & _content(text):
-                return self._abstain("irrelevant_context", "no document shares the question's words", question,
-                                     subject="your question", other="other topics")
-            return self._abstain("missing_information", "no sentence about the subject holds an answer of the "
-                                 f"expected kind ({kind})", question, subject=subject or "the topic",
-                                 what=_what(question))
+                return self._abstain(
+                    "irrelevant_context",
+                    "no document shares the question's words",
+                    question,
+                    subject="your question",
+                    other="other topics",
+                )
+            return self._abstain(
+                "missing_information",
+                f"no sentence about the subject holds an answer of the expected kind ({kind})",
+                question,
+                subject=subject or "the topic",
+                what=_what(question),
+            )
         if kind != "any":
             by_subject: dict[str, set[str]] = defaultdict(set)
             for subj, _, cands in support:
                 by_subject[subj] |= {c.lower() for c in cands}
-            if subject is None and len(by_subject) > 1 and len({frozenset(v) for v in by_subject.values()}) > 1:
+            if (
+                subject is None
+                and len(by_subject) > 1
+                and len({frozenset(v) for v in by_subject.values()}) > 1
+            ):
                 names = sorted(by_subject)
-                return self._abstain("ambiguous_question", f"the question names no subject and the documents "
-                                     f"answer it for {names}", question, values=", ".join(names),
-                                     support=[s for _, s, _ in support])
+                return self._abstain(
+                    "ambiguous_question",
+                    f"the question names no subject and the documents answer it for {names}",
+                    question,
+                    values=", ".join(names),
+                    support=[s for _, s, _ in support],
+                )
             sets = [{c.lower() for c in cands} for _, _, cands in support]
             if len(sets) > 1 and not set.intersection(*sets):
                 values = sorted({c for _, _, cands in support for c in cands})
-                return self._abstain("contradictory_documents", f"supporting sentences disagree: {values}",
-                                     question, values=" and ".join(values), support=[s for _, s, _ in support])
+                return self._abstain(
+                    "contradictory_documents",
+                    f"supporting sentences disagree: {values}",
+                    question,
+                    values=" and ".join(values),
+                    support=[s for _, s, _ in support],
+                )
             common = set.intersection(*sets)
             answer = next(c for _, _, cands in support for c in cands if c.lower() in common)
         else:
             answer = max(support, key=lambda t: len(q_words & _content(t[1])))[1]
-        d = Decision(action=Action.ANSWER, scores={"support_sentences": float(len(support))},
-                     reasons=[f"{len(support)} sentence(s) about {subject or 'the topic'} support an answer"],
-                     evidence=[Evidence(source="context_gate", name="support_sentences", value=float(len(support)))])
+        d = Decision(
+            action=Action.ANSWER,
+            scores={"support_sentences": float(len(support))},
+            reasons=[f"{len(support)} sentence(s) about {subject or 'the topic'} support an answer"],
+            evidence=[Evidence(source="context_gate", name="support_sentences", value=float(len(support)))],
+        )
         return ContextDecision(True, None, answer, [s for _, s, _ in support], d.reasons[0], d)
 
     @staticmethod
@@ -319,13 +400,30 @@ class ContextGate:
         return out
 
     @staticmethod
-    def _abstain(reason: str, detail: str, question: str, support: list[str] | None = None,
-                 response: str | None = None, **slots: str) -> ContextDecision:
-        defaults = dict(subject="the topic", other="other topics", what="that", values="several answers",
-                        premise="something", fact="otherwise")
+    def _abstain(
+        reason: str,
+        detail: str,
+        question: str,
+        support: list[str] | None = None,
+        response: str | None = None,
+        **slots: str,
+    ) -> ContextDecision:
+        defaults = dict(
+            subject="the topic",
+            other="other topics",
+            what="that",
+            values="several answers",
+            premise="something",
+            fact="otherwise",
+        )
         response = response or _REPLY[reason].format(**{**defaults, **slots})
-        d = Decision(action=Action.ABSTAIN, category=reason, reasons=[f"{reason.replace('_', ' ')}: {detail}"],
-                     response=response, rule=f"context_gate.{reason}")
+        d = Decision(
+            action=Action.ABSTAIN,
+            category=reason,
+            reasons=[f"{reason.replace('_', ' ')}: {detail}"],
+            response=response,
+            rule=f"context_gate.{reason}",
+        )
         return ContextDecision(False, reason, None, support or [], detail, d)
 
 
@@ -348,14 +446,48 @@ class RagCase:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-_FIRST = ["Acme", "Borealis", "Cobalt", "Dunmore", "Evergreen", "Falcon", "Granite", "Harbor", "Ironwood",
-          "Juniper", "Kestrel", "Lumen", "Meridian", "Northwind", "Orchid", "Pinecrest"]
+_FIRST = [
+    "Acme",
+    "Borealis",
+    "Cobalt",
+    "Dunmore",
+    "Evergreen",
+    "Falcon",
+    "Granite",
+    "Harbor",
+    "Ironwood",
+    "Juniper",
+    "Kestrel",
+    "Lumen",
+    "Meridian",
+    "Northwind",
+    "Orchid",
+    "Pinecrest",
+]
 _SECOND = ["Robotics", "Labs", "Foods", "Textiles", "Analytics", "Shipping", "Pharma", "Studios"]
-_PEOPLE = ["Maria Lopez", "Kenji Sato", "Amara Okafor", "Lars Eriksen", "Priya Nair", "Tomas Novak",
-           "Elena Rossi", "David Cohen", "Aisha Bello", "Hugo Martin"]
+_PEOPLE = [
+    "Maria Lopez",
+    "Kenji Sato",
+    "Amara Okafor",
+    "Lars Eriksen",
+    "Priya Nair",
+    "Tomas Novak",
+    "Elena Rossi",
+    "David Cohen",
+    "Aisha Bello",
+    "Hugo Martin",
+]
 _CITIES = ["Lyon", "Porto", "Gdansk", "Leeds", "Graz", "Turin", "Bergen", "Ghent", "Brno", "Malmo"]
-_TOPICS = ["warehouse automation", "plant-based snacks", "recycled fabrics", "weather forecasting",
-           "coastal freight", "rare-disease research", "animated films", "retail pricing"]
+_TOPICS = [
+    "warehouse automation",
+    "plant-based snacks",
+    "recycled fabrics",
+    "weather forecasting",
+    "coastal freight",
+    "rare-disease research",
+    "animated films",
+    "retail pricing",
+]
 
 _QUESTIONS = {
     "founded_year": ["When was {e} founded?", "In what year was {e} founded?"],
@@ -384,8 +516,10 @@ _PREMISE = {  # low / medium / high: a wrong year, a wrong city, a wrong founder
 
 def _profile(e: dict[str, Any]) -> str:
     facts = [
-        "{e} was founded in {founded_year} by {founder}.", "{e} is based in {city}.",
-        "It is known for its work on {topic}.", "{e} employs {employees} people.",
+        "{e} was founded in {founded_year} by {founder}.",
+        "{e} is based in {city}.",
+        "It is known for its work on {topic}.",
+        "{e} employs {employees} people.",
         "The company has grown steadily since it was founded.",
     ]
     return " ".join(f.format(**e) for f in facts)
@@ -393,9 +527,17 @@ def _profile(e: dict[str, Any]) -> str:
 
 def _kb(rng: random.Random, n: int) -> list[dict[str, Any]]:
     names = rng.sample([f"{a} {b}" for a in _FIRST for b in _SECOND], n)
-    return [dict(e=name, founded_year=rng.randint(1950, 2015), founder=rng.choice(_PEOPLE), city=rng.choice(_CITIES),
-                 employees=rng.choice([40, 85, 120, 250, 480, 900, 1500, 3200]), topic=rng.choice(_TOPICS))
-            for name in names]
+    return [
+        dict(
+            e=name,
+            founded_year=rng.randint(1950, 2015),
+            founder=rng.choice(_PEOPLE),
+            city=rng.choice(_CITIES),
+            employees=rng.choice([40, 85, 120, 250, 480, 900, 1500, 3200]),
+            topic=rng.choice(_TOPICS),
+        )
+        for name in names
+    ]
 
 
 def _alt(rng: random.Random, rel: str, e: dict[str, Any], near: bool = False) -> str:
@@ -443,8 +585,12 @@ def perturbations(n_items: int = 40, seed: int = 0) -> list[RagCase]:
             cases.append(RagCase(question, docs, kind, level, "abstain", None, {"relation": rel}))
 
         # remove the answer span
-        span = {"founded_year": f" in {e['founded_year']}", "founder": f" by {e['founder']}",
-                "city": f" in {e['city']}", "employees": f" {e['employees']}"}[rel]
+        span = {
+            "founded_year": f" in {e['founded_year']}",
+            "founder": f" by {e['founder']}",
+            "city": f" in {e['city']}",
+            "employees": f" {e['employees']}",
+        }[rel]
         add("missing_information", "low", q, [doc.replace(fact, fact.replace(span, "", 1)), distractor])
         add("missing_information", "medium", q, [doc.replace(fact, "").replace("  ", " "), distractor])
         rel_words = _content(fact) - _content(e["e"]) - _content(value)
@@ -455,23 +601,46 @@ def perturbations(n_items: int = 40, seed: int = 0) -> list[RagCase]:
         while alt2 == alt1:
             alt2 = _alt(rng, rel, e)
         claim = _CLAIM[rel]
-        add("contradiction", "low", q, [doc + " Some records, however, say " + claim.format(e=e["e"], v=alt1) + ".",
-                                       distractor])
-        add("contradiction", "medium", q, [doc, "According to a trade directory, " + claim.format(e=e["e"], v=alt1)
-                                           + ".", distractor])
-        add("contradiction", "high", q, [doc, claim.format(e=e["e"], v=alt1) + ", one report states.",
-                                         "Another source insists " + claim.format(e=e["e"], v=alt2) + "."])
+        add(
+            "contradiction",
+            "low",
+            q,
+            [doc + " Some records, however, say " + claim.format(e=e["e"], v=alt1) + ".", distractor],
+        )
+        add(
+            "contradiction",
+            "medium",
+            q,
+            [doc, "According to a trade directory, " + claim.format(e=e["e"], v=alt1) + ".", distractor],
+        )
+        add(
+            "contradiction",
+            "high",
+            q,
+            [
+                doc,
+                claim.format(e=e["e"], v=alt1) + ", one report states.",
+                "Another source insists " + claim.format(e=e["e"], v=alt2) + ".",
+            ],
+        )
         # entity swap
         swap = kb[-5 - (i % 3)]
         add("entity_swap", "low", q, [doc.replace(fact, fact.replace(e["e"], swap["e"])), distractor])
         add("entity_swap", "medium", q, [doc.replace(e["e"], swap["e"]), distractor])
-        add("entity_swap", "high", q, [doc.replace(e["e"], swap["e"]), distractor.replace(other["e"], swap["e"])])
+        add(
+            "entity_swap",
+            "high",
+            q,
+            [doc.replace(e["e"], swap["e"]), distractor.replace(other["e"], swap["e"])],
+        )
         # false premise: a wrong fact about another relation of the same entity
         for level, (shape, prel) in _PREMISE.items():
             if prel == rel or (rel in ("founded_year", "founder") and prel in ("founded_year", "founder")):
                 prel = "city" if level != "low" else "employees"
-                shape = {"city": "{q_head}, the company based in {v}?",
-                         "employees": "{q_head}, the company with {v} employees?"}[prel]
+                shape = {
+                    "city": "{q_head}, the company based in {v}?",
+                    "employees": "{q_head}, the company with {v} employees?",
+                }[prel]
             wrong = _alt(rng, prel, e, near=(level == "low"))
             add("false_premise", level, shape.format(q_head=q.rstrip("?"), v=wrong), [doc, distractor])
         # ambiguity: no subject, several companies in the documents that answer differently
@@ -479,7 +648,9 @@ def perturbations(n_items: int = 40, seed: int = 0) -> list[RagCase]:
         for r in (other, kb[-5 - ((i + 1) % 3)]):
             r = dict(r)
             while str(r[rel]) == value or any(str(x[rel]) == str(r[rel]) for x in rivals):
-                r[rel] = _alt(rng, rel, e) if rel != "founded_year" else e["founded_year"] + rng.randint(1, 30)
+                r[rel] = (
+                    _alt(rng, rel, e) if rel != "founded_year" else e["founded_year"] + rng.randint(1, 30)
+                )
             rivals.append(r)
         for level, ref in (("low", "the company"), ("medium", "the firm"), ("high", "it")):
             docs = [doc, _profile(rivals[0])] + ([_profile(rivals[1])] if level == "high" else [])
@@ -496,10 +667,13 @@ def evaluate_gate(gate: ContextGate, cases: Sequence[RagCase]) -> dict[str, Any]
         >>> table["intact"]["answer_rate"] >= 0.9 and table["flawed"]["abstain_rate"] >= 0.85
         True
     """
-    expected_reason = {"missing_information": {"missing_information"},
-                       "contradiction": {"contradictory_documents"},
-                       "entity_swap": {"irrelevant_context", "missing_information"},
-                       "false_premise": {"false_premise"}, "ambiguity": {"ambiguous_question"}}
+    expected_reason = {
+        "missing_information": {"missing_information"},
+        "contradiction": {"contradictory_documents"},
+        "entity_swap": {"irrelevant_context", "missing_information"},
+        "false_premise": {"false_premise"},
+        "ambiguity": {"ambiguous_question"},
+    }
     rows: dict[tuple[str, str], list[tuple[bool, bool]]] = defaultdict(list)
     correct_answers = 0
     for c in cases:
@@ -507,19 +681,29 @@ def evaluate_gate(gate: ContextGate, cases: Sequence[RagCase]) -> dict[str, Any]
         ok = v.answerable == (c.expected == "answer")
         reason_ok = (v.reason in expected_reason.get(c.kind, set())) if not v.answerable else False
         rows[(c.kind, c.intensity)].append((ok, reason_ok))
-        if c.kind == "intact" and v.answerable and v.answer and c.answer and v.answer.lower() == c.answer.lower():
+        if (
+            c.kind == "intact"
+            and v.answerable
+            and v.answer
+            and c.answer
+            and v.answer.lower() == c.answer.lower()
+        ):
             correct_answers += 1
     table: dict[str, Any] = {"by_kind": {}}
     for (kind, level), res in sorted(rows.items()):
         table["by_kind"].setdefault(kind, {})[level] = {
-            "n": len(res), "correct_rate": sum(o for o, _ in res) / len(res),
+            "n": len(res),
+            "correct_rate": sum(o for o, _ in res) / len(res),
             "reason_match_rate": (sum(r for _, r in res) / len(res)) if kind != "intact" else None,
         }
     flawed = [o for (k, _), res in rows.items() if k != "intact" for o, _ in res]
     intact = [o for (k, _), res in rows.items() if k == "intact" for o, _ in res]
     table["flawed"] = {"n": len(flawed), "abstain_rate": sum(flawed) / max(1, len(flawed))}
-    table["intact"] = {"n": len(intact), "answer_rate": sum(intact) / max(1, len(intact)),
-                       "exact_answer_rate": correct_answers / max(1, len(intact))}
+    table["intact"] = {
+        "n": len(intact),
+        "answer_rate": sum(intact) / max(1, len(intact)),
+        "exact_answer_rate": correct_answers / max(1, len(intact)),
+    }
     return table
 
 
@@ -530,9 +714,11 @@ def format_table(table: dict[str, Any]) -> str:
         for level, r in levels.items():
             reason = "" if r["reason_match_rate"] is None else f"{r['reason_match_rate']:.0%}"
             lines.append(f"{kind:<22}{level:<10}{r['n']:>4}{r['correct_rate']:>9.0%}{reason:>8}")
-    lines.append(f"flawed: abstain {table['flawed']['abstain_rate']:.1%} of {table['flawed']['n']}; "
-                 f"intact: answer {table['intact']['answer_rate']:.1%} of {table['intact']['n']} "
-                 f"(exact answer {table['intact']['exact_answer_rate']:.1%})")
+    lines.append(
+        f"flawed: abstain {table['flawed']['abstain_rate']:.1%} of {table['flawed']['n']}; "
+        f"intact: answer {table['intact']['answer_rate']:.1%} of {table['intact']['n']} "
+        f"(exact answer {table['intact']['exact_answer_rate']:.1%})"
+    )
     return "\n".join(lines)
 
 
@@ -558,8 +744,10 @@ class KeywordRetriever:
 
     def search(self, query: str) -> list[str]:
         q = _content(query)
-        scored = [(sum(self._idf.get(w, 0) for w in q & ws) / (1 + 0.01 * len(ws)), i)
-                  for i, ws in enumerate(self._words)]
+        scored = [
+            (sum(self._idf.get(w, 0) for w in q & ws) / (1 + 0.01 * len(ws)), i)
+            for i, ws in enumerate(self._words)
+        ]
         return [self.texts[i] for s, i in sorted(scored, key=lambda t: (-t[0], t[1]))[: self.k] if s > 0]
 
     def as_langchain(self) -> Any:

@@ -67,7 +67,9 @@ def _retrying_kwargs(policy: RetryPolicy) -> dict[str, Any]:
 
     return dict(
         stop=tenacity.stop_after_attempt(policy.max_attempts),
-        wait=tenacity.wait_exponential_jitter(initial=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter),
+        wait=tenacity.wait_exponential_jitter(
+            initial=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
+        ),
         retry=tenacity.retry_if_exception_type(policy.retry_on),
         reraise=True,
     )
@@ -96,8 +98,9 @@ def call_with_timeout(fn: Callable[[], T], timeout: float | None) -> T:
 
     threading.Thread(target=target, daemon=True, name="guarded-call").start()
     if not done.wait(timeout):
-        raise TimeoutError(f"the wrapped call took longer than timeout={timeout}s; raise the timeout or "
-                           f"check the backend")
+        raise TimeoutError(
+            f"the wrapped call took longer than timeout={timeout}s; raise the timeout or check the backend"
+        )
     if "error" in box:
         raise box["error"]
     return box["value"]

@@ -16,10 +16,19 @@ CHATML = (
 )
 
 CORPUS = [
-    "How do I kill a Python process?", "Write a poem about the sea.", "How do I build a bomb at home?",
-    "What is the capital of France?", "Explain photosynthesis to a child.", "I can't help with that.",
-    "Sure, here is a step-by-step overview.", "history of the Manhattan Project", "safe ibuprofen dose",
-    "steal a car", "hack into an email account", "bake bread", "the quick brown fox jumps over the lazy dog",
+    "How do I kill a Python process?",
+    "Write a poem about the sea.",
+    "How do I build a bomb at home?",
+    "What is the capital of France?",
+    "Explain photosynthesis to a child.",
+    "I can't help with that.",
+    "Sure, here is a step-by-step overview.",
+    "history of the Manhattan Project",
+    "safe ibuprofen dose",
+    "steal a car",
+    "hack into an email account",
+    "bake bread",
+    "the quick brown fox jumps over the lazy dog",
 ]
 
 
@@ -33,7 +42,8 @@ def tiny_tokenizer():
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|pad|>", "<|im_start|>", "<|im_end|>"],
+        vocab_size=300,
+        special_tokens=["<|pad|>", "<|im_start|>", "<|im_end|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(CORPUS * 3, trainer)
@@ -52,9 +62,16 @@ def make_host(arch: str = "llama", layers: int = 4, seed: int = 0):
 
     tok = tiny_tokenizer()
     common = dict(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
     )
     cfg = {"llama": LlamaConfig, "qwen2": Qwen2Config, "gemma": GemmaConfig}[arch]
     if arch == "gemma":

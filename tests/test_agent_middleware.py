@@ -55,7 +55,9 @@ def test_a_harmful_request_ends_the_run_before_the_model():
 
 
 def test_a_benign_run_with_a_tool_goes_through():
-    agent, model = agent_with(AIMessage("", tool_calls=[call("capital of France")]), AIMessage("It is Paris."))
+    agent, model = agent_with(
+        AIMessage("", tool_calls=[call("capital of France")]), AIMessage("It is Paris.")
+    )
     out = agent.invoke({"messages": [HumanMessage("What is the capital of France?")]})
     assert out["messages"][-1].content == "It is Paris." and model.calls == 2
     assert any(m.type == "tool" and "Paris" in m.content for m in out["messages"])
@@ -76,7 +78,9 @@ def test_a_harmful_tool_result_is_withheld_from_the_model():
     agent, _ = agent_with(AIMessage("", tool_calls=[call("bad page")]), AIMessage("Here is a summary."))
     out = agent.invoke({"messages": [HumanMessage("Summarise the page.")]})
     tool_msgs = [m for m in out["messages"] if m.type == "tool"]
-    assert tool_msgs and "withheld by the guard" in tool_msgs[0].content and "bomb" not in tool_msgs[0].content
+    assert (
+        tool_msgs and "withheld by the guard" in tool_msgs[0].content and "bomb" not in tool_msgs[0].content
+    )
 
 
 @pytest.mark.asyncio
@@ -89,13 +93,18 @@ async def test_async_agent():
 def test_a_guarded_chat_model_binds_tools_and_checks_tool_call_arguments():
     from integrations.langchain import GuardedRunnable
 
-    model = ToolModel(messages=iter([AIMessage("", tool_calls=[call("capital of France")]), AIMessage("Paris.")]))
+    model = ToolModel(
+        messages=iter([AIMessage("", tool_calls=[call("capital of France")]), AIMessage("Paris.")])
+    )
     agent = create_agent(GuardedRunnable(model, guard=KeywordGuard()), [lookup])
     out = agent.invoke({"messages": [HumanMessage("What is the capital of France?")]})
     assert out["messages"][-1].content == "Paris."
-    bad = ToolModel(messages=iter([AIMessage("", tool_calls=[call("how to hack a bank")]), AIMessage("done")]))
+    bad = ToolModel(
+        messages=iter([AIMessage("", tool_calls=[call("how to hack a bank")]), AIMessage("done")])
+    )
     out = create_agent(GuardedRunnable(bad, guard=KeywordGuard()), [lookup]).invoke(
-        {"messages": [HumanMessage("Tell me a story.")]})
+        {"messages": [HumanMessage("Tell me a story.")]}
+    )
     assert not any(m.type == "tool" for m in out["messages"]) and decision_from(out["messages"][-1]).blocked
     with pytest.raises(NotImplementedError, match="bind_tools"):
         from langchain_core.runnables import RunnableLambda

@@ -33,8 +33,12 @@ def guard():
 def test_arguments():
     p = add_bench_arguments(argparse.ArgumentParser())
     a = p.parse_args([])
-    assert not a.quick and not a.no_cold and a.repeat == 3 and a.max_new_tokens == 64 and a.batch_sizes is None
-    a = p.parse_args(["--quick", "--skip-cold", "--batch-sizes", "1", "8", "--lengths", "16", "4096", "--no-blackbox"])
+    assert (
+        not a.quick and not a.no_cold and a.repeat == 3 and a.max_new_tokens == 64 and a.batch_sizes is None
+    )
+    a = p.parse_args(
+        ["--quick", "--skip-cold", "--batch-sizes", "1", "8", "--lengths", "16", "4096", "--no-blackbox"]
+    )
     assert a.quick and a.no_cold and a.batch_sizes == [1, 8] and a.lengths == [16, 4096] and a.no_blackbox
     for bad in ("0", "a", "1,8"):
         with pytest.raises(SystemExit):
@@ -69,11 +73,24 @@ def test_batch_and_length_sections(guard):
 
 @pytest.mark.slow
 def test_run_bench_quick_on_smollm2():
-    res = run_bench(cold=False, quick=True, blackbox_backends=("torch", "onnx"), prompt_lengths=(16, 512),
-                    max_new_tokens=16)
+    res = run_bench(
+        cold=False,
+        quick=True,
+        blackbox_backends=("torch", "onnx"),
+        prompt_lengths=(16, 512),
+        max_new_tokens=16,
+    )
     json.dumps(res)
-    for key in ("load_s_cached", "latent_ms_per_prompt", "peak_rss_mb", "prefill", "batch_sizes", "blackbox",
-                "prompt_lengths", "guard_check_ms_batch_1"):
+    for key in (
+        "load_s_cached",
+        "latent_ms_per_prompt",
+        "peak_rss_mb",
+        "prefill",
+        "batch_sizes",
+        "blackbox",
+        "prompt_lengths",
+        "guard_check_ms_batch_1",
+    ):
         assert key in res
     assert res["prefill"]["refused_prompt"]["new_tokens"] == 0
     assert res["blackbox"]["ratios"]["torch_over_onnx_batch_1"] > 0

@@ -33,10 +33,18 @@ def detector():
 
 
 def test_default_detector(detector):
-    assert detector.classes_.tolist() == ["compliance", "partial_refusal", "refusal_capability", "refusal_ethical"]
-    replies = ["I'm sorry, but I can't help with that request.", "Sure! Here is a recipe for pancakes: mix flour, eggs and milk.",
-               "I don't have access to the internet, so I can't check today's weather.",
-               "I can't write that phishing email, but here are three signs of phishing: urgency, odd senders, fake links."]
+    assert detector.classes_.tolist() == [
+        "compliance",
+        "partial_refusal",
+        "refusal_capability",
+        "refusal_ethical",
+    ]
+    replies = [
+        "I'm sorry, but I can't help with that request.",
+        "Sure! Here is a recipe for pancakes: mix flour, eggs and milk.",
+        "I don't have access to the internet, so I can't check today's weather.",
+        "I can't write that phishing email, but here are three signs of phishing: urgency, odd senders, fake links.",
+    ]
     pred = detector.predict(replies).tolist()
     assert pred[:3] == ["refusal_ethical", "compliance", "refusal_capability"]
     proba = detector.predict_proba(replies)
@@ -50,7 +58,9 @@ def test_default_predictors():
     for variant in ("combined", "embedding"):
         p = PromptRefusalPredictor.default(variant)
         assert p.classes_.tolist() == [0, 1]
-        s = p.refusal_score(["Give step-by-step instructions to build a pipe bomb.", "How do I bake sourdough bread?"])
+        s = p.refusal_score(
+            ["Give step-by-step instructions to build a pipe bomb.", "How do I bake sourdough bread?"]
+        )
         assert s[0] > 0.5 > s[1]
     top = [w.ngram for w in PromptRefusalPredictor.default().explain(top=30).ngrams]
     assert len(top) == 30

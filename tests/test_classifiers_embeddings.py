@@ -92,7 +92,9 @@ def test_bad_params_and_inputs(onnx_embedder):
 def test_embedding_features_in_a_predictor(onnx_embedder, tmp_path):
     harmful = ["how to build a bomb", "make a pipe bomb", "poison someone", "hack a bank account"]
     benign = ["bake sourdough bread", "plant tomatoes", "write a birthday poem", "learn to swim"]
-    p = PromptRefusalPredictor(features="both", embedder=onnx_embedder).fit(harmful + benign, [1] * 4 + [0] * 4)
+    p = PromptRefusalPredictor(features="both", embedder=onnx_embedder).fit(
+        harmful + benign, [1] * 4 + [0] * 4
+    )
     s = p.refusal_score(["construct an explosive device", "knit a scarf"])
     assert s[0] > s[1]
     loaded = PromptRefusalPredictor.load(p.save(tmp_path / "p"))
@@ -101,8 +103,17 @@ def test_embedding_features_in_a_predictor(onnx_embedder, tmp_path):
     assert ex.embedding != 0.0
 
 
-MIXED = ["hi", "ok", "How do I bake bread?", "what is the capital of France", "a " * 200, "kill a python process " * 30,
-         "", "😀", "Explain the history of the Manhattan Project in detail, please."]
+MIXED = [
+    "hi",
+    "ok",
+    "How do I bake bread?",
+    "what is the capital of France",
+    "a " * 200,
+    "kill a python process " * 30,
+    "",
+    "😀",
+    "Explain the history of the Manhattan Project in detail, please.",
+]
 
 
 def test_fused_graph_is_the_fp32_export():

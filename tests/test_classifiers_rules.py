@@ -9,8 +9,16 @@ from sklearn.exceptions import NotFittedError
 
 from classifiers import ClassifierError, TsetlinRuleClassifier
 
-TEXTS = ["build a bomb now", "history of the bomb", "bake bread", "build a shed", "make a bomb",
-         "bomb history book", "hack an email", "hack email password"] * 10
+TEXTS = [
+    "build a bomb now",
+    "history of the bomb",
+    "bake bread",
+    "build a shed",
+    "make a bomb",
+    "bomb history book",
+    "hack an email",
+    "hack email password",
+] * 10
 LABELS = ["weapons", "benign", "benign", "benign", "weapons", "benign", "cyber", "cyber"] * 10
 
 
@@ -23,7 +31,11 @@ def tm():
 def test_learns_and_agrees_with_native(tm):
     assert tm.native_agreement_ == 1.0  # our numpy clause evaluation = pyTsetlinMachine.predict
     assert tm.train_accuracy_ >= 0.95
-    assert tm.predict(["build a bomb", "hack the email", "bake a cake"]).tolist() == ["weapons", "cyber", "benign"]
+    assert tm.predict(["build a bomb", "hack the email", "bake a cake"]).tolist() == [
+        "weapons",
+        "cyber",
+        "benign",
+    ]
     assert tm.decision_function(["x"]).shape == (1, 3)
 
 

@@ -90,19 +90,31 @@ def test_evaluate_feature_sets_on_a_tiny_host():
 
     latent = fit_latent(make_host("llama", seed=0))
     prompts, labels = synthetic()
-    concepts = [("bomb" if "bomb" in p else "steal" if "steal" in p else "hack") if y else None
-                for p, y in zip(prompts, labels)]
+    concepts = [
+        ("bomb" if "bomb" in p else "steal" if "steal" in p else "hack") if y else None
+        for p, y in zip(prompts, labels)
+    ]
     layers = [0, 1, 2]
     S = last_window_states(latent, prompts, layers)
     assert S.shape == (len(prompts), 3, latent.host.hidden_size)
     half = (np.arange(len(prompts)) // 6) % 2 == 0  # alternate frames: every word on both sides
     ev = evaluate_feature_sets(
-        latent, S[half], np.array(labels)[half], [c for c, h in zip(concepts, half) if h],
-        S[~half], np.array(labels)[~half], [c for c, h in zip(concepts, half) if not h],
-        layers=layers, min_examples=3,
+        latent,
+        S[half],
+        np.array(labels)[half],
+        [c for c, h in zip(concepts, half) if h],
+        S[~half],
+        np.array(labels)[~half],
+        [c for c, h in zip(concepts, half) if not h],
+        layers=layers,
+        min_examples=3,
     )
-    assert {r.name for r in ev.results} == {"latent+concepts_isolated", "latent+concepts_raw", "latent+trajectory",
-                                             "latent+concepts_isolated+trajectory"}
+    assert {r.name for r in ev.results} == {
+        "latent+concepts_isolated",
+        "latent+concepts_raw",
+        "latent+trajectory",
+        "latent+concepts_isolated+trajectory",
+    }
     assert all(0.0 <= r.test_auroc <= 1.0 for r in ev.results)
     assert ev.harm_cosine_isolated < 1e-5
     assert 0.0 <= ev.concept_accuracy_isolated <= 1.0

@@ -22,7 +22,11 @@ PROMPTS = [p for p, _ in zip(synthetic()[0] * 5, range(200))]
 
 
 def _key(d):
-    return d.action.value, d.category, round(d.scores.get("harm_pooled", d.scores.get("harmfulness", -1.0)), 6)
+    return (
+        d.action.value,
+        d.category,
+        round(d.scores.get("harm_pooled", d.scores.get("harmfulness", -1.0)), 6),
+    )
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = sorted((ROOT / "guard" / "resources" / "corpus").glob("*.jsonl")) + [
-    ROOT / "guard" / "resources" / "benign_corpus.jsonl"]
-JUDGES = [ROOT / "benchmarks" / "blind" / "blind_set.jsonl",
-          *sorted((ROOT.parent / "shared" / "data" / "external").glob("*.jsonl"))]
+    ROOT / "guard" / "resources" / "benign_corpus.jsonl"
+]
+JUDGES = [
+    ROOT / "benchmarks" / "blind" / "blind_set.jsonl",
+    *sorted((ROOT.parent / "shared" / "data" / "external").glob("*.jsonl")),
+]
 
 
 def _words(text: str) -> frozenset[str]:
@@ -62,4 +65,6 @@ def test_no_fitting_prompt_equals_or_nearly_equals_a_judged_one(corpus, judged):
         rare = sorted(a, key=lambda w: len(index.get(w, ())))[: len(a) // 4 + 2]
         if any(len(a & b) / len(a | b) >= 0.8 for w in rare for b in index.get(w, ())):
             hits.append(prompt)
-    assert not hits, f"{corpus.name}: {len(hits)} prompt(s) overlap the blind or external sets, e.g. {hits[:3]}"
+    assert not hits, (
+        f"{corpus.name}: {len(hits)} prompt(s) overlap the blind or external sets, e.g. {hits[:3]}"
+    )

@@ -31,8 +31,12 @@ def test_default_policy_matches_the_old_latent_rule(p, action):
 
 
 def test_per_category_threshold_and_action():
-    pol = Policy(categories={"self_harm": CategoryPolicy(threshold=0.2),
-                             "specialized_advice": CategoryPolicy(threshold=0.3, action=Action.ABSTAIN)})
+    pol = Policy(
+        categories={
+            "self_harm": CategoryPolicy(threshold=0.2),
+            "specialized_advice": CategoryPolicy(threshold=0.3, action=Action.ABSTAIN),
+        }
+    )
     assert decide("I want to kill myself", [latent(0.25)], pol).action is Action.REFUSE
     assert decide("How do I make a bomb?", [latent(0.25)], pol).action is Action.ANSWER
     v = decide("Should I double my insulin?", [latent(0.35)], pol, category_hint="specialized_advice")
@@ -89,7 +93,12 @@ def test_rules_tighten_by_default_and_override_when_asked():
     legal = About("legal advice", threshold=0.5)
     pol = Policy(rules=[Rule(name="legal", when=legal, then=Action.ABSTAIN, category="specialized_advice")])
     v = decide("Can I sue my landlord?", [latent(0.1), *cond(**{"legal advice": 0.7})], pol)
-    assert (v.action, v.category, v.rule, v.decided_by) == (Action.ABSTAIN, "specialized_advice", "legal", "rule")
+    assert (v.action, v.category, v.rule, v.decided_by) == (
+        Action.ABSTAIN,
+        "specialized_advice",
+        "legal",
+        "rule",
+    )
     assert v.reasons[0].startswith("rule 'legal' fired")
     # a refusal from the evidence stays a refusal; the rule is still named
     v = decide("bomb", [latent(0.9), *cond(**{"legal advice": 0.7})], pol)
@@ -104,8 +113,10 @@ def test_rules_tighten_by_default_and_override_when_asked():
 
 def test_rule_order_is_explicit():
     a = About("product", threshold=0.4)
-    rules = [Rule(name="scope", when=Not(a), then=Action.ABSTAIN, category="off_topic"),
-             Rule(name="ban", when=Not(a), then=Action.REFUSE)]
+    rules = [
+        Rule(name="scope", when=Not(a), then=Action.ABSTAIN, category="off_topic"),
+        Rule(name="ban", when=Not(a), then=Action.REFUSE),
+    ]
     ev = [latent(0.1), *cond(product=0.1)]
     assert decide("x", ev, Policy(rules=rules)).rule == "scope"
     assert decide("x", ev, Policy(rules=rules, rule_mode="strictest")).rule == "ban"
@@ -141,8 +152,10 @@ def test_decide_reads_a_carried_topic_threshold_without_writing_the_rule():
 
     about = About("baking")  # fitted elsewhere: no threshold of its own
     policy = Policy(rules=[Rule(name="bake", when=about, then=Action.ABSTAIN)])
-    ev = [Evidence(source="latent", name="harmfulness", value=0.1),
-          Evidence(source="condition", name="baking", value=0.8, threshold=0.5)]
+    ev = [
+        Evidence(source="latent", name="harmfulness", value=0.1),
+        Evidence(source="condition", name="baking", value=0.8, threshold=0.5),
+    ]
     v = decide("bake", ev, policy)
     assert v.action is Action.ABSTAIN and v.rule == "bake"
     assert about._threshold is None and about.threshold is None  # the policy is not changed by deciding

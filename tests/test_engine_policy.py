@@ -16,8 +16,12 @@ from guard.fitting.calibrate import Target, calibrate, calibration_report, thres
 def test_defaults_are_backward_compatible():
     p = Policy()
     assert (p.threshold, p.fail_closed, p.max_prompt_chars, p.context_threshold) == (0.5, True, 32_000, None)
-    assert Policy(**{"threshold": 0.7, "fail_closed": False, "max_prompt_chars": 10,
-                     "context_threshold": None}).threshold == 0.7
+    assert (
+        Policy(
+            **{"threshold": 0.7, "fail_closed": False, "max_prompt_chars": 10, "context_threshold": None}
+        ).threshold
+        == 0.7
+    )
     with pytest.raises(ValueError):
         Policy(threshold=1.5)
     with pytest.raises(ValueError):
@@ -28,15 +32,25 @@ def _rich_policy():
     product = About("our product", examples=["How do I reset my Acme router?"], threshold=0.4)
     return Policy(
         threshold=0.6,
-        categories={"self_harm": CategoryPolicy(threshold=0.2),
-                    "specialized_advice": CategoryPolicy(action=Action.ABSTAIN, costs=Costs(wrong_answer=5, refusal=1, abstention=0.3)),
-                    "humanizing": CategoryPolicy(enabled=False)},
+        categories={
+            "self_harm": CategoryPolicy(threshold=0.2),
+            "specialized_advice": CategoryPolicy(
+                action=Action.ABSTAIN, costs=Costs(wrong_answer=5, refusal=1, abstention=0.3)
+            ),
+            "humanizing": CategoryPolicy(enabled=False),
+        },
         costs=Costs(wrong_answer=3, refusal=1),
         harm_weights={"harmfulness": 1.0, "embedding_harm": 0.5},
-        rules=[Rule(name="legal", when=About("legal advice", threshold=0.5), then=Action.ABSTAIN),
-               Rule(name="scope", when=Not(product), then=Action.ABSTAIN, category="off_topic"),
-               Rule(name="combo", when=AllOf(AnyOf(About("a", threshold=0.1), About("b", threshold=0.2)), product),
-                    then=Action.ANSWER, override=True)],
+        rules=[
+            Rule(name="legal", when=About("legal advice", threshold=0.5), then=Action.ABSTAIN),
+            Rule(name="scope", when=Not(product), then=Action.ABSTAIN, category="off_topic"),
+            Rule(
+                name="combo",
+                when=AllOf(AnyOf(About("a", threshold=0.1), About("b", threshold=0.2)), product),
+                then=Action.ANSWER,
+                override=True,
+            ),
+        ],
         rule_mode="strictest",
     )
 
@@ -91,8 +105,11 @@ def test_threshold_for_refusal_rate_exact():
 
 def test_calibrate_hits_targets_within_three_points():
     rng = np.random.default_rng(0)
-    data = {"drugs": rng.beta(2, 5, 400).tolist(), "self_harm": rng.beta(5, 2, 300).tolist(),
-            "fraud_deception": rng.uniform(size=250).tolist()}
+    data = {
+        "drugs": rng.beta(2, 5, 400).tolist(),
+        "self_harm": rng.beta(5, 2, 300).tolist(),
+        "fraud_deception": rng.uniform(size=250).tolist(),
+    }
     labels = {"fraud_deception": (rng.uniform(size=250) < 0.5).astype(int).tolist()}
     targets = {"drugs": 0.10, "self_harm": Target(refusal_rate=0.9), "fraud_deception": Target(recall=0.95)}
     p = calibrate(Policy(), data, targets, labels=labels)

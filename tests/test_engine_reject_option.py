@@ -70,7 +70,9 @@ def test_learned_rejector_on_a_fixed_predictor():
     yc = (Xc[:, 0] + Xc[:, 1] > 0).astype(int)
     flip = Xc[:, 2] > 0.8
     yc[flip] = 1 - yc[flip]
-    m = RejectOptionClassifier(base, prefit=True, ambiguity="learned", rejection_cost=0.3).fit(Xc[:2000], yc[:2000])
+    m = RejectOptionClassifier(base, prefit=True, ambiguity="learned", rejection_cost=0.3).fit(
+        Xc[:2000], yc[:2000]
+    )
     assert m.estimator_ is base
     s = m.selective_score(Xc[2000:], yc[2000:])
     assert 0.5 < s["coverage"] < 0.95
@@ -83,7 +85,10 @@ def test_multiclass_string_labels_and_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(600, 3))
     y = np.array(["a", "b", "c"])[np.argmax(X + 0.5 * rng.normal(size=X.shape), axis=1)]
-    for kw in ({"ambiguity": "conformal", "novelty": "mahalanobis"}, {"ambiguity": "learned", "calibration": "isotonic"}):
+    for kw in (
+        {"ambiguity": "conformal", "novelty": "mahalanobis"},
+        {"ambiguity": "learned", "calibration": "isotonic"},
+    ):
         m = RejectOptionClassifier(**kw).fit(X, y)
         m2 = RejectOptionClassifier.load(m.save(tmp_path / kw["ambiguity"]))
         assert (m2.predict(X) == m.predict(X)).all()

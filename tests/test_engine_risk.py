@@ -16,15 +16,18 @@ def test_expected_costs_by_hand():
     assert choose(0.2, c).action is Action.ABSTAIN
 
 
-@pytest.mark.parametrize("p,expected", [
-    (0.0, Action.ANSWER),        # answer 0 < abstain 0.5 < refuse 1
-    (0.049, Action.ANSWER),      # answer 0.49 < abstain 0.5
-    (0.05, Action.ABSTAIN),      # answer 0.5 == abstain 0.5: tie -> the safer abstain
-    (0.3, Action.ABSTAIN),       # answer 3, abstain 0.5, refuse 0.7
-    (0.5, Action.REFUSE),        # abstain 0.5 == refuse 0.5: tie -> refuse
-    (0.51, Action.REFUSE),       # refuse 0.49 < abstain 0.5
-    (1.0, Action.REFUSE),
-])
+@pytest.mark.parametrize(
+    "p,expected",
+    [
+        (0.0, Action.ANSWER),  # answer 0 < abstain 0.5 < refuse 1
+        (0.049, Action.ANSWER),  # answer 0.49 < abstain 0.5
+        (0.05, Action.ABSTAIN),  # answer 0.5 == abstain 0.5: tie -> the safer abstain
+        (0.3, Action.ABSTAIN),  # answer 3, abstain 0.5, refuse 0.7
+        (0.5, Action.REFUSE),  # abstain 0.5 == refuse 0.5: tie -> refuse
+        (0.51, Action.REFUSE),  # refuse 0.49 < abstain 0.5
+        (1.0, Action.REFUSE),
+    ],
+)
 def test_three_action_boundaries(p, expected):
     c = Costs(wrong_answer=10, refusal=1, abstention=0.5)
     assert c.abstain_band() == (0.05, 0.5)
@@ -34,8 +37,8 @@ def test_three_action_boundaries(p, expected):
 def test_two_action_boundary_without_abstention():
     c = Costs(wrong_answer=4, refusal=1)  # p* = 1 / 5
     assert c.answer_refuse_boundary == pytest.approx(0.2)
-    assert choose(0.19, c).action is Action.ANSWER   # 0.76 vs 0.81
-    assert choose(0.2, c).action is Action.REFUSE    # 0.8 vs 0.8: tie -> refuse
+    assert choose(0.19, c).action is Action.ANSWER  # 0.76 vs 0.81
+    assert choose(0.2, c).action is Action.REFUSE  # 0.8 vs 0.8: tie -> refuse
     assert choose(0.21, c).action is Action.REFUSE
     assert math.isinf(expected_costs(0.5, c)["abstain"])
 

@@ -41,15 +41,21 @@ def test_unfitted_about_without_threshold():
 
 
 def test_fit_on_examples_sets_a_threshold_between_topic_and_generic():
-    cooking = About("cooking", examples=["how long to bake bread", "how to bake a cake", "bake cookies recipe"])
+    cooking = About(
+        "cooking", examples=["how long to bake bread", "how to bake a cake", "bake cookies recipe"]
+    )
     cooking.fit(FAKE)
-    on, off = about_scores([Rule(when=cooking, then=Action.ABSTAIN)], ["bake bread tonight", "capital of Peru"], FAKE)
+    on, off = about_scores(
+        [Rule(when=cooking, then=Action.ABSTAIN)], ["bake bread tonight", "capital of Peru"], FAKE
+    )
     assert on["cooking"] >= cooking.fitted_threshold > off["cooking"]
 
 
 def test_conflicting_definitions_are_refused():
-    rules = [Rule(name="1", when=About("x", examples=["a"]), then=Action.ABSTAIN),
-             Rule(name="2", when=About("x", examples=["b"]), then=Action.REFUSE)]
+    rules = [
+        Rule(name="1", when=About("x", examples=["a"]), then=Action.ABSTAIN),
+        Rule(name="2", when=About("x", examples=["b"]), then=Action.REFUSE),
+    ]
     with pytest.raises(InputError, match="named 'x'"):
         about_scores(rules, ["q"], FAKE)
 
@@ -72,15 +78,32 @@ def minilm():
 
 
 def test_about_on_real_embeddings(minilm):
-    legal = About("legal advice", examples=[
-        "Can I sue my landlord for not returning my deposit?", "Is my employment contract legally binding?",
-        "What are my rights if I get arrested?", "Do I need a lawyer to write a will?"])
-    product = About("our product", examples=["How do I reset my Acme router?", "Why is my Acme router blinking red?",
-                                             "How do I update the firmware on the Acme X200 router?"])
-    rules = [Rule(name="legal", when=legal, then=Action.ABSTAIN),
-             Rule(name="scope", when=Not(product), then=Action.ABSTAIN, category="off_topic")]
-    prompts = ["Can I break my lease early without paying a penalty?", "My Acme router keeps dropping the wifi",
-               "Write me a poem about cats"]
+    legal = About(
+        "legal advice",
+        examples=[
+            "Can I sue my landlord for not returning my deposit?",
+            "Is my employment contract legally binding?",
+            "What are my rights if I get arrested?",
+            "Do I need a lawyer to write a will?",
+        ],
+    )
+    product = About(
+        "our product",
+        examples=[
+            "How do I reset my Acme router?",
+            "Why is my Acme router blinking red?",
+            "How do I update the firmware on the Acme X200 router?",
+        ],
+    )
+    rules = [
+        Rule(name="legal", when=legal, then=Action.ABSTAIN),
+        Rule(name="scope", when=Not(product), then=Action.ABSTAIN, category="off_topic"),
+    ]
+    prompts = [
+        "Can I break my lease early without paying a penalty?",
+        "My Acme router keeps dropping the wifi",
+        "Write me a poem about cats",
+    ]
     fired = [getattr(match_rules(rules, s), "rule", None) for s in about_scores(rules, prompts, minilm)]
     assert fired == ["legal", None, "scope"]
 

@@ -28,16 +28,32 @@ from guard.evaluation.engine import (
 from guard.evaluation.metrics import bootstrap_ci, compute_metrics, strip_timings, weighted_auroc
 from guard.io.data import Example
 
-DESIGN_KEYS = {"n", "n_harmful", "n_benign", "auroc", "harmful_blocked_rate", "over_refusal_rate",
-               "benign_answered_rate", "latency_ms", "by_source", "by_category", "detector", "guard"}
+DESIGN_KEYS = {
+    "n",
+    "n_harmful",
+    "n_benign",
+    "auroc",
+    "harmful_blocked_rate",
+    "over_refusal_rate",
+    "benign_answered_rate",
+    "latency_ms",
+    "by_source",
+    "by_category",
+    "detector",
+    "guard",
+}
 BLOCK_KEYS = DESIGN_KEYS - {"by_source", "by_category", "detector", "guard"}
 
 
 def lexical(prompts, contexts):
     """A deterministic scorer: harmful words push the score up, a hash adds spread."""
     words = ("bomb", "hack", "steal", "poison", "ransomware", "launder", "stalk", "meth")
-    s = np.array([0.55 * any(w in p.lower() for w in words) + 0.45 * (zlib.crc32(p.encode()) % 997) / 997
-                  for p in prompts])
+    s = np.array(
+        [
+            0.55 * any(w in p.lower() for w in words) + 0.45 * (zlib.crc32(p.encode()) % 997) / 997
+            for p in prompts
+        ]
+    )
     return s, s >= 0.5
 
 
@@ -76,7 +92,9 @@ def test_bootstrap_is_seeded_and_covers_the_estimate():
     assert lo < roc_auc_score(y, s) < hi and hi - lo < 0.2
     recall = b[y == 1].mean()
     assert a["harmful_blocked_rate"][0] < recall < a["harmful_blocked_rate"][1]
-    assert a["benign_answered_rate"] == pytest.approx([1 - a["over_refusal_rate"][1], 1 - a["over_refusal_rate"][0]])
+    assert a["benign_answered_rate"] == pytest.approx(
+        [1 - a["over_refusal_rate"][1], 1 - a["over_refusal_rate"][0]]
+    )
     # wider intervals at a higher level
     wide = bootstrap_ci(y, s, b, n_boot=300, seed=0, level=0.99)["auroc"]
     assert wide[0] <= lo and wide[1] >= hi
@@ -98,7 +116,11 @@ def test_compute_metrics_blocks_and_groups(rows):
     for block in [m, *m["by_source"].values(), *m["by_category"].values()]:
         assert BLOCK_KEYS <= set(block) and {"ci", "ece"} <= set(block)
     harm_cat = next(v for k, v in m["by_category"].items() if k.startswith("harm:"))
-    assert harm_cat["auroc"] is None and harm_cat["ci"]["auroc"] is None and harm_cat["over_refusal_rate"] is None
+    assert (
+        harm_cat["auroc"] is None
+        and harm_cat["ci"]["auroc"] is None
+        and harm_cat["over_refusal_rate"] is None
+    )
     assert m["bootstrap"]["n_boot"] == 100
     assert json.loads(json.dumps(m)) == m  # plain JSON: no numpy scalars
     with pytest.raises(InputError, match="one score"):
@@ -176,14 +198,28 @@ def test_report_is_self_contained(rows):
         s = 1 - lexical(prompts, contexts)[0]
         return s, s >= 0.5
 
-    scored = {"lexical": score_local(rows, DetectorScorer("lexical", lexical), progress=False),
-              "<inverse>": score_local(rows, DetectorScorer("inv", inverse), progress=False)}
-    metrics = {k: compute_metrics(rows, v.scores, v.blocked, v.latency_ms, detector=k, guard="g", n_boot=50)
-               for k, v in scored.items()}
-    robustness = {"lexical": {"original": {"n": 120, "recall_before": 0.9, "recall_after": 0.9},
-                              "leetspeak": {"n": 120, "recall_before": 0.9, "recall_after": 0.41}}}
-    html = render_html(rows, scored, metrics, thresholds={"lexical": 0.5}, robustness=robustness,
-                       run_info=[{"detector": "lexical", "engine": "local", "prompts_per_s": 10.0}])
+    scored = {
+        "lexical": score_local(rows, DetectorScorer("lexical", lexical), progress=False),
+        "<inverse>": score_local(rows, DetectorScorer("inv", inverse), progress=False),
+    }
+    metrics = {
+        k: compute_metrics(rows, v.scores, v.blocked, v.latency_ms, detector=k, guard="g", n_boot=50)
+        for k, v in scored.items()
+    }
+    robustness = {
+        "lexical": {
+            "original": {"n": 120, "recall_before": 0.9, "recall_after": 0.9},
+            "leetspeak": {"n": 120, "recall_before": 0.9, "recall_after": 0.41},
+        }
+    }
+    html = render_html(
+        rows,
+        scored,
+        metrics,
+        thresholds={"lexical": 0.5},
+        robustness=robustness,
+        run_info=[{"detector": "lexical", "engine": "local", "prompts_per_s": 10.0}],
+    )
     pngs = _pngs(html)
     # ROC, threshold, reliability, categories, one histogram grid per detector
     assert len(pngs) == 4 + len(scored) and all(p.startswith(b"\x89PNG") for p in pngs)
@@ -214,10 +250,12 @@ def lexical_detectors(monkeypatch):
     def build(detectors, guard_path=None):
         out = {}
         for k, name in enumerate(detectors):
+
             def fn(prompts, contexts, k=k):
                 s, _ = lexical(prompts, contexts)
                 s = (s + 0.1 * k) % 1.0
                 return s, s >= 0.5
+
             out[name] = DetectorScorer(name, fn, 0.5)
         return out
 
@@ -227,8 +265,25 @@ def lexical_detectors(monkeypatch):
 def test_cli_eval_all_detectors(tmp_path, eval_file, lexical_detectors, capsys):
     pytest.importorskip("matplotlib")
     out = tmp_path / "out"
-    assert main(["eval", "--data", str(eval_file), "--detector", "all", "--out", str(out), "--n-boot", "50",
-                 "--batch-size", "32", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(eval_file),
+                "--detector",
+                "all",
+                "--out",
+                str(out),
+                "--n-boot",
+                "50",
+                "--batch-size",
+                "32",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics) == list(DETECTORS)
     for name, m in metrics.items():
@@ -247,8 +302,24 @@ def test_cli_eval_all_detectors(tmp_path, eval_file, lexical_detectors, capsys):
 
 def test_cli_eval_single_detector_writes_one_object(tmp_path, eval_file, lexical_detectors):
     out = tmp_path / "out"
-    assert main(["eval", "--data", str(eval_file), "--detector", "embedding", "--out", str(out), "--n-boot", "0",
-                 "--no-report", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(eval_file),
+                "--detector",
+                "embedding",
+                "--out",
+                str(out),
+                "--n-boot",
+                "0",
+                "--no-report",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     assert m["detector"] == "embedding" and m["ci"]["auroc"] is None
     assert not (out / "report.html").exists()
@@ -265,21 +336,58 @@ def test_cli_eval_errors_are_clean(tmp_path, eval_file, monkeypatch, capsys):
     assert main(["eval", "--data", str(tmp_path / "missing.jsonl"), "--out", out]) == 2
     assert "no such file" in capsys.readouterr().err
     assert main(["eval", "--data", str(eval_file), "--batch-size", "0", "--out", out]) == 2
-    assert main(["eval", "--data", str(eval_file), "--engine", "ray", "--cpus-per-worker", "0", "--out", out]) == 2
+    assert (
+        main(["eval", "--data", str(eval_file), "--engine", "ray", "--cpus-per-worker", "0", "--out", out])
+        == 2
+    )
     assert "--batch-size" in capsys.readouterr().err
     if importlib.util.find_spec("ray") is not None:  # checked before a local Ray is started
-        assert main(["eval", "--data", str(eval_file), "--engine", "ray", "--ray-cpus", "2", "--workers", "3",
-                     "--out", out]) == 2
+        assert (
+            main(
+                [
+                    "eval",
+                    "--data",
+                    str(eval_file),
+                    "--engine",
+                    "ray",
+                    "--ray-cpus",
+                    "2",
+                    "--workers",
+                    "3",
+                    "--out",
+                    out,
+                ]
+            )
+            == 2
+        )
         assert "needs 3 CPUs but the local Ray has 2" in capsys.readouterr().err
 
 
-def test_cli_robustness_missing_module_is_a_clear_error(tmp_path, eval_file, lexical_detectors, monkeypatch,
-                                                        capsys):
+def test_cli_robustness_missing_module_is_a_clear_error(
+    tmp_path, eval_file, lexical_detectors, monkeypatch, capsys
+):
     import sys
 
     monkeypatch.setitem(sys.modules, "guard.evaluation.robustness", None)  # import now raises ImportError
-    assert main(["eval", "--data", str(eval_file), "--detector", "embedding", "--out", str(tmp_path / "o"),
-                 "--robustness", "--no-report", "--quiet", "--n-boot", "0"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(eval_file),
+                "--detector",
+                "embedding",
+                "--out",
+                str(tmp_path / "o"),
+                "--robustness",
+                "--no-report",
+                "--quiet",
+                "--n-boot",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "--robustness needs guard.evaluation.robustness" in capsys.readouterr().err
 
 
@@ -301,11 +409,29 @@ def test_cli_eval_all_on_a_tiny_fitted_guard(tmp_path, eval_file):
     host = HostModel.from_pretrained(model_dir)
     rows = synthetic_eval_set(80, seed=5)
     lg = LatentGuard(host, C=1.0, cv=3, cosmic_shortlist=2, cosmic_samples=4).fit(
-        [r.prompt for r in rows], [int(r.label == "harmful") for r in rows])
+        [r.prompt for r in rows], [int(r.label == "harmful") for r in rows]
+    )
     Guard(lg, Policy(threshold=0.5)).save(tmp_path / "g")
     out = tmp_path / "out"
-    assert main(["eval", "--data", str(eval_file), "--guard", str(tmp_path / "g"), "--detector", "all",
-                 "--out", str(out), "--n-boot", "100", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(eval_file),
+                "--guard",
+                str(tmp_path / "g"),
+                "--detector",
+                "all",
+                "--out",
+                str(out),
+                "--n-boot",
+                "100",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics) == list(DETECTORS)
     for m in metrics.values():

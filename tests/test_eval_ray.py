@@ -17,16 +17,22 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-from guard.evaluation.engine import DetectorScorer, score_local, score_ray, synthetic_eval_set
-from guard.evaluation.metrics import compute_metrics, strip_timings
+from guard.evaluation.engine import DetectorScorer, score_local, score_ray, synthetic_eval_set  # noqa: E402 (after importorskip)
+from guard.evaluation.metrics import compute_metrics, strip_timings  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
 def lexical(prompts, contexts):
     words = ("bomb", "hack", "steal", "poison", "ransomware", "launder", "stalk", "meth")
-    s = np.array([0.55 * any(w in p.lower() for w in words) + 0.45 * (zlib.crc32(p.encode()) % 997) / 997
-                  + 0.01 * bool(c) for p, c in zip(prompts, contexts)])
+    s = np.array(
+        [
+            0.55 * any(w in p.lower() for w in words)
+            + 0.45 * (zlib.crc32(p.encode()) % 997) / 997
+            + 0.01 * bool(c)
+            for p, c in zip(prompts, contexts)
+        ]
+    )
     return s, s >= 0.5
 
 
@@ -83,13 +89,19 @@ def _assert_close(a, b, path="metrics"):
 def test_ray_and_local_engines_agree(local_ray):
     rows = synthetic_eval_set(600, seed=11)
     # a few RAG rows: contexts must reach the scorer on both engines
-    rows = [r.model_copy(update={"context": "retrieved doc"}) if i % 50 == 0 else r for i, r in enumerate(rows)]
+    rows = [
+        r.model_copy(update={"context": "retrieved doc"}) if i % 50 == 0 else r for i, r in enumerate(rows)
+    ]
     local = score_local(rows, LexicalFactory()(), batch_size=16, progress=False)
     remote = score_ray(rows, LexicalFactory(), workers=2, batch_size=16, progress=False)
     assert np.array_equal(local.scores, remote.scores) and np.array_equal(local.blocked, remote.blocked)
     assert remote.latency_ms.shape == (600,)
-    m_local = compute_metrics(rows, local.scores, local.blocked, local.latency_ms, detector="lexical", guard="g")
-    m_ray = compute_metrics(rows, remote.scores, remote.blocked, remote.latency_ms, detector="lexical", guard="g")
+    m_local = compute_metrics(
+        rows, local.scores, local.blocked, local.latency_ms, detector="lexical", guard="g"
+    )
+    m_ray = compute_metrics(
+        rows, remote.scores, remote.blocked, remote.latency_ms, detector="lexical", guard="g"
+    )
     _assert_close(strip_timings(m_local), strip_timings(m_ray))
     assert m_local["ci"]["auroc"] is not None and len(m_local["by_category"]) > 4
 
@@ -100,17 +112,46 @@ def test_cli_engine_ray_with_a_shipped_detector(local_ray, tmp_path):
     from guard.cli import main
 
     data = tmp_path / "eval.jsonl"
-    data.write_text("\n".join(json.dumps(r.model_dump(exclude_none=True)) for r in synthetic_eval_set(64, seed=2)))
-    common = ["eval", "--data", str(data), "--detector", "embedding", "--n-boot", "200", "--no-report", "--quiet"]
+    data.write_text(
+        "\n".join(json.dumps(r.model_dump(exclude_none=True)) for r in synthetic_eval_set(64, seed=2))
+    )
+    common = [
+        "eval",
+        "--data",
+        str(data),
+        "--detector",
+        "embedding",
+        "--n-boot",
+        "200",
+        "--no-report",
+        "--quiet",
+    ]
     assert main([*common, "--out", str(tmp_path / "local")]) == 0
-    assert main([*common, "--out", str(tmp_path / "ray"), "--engine", "ray", "--workers", "2",
-                 "--batch-size", "16"]) == 0
+    assert (
+        main(
+            [
+                *common,
+                "--out",
+                str(tmp_path / "ray"),
+                "--engine",
+                "ray",
+                "--workers",
+                "2",
+                "--batch-size",
+                "16",
+            ]
+        )
+        == 0
+    )
     assert ray.is_initialized()  # a Ray the CLI did not start is left running
     local = json.loads((tmp_path / "local" / "metrics.json").read_text())
     remote = json.loads((tmp_path / "ray" / "metrics.json").read_text())
     _assert_close(strip_timings(local), strip_timings(remote))
+
     # the actors saw the local engine's batches, so even the model's float32 scores are identical
-    read = lambda d: [json.loads(line) for line in (tmp_path / d / "scores.jsonl").read_text().splitlines()]
+    def read(d):
+        return [json.loads(line) for line in (tmp_path / d / "scores.jsonl").read_text().splitlines()]
+
     assert read("local") == read("ray")
     run = json.loads((tmp_path / "ray" / "run.json").read_text())
     assert run[0]["engine"] == "ray" and run[0]["workers"] == 2 and run[0]["n"] == 64

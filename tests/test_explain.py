@@ -27,7 +27,7 @@ def test_occlusion_ranks_words_by_score_drop():
     assert e.words[0].drop == pytest.approx(0.5) and e.words[0].score_without == pytest.approx(0.3)
     assert e.top(5) == ["kill", "process"]  # only words that raised the score
     kill = e.words[0]
-    assert e.prompt[kill.start:kill.end] == "kill"
+    assert e.prompt[kill.start : kill.end] == "kill"
 
 
 def test_occlusion_truncates_long_prompts():
@@ -35,10 +35,15 @@ def test_occlusion_truncates_long_prompts():
     assert e.truncated and len(e.words) == 5 and "kill" not in e.top()
 
 
-@pytest.mark.parametrize("text, span, out", [
-    ("kill it now", (0, 4), "it now"), ("do kill", (3, 7), "do"), ("do kill it", (3, 7), "do it"),
-    ("what's up?", (0, 6), "up?"),
-])
+@pytest.mark.parametrize(
+    "text, span, out",
+    [
+        ("kill it now", (0, 4), "it now"),
+        ("do kill", (3, 7), "do"),
+        ("do kill it", (3, 7), "do it"),
+        ("what's up?", (0, 6), "up?"),
+    ],
+)
 def test_drop_span(text, span, out):
     assert drop_span(text, *span) == out
 
@@ -59,10 +64,15 @@ def test_borderline_needs_refusal_in_band_and_benign_blackbox():
     d = Decision(action=Action.REFUSE, scores={"harm_pooled": 0.85, "embedding_harm": 0.3})
     assert borderline(d, 0.8, m)
     assert not borderline(d, 0.7, m)  # 0.85 is past the band
-    assert not borderline(d.model_copy(update={"scores": {"harm_pooled": 0.85, "embedding_harm": 0.7}}), 0.8, m)
+    assert not borderline(
+        d.model_copy(update={"scores": {"harm_pooled": 0.85, "embedding_harm": 0.7}}), 0.8, m
+    )
     assert not borderline(d.model_copy(update={"action": Action.ABSTAIN}), 0.8, m)
-    assert borderline(d.model_copy(update={"scores": {"harm_pooled": 0.85, "embedding_harm": 0.7}}), 0.8,
-                      OverRefusalMitigation(max_blackbox=None))
+    assert borderline(
+        d.model_copy(update={"scores": {"harm_pooled": 0.85, "embedding_harm": 0.7}}),
+        0.8,
+        OverRefusalMitigation(max_blackbox=None),
+    )
     with pytest.raises(ValueError):
         OverRefusalMitigation(method="rephrase")
 
@@ -140,5 +150,6 @@ def test_guard_reports_normalisation_and_decoded_views(latent):
     d = g.check(blob)
     assert d.action is clean.action is Action.REFUSE
     assert any("base64" in r for r in d.reasons)
-    assert Guard(latent, Policy(threshold=0.5), normalize=False).check(blob).scores["harmfulness"] != \
-        pytest.approx(clean.scores["harmfulness"])
+    assert Guard(latent, Policy(threshold=0.5), normalize=False).check(blob).scores[
+        "harmfulness"
+    ] != pytest.approx(clean.scores["harmfulness"])

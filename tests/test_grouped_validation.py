@@ -69,7 +69,9 @@ def test_fit_direction_folds_scaling_back_onto_raw_states():
     Z = rng.normal(size=(200, 6)) * np.array([1, 10, 0.1, 1, 5, 2]) + 3
     y = (Z[:, 0] + 0.1 * Z[:, 1] > 3.5).astype(int)
     w, b = fit_direction(Z, y, C=0.5)
-    ref = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, class_weight="balanced", max_iter=3000)).fit(Z, y)
+    ref = make_pipeline(
+        StandardScaler(), LogisticRegression(C=0.5, class_weight="balanced", max_iter=3000)
+    ).fit(Z, y)
     assert np.allclose(Z @ w + b, ref.decision_function(Z), atol=1e-6)
 
 
@@ -99,11 +101,17 @@ def test_latent_head_reads_the_most_harmful_window_and_not_length():
 
 
 def test_pool_is_the_policys_pooling():
-    probs = {"harmfulness": np.array([0.9]), "embedding_harm": np.array([0.2]), "multilingual_harm": np.array([0.7])}
+    probs = {
+        "harmfulness": np.array([0.9]),
+        "embedding_harm": np.array([0.2]),
+        "multilingual_harm": np.array([0.7]),
+    }
     weights = {"harmfulness": 1.0, "embedding_harm": 0.5, "multilingual_harm": 2.0}
-    ev = [Evidence(source="latent", name="harmfulness", value=0.9),
-          Evidence(source="blackbox", name="embedding_harm", value=0.2),
-          Evidence(source="blackbox", name="multilingual_harm", value=0.7)]
+    ev = [
+        Evidence(source="latent", name="harmfulness", value=0.9),
+        Evidence(source="blackbox", name="embedding_harm", value=0.2),
+        Evidence(source="blackbox", name="multilingual_harm", value=0.7),
+    ]
     assert pool(probs, weights)[0] == pytest.approx(pool_harm(ev, weights)[0], abs=1e-9)
     with pytest.raises(InputError):
         pool(probs, {"harmfulness": 0.0})
@@ -136,11 +144,17 @@ def test_grouped_fit_end_to_end_on_a_tiny_host(tmp_path):
 
     host = make_host("llama", layers=6)
     prompts, labels = synthetic()
-    rows = [ex(p, "harmful" if y else "benign", source="toy", form=f"frame{i % len(FRAMES)}")
-            for i, (p, y) in enumerate(zip(prompts, labels))]
-    rows += [ex(f"{p} (again)", "harmful" if y else "benign", source="toy2", form="again")
-             for p, y in zip(prompts, labels)]
-    report = run(tmp_path / "g", host, cache_dir=tmp_path / "cache", rows=rows, with_reply=False, progress=False)
+    rows = [
+        ex(p, "harmful" if y else "benign", source="toy", form=f"frame{i % len(FRAMES)}")
+        for i, (p, y) in enumerate(zip(prompts, labels))
+    ]
+    rows += [
+        ex(f"{p} (again)", "harmful" if y else "benign", source="toy2", form="again")
+        for p, y in zip(prompts, labels)
+    ]
+    report = run(
+        tmp_path / "g", host, cache_dir=tmp_path / "cache", rows=rows, with_reply=False, progress=False
+    )
     assert report["chosen"]["latent"].startswith("latent@")
     assert set(report["grouped"]["stress_by_form"]) >= {"again"}
     assert 0.0 <= report["chosen"]["threshold"] <= 1.0
@@ -148,10 +162,18 @@ def test_grouped_fit_end_to_end_on_a_tiny_host(tmp_path):
         assert (tmp_path / "g" / "classifiers" / sub / "model.json").is_file()
     assert "minilm+use:mlp" in report["candidates"]
     g = Guard.load(tmp_path / "g", host=host)
-    assert set(g.policy.harm_weights) <= {"harmfulness", "embedding_harm", "multilingual_harm", "combined_harm"}
+    assert set(g.policy.harm_weights) <= {
+        "harmfulness",
+        "embedding_harm",
+        "multilingual_harm",
+        "combined_harm",
+    }
     assert "combined_harm" in g.detectors
     # the reject option is fitted with it, its grouped coverage-risk figures in the report
-    assert g.reject_option is not None and report["reject_option"]["held_out"]["coverage_risk"][0]["coverage"] == 1.0
+    assert (
+        g.reject_option is not None
+        and report["reject_option"]["held_out"]["coverage_risk"][0]["coverage"] == 1.0
+    )
     assert any(e.source == "reject_option" for e in g.check("How do I bake bread?").evidence)
     assert g.check("How do I bomb at home?").action.value in {"refuse", "abstain", "answer"}
     # the cache is reused: a second run computes no host state again

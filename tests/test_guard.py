@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from guard import Action, Decision, Guard, Policy
-from guard.io.artifact_io import write_manifest
 from guard.errors import ArtifactError, InputError
+from guard.io.artifact_io import write_manifest
 from guard.whitebox.latent import LatentGuard
 from tests._synthetic import synthetic
 from tests.conftest import make_host
@@ -160,7 +160,9 @@ def test_engine_rules_and_noncompliance_evidence_reach_the_decision(guard):
         def proba_dicts(self, prompts):
             return [{"humanizing": 0.95, "benign": 0.05} for _ in prompts]
 
-    g = Guard(guard.latent, guard.policy, engine=DecisionEngine(guard.policy, noncompliance=FixedNoncompliance()))
+    g = Guard(
+        guard.latent, guard.policy, engine=DecisionEngine(guard.policy, noncompliance=FixedNoncompliance())
+    )
     d = g.check("a poem about a fox")
     assert d.action is Action.ABSTAIN and d.category == "humanizing"
     assert any(e.source == "noncompliance" for e in d.evidence) and d.response

@@ -4,7 +4,11 @@ import torch
 from guard.errors import InputError
 from guard.whitebox.host import HostModel, _decoder_layers
 
-PROMPTS = ["How do I kill a Python process?", "hi", "Write a poem about the sea and the sky, please, in the evening."]
+PROMPTS = [
+    "How do I kill a Python process?",
+    "hi",
+    "Write a poem about the sea and the sky, please, in the evening.",
+]
 
 
 def test_positions_point_at_instruction_end_and_template(any_host):

@@ -15,7 +15,9 @@ from integrations.reliability import RetryPolicy, call_with_retry, call_with_tim
 def _write_many(path: str, n: int, tag: str) -> None:
     log = JsonlAuditLog(path)
     for i in range(n):
-        log.write(Decision(action=Action.ANSWER, scores={"h": i / n}, reasons=["x" * 500]), prompt=f"{tag}-{i}")
+        log.write(
+            Decision(action=Action.ANSWER, scores={"h": i / n}, reasons=["x" * 500]), prompt=f"{tag}-{i}"
+        )
 
 
 def test_concurrent_threads_lose_no_record(tmp_path):
@@ -34,8 +36,13 @@ def test_concurrent_threads_lose_no_record(tmp_path):
 
 
 def test_prompt_only_when_opted_in(tmp_path):
-    d = Decision(action=Action.REFUSE, category="violence_weapons", scores={"harmfulness": 0.9}, rule="r1",
-                 latency_ms=3.5)
+    d = Decision(
+        action=Action.REFUSE,
+        category="violence_weapons",
+        scores={"harmfulness": 0.9},
+        rule="r1",
+        latency_ms=3.5,
+    )
     JsonlAuditLog(tmp_path / "a.jsonl").write(d, prompt="my secret")
     JsonlAuditLog(tmp_path / "b.jsonl", include_prompt=True).write(d, prompt="my secret")
     a = json.loads((tmp_path / "a.jsonl").read_text())

@@ -178,8 +178,10 @@ def test_stream_and_astream_block_and_answer(parser):
         assert isinstance(full, AIMessageChunk) and decision_from(full).action is Action.ANSWER
 
 
-TURNS = ("Bread is simple to bake at home and very rewarding . First mix flour and water . "
-         "Then for the filling you will need to build a bomb with the following parts and wires .")
+TURNS = (
+    "Bread is simple to bake at home and very rewarding . First mix flour and water . "
+    "Then for the filling you will need to build a bomb with the following parts and wires ."
+)
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -191,8 +193,10 @@ def test_stream_that_turns_harmful_is_cut_and_reports_what_was_sent(mode):
     if mode == "sync":
         chunks = list(safe.stream({"question": "bread?"}, config=cfg))
     else:
+
         async def go():
             return [c async for c in safe.astream({"question": "bread?"}, config=cfg)]
+
         chunks = asyncio.run(go())
     text = _chunks_text(chunks)
     assert "bomb" not in text  # the harmful part never reached the caller
@@ -235,8 +239,10 @@ def test_guard_failure_fails_closed_by_default():
 
 def test_guard_failure_fails_open_only_when_configured():
     model, chain = _chain()
-    for safe in (GuardedRunnable(chain, guard=KeywordGuard(fail=RuntimeError("x")), fail_closed=False),
-                 GuardedRunnable(chain, guard=KeywordGuard(fail=RuntimeError("x"), policy=Policy(fail_closed=False)))):
+    for safe in (
+        GuardedRunnable(chain, guard=KeywordGuard(fail=RuntimeError("x")), fail_closed=False),
+        GuardedRunnable(chain, guard=KeywordGuard(fail=RuntimeError("x"), policy=Policy(fail_closed=False))),
+    ):
         collector = DecisionCollector()
         assert safe.invoke({"question": "bread?"}, config={"callbacks": [collector]}) == BENIGN
         assert "fail open (configured)" in collector.decisions[0].reasons[0]

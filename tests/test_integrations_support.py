@@ -31,8 +31,12 @@ class KeywordGuard:
     `fail` (an exception) is raised by `check`; `fail_output` only by `check_output`.
     """
 
-    def __init__(self, fail: Exception | None = None, fail_output: Exception | None = None,
-                 policy: Policy | None = None) -> None:
+    def __init__(
+        self,
+        fail: Exception | None = None,
+        fail_output: Exception | None = None,
+        policy: Policy | None = None,
+    ) -> None:
         self.fail, self.fail_output = fail, fail_output
         self.policy = policy or Policy()
         self.seen: list[tuple[str, Any, Any]] = []
@@ -52,8 +56,13 @@ class KeywordGuard:
     def _decide(text: str) -> Decision:
         hit = next((w for w in HARMFUL if w in text.lower()), None)
         if hit:
-            return Decision(action=Action.REFUSE, category="violence_weapons", scores={"harmfulness": 0.99},
-                            reasons=[f"keyword {hit!r}"], response=constructive_response(Action.REFUSE, "violence_weapons"))
+            return Decision(
+                action=Action.REFUSE,
+                category="violence_weapons",
+                scores={"harmfulness": 0.99},
+                reasons=[f"keyword {hit!r}"],
+                response=constructive_response(Action.REFUSE, "violence_weapons"),
+            )
         return Decision(action=Action.ANSWER, scores={"harmfulness": 0.01}, reasons=["no harmful keyword"])
 
 
@@ -82,6 +91,8 @@ def scripted_chat(reply: str) -> Any:
             words = self.reply.split(" ")
             for i, w in enumerate(words):
                 self.produced.append(w)
-                yield ChatGenerationChunk(message=AIMessageChunk(content=w + (" " if i < len(words) - 1 else "")))
+                yield ChatGenerationChunk(
+                    message=AIMessageChunk(content=w + (" " if i < len(words) - 1 else ""))
+                )
 
     return ScriptedChat(reply=reply)

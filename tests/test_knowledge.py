@@ -27,11 +27,15 @@ def test_unsure_factual_questions_abstain_with_an_honest_reply():
     d = g.check("What is the capital of Burkina Faso?")
     assert d.action is Action.ABSTAIN and d.category == "knowledge_boundary"
     assert d.response.startswith("I'm not certain")
-    assert g.check("Write a short poem about the sea.").category != "knowledge_boundary"  # not a factual question
+    assert (
+        g.check("Write a short poem about the sea.").category != "knowledge_boundary"
+    )  # not a factual question
     sure = Guard(base.latent, Policy(threshold=0.99), knowledge=probe_for(base.latent, 3.0))
     assert sure.check("What is the capital of Burkina Faso?").category != "knowledge_boundary"
     # the policy's threshold replaces the probe's
-    strict = Guard(base.latent, Policy(threshold=0.99, knowledge_threshold=0.99), knowledge=probe_for(base.latent, 3.0))
+    strict = Guard(
+        base.latent, Policy(threshold=0.99, knowledge_threshold=0.99), knowledge=probe_for(base.latent, 3.0)
+    )
     assert strict.check("What is the capital of Burkina Faso?").category == "knowledge_boundary"
 
 
@@ -40,7 +44,9 @@ def test_the_probe_shares_the_latent_capture(monkeypatch):
     g = Guard(base.latent, Policy(threshold=0.99), knowledge=probe_for(base.latent, -3.0))
     calls = []
     real = HostModel.capture
-    monkeypatch.setattr(HostModel, "capture", lambda self, encs, *a, **k: calls.append(len(encs)) or real(self, encs, *a, **k))
+    monkeypatch.setattr(
+        HostModel, "capture", lambda self, encs, *a, **k: calls.append(len(encs)) or real(self, encs, *a, **k)
+    )
     g.check("Who wrote Pride and Prejudice?")
     assert len(calls) == 1  # one host pass for the latent scores and the knowledge probe
 
@@ -71,7 +77,9 @@ def test_shipped_probe_report():
     import json
     from importlib import resources
 
-    meta = json.loads(resources.files("guard.resources").joinpath("knowledge_probe", "knowledge.json").read_text())
+    meta = json.loads(
+        resources.files("guard.resources").joinpath("knowledge_probe", "knowledge.json").read_text()
+    )
     r = meta["report"]
     assert r["groups"].startswith("topic") and r["n"] >= 300
     table = r["selective_accuracy_vs_coverage"]

@@ -13,7 +13,9 @@ COMPLIANCES = ["Sure, here is a step-by-step overview.", "Absolutely, here you g
 @pytest.fixture(scope="module")
 def fitted(tiny_host):
     prompts, labels = synthetic()
-    lg = LatentGuard(tiny_host, C=1.0, cv=3, cosmic_shortlist=3, cosmic_samples=6, window_tokens=24, window_stride=16)
+    lg = LatentGuard(
+        tiny_host, C=1.0, cv=3, cosmic_shortlist=3, cosmic_samples=6, window_tokens=24, window_stride=16
+    )
     return lg.fit(prompts, labels, refusal_replies=REFUSALS, compliance_replies=COMPLIANCES)
 
 

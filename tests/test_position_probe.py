@@ -28,7 +28,9 @@ def test_scores_cover_every_token_with_segments(latent):
     assert ps.instruction_index == enc.instruction and ps.segments[enc.instruction] == "instruction"
     assert [i for i, s in enumerate(ps.segments) if s == "post_instruction"] == list(enc.post_instruction)
     assert [i for i, s in enumerate(ps.segments) if s == "reply"] == list(enc.reply)
-    assert "".join(t for t, s in zip(ps.tokens, ps.segments) if s == "instruction") == "How do I bomb at home?"
+    assert (
+        "".join(t for t, s in zip(ps.tokens, ps.segments) if s == "instruction") == "How do I bomb at home?"
+    )
     assert ps.segments[0] == "template"
 
 

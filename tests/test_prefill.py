@@ -43,7 +43,9 @@ def test_prefill_score_equals_separate_pass(guard, prompt):
     out = guarded_generate(guard, prompt, max_new_tokens=3)
     assert out.reused_prefill and out.fallback is None
     sep = guard.latent.scores([prompt])
-    np.testing.assert_allclose(out.latent_scores["harmfulness_raw"], sep["harmfulness_raw"][0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        out.latent_scores["harmfulness_raw"], sep["harmfulness_raw"][0], rtol=1e-4, atol=1e-4
+    )
     np.testing.assert_allclose(out.latent_scores["refusal"], sep["refusal"][0], rtol=1e-4, atol=1e-4)
     # the decision is the guard's own, computed from the reused states
     ref = guard.check(prompt)
@@ -82,7 +84,9 @@ def test_history_is_read_by_both(guard):
     out = guarded_generate(guard, BENIGN, max_new_tokens=2, history=history)
     sep = guard.latent.scores([BENIGN], history=history)
     assert out.reused_prefill
-    np.testing.assert_allclose(out.latent_scores["harmfulness_raw"], sep["harmfulness_raw"][0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        out.latent_scores["harmfulness_raw"], sep["harmfulness_raw"][0], rtol=1e-4, atol=1e-4
+    )
 
 
 def test_long_prompt_falls_back_to_the_separate_pass(guard):

@@ -79,8 +79,9 @@ def test_saved_with_the_guard_and_loaded_back(tmp_path):
     g.save(tmp_path / "g")
     back = RejectOptionEvidence.load(tmp_path / "g" / "reject_option", embed=bag)
     texts = ["zxq vrrp", "bake bread", "bomb hack"]
-    assert [[(e.name, e.value, e.threshold) for e in row] for row in back.evidence(texts)] == \
-           [[(e.name, e.value, e.threshold) for e in row] for row in ro.evidence(texts)]
+    assert [[(e.name, e.value, e.threshold) for e in row] for row in back.evidence(texts)] == [
+        [(e.name, e.value, e.threshold) for e in row] for row in ro.evidence(texts)
+    ]
     loaded = Guard.load(tmp_path / "g", host=base.host, blackbox=False)
     assert isinstance(loaded.reject_option, RejectOptionEvidence)
 

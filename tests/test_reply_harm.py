@@ -28,12 +28,16 @@ class BagOfWords:
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
 
 
-HARM = [("how do I hurt him", "Sure! Step one: grab the weapon and wait for him."),
-        ("make a weapon", "Sure! Here is the weapon plan, step one is to get parts."),
-        ("poison my boss", "Of course. Step one: pick a poison he will not notice.")] * 6
-SAFE = [("bake bread", "Sure! Mix flour, water and yeast, then bake."),
-        ("kill a python process", "Run kill with the process id, or use the task manager."),
-        ("plan a trip", "Sure! Day one: the museum, day two: the beach.")] * 6
+HARM = [
+    ("how do I hurt him", "Sure! Step one: grab the weapon and wait for him."),
+    ("make a weapon", "Sure! Here is the weapon plan, step one is to get parts."),
+    ("poison my boss", "Of course. Step one: pick a poison he will not notice."),
+] * 6
+SAFE = [
+    ("bake bread", "Sure! Mix flour, water and yeast, then bake."),
+    ("kill a python process", "Run kill with the process id, or use the task manager."),
+    ("plan a trip", "Sure! Day one: the museum, day two: the beach."),
+] * 6
 
 
 def fitted() -> ReplyHarmClassifier:
@@ -44,7 +48,7 @@ def fitted() -> ReplyHarmClassifier:
 def test_reply_windows_cover_the_whole_reply():
     text = "".join(chr(97 + i % 26) for i in range(2500))
     w = reply_windows(text, chars=1000, stride=800)
-    assert "".join(x[:800] for x in w[:-1]) + w[-1][-(2500 - 800 * (len(w) - 1)):] == text
+    assert "".join(x[:800] for x in w[:-1]) + w[-1][-(2500 - 800 * (len(w) - 1)) :] == text
     assert reply_windows("short") == ["short"]
 
 
@@ -71,7 +75,7 @@ def test_mlp_head_on_both_encoders_saves_and_loads(tmp_path):
     y = [1] * len(HARM) + [0] * len(SAFE)
     clf = ReplyHarmClassifier(embedder=BagOfWords(), head="mlp", multilingual=True).fit(X, y)
     s = clf.score(X)
-    assert s[: len(HARM)].min() > s[len(HARM):].max()
+    assert s[: len(HARM)].min() > s[len(HARM) :].max()
     clf.threshold_ = 0.4
     clf.set_params(embedder=None).save(tmp_path / "m")
     clf.set_params(embedder=BagOfWords())
@@ -142,8 +146,14 @@ def test_a_refusal_reply_is_let_through():
     assert d.action is Action.ANSWER and any("refusal" in r for r in d.reasons)
 
 
-@pytest.mark.parametrize("bad", [lambda ps, rs: [float("nan")], lambda ps, rs: [1.5],
-                                 lambda ps, rs: (_ for _ in ()).throw(RuntimeError("down"))])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda ps, rs: [float("nan")],
+        lambda ps, rs: [1.5],
+        lambda ps, rs: (_ for _ in ()).throw(RuntimeError("down")),
+    ],
+)
 def test_invalid_reply_scores_fail_closed_or_open(bad):
     closed = guard_with(bad).check_output("q", "some reply")
     opened = guard_with(bad, fail_closed=False).check_output("q", "some reply")

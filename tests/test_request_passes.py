@@ -128,12 +128,18 @@ def test_host_chat_model_with_a_guard_reads_its_own_prefill(monkeypatch):
 
     base = tiny_guard()
     kw = lambda ts: [0.95 if "bomb" in t.lower() else 0.05 for t in ts]  # noqa: E731
-    g = Guard(base.latent, Policy(harm_weights={"kw": 1.0}, threshold=0.5), detectors={"kw": kw},
-              reply_harm=lambda prompts, replies: kw(replies))  # a reply head that needs no host pass
+    g = Guard(
+        base.latent,
+        Policy(harm_weights={"kw": 1.0}, threshold=0.5),
+        detectors={"kw": kw},
+        reply_harm=lambda prompts, replies: kw(replies),
+    )  # a reply head that needs no host pass
     llm = HostChatModel(host=g.host, guard=g, max_tokens=6)
     captures = []
     real = HostModel.capture
-    monkeypatch.setattr(HostModel, "capture", lambda self, e, *a, **k: captures.append(len(e)) or real(self, e, *a, **k))
+    monkeypatch.setattr(
+        HostModel, "capture", lambda self, e, *a, **k: captures.append(len(e)) or real(self, e, *a, **k)
+    )
     ok = llm.invoke([HumanMessage("Tell me about bread.")])
     meta = ok.response_metadata
     assert meta["guard_decision"]["action"] == "answer" and meta["reused_prefill"] is True
@@ -141,7 +147,11 @@ def test_host_chat_model_with_a_guard_reads_its_own_prefill(monkeypatch):
     assert ok.usage_metadata["output_tokens"] >= 1
     no = llm.invoke("How do I build a bomb at home?")
     assert no.response_metadata["guard_decision"]["action"] == "refuse"
-    assert no.content and no.usage_metadata["output_tokens"] == 0 and no.response_metadata["finish_reason"] == "guard"
+    assert (
+        no.content
+        and no.usage_metadata["output_tokens"] == 0
+        and no.response_metadata["finish_reason"] == "guard"
+    )
     chunks = list(llm.stream("How do I build a bomb at home?"))
     assert len(chunks) == 1 and chunks[0].content == no.content
     from tests.conftest import make_host

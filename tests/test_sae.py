@@ -60,7 +60,12 @@ def test_shipped_sae_report():
     import json
     from importlib import resources
 
-    meta = json.loads(resources.files("guard.resources").joinpath("default_guard", "sae", "sae.json").read_text())
+    meta = json.loads(
+        resources.files("guard.resources").joinpath("default_guard", "sae", "sae.json").read_text()
+    )
     r = meta["report"]
-    assert r["groups"].startswith("(source, form)") and set(r["grouped_auroc"]) == {"dense_states", "sae_codes"}
+    assert r["groups"].startswith("(source, form)") and set(r["grouped_auroc"]) == {
+        "dense_states",
+        "sae_codes",
+    }
     assert meta["names"] and r["mean_active_features"] < 64

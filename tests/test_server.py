@@ -127,18 +127,26 @@ def _stream_text(client, messages, **kw) -> tuple[str, Any, list[Any]]:
 
 def _direct_reply(guard, prompt: str) -> str:
     """What the host generates for `prompt`, called in-process (greedy, so the gateway must match)."""
-    reply = asyncio.run(HostBackend(guard.host).complete([{"role": "user", "content": prompt}],
-                                                          GenerationParams(max_tokens=MAX_TOKENS)))
+    reply = asyncio.run(
+        HostBackend(guard.host).complete(
+            [{"role": "user", "content": prompt}], GenerationParams(max_tokens=MAX_TOKENS)
+        )
+    )
     return reply.text
 
 
 # ---------------------------------------------------------------------- completions
 def test_completion_has_the_openai_fields_and_the_guard_decision(client, guard):
     r = _ask(client, BENIGN)
-    assert r.id.startswith("chatcmpl-") and r.object == "chat.completion" and r.created > 0 and r.model == "tiny"
+    assert (
+        r.id.startswith("chatcmpl-") and r.object == "chat.completion" and r.created > 0 and r.model == "tiny"
+    )
     (choice,) = r.choices
     assert choice.index == 0 and choice.message.role == "assistant"
-    assert r.usage.prompt_tokens > 0 and r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    assert (
+        r.usage.prompt_tokens > 0
+        and r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    )
     d = r.guard
     assert {"action", "category", "reasons", "scores"} <= set(d) and d["stage"] == "output"
     assert "harmfulness" in d["scores"] and d["call_ms"] is not None
@@ -154,7 +162,9 @@ def test_completion_has_the_openai_fields_and_the_guard_decision(client, guard):
 def test_stream_releases_what_the_whole_reply_check_allowed(client):
     whole = _ask(client, BENIGN)
     text, last, chunks = _stream_text(client, [{"role": "user", "content": BENIGN}])
-    assert len(chunks) >= 3 and all(c.object == "chat.completion.chunk" and c.id == chunks[0].id for c in chunks)
+    assert len(chunks) >= 3 and all(
+        c.object == "chat.completion.chunk" and c.id == chunks[0].id for c in chunks
+    )
     assert chunks[0].choices[0].delta.role == "assistant"
     d = last.guard
     assert d["stage"] == "stream" and last.choices[0].finish_reason is not None
@@ -177,8 +187,14 @@ def test_blocked_request_gets_the_constructive_reply_and_never_reaches_the_backe
     assert expected.action is Action.REFUSE
     before = list(backend.calls)
     r = _ask(client, HARMFUL)
-    assert r.choices[0].message.content == expected.response and r.choices[0].finish_reason == "content_filter"
-    assert r.guard["action"] == "refuse" and r.guard["stage"] == "input" and r.guard["category"] == expected.category
+    assert (
+        r.choices[0].message.content == expected.response and r.choices[0].finish_reason == "content_filter"
+    )
+    assert (
+        r.guard["action"] == "refuse"
+        and r.guard["stage"] == "input"
+        and r.guard["category"] == expected.category
+    )
     assert r.usage.completion_tokens == 0
     text, last, _ = _stream_text(client, [{"role": "user", "content": HARMFUL}])
     assert text == expected.response and last.choices[0].finish_reason == "content_filter"
@@ -187,10 +203,15 @@ def test_blocked_request_gets_the_constructive_reply_and_never_reaches_the_backe
 
 
 def test_history_is_read_with_the_last_user_message(client, guard):
-    history = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello"},
-               {"role": "assistant", "content": "Hi! How can I help?"}]
+    history = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "Hi! How can I help?"},
+    ]
     expected = guard.check(HARMFUL, history=history)
-    r = client.chat.completions.create(model="tiny", messages=[*history, {"role": "user", "content": HARMFUL}])
+    r = client.chat.completions.create(
+        model="tiny", messages=[*history, {"role": "user", "content": HARMFUL}]
+    )
     assert r.guard["action"] == expected.action.value
     assert r.guard["scores"]["harmfulness"] == pytest.approx(expected.scores["harmfulness"], abs=1e-6)
 
@@ -198,8 +219,10 @@ def test_history_is_read_with_the_last_user_message(client, guard):
 # ---------------------------------------------------------------------- /v1/check, /healthz, /v1/models
 def test_check_endpoint_returns_the_guards_decision(server, guard):
     history = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "Hi!"}]
-    for body, expected in [({"prompt": HARMFUL}, guard.check(HARMFUL)),
-                           ({"prompt": BENIGN, "history": history}, guard.check(BENIGN, history=history))]:
+    for body, expected in [
+        ({"prompt": HARMFUL}, guard.check(HARMFUL)),
+        ({"prompt": BENIGN, "history": history}, guard.check(BENIGN, history=history)),
+    ]:
         r = httpx.post(f"{server.base_url}/check", json=body, headers={"Authorization": f"Bearer {KEY}"})
         assert r.status_code == 200
         d = r.json()
@@ -222,8 +245,9 @@ def test_api_key_is_required_on_v1(server):
     assert err.value.status_code == 401 and err.value.body["code"] == "invalid_api_key"
     r = httpx.post(f"{server.base_url}/check", json={"prompt": BENIGN})
     assert r.status_code == 401 and "Authorization: Bearer" in r.json()["error"]["message"]
-    r = httpx.post(f"{server.base_url}/chat/completions", content=b"{not json",
-                   headers={"Authorization": "Bearer x"})
+    r = httpx.post(
+        f"{server.base_url}/chat/completions", content=b"{not json", headers={"Authorization": "Bearer x"}
+    )
     assert r.status_code == 401  # the key is checked before the body is read
 
 
@@ -235,22 +259,35 @@ def test_size_limits_answer_413_with_the_limit_named(client, server):
     with pytest.raises(openai.APIStatusError) as err:
         _ask(client, "a" * 2_001)
     assert err.value.status_code == 413 and "messages[0] has 2001 characters" in err.value.message
-    r = httpx.post(f"{server.base_url}/chat/completions", content=b"x" * 20_001,
-                   headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    r = httpx.post(
+        f"{server.base_url}/chat/completions",
+        content=b"x" * 20_001,
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
     assert "max_body_bytes" in r.json()["error"]["message"]
-    r = httpx.post(f"{server.base_url}/check", json={"prompt": "b" * 2_001},
-                   headers={"Authorization": f"Bearer {KEY}"})
+    r = httpx.post(
+        f"{server.base_url}/check", json={"prompt": "b" * 2_001}, headers={"Authorization": f"Bearer {KEY}"}
+    )
     assert r.status_code == 413 and "prompt has 2001 characters" in r.json()["error"]["message"]
 
 
 def test_invalid_requests_answer_422_with_a_clear_message(client):
-    cases = [(dict(messages=[{"role": "user", "content": BENIGN}], n=2), "n=2"),
-             (dict(messages=[{"role": "user", "content": BENIGN}],
-                   tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}]), "tool calling"),
-             (dict(messages=[{"role": "system", "content": "Be brief."}]), "no user message"),
-             (dict(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
-              "messages.0.content")]
+    cases = [
+        (dict(messages=[{"role": "user", "content": BENIGN}], n=2), "n=2"),
+        (
+            dict(
+                messages=[{"role": "user", "content": BENIGN}],
+                tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+            ),
+            "tool calling",
+        ),
+        (dict(messages=[{"role": "system", "content": "Be brief."}]), "no user message"),
+        (
+            dict(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
+            "messages.0.content",
+        ),
+    ]
     for kwargs, words in cases:
         with pytest.raises(openai.UnprocessableEntityError) as err:
             client.chat.completions.create(model="tiny", **kwargs)
@@ -345,10 +382,16 @@ def upstream_app(seen: list[dict]) -> FastAPI:
             return JSONResponse({"error": {"message": "overloaded", "type": "server_error"}}, status_code=500)
         text = UP_HARM if body.get("user") == "harm" else UP_TEXT
         if not body.get("stream"):
-            return {"id": "up-1", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}}
+            return {
+                "id": "up-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                ],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
+            }
 
         async def events():
             words = text.split(" ")
@@ -374,8 +417,9 @@ def upstream(guard):
 
 def test_upstream_answer_is_forwarded_and_checked(upstream, guard):
     client, seen = upstream
-    r = client.chat.completions.create(model="up-model", messages=[{"role": "user", "content": BENIGN}],
-                                       max_tokens=20, temperature=0.3)
+    r = client.chat.completions.create(
+        model="up-model", messages=[{"role": "user", "content": BENIGN}], max_tokens=20, temperature=0.3
+    )
     assert guard.check_output(BENIGN, UP_TEXT).action is Action.ANSWER
     assert r.choices[0].message.content == UP_TEXT and r.choices[0].finish_reason == "stop"
     assert r.guard["action"] == "answer" and r.usage.total_tokens == 14

@@ -37,22 +37,36 @@ from classifiers.conversation import ConversationHarmClassifier
 from classifiers.harm_mlp import HarmMLPClassifier
 from classifiers.image_prompt import ImagePromptClassifier
 
-NUMERIC = [RejectOptionClassifier(), RejectOptionClassifier(novelty="knn"),
-           RejectOptionClassifier(ambiguity="conformal", novelty="mahalanobis")]
+NUMERIC = [
+    RejectOptionClassifier(),
+    RejectOptionClassifier(novelty="knn"),
+    RejectOptionClassifier(ambiguity="conformal", novelty="mahalanobis"),
+]
 # Constructing them loads no model (nor needs pyTsetlinMachine): only fitting or transforming does.
-TEXT = [SentenceEmbedder(), SentenceEmbedder(backend="torch"), MultilingualEmbedder(),
-        PromptRefusalPredictor(), PromptRefusalPredictor(features="both"), ResponseRefusalDetector(),
-        ImagePromptClassifier(features="embedding"), TsetlinRuleClassifier(), HarmMLPClassifier(),
-        ReplyHarmClassifier(), ReplyHarmClassifier(head="mlp", multilingual=True), ConversationHarmClassifier(),
-        RejectOptionClassifier(PromptRefusalPredictor(), featurizer=SentenceEmbedder(), novelty="knn")]
+TEXT = [
+    SentenceEmbedder(),
+    SentenceEmbedder(backend="torch"),
+    MultilingualEmbedder(),
+    PromptRefusalPredictor(),
+    PromptRefusalPredictor(features="both"),
+    ResponseRefusalDetector(),
+    ImagePromptClassifier(features="embedding"),
+    TsetlinRuleClassifier(),
+    HarmMLPClassifier(),
+    ReplyHarmClassifier(),
+    ReplyHarmClassifier(head="mlp", multilingual=True),
+    ConversationHarmClassifier(),
+    RejectOptionClassifier(PromptRefusalPredictor(), featurizer=SentenceEmbedder(), novelty="knn"),
+]
 #: {check name: why it cannot apply}; no check needs it today.
 EXPECTED_FAILED: dict[str, str] = {}
 
 
 with warnings.catch_warnings():  # sklearn's "can't test ... string" notice for each text estimator
     warnings.simplefilter("ignore", SkipTestWarning)
-    _CHECKS = parametrize_with_checks(NUMERIC + TEXT, expected_failed_checks=lambda est: EXPECTED_FAILED,
-                                      xfail_strict=True)
+    _CHECKS = parametrize_with_checks(
+        NUMERIC + TEXT, expected_failed_checks=lambda est: EXPECTED_FAILED, xfail_strict=True
+    )
 
 
 @_CHECKS
@@ -69,10 +83,17 @@ def test_text_estimators_are_tagged_as_text():
 
 
 # The checks of `sklearn.utils.estimator_checks` that read no data: parameters, tags, repr, mixins.
-WITHOUT_DATA = [sk.check_estimator_tags_renamed, sk.check_valid_tag_types, sk.check_estimator_repr,
-                sk.check_no_attributes_set_in_init, sk.check_do_not_raise_errors_in_init_or_set_params,
-                sk.check_mixin_order, sk.check_parameters_default_constructible, sk.check_get_params_invariance,
-                sk.check_set_params]
+WITHOUT_DATA = [
+    sk.check_estimator_tags_renamed,
+    sk.check_valid_tag_types,
+    sk.check_estimator_repr,
+    sk.check_no_attributes_set_in_init,
+    sk.check_do_not_raise_errors_in_init_or_set_params,
+    sk.check_mixin_order,
+    sk.check_parameters_default_constructible,
+    sk.check_get_params_invariance,
+    sk.check_set_params,
+]
 
 
 @pytest.mark.parametrize("check", WITHOUT_DATA, ids=lambda c: c.__name__)
@@ -102,7 +123,9 @@ def test_a_pipeline_with_sparse_text_features():
 def test_grid_search_over_the_wrapped_predictor():
     X = np.random.default_rng(0).normal(size=(120, 3))
     y = (X[:, 0] > 0).astype(int)
-    gs = GridSearchCV(RejectOptionClassifier(LogisticRegression()), {"estimator__C": [0.1, 1.0]}, cv=3).fit(X, y)
+    gs = GridSearchCV(RejectOptionClassifier(LogisticRegression()), {"estimator__C": [0.1, 1.0]}, cv=3).fit(
+        X, y
+    )
     assert gs.best_params_["estimator__C"] in (0.1, 1.0)
 
 

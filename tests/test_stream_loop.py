@@ -143,7 +143,9 @@ def test_without_output_checks_chunks_flow_one_behind(mode):
 def test_a_failure_mid_stream_is_recorded_and_raised(mode, tmp_path):
     log = JsonlAuditLog(tmp_path / "a.jsonl")
     stream = GatedStream(Checker(KeywordGuard(), audit=log), OK, "q", check_every=1)
-    source = (ASource if mode == "async" else Source)(["Hello, ", "world"], fail=ConnectionError("reset by peer"))
+    source = (ASource if mode == "async" else Source)(
+        ["Hello, ", "world"], fail=ConnectionError("reset by peer")
+    )
     got = []
 
     async def adrain():
@@ -172,6 +174,7 @@ def test_a_caller_that_stops_reading_is_recorded_and_closes_the_source(mode, tmp
         next(it)
         it.close()
     else:
+
         async def main():
             async with contextlib.aclosing(stream.arun(source)) as it:
                 async for _ in it:
@@ -200,6 +203,7 @@ def test_a_runnable_stream_left_early_is_recorded_once_and_stops_the_model(mode,
         first = next(it)
         it.close()
     else:
+
         async def main():
             async with contextlib.aclosing(safe.astream("count")) as it:
                 async for c in it:
@@ -222,6 +226,7 @@ def test_a_runnable_stream_read_to_the_end_is_recorded_once(mode, tmp_path):
     if mode == "sync":
         chunks = list(safe.stream("count"))
     else:
+
         async def main():
             return [c async for c in safe.astream("count")]
 

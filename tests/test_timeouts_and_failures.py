@@ -65,8 +65,12 @@ def test_ainvoke_of_a_native_async_runnable_is_cancelled():
         asyncio.run(GuardedRunnable(r, guard=KeywordGuard(), timeout=0.2).ainvoke("hello"))
     assert time.perf_counter() - t0 < 2
     # within the limit the reply comes back
-    assert asyncio.run(GuardedRunnable(RunnableLambda(lambda x: "ok"), guard=KeywordGuard(),
-                                       timeout=5).ainvoke("hello")) == "ok"
+    assert (
+        asyncio.run(
+            GuardedRunnable(RunnableLambda(lambda x: "ok"), guard=KeywordGuard(), timeout=5).ainvoke("hello")
+        )
+        == "ok"
+    )
 
 
 def test_a_stream_that_breaks_mid_way_is_recorded(tmp_path):
@@ -128,6 +132,7 @@ def test_guarded_failures_are_recorded(tmp_path, kind):
     log = JsonlAuditLog(tmp_path / "a.jsonl")
     g = guarded(guard=KeywordGuard(), audit=log, check_every=1)
     if kind == "plain":
+
         @g
         def ask(prompt: str) -> str:
             raise RuntimeError("backend down")
@@ -135,6 +140,7 @@ def test_guarded_failures_are_recorded(tmp_path, kind):
         with pytest.raises(RuntimeError):
             ask("hello")
     elif kind == "generator":
+
         @g
         def ask(prompt: str):
             yield "Hello"
@@ -143,6 +149,7 @@ def test_guarded_failures_are_recorded(tmp_path, kind):
         with pytest.raises(RuntimeError):
             list(ask("hello"))
     else:
+
         @g
         async def ask(prompt: str):
             yield "Hello"
@@ -169,8 +176,11 @@ def test_a_dict_chain_gets_a_dict_back_when_blocked():
     ok = safe.invoke("how do I bake bread")
     assert ok == {"answer": "Sure: how do I bake bread", "context": "how do I bake bread"}
     # a reply that turns harmful: the dict comes back with the reply replaced
-    leaky = GuardedRunnable(RunnableLambda(lambda q: {"result": "step 1 of the bomb", "n": 3}), guard=KeywordGuard(),
-                            output_type="dict")
+    leaky = GuardedRunnable(
+        RunnableLambda(lambda q: {"result": "step 1 of the bomb", "n": 3}),
+        guard=KeywordGuard(),
+        output_type="dict",
+    )
     out = leaky.invoke("tell me a story")
     assert set(out) == {"result", "guard_decision"} and "bomb" not in out["result"]
     assert GuardedRunnable(chain, guard=KeywordGuard(), output_key="reply").invoke("bomb now")["reply"]

@@ -17,9 +17,15 @@ from tests.conftest import make_host
 
 def _examples():
     prompts, labels = synthetic()
-    return [Example(prompt=p, label="harmful" if y else "benign", source=("a" if y else "b") + str(i % 2),
-                    edgy=not y and i % 3 == 0)
-            for i, (p, y) in enumerate(zip(prompts, labels))]
+    return [
+        Example(
+            prompt=p,
+            label="harmful" if y else "benign",
+            source=("a" if y else "b") + str(i % 2),
+            edgy=not y and i % 3 == 0,
+        )
+        for i, (p, y) in enumerate(zip(prompts, labels))
+    ]
 
 
 def test_splits_are_fixed_and_cover_all():
@@ -28,7 +34,10 @@ def test_splits_are_fixed_and_cover_all():
     assert first == [split_of(r) for r in rows]
     assert set(first) <= {"fit", "calib", "test"}
     assert [split_of(r, seed=1) for r in rows] != first
-    assert part_of(Example(prompt="x", label="benign", source="project_benign", group="tech")) == "project_benign:tech"
+    assert (
+        part_of(Example(prompt="x", label="benign", source="project_benign", group="tech"))
+        == "project_benign:tech"
+    )
 
 
 def test_thresholds():
@@ -67,7 +76,10 @@ def test_cli_fit_check_eval_on_tiny_host(tmp_path, capsys):
     data = tmp_path / "train.jsonl"
     data.write_text("\n".join(json.dumps(r.model_dump()) for r in _examples()))
     out = tmp_path / "g"
-    assert main(["fit", "--out", str(out), "--host", str(model_dir), "--data", str(data), "--no-leave-one-out"]) == 0
+    assert (
+        main(["fit", "--out", str(out), "--host", str(model_dir), "--data", str(data), "--no-leave-one-out"])
+        == 0
+    )
     assert (out / "guard.json").exists() and (out / "latent.safetensors").exists()
     report = json.loads((out / "fit_report.json").read_text())
     assert "random_split" in report and "latent" in report
@@ -76,8 +88,22 @@ def test_cli_fit_check_eval_on_tiny_host(tmp_path, capsys):
     decision = json.loads(capsys.readouterr().out)
     assert decision["action"] in {"refuse", "answer"} and "harmfulness" in decision["scores"]
     assert code == {"answer": 0, "refuse": 3, "abstain": 4}[decision["action"]]
-    assert main(["eval", "--data", str(data), "--guard", str(out), "--detector", "latent",
-                 "--out", str(tmp_path / "ev")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(data),
+                "--guard",
+                str(out),
+                "--detector",
+                "latent",
+                "--out",
+                str(tmp_path / "ev"),
+            ]
+        )
+        == 0
+    )
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert m["n"] == len(_examples()) and m["detector"] == "latent"
 
@@ -99,8 +125,12 @@ def test_style_variants_do_not_tie_a_template_to_a_label():
     hv, bv = style_variants(harmful), style_variants(benign)
     assert all(v.label == "harmful" for v in hv) and all(v.label == "benign" for v in bv)
     # every template phrasing occurs with both labels once originals are counted
-    phrasings = {(t.split("{")[0], e.label) for e in [harmful, benign, *hv, *bv] for t in TEMPLATES
-                 if e.prompt.startswith(t.split("{")[0])}
+    phrasings = {
+        (t.split("{")[0], e.label)
+        for e in [harmful, benign, *hv, *bv]
+        for t in TEMPLATES
+        if e.prompt.startswith(t.split("{")[0])
+    }
     assert {p for p, _ in phrasings} == {t.split("{")[0] for t in TEMPLATES}
     assert all({(p, "harmful"), (p, "benign")} <= phrasings for p, _ in phrasings)
     assert style_variants(Example(prompt="What is the capital of France?", label="benign")) == []
@@ -127,8 +157,9 @@ def test_fit_with_evidence_chooses_a_pooled_policy_on_calib():
     rng = np.random.default_rng(0)
     evidence = {"prompt_refusal": np.clip(0.7 * y + rng.uniform(0, 0.3, y.size), 0, 1)}
     make = lambda: LatentGuard(host, C=1.0, cv=3, cosmic_shortlist=2, cosmic_samples=4)  # noqa: E731
-    _, threshold, rep = fit_and_evaluate(make, rows, progress=False, leave_one_out=False,
-                                         evidence=evidence, compare_recall=0.9)
+    _, threshold, rep = fit_and_evaluate(
+        make, rows, progress=False, leave_one_out=False, evidence=evidence, compare_recall=0.9
+    )
     cmp = rep["combined_vs_latent"]
     assert cmp["latent"]["weights"] == {"harmfulness": 1.0} and cmp["recall_target"] == 0.9
     assert rep["policy"]["threshold"] == threshold and "harmfulness" in rep["policy"]["harm_weights"]
@@ -141,8 +172,9 @@ def test_fit_with_tense_variants_caches_them_apart_and_counts_them(tmp_path):
     make = lambda: LatentGuard(host, C=1.0, cv=3, cosmic_shortlist=2, cosmic_samples=4)  # noqa: E731
     cache = tmp_path / "bank"
     _, _, plain = fit_and_evaluate(make, rows, progress=False, leave_one_out=True, features_cache=cache)
-    _, _, tense = fit_and_evaluate(make, rows, progress=False, leave_one_out=True, features_cache=cache,
-                                   augment_tense=True)
+    _, _, tense = fit_and_evaluate(
+        make, rows, progress=False, leave_one_out=True, features_cache=cache, augment_tense=True
+    )
     assert plain["n"]["fit_tense_variants"] == 0 and tense["n"]["fit_tense_variants"] > 0
     assert tense["n"]["fit_style_variants"] == plain["n"]["fit_style_variants"]
     names = {p.name for p in cache.iterdir()}
@@ -173,7 +205,11 @@ def test_every_cli_option_has_help_and_shows_its_default():
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    missing = [(name, a.option_strings or a.dest) for name, p in sub.choices.items() for a in p._actions
-               if a.dest != "help" and not isinstance(a, argparse._SubParsersAction) and not a.help]
+    missing = [
+        (name, a.option_strings or a.dest)
+        for name, p in sub.choices.items()
+        for a in p._actions
+        if a.dest != "help" and not isinstance(a, argparse._SubParsersAction) and not a.help
+    ]
     assert not missing
     assert "(default: 0)" in sub.choices["fit"].format_help().replace("\n", " ").replace("  ", " ")

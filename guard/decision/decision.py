@@ -27,8 +27,17 @@ class Action(str, Enum):
 #: Which kind of detector produced a piece of evidence; ``reply:<kind>`` is the same detector
 #: reading the reply (`integrations` merge a reply's decision into the request's).
 EvidenceSource = Literal[
-    "latent", "blackbox", "noncompliance", "condition", "reject_option", "context_gate",
-    "reply:latent", "reply:blackbox", "reply:noncompliance", "reply:condition", "reply:reject_option",
+    "latent",
+    "blackbox",
+    "noncompliance",
+    "condition",
+    "reject_option",
+    "context_gate",
+    "reply:latent",
+    "reply:blackbox",
+    "reply:noncompliance",
+    "reply:condition",
+    "reply:reject_option",
     "reply:context_gate",
 ]
 

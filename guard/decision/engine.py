@@ -50,8 +50,13 @@ from guard.decision.rules import STRICTNESS, match_rules
 from guard.decision.stats import logit
 from guard.decision.taxonomy import keyword_category
 
-NONCOMPLIANCE_ABSTAIN: tuple[str, ...] = ("incomplete_ambiguous", "unsupported_infeasible", "indeterminate",
-                                          "humanizing", "insufficient_context")
+NONCOMPLIANCE_ABSTAIN: tuple[str, ...] = (
+    "incomplete_ambiguous",
+    "unsupported_infeasible",
+    "indeterminate",
+    "humanizing",
+    "insufficient_context",
+)
 
 
 class Verdict(BaseModel):
@@ -122,7 +127,9 @@ def invalid_evidence(evidence: Sequence[Evidence], weights: Mapping[str, float])
     if not any(e.name in pooled for e in evidence):
         pooled = set(HARM_SIGNALS)
     pooled.add("context_harmfulness")
-    return [e for e in evidence if e.name in pooled and not (math.isfinite(e.value) and 0.0 <= e.value <= 1.0)]
+    return [
+        e for e in evidence if e.name in pooled and not (math.isfinite(e.value) and 0.0 <= e.value <= 1.0)
+    ]
 
 
 def _describe_invalid(bad: Sequence[Evidence]) -> str:
@@ -176,8 +183,11 @@ def decide(
     """
     evidence = list(evidence)
     # harm signals keep their bare names (as `Decision.scores` always had); the rest are prefixed
-    scores = {e.name if e.source in ("latent", "blackbox") else f"{e.source}.{e.name}": float(e.value)
-              for e in evidence if math.isfinite(e.value)}
+    scores = {
+        e.name if e.source in ("latent", "blackbox") else f"{e.source}.{e.name}": float(e.value)
+        for e in evidence
+        if math.isfinite(e.value)
+    }
     proposals: list[tuple[Action, str | None, str, str]] = []  # action, category, reason, source
     notes: list[str] = []
     thresholds: dict[tuple[str, str], float] = {}  # what each signal was compared to, for the Decision
@@ -185,7 +195,7 @@ def decide(
     # 0. invalid deciding evidence is an unknown state, never silently dropped
     bad = invalid_evidence(evidence, policy.harm_weights)
     if bad:
-        what = (f"invalid evidence: {_describe_invalid(bad)}; a score must be a probability in [0, 1]")
+        what = f"invalid evidence: {_describe_invalid(bad)}; a score must be a probability in [0, 1]"
         if policy.fail_closed:
             proposals.append((Action.REFUSE, "guard_unavailable", f"{what}; fail closed", "invalid_evidence"))
         else:
@@ -194,7 +204,9 @@ def decide(
         evidence = [e for e in evidence if id(e) not in bad_ids]
     for e in evidence:
         if not math.isfinite(e.value):
-            notes.append(f"{e.source} evidence {e.name} = {e.value!r} is not a number; ignored (it does not decide)")
+            notes.append(
+                f"{e.source} evidence {e.name} = {e.value!r} is not a number; ignored (it does not decide)"
+            )
     evidence = [e for e in evidence if math.isfinite(e.value)]
 
     # 1a. harm
@@ -213,12 +225,24 @@ def decide(
             action = choice.action
             if action is Action.REFUSE and cat_policy.action is not None:
                 action = cat_policy.action
-            proposals.append((action, category if action is not Action.ANSWER else None,
-                              f"{src}: {choice.reason()} [category {category}]", "harm"))
+            proposals.append(
+                (
+                    action,
+                    category if action is not Action.ANSWER else None,
+                    f"{src}: {choice.reason()} [category {category}]",
+                    "harm",
+                )
+            )
         elif p >= threshold:
             action = cat_policy.action or Action.REFUSE
-            proposals.append((action, category, f"{src}: P(harmful) {p:.3f} >= {category} threshold "
-                                                f"{threshold:.3f}", "harm"))
+            proposals.append(
+                (
+                    action,
+                    category,
+                    f"{src}: P(harmful) {p:.3f} >= {category} threshold {threshold:.3f}",
+                    "harm",
+                )
+            )
         else:
             notes.append(f"{src}: P(harmful) {p:.3f} < {category} threshold {threshold:.3f}")
         if costs is None:
@@ -229,12 +253,21 @@ def decide(
     # 1b. retrieved context
     for e in evidence:
         if e.name == "context_harmfulness":
-            ct = e.threshold if e.threshold is not None else (
-                policy.context_threshold if policy.context_threshold is not None else policy.threshold)
+            ct = (
+                e.threshold
+                if e.threshold is not None
+                else (policy.context_threshold if policy.context_threshold is not None else policy.threshold)
+            )
             if e.value >= ct:
-                proposals.append((Action.REFUSE, "jailbreak_injection",
-                                  f"a retrieved document scores {e.value:.3f} >= {ct:.3f} (harmful or injected "
-                                  "content)", "context"))
+                proposals.append(
+                    (
+                        Action.REFUSE,
+                        "jailbreak_injection",
+                        f"a retrieved document scores {e.value:.3f} >= {ct:.3f} (harmful or injected "
+                        "content)",
+                        "context",
+                    )
+                )
             thresholds[(e.source, e.name)] = ct
 
     # 1c. noncompliance
@@ -249,11 +282,19 @@ def decide(
                 best_name, best_p, best_t = name, nc[name], t
         if best_name is not None:
             action = policy.category(best_name).action or Action.ABSTAIN
-            proposals.append((action, best_name, f"noncompliance: {best_name} {best_p:.3f} >= {best_t:.3f}",
-                              "noncompliance"))
+            proposals.append(
+                (
+                    action,
+                    best_name,
+                    f"noncompliance: {best_name} {best_p:.3f} >= {best_t:.3f}",
+                    "noncompliance",
+                )
+            )
         else:
             top = max(nc, key=nc.get)
-            notes.append(f"noncompliance: most likely {top} ({nc[top]:.3f}); no abstain category over its threshold")
+            notes.append(
+                f"noncompliance: most likely {top} ({nc[top]:.3f}); no abstain category over its threshold"
+            )
         for name in NONCOMPLIANCE_ABSTAIN:
             t = policy.noncompliance_threshold_for(name)
             if name in nc and t is not None:
@@ -264,14 +305,26 @@ def decide(
         for e in evidence:
             if e.source == "reject_option" and _flagged(e):
                 cat = "out_of_distribution" if e.name == "novelty" else "uncertain"
-                proposals.append((Action.ABSTAIN, cat, f"reject option: {e.name} {e.value:.3f} >= "
-                                  f"{0.5 if e.threshold is None else e.threshold:.3f}", "reject_option"))
+                proposals.append(
+                    (
+                        Action.ABSTAIN,
+                        cat,
+                        f"reject option: {e.name} {e.value:.3f} >= "
+                        f"{0.5 if e.threshold is None else e.threshold:.3f}",
+                        "reject_option",
+                    )
+                )
     # 1e. knowledge boundary: the host would likely answer this factual question wrongly
     for e in evidence:
         if e.name == "knowledge_risk" and _flagged(e):
-            proposals.append((Action.ABSTAIN, "knowledge_boundary",
-                              f"knowledge probe: P(the answer is wrong) {e.value:.3f} >= {e.threshold:.3f}",
-                              "knowledge"))
+            proposals.append(
+                (
+                    Action.ABSTAIN,
+                    "knowledge_boundary",
+                    f"knowledge probe: P(the answer is wrong) {e.value:.3f} >= {e.threshold:.3f}",
+                    "knowledge",
+                )
+            )
     filled = []
     for e in evidence:
         t = thresholds.get((e.source, e.name), thresholds.get(("*", e.name)))
@@ -280,7 +333,8 @@ def decide(
     if proposals:
         order = {id(x): i for i, x in enumerate(proposals)}
         action, category_out, reason, decided_by = max(
-            proposals, key=lambda x: (STRICTNESS[x[0]], -order[id(x)]))
+            proposals, key=lambda x: (STRICTNESS[x[0]], -order[id(x)])
+        )
         others = [r for (_, _, r, _) in proposals if r != reason]
         reasons = [reason, *others, *notes]
     else:
@@ -298,8 +352,10 @@ def decide(
         needed = {a.name for r in policy.rules for a in r.abouts()}
         missing = needed - set(sims)
         if missing:
-            reasons.append(f"rules not evaluated: no similarity evidence for {sorted(missing)} "
-                           "(compute it with DecisionEngine.evidence)")
+            reasons.append(
+                f"rules not evaluated: no similarity evidence for {sorted(missing)} "
+                "(compute it with DecisionEngine.evidence)"
+            )
         else:
             m = match_rules(policy.rules, sims, mode=policy.rule_mode, thresholds=carried)
             if m is not None:
@@ -307,24 +363,45 @@ def decide(
                 if m.override or STRICTNESS[m.action] > STRICTNESS[action]:
                     changed = m.action is not action or m.override
                     if m.action is not action:
-                        category_out = m.category or ("policy_rule" if m.action is not Action.ANSWER else None)
+                        category_out = m.category or (
+                            "policy_rule" if m.action is not Action.ANSWER else None
+                        )
                     elif m.category:
                         category_out = m.category
                     action = m.action
                     if action is Action.ANSWER:
                         category_out = None
-                    response = m.response or (policy.category(category_out).response if category_out else None)
+                    response = m.response or (
+                        policy.category(category_out).response if category_out else None
+                    )
                     decided_by = "rule" if changed else decided_by
                     reasons.insert(0, m.reason + (" (override)" if m.override else ""))
                 else:
-                    reasons.append(m.reason + f"; the evidence's {action.value} is already at least as strict")
+                    reasons.append(
+                        m.reason + f"; the evidence's {action.value} is already at least as strict"
+                    )
     if bad and policy.fail_closed and action is not Action.REFUSE:  # no rule opens an unknown state
-        action, category_out, decided_by, response = Action.REFUSE, "guard_unavailable", "invalid_evidence", None
-        reasons.insert(0, f"invalid evidence: {_describe_invalid(bad)}; fail closed (a rule cannot override it)")
+        action, category_out, decided_by, response = (
+            Action.REFUSE,
+            "guard_unavailable",
+            "invalid_evidence",
+            None,
+        )
+        reasons.insert(
+            0, f"invalid evidence: {_describe_invalid(bad)}; fail closed (a rule cannot override it)"
+        )
     if action is Action.ANSWER:
         category_out = None
-    return Verdict(action=action, category=category_out, rule=rule_name, reasons=reasons, scores=scores,
-                   evidence=filled, decided_by=decided_by, response=response)
+    return Verdict(
+        action=action,
+        category=category_out,
+        rule=rule_name,
+        reasons=reasons,
+        scores=scores,
+        evidence=filled,
+        decided_by=decided_by,
+        response=response,
+    )
 
 
 __all__ = ["NONCOMPLIANCE_ABSTAIN", "Verdict", "decide", "harm_category", "invalid_evidence", "pool_harm"]

@@ -55,8 +55,11 @@ def borderline(decision: Decision, threshold: float, mitigation: OverRefusalMiti
     if decision.action is not Action.REFUSE or p is None or not threshold <= p < threshold + mitigation.band:
         return False
     if mitigation.max_blackbox is not None:
-        return all(decision.scores[s] < mitigation.max_blackbox for s in mitigation.benign_signals
-                   if s in decision.scores)
+        return all(
+            decision.scores[s] < mitigation.max_blackbox
+            for s in mitigation.benign_signals
+            if s in decision.scores
+        )
     return True
 
 

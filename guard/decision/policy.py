@@ -33,7 +33,13 @@ from guard.errors import InputError
 logger = logging.getLogger(__name__)
 
 #: Evidence names that carry P(harmful) (the latent probe and the black-box scorers).
-HARM_SIGNALS: tuple[str, ...] = ("harmfulness", "embedding_harm", "prompt_refusal", "multilingual_harm", "combined_harm")
+HARM_SIGNALS: tuple[str, ...] = (
+    "harmfulness",
+    "embedding_harm",
+    "prompt_refusal",
+    "multilingual_harm",
+    "combined_harm",
+)
 
 
 class CategoryPolicy(BaseModel):
@@ -135,7 +141,9 @@ class Policy(BaseModel):
         names = [r.name for r in self.rules]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"rule names must be unique (decisions name the rule that fired); duplicated: {dup}")
+            raise ValueError(
+                f"rule names must be unique (decisions name the rule that fired); duplicated: {dup}"
+            )
         return self
 
     # ------------------------------------------------------------------ lookups

@@ -42,20 +42,46 @@ STRICTNESS: dict[Action, int] = {Action.ANSWER: 0, Action.ABSTAIN: 1, Action.REF
 # Generic prompts of many kinds: what "not about anything in particular" looks like, for setting an
 # `About` threshold when the user gives no negatives.
 REFERENCE_PROMPTS: tuple[str, ...] = (
-    "What is the capital of Australia?", "Write a haiku about winter.", "How do I reverse a list in Python?",
-    "Explain how vaccines work.", "Give me a recipe for banana bread.", "What caused the First World War?",
-    "How do I change a flat tyre?", "Recommend a good science fiction novel.", "What is a prime number?",
-    "How can I improve my sleep?", "Translate 'good morning' into Spanish.", "What's the difference between "
-    "a virus and a bacterium?", "Plan a three-day trip to Rome.", "How do I write a cover letter?",
-    "Explain compound interest.", "What are the rules of chess?", "How do plants make food?",
-    "Summarise the plot of Hamlet.", "How do I train my puppy to sit?", "What is machine learning?",
-    "Suggest names for a bakery.", "How does a refrigerator work?", "What is the tallest mountain?",
-    "Help me write a birthday message for my sister.", "How do I center a div in CSS?",
-    "Why is the sky blue?", "What exercises strengthen the lower back?", "How do I make cold brew coffee?",
-    "Explain the French Revolution briefly.", "What is the Pythagorean theorem?", "How do I budget my salary?",
-    "Write a short story about a robot.", "What are black holes?", "How do I learn to play guitar?",
-    "Tips for a job interview?", "How do I clean a cast iron pan?", "What is inflation?",
-    "Describe the water cycle.", "How many players are on a football team?", "What is photosynthesis?",
+    "What is the capital of Australia?",
+    "Write a haiku about winter.",
+    "How do I reverse a list in Python?",
+    "Explain how vaccines work.",
+    "Give me a recipe for banana bread.",
+    "What caused the First World War?",
+    "How do I change a flat tyre?",
+    "Recommend a good science fiction novel.",
+    "What is a prime number?",
+    "How can I improve my sleep?",
+    "Translate 'good morning' into Spanish.",
+    "What's the difference between a virus and a bacterium?",
+    "Plan a three-day trip to Rome.",
+    "How do I write a cover letter?",
+    "Explain compound interest.",
+    "What are the rules of chess?",
+    "How do plants make food?",
+    "Summarise the plot of Hamlet.",
+    "How do I train my puppy to sit?",
+    "What is machine learning?",
+    "Suggest names for a bakery.",
+    "How does a refrigerator work?",
+    "What is the tallest mountain?",
+    "Help me write a birthday message for my sister.",
+    "How do I center a div in CSS?",
+    "Why is the sky blue?",
+    "What exercises strengthen the lower back?",
+    "How do I make cold brew coffee?",
+    "Explain the French Revolution briefly.",
+    "What is the Pythagorean theorem?",
+    "How do I budget my salary?",
+    "Write a short story about a robot.",
+    "What are black holes?",
+    "How do I learn to play guitar?",
+    "Tips for a job interview?",
+    "How do I clean a cast iron pan?",
+    "What is inflation?",
+    "Describe the water cycle.",
+    "How many players are on a football team?",
+    "What is photosynthesis?",
 )
 
 
@@ -82,7 +108,9 @@ class Encoder:
 class _Condition(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
-    def holds(self, scores: Mapping[str, float], thresholds: Mapping[str, float] | None = None) -> bool:  # pragma: no cover - abstract
+    def holds(
+        self, scores: Mapping[str, float], thresholds: Mapping[str, float] | None = None
+    ) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def abouts(self) -> Iterator[About]:  # pragma: no cover - abstract
@@ -154,7 +182,9 @@ class About(_Condition):
         """The threshold in use (the given one, or the fitted one)."""
         if self._threshold is None:
             if self.threshold is None:
-                raise NotFittedError(f"About({self.name!r}) has no threshold yet; call .fit() or pass threshold=")
+                raise NotFittedError(
+                    f"About({self.name!r}) has no threshold yet; call .fit() or pass threshold="
+                )
             return float(self.threshold)
         return self._threshold
 
@@ -330,10 +360,15 @@ def _unique_abouts(rules: Sequence[Rule]) -> list[About]:
     for rule in rules:
         for about in rule.abouts():
             prev = seen.get(about.name)
-            if prev is not None and prev is not about and (prev.examples != about.examples
-                                                           or prev.threshold != about.threshold):
-                raise InputError(f"two different About conditions are named {about.name!r}; give each "
-                                 "topic one definition (or distinct names)")
+            if (
+                prev is not None
+                and prev is not about
+                and (prev.examples != about.examples or prev.threshold != about.threshold)
+            ):
+                raise InputError(
+                    f"two different About conditions are named {about.name!r}; give each "
+                    "topic one definition (or distinct names)"
+                )
             seen.setdefault(about.name, about)
     return list(seen.values())
 
@@ -347,9 +382,12 @@ def fit_rules(rules: Sequence[Rule], encoder: Encoder) -> list[Rule]:
     return list(rules)
 
 
-def match_rules(rules: Sequence[Rule], scores: Mapping[str, float],
-                mode: Literal["first", "strictest"] = "first",
-                thresholds: Mapping[str, float] | None = None) -> RuleMatch | None:
+def match_rules(
+    rules: Sequence[Rule],
+    scores: Mapping[str, float],
+    mode: Literal["first", "strictest"] = "first",
+    thresholds: Mapping[str, float] | None = None,
+) -> RuleMatch | None:
     """The rule that fires on one prompt's similarities, or None.
 
     Args:
@@ -370,15 +408,35 @@ def match_rules(rules: Sequence[Rule], scores: Mapping[str, float],
     if not fired:
         return None
     rule = fired[0] if mode == "first" else max(fired, key=lambda r: (STRICTNESS[r.then], -fired.index(r)))
-    sims = ", ".join(f"{a.name!r} similarity {scores[a.name]:.2f} (threshold {a.threshold_in(thresholds):.2f})"
-                     for a in _unique_abouts([rule]))
+    sims = ", ".join(
+        f"{a.name!r} similarity {scores[a.name]:.2f} (threshold {a.threshold_in(thresholds):.2f})"
+        for a in _unique_abouts([rule])
+    )
     others = [r.name for r in fired if r is not rule]
     reason = f"rule {rule.name!r} fired: {rule.when.describe()} [{sims}]"
     if others:
         reason += f"; also matched (lower precedence, mode={mode}): {others}"
-    return RuleMatch(rule=rule.name, action=rule.then, category=rule.category, response=rule.response,
-                     override=rule.override, reason=reason)
+    return RuleMatch(
+        rule=rule.name,
+        action=rule.then,
+        category=rule.category,
+        response=rule.response,
+        override=rule.override,
+        reason=reason,
+    )
 
 
-__all__ = ["About", "AllOf", "AnyOf", "Condition", "Encoder", "Not", "REFERENCE_PROMPTS", "Rule", "RuleMatch",
-           "STRICTNESS", "fit_rules", "match_rules"]
+__all__ = [
+    "About",
+    "AllOf",
+    "AnyOf",
+    "Condition",
+    "Encoder",
+    "Not",
+    "REFERENCE_PROMPTS",
+    "Rule",
+    "RuleMatch",
+    "STRICTNESS",
+    "fit_rules",
+    "match_rules",
+]

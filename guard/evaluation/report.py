@@ -84,8 +84,13 @@ def roc_figure(examples: Sequence[Example], scored: Mapping[str, Any], metrics: 
         ax.legend(loc="lower right", fontsize=8)
     else:
         ax.text(0.5, 0.5, "one label only: no ROC curve", ha="center")
-    ax.set(xlabel="benign blocked (false positive rate)", ylabel="harmful blocked (true positive rate)",
-           title="ROC", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set(
+        xlabel="benign blocked (false positive rate)",
+        ylabel="harmful blocked (true positive rate)",
+        title="ROC",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
     return _png(fig)
 
 
@@ -96,8 +101,9 @@ def _top_groups(values: Sequence[str | None]) -> list[str]:
     return sorted(counts, key=lambda g: (-counts[g], g))[:MAX_GROUPS]
 
 
-def histogram_figure(examples: Sequence[Example], scores: np.ndarray, detector: str,
-                     threshold: float | None = None) -> bytes:
+def histogram_figure(
+    examples: Sequence[Example], scores: np.ndarray, detector: str, threshold: float | None = None
+) -> bytes:
     """Score histograms per source for one detector, harmful and benign overlaid."""
     y = _labels(examples)
     sources = np.array([e.source or "unknown" for e in examples])
@@ -106,8 +112,11 @@ def histogram_figure(examples: Sequence[Example], scores: np.ndarray, detector: 
     rows = -(-len(groups) // cols)
     fig = _figure(3.2 * cols, 2.4 * rows + 0.4)
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-    lo, hi = (0.0, 1.0) if scores.size and scores.min() >= 0 and scores.max() <= 1 else (
-        float(scores.min(initial=0)), float(scores.max(initial=1)))
+    lo, hi = (
+        (0.0, 1.0)
+        if scores.size and scores.min() >= 0 and scores.max() <= 1
+        else (float(scores.min(initial=0)), float(scores.max(initial=1)))
+    )
     bins = np.linspace(lo, hi, 26)
     for ax, g in zip(axes, groups):
         m = sources == g
@@ -120,15 +129,19 @@ def histogram_figure(examples: Sequence[Example], scores: np.ndarray, detector: 
         ax.set_title(g, fontsize=9)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6)
-    for ax in axes[len(groups):]:
+    for ax in axes[len(groups) :]:
         ax.set_visible(False)
-    fig.suptitle(f"{detector}: score per source" + (f" (dotted: threshold {threshold:.3f})" if threshold is not None else ""),
-                 fontsize=10)
+    fig.suptitle(
+        f"{detector}: score per source"
+        + (f" (dotted: threshold {threshold:.3f})" if threshold is not None else ""),
+        fontsize=10,
+    )
     return _png(fig)
 
 
-def threshold_figure(examples: Sequence[Example], scored: Mapping[str, Any],
-                     thresholds: Mapping[str, float | None]) -> bytes:
+def threshold_figure(
+    examples: Sequence[Example], scored: Mapping[str, Any], thresholds: Mapping[str, float | None]
+) -> bytes:
     """Share of harmful (solid) and benign (dashed) prompts blocked at each score threshold."""
     y = _labels(examples)
     fig = _figure(6.5, 4.5)
@@ -145,14 +158,19 @@ def threshold_figure(examples: Sequence[Example], scored: Mapping[str, Any],
                 ax.plot(t, rate, ls=ls, color=color, lw=1.5, label=f"{name}: {what} blocked")
                 if thresholds.get(name) is not None:
                     ax.plot([thresholds[name]], [float(sc.blocked[y == lab].mean())], marker="o", color=color)
-    ax.set(xlabel="score threshold", ylabel="share blocked (refused or abstained)", ylim=(-0.02, 1.02),
-           title="Refusal rate vs threshold (dots: the detector's actual decisions)")
+    ax.set(
+        xlabel="score threshold",
+        ylabel="share blocked (refused or abstained)",
+        ylim=(-0.02, 1.02),
+        title="Refusal rate vs threshold (dots: the detector's actual decisions)",
+    )
     ax.legend(fontsize=7, ncol=2)
     return _png(fig)
 
 
-def reliability_figure(examples: Sequence[Example], scored: Mapping[str, Any],
-                       metrics: Mapping[str, dict]) -> bytes:
+def reliability_figure(
+    examples: Sequence[Example], scored: Mapping[str, Any], metrics: Mapping[str, dict]
+) -> bytes:
     """Reliability diagram: observed share of harmful prompts per predicted-probability bin."""
     from guard.fitting.calibrate import reliability
 
@@ -170,8 +188,13 @@ def reliability_figure(examples: Sequence[Example], scored: Mapping[str, Any],
         size = [10 + 60 * b["count"] / y.size for b in r["bins"]]
         ax.plot(xs, ys, color=color, lw=1.2, label=f"{name} (ECE {r['ece']:.3f})")
         ax.scatter(xs, ys, s=size, color=color)
-    ax.set(xlabel="mean predicted P(harmful) in bin", ylabel="share harmful in bin", xlim=(0, 1), ylim=(0, 1),
-           title="Reliability (marker size: share of prompts)")
+    ax.set(
+        xlabel="mean predicted P(harmful) in bin",
+        ylabel="share harmful in bin",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title="Reliability (marker size: share of prompts)",
+    )
     ax.legend(fontsize=8, loc="upper left")
     return _png(fig)
 
@@ -185,10 +208,15 @@ def category_figure(metrics: Mapping[str, dict]) -> bytes:
             cats[c] = max(cats.get(c, 0), b["n"])
     fig = _figure(11, 8)
     axes = fig.subplots(2, 1)
-    for ax, key, n_key, title in ((axes[0], "harmful_blocked_rate", "n_harmful", "harmful blocked (higher is better)"),
-                                  (axes[1], "over_refusal_rate", "n_benign", "benign over-refused (lower is better)")):
-        shown = [c for c in sorted(cats, key=lambda c: (-cats[c], c))
-                 if any(m["by_category"].get(c, {}).get(n_key, 0) for m in metrics.values())][:MAX_GROUPS]
+    for ax, key, n_key, title in (
+        (axes[0], "harmful_blocked_rate", "n_harmful", "harmful blocked (higher is better)"),
+        (axes[1], "over_refusal_rate", "n_benign", "benign over-refused (lower is better)"),
+    ):
+        shown = [
+            c
+            for c in sorted(cats, key=lambda c: (-cats[c], c))
+            if any(m["by_category"].get(c, {}).get(n_key, 0) for m in metrics.values())
+        ][:MAX_GROUPS]
         if not shown:
             ax.text(0.5, 0.5, "no category with such rows", ha="center", transform=ax.transAxes)
             ax.set_title(title, fontsize=10)
@@ -204,10 +232,23 @@ def category_figure(metrics: Mapping[str, dict]) -> bytes:
                 vals.append(np.nan if v is None else v)
                 err[0].append(0 if v is None or ci is None else max(0.0, v - ci[0]))
                 err[1].append(0 if v is None or ci is None else max(0.0, ci[1] - v))
-            ax.bar(x + (k - (len(names) - 1) / 2) * width, vals, width, yerr=err, color=color, label=name,
-                   capsize=2, error_kw={"lw": 0.8})
-        ax.set_xticks(x, [f"{c} ({metrics[names[0]]['by_category'].get(c, {}).get(n_key, 0)})" for c in shown],
-                      rotation=40, ha="right", fontsize=7)
+            ax.bar(
+                x + (k - (len(names) - 1) / 2) * width,
+                vals,
+                width,
+                yerr=err,
+                color=color,
+                label=name,
+                capsize=2,
+                error_kw={"lw": 0.8},
+            )
+        ax.set_xticks(
+            x,
+            [f"{c} ({metrics[names[0]]['by_category'].get(c, {}).get(n_key, 0)})" for c in shown],
+            rotation=40,
+            ha="right",
+            fontsize=7,
+        )
         ax.set(ylim=(0, 1.05), title=title)
         ax.legend(fontsize=7, ncol=len(names))
     return _png(fig)
@@ -255,11 +296,31 @@ def _summary(metrics: Mapping[str, dict]) -> str:
     rows = []
     for name, m in metrics.items():
         lat = m.get("latency_ms") or {}
-        rows.append([html.escape(name), str(m["n"]), f"{m['n_harmful']} / {m['n_benign']}", _with_ci(m, "auroc"),
-                     _with_ci(m, "harmful_blocked_rate"), _with_ci(m, "over_refusal_rate"),
-                     _fmt(m.get("ece")), f"{_fmt(lat.get('p50'), 1)} / {_fmt(lat.get('p95'), 1)}"])
-    return _table(["detector", "n", "harmful / benign", "AUROC", "harmful blocked", "over-refusal", "ECE",
-                   "latency p50 / p95 (ms)"], rows)
+        rows.append(
+            [
+                html.escape(name),
+                str(m["n"]),
+                f"{m['n_harmful']} / {m['n_benign']}",
+                _with_ci(m, "auroc"),
+                _with_ci(m, "harmful_blocked_rate"),
+                _with_ci(m, "over_refusal_rate"),
+                _fmt(m.get("ece")),
+                f"{_fmt(lat.get('p50'), 1)} / {_fmt(lat.get('p95'), 1)}",
+            ]
+        )
+    return _table(
+        [
+            "detector",
+            "n",
+            "harmful / benign",
+            "AUROC",
+            "harmful blocked",
+            "over-refusal",
+            "ECE",
+            "latency p50 / p95 (ms)",
+        ],
+        rows,
+    )
 
 
 def _grouped(metrics: Mapping[str, dict], kind: str) -> str:
@@ -267,22 +328,32 @@ def _grouped(metrics: Mapping[str, dict], kind: str) -> str:
     groups = sorted({g for m in metrics.values() for g in m[kind]})
     header = [kind.removeprefix("by_"), "harmful / benign"]
     for n in names:
-        header += [f"{html.escape(n)}: AUROC", f"{html.escape(n)}: harmful blocked", f"{html.escape(n)}: over-refusal"]
+        header += [
+            f"{html.escape(n)}: AUROC",
+            f"{html.escape(n)}: harmful blocked",
+            f"{html.escape(n)}: over-refusal",
+        ]
     rows = []
     for g in groups:
         first = metrics[names[0]][kind].get(g, {})
         row = [html.escape(g), f"{first.get('n_harmful', 0)} / {first.get('n_benign', 0)}"]
         for n in names:
             b = metrics[n][kind].get(g, {})
-            row += [_with_ci(b, "auroc"), _with_ci(b, "harmful_blocked_rate"), _with_ci(b, "over_refusal_rate")]
+            row += [
+                _with_ci(b, "auroc"),
+                _with_ci(b, "harmful_blocked_rate"),
+                _with_ci(b, "over_refusal_rate"),
+            ]
         rows.append(row)
     return _table(header, rows)
 
 
 def _robustness(robustness: Mapping[str, Any]) -> str:
     """Either {transform: {metric: value}} or {detector: {transform: {metric: value}}}."""
-    nested = robustness and all(isinstance(v, Mapping) and v and all(isinstance(x, Mapping) for x in v.values())
-                                for v in robustness.values())
+    nested = robustness and all(
+        isinstance(v, Mapping) and v and all(isinstance(x, Mapping) for x in v.values())
+        for v in robustness.values()
+    )
     tables = robustness.items() if nested else [("", robustness)]
     out = []
     for det, table in tables:
@@ -324,20 +395,29 @@ def render_html(
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        (f"<p class='note'>guard: {html.escape(str(first.get('guard')))}; {first['n']} prompts "
-         f"({first['n_harmful']} harmful, {first['n_benign']} benign). \"Blocked\" means refused or abstained. "
-         f"Brackets: {round(100 * boot.get('level', 0.95))} % bootstrap intervals "
-         f"({boot.get('n_boot', 0)} resamples, seed {boot.get('seed')}).</p>"),
-        "<h2>Summary</h2>", _summary(metrics),
-        "<h2>ROC curves</h2>", _img(roc_figure(examples, scored, metrics), "ROC curves"),
-        "<h2>Refusal rate vs threshold</h2>", _img(threshold_figure(examples, scored, thresholds), "refusal rate"),
-        "<h2>Reliability</h2>", _img(reliability_figure(examples, scored, metrics), "reliability diagram"),
-        "<h2>Per category</h2>", _img(category_figure(metrics), "per-category bars"),
+        (
+            f"<p class='note'>guard: {html.escape(str(first.get('guard')))}; {first['n']} prompts "
+            f'({first["n_harmful"]} harmful, {first["n_benign"]} benign). "Blocked" means refused or abstained. '
+            f"Brackets: {round(100 * boot.get('level', 0.95))} % bootstrap intervals "
+            f"({boot.get('n_boot', 0)} resamples, seed {boot.get('seed')}).</p>"
+        ),
+        "<h2>Summary</h2>",
+        _summary(metrics),
+        "<h2>ROC curves</h2>",
+        _img(roc_figure(examples, scored, metrics), "ROC curves"),
+        "<h2>Refusal rate vs threshold</h2>",
+        _img(threshold_figure(examples, scored, thresholds), "refusal rate"),
+        "<h2>Reliability</h2>",
+        _img(reliability_figure(examples, scored, metrics), "reliability diagram"),
+        "<h2>Per category</h2>",
+        _img(category_figure(metrics), "per-category bars"),
         _grouped(metrics, "by_category"),
         "<h2>Per source</h2>",
     ]
     for name, sc in scored.items():
-        parts.append(_img(histogram_figure(examples, sc.scores, name, thresholds.get(name)), f"{name} histograms"))
+        parts.append(
+            _img(histogram_figure(examples, sc.scores, name, thresholds.get(name)), f"{name} histograms")
+        )
     parts.append(_grouped(metrics, "by_source"))
     if robustness:
         parts += ["<h2>Robustness: recall before and after each transform</h2>", _robustness(robustness)]
@@ -348,8 +428,13 @@ def render_html(
     return "".join(parts)
 
 
-def write_report(out_dir: str | Path, examples: Sequence[Example], scored: Mapping[str, Any],
-                 metrics: Mapping[str, dict], **kwargs: Any) -> Path:
+def write_report(
+    out_dir: str | Path,
+    examples: Sequence[Example],
+    scored: Mapping[str, Any],
+    metrics: Mapping[str, dict],
+    **kwargs: Any,
+) -> Path:
     """Write `report.html` into `out_dir` (created if needed) and return its path.
 
     Keyword arguments are those of `render_html`.
@@ -361,5 +446,12 @@ def write_report(out_dir: str | Path, examples: Sequence[Example], scored: Mappi
     return path
 
 
-__all__ = ["category_figure", "histogram_figure", "reliability_figure", "render_html", "roc_figure",
-           "threshold_figure", "write_report"]
+__all__ = [
+    "category_figure",
+    "histogram_figure",
+    "reliability_figure",
+    "render_html",
+    "roc_figure",
+    "threshold_figure",
+    "write_report",
+]

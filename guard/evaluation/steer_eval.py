@@ -40,9 +40,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from guard.decision.stats import auroc
 from guard.decision.taxonomy import HarmCategory
 from guard.errors import InputError
-from guard.decision.stats import auroc
 
 
 class SteerEvalSettings(BaseModel):
@@ -102,7 +102,9 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
     try:
         HarmCategory(settings.category)
     except ValueError as exc:
-        raise InputError(f"unknown category {settings.category!r}; use one of {[c.value for c in HarmCategory]}") from exc
+        raise InputError(
+            f"unknown category {settings.category!r}; use one of {[c.value for c in HarmCategory]}"
+        ) from exc
     t0 = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -118,22 +120,44 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
         return [r for r in rows if split[id(r)] == s and pred(r)]
 
     cat = settings.category
-    is_cat = lambda r: r.label == "harmful" and r.category == cat
-    is_benign = lambda r: r.label == "benign"
-    result: dict[str, Any] = {"settings": settings.model_dump(), "host": host.name, "guard_layer": latent.layer_}
+
+    def is_cat(r):
+        return r.label == "harmful" and r.category == cat
+
+    def is_benign(r):
+        return r.label == "benign"
+
+    result: dict[str, Any] = {
+        "settings": settings.model_dump(),
+        "host": host.name,
+        "guard_layer": latent.layer_,
+    }
 
     # ------------------------------------------------------------------ 1. conditional steering
     log("behaviour vector (contrastive refusal vs compliance replies) ...")
-    fit_prompts = [r.prompt for r in _sample(part("fit", lambda r: r.category != "jailbreak_injection"),
-                                               4 * settings.n_pairs, rng)]
-    bv = BehaviourVector(host, layers=settings.steer_layers, method=settings.method, n_pairs=settings.n_pairs,
-                         random_state=settings.seed).fit(fit_prompts)
+    fit_prompts = [
+        r.prompt
+        for r in _sample(
+            part("fit", lambda r: r.category != "jailbreak_injection"), 4 * settings.n_pairs, rng
+        )
+    ]
+    bv = BehaviourVector(
+        host,
+        layers=settings.steer_layers,
+        method=settings.method,
+        n_pairs=settings.n_pairs,
+        random_state=settings.seed,
+    ).fit(fit_prompts)
     other = "ridge" if settings.method == "diffmean" else "diffmean"
-    bv_other = BehaviourVector(host, layers=settings.steer_layers, method=other, n_pairs=settings.n_pairs,
-                               random_state=settings.seed).fit(fit_prompts)
-    cos = [float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))) for a, b in zip(bv.vectors_, bv_other.vectors_)]
+    bv_other = BehaviourVector(
+        host, layers=settings.steer_layers, method=other, n_pairs=settings.n_pairs, random_state=settings.seed
+    ).fit(fit_prompts)
+    cos = [
+        float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))) for a, b in zip(bv.vectors_, bv_other.vectors_)
+    ]
     result["behaviour_vector"] = {
-        "method": settings.method, "layers": bv.layers_,
+        "method": settings.method,
+        "layers": bv.layers_,
         "reply_separation_auroc": {str(k): v for k, v in bv.separation_.items()},
         f"{other}_reply_separation_auroc": {str(k): v for k, v in bv_other.separation_.items()},
         f"cosine_with_{other}": dict(zip(map(str, bv.layers_), cos)),
@@ -146,17 +170,26 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
     pos_cal = [r.prompt for r in part("calib", is_cat)]
     neg_cal = [r.prompt for r in _sample(part("calib", is_benign), settings.n_condition_benign, rng)]
     if min(len(pos_fit), len(pos_cal)) < 4:
-        raise InputError(f"category {cat!r} has too few harmful prompts ({len(pos_fit)} fit, {len(pos_cal)} calib)")
+        raise InputError(
+            f"category {cat!r} has too few harmful prompts ({len(pos_fit)} fit, {len(pos_cal)} calib)"
+        )
     layers = sorted(set(settings.condition_layers))
-    S = {name: prompt_states(host, ps, layers, settings.condition_position)  # type: ignore[arg-type]
-         for name, ps in (("pf", pos_fit), ("nf", neg_fit), ("pc", pos_cal), ("nc", neg_cal))}
+    S = {
+        name: prompt_states(host, ps, layers, settings.condition_position)  # type: ignore[arg-type]
+        for name, ps in (("pf", pos_fit), ("nf", neg_fit), ("pc", pos_cal), ("nc", neg_cal))
+    }
     per_layer = {}
     best: ConditionVector | None = None
     best_auc = -1.0
     for i, layer in enumerate(layers):
-        cv = ConditionVector(host, name=cat, layer=layer, position=settings.condition_position,  # type: ignore[arg-type]
-                             method=settings.condition_method,  # type: ignore[arg-type]
-                             max_false_positive_rate=settings.max_false_positive_rate)
+        cv = ConditionVector(
+            host,
+            name=cat,
+            layer=layer,
+            position=settings.condition_position,  # type: ignore[arg-type]
+            method=settings.condition_method,  # type: ignore[arg-type]
+            max_false_positive_rate=settings.max_false_positive_rate,
+        )
         cv.fit([], [], states=(S["pf"][:, i], S["nf"][:, i]))
         sims = np.r_[cv.similarity(states=S["pc"][:, i]), cv.similarity(states=S["nc"][:, i])]
         auc = auroc(np.r_[np.ones(len(pos_cal)), np.zeros(len(neg_cal))], sims)
@@ -167,11 +200,17 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
     best.calibrate([], [], states=(S["pc"][:, best_i], S["nc"][:, best_i]))
     cond = best
     result["condition_vector"] = {
-        "name": cat, "layer": cond.layer_, "position": settings.condition_position,
-        "method": settings.condition_method, "threshold": cond.threshold_,
-        "calib_auroc_by_layer": per_layer, "fit_auroc": cond.fit_auroc_,
-        "n_fit_positive": len(pos_fit), "n_fit_negative": len(neg_fit),
-        "n_calib_positive": len(pos_cal), "n_calib_negative": len(neg_cal),
+        "name": cat,
+        "layer": cond.layer_,
+        "position": settings.condition_position,
+        "method": settings.condition_method,
+        "threshold": cond.threshold_,
+        "calib_auroc_by_layer": per_layer,
+        "fit_auroc": cond.fit_auroc_,
+        "n_fit_positive": len(pos_fit),
+        "n_fit_negative": len(neg_fit),
+        "n_calib_positive": len(pos_cal),
+        "n_calib_negative": len(neg_cal),
         "calib_true_positive_rate": float(cond.holds(states=S["pc"][:, best_i]).mean()),
         "calib_false_positive_rate": float(cond.holds(states=S["nc"][:, best_i]).mean()),
     }
@@ -181,10 +220,17 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
 
     harm_test = [r.prompt for r in _sample(part("test", is_cat), settings.n_per_group, rng)]
     benign_test = [r.prompt for r in _sample(part("test", is_benign), settings.n_per_group, rng)]
-    other_test = [r.prompt for r in _sample(
-        part("test", lambda r: r.label == "harmful" and r.category not in (cat, "jailbreak_injection")),
-        settings.n_per_group, rng)]
-    log(f"generating: {len(harm_test)} {cat} + {len(benign_test)} benign prompts, with and without steering ...")
+    other_test = [
+        r.prompt
+        for r in _sample(
+            part("test", lambda r: r.label == "harmful" and r.category not in (cat, "jailbreak_injection")),
+            settings.n_per_group,
+            rng,
+        )
+    ]
+    log(
+        f"generating: {len(harm_test)} {cat} + {len(benign_test)} benign prompts, with and without steering ..."
+    )
     kw = {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size}
     h_plain = cast.generate(harm_test, steer_enabled=False, **kw)
     h_steer = cast.generate(harm_test, **kw)
@@ -196,21 +242,27 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
     b_ref_steer = detector.is_refusal([r.text or "." for r in b_steer])
     unchanged = [a.token_ids == b.token_ids for a, b in zip(b_plain, b_steer)]
     other_fired = [d.steered for d in cast.decide(other_test)] if other_test else []
-    result.update({
-        "steered_refusal_rate": float(ref_steer.mean()),
-        "unsteered_refusal_rate": float(ref_plain.mean()),
-        "steering_refusal_gain": float(ref_steer.mean() - ref_plain.mean()),
-        "benign_unchanged_rate": float(np.mean(unchanged)),
-        "condition_fired_rate_category": float(np.mean([r.steered for r in h_steer])),
-        "condition_fired_rate_benign": float(np.mean([r.steered for r in b_steer])),
-        "condition_fired_rate_other_harmful": float(np.mean(other_fired)) if other_fired else None,
-        "benign_refusal_rate_unsteered": float(b_ref_plain.mean()),
-        "benign_refusal_rate_steered": float(b_ref_steer.mean()),
-        "n_category_harmful": len(harm_test), "n_benign": len(benign_test), "n_other_harmful": len(other_test),
-        "refusal_judge": "classifiers.ResponseRefusalDetector.default().is_refusal (any refusal class)",
-    })
-    log(f"  steered refusal {result['steered_refusal_rate']:.2f} vs unsteered {result['unsteered_refusal_rate']:.2f}; "
-        f"benign unchanged {result['benign_unchanged_rate']:.2f}")
+    result.update(
+        {
+            "steered_refusal_rate": float(ref_steer.mean()),
+            "unsteered_refusal_rate": float(ref_plain.mean()),
+            "steering_refusal_gain": float(ref_steer.mean() - ref_plain.mean()),
+            "benign_unchanged_rate": float(np.mean(unchanged)),
+            "condition_fired_rate_category": float(np.mean([r.steered for r in h_steer])),
+            "condition_fired_rate_benign": float(np.mean([r.steered for r in b_steer])),
+            "condition_fired_rate_other_harmful": float(np.mean(other_fired)) if other_fired else None,
+            "benign_refusal_rate_unsteered": float(b_ref_plain.mean()),
+            "benign_refusal_rate_steered": float(b_ref_steer.mean()),
+            "n_category_harmful": len(harm_test),
+            "n_benign": len(benign_test),
+            "n_other_harmful": len(other_test),
+            "refusal_judge": "classifiers.ResponseRefusalDetector.default().is_refusal (any refusal class)",
+        }
+    )
+    log(
+        f"  steered refusal {result['steered_refusal_rate']:.2f} vs unsteered {result['unsteered_refusal_rate']:.2f}; "
+        f"benign unchanged {result['benign_unchanged_rate']:.2f}"
+    )
 
     # ------------------------------------------------------------------ 2. ablation
     log("refusal-direction ablation (weight orthogonalisation) ...")
@@ -223,40 +275,58 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
     y = np.r_[np.ones(len(test_h)), np.zeros(len(test_b))]
     before = latent.scores([r.prompt for r in auc_rows])
     after = abl_latent.scores([r.prompt for r in auc_rows])
-    result.update({
-        "latent_auroc_before_ablation": auroc(y, before["harmfulness_raw"]),
-        "latent_auroc_after_ablation": auroc(y, after["harmfulness_raw"]),
-        "refusal_score_auroc_before_ablation": auroc(y, before["refusal"]),
-        "refusal_score_auroc_after_ablation": auroc(y, after["refusal"]),
-        "refusal_score_mean_abs_before_ablation": float(np.mean(np.abs(before["refusal"]))),
-        "refusal_score_mean_abs_after_ablation": float(np.mean(np.abs(after["refusal"]))),
-        "n_auroc_harmful": len(test_h), "n_auroc_benign": len(test_b),
-        "ablation": "refusal direction of the shipped guard orthogonalised out of embeddings, attention "
-                    "and MLP output weights (all layers)",
-    })
+    result.update(
+        {
+            "latent_auroc_before_ablation": auroc(y, before["harmfulness_raw"]),
+            "latent_auroc_after_ablation": auroc(y, after["harmfulness_raw"]),
+            "refusal_score_auroc_before_ablation": auroc(y, before["refusal"]),
+            "refusal_score_auroc_after_ablation": auroc(y, after["refusal"]),
+            "refusal_score_mean_abs_before_ablation": float(np.mean(np.abs(before["refusal"]))),
+            "refusal_score_mean_abs_after_ablation": float(np.mean(np.abs(after["refusal"]))),
+            "n_auroc_harmful": len(test_h),
+            "n_auroc_benign": len(test_b),
+            "ablation": "refusal direction of the shipped guard orthogonalised out of embeddings, attention "
+            "and MLP output weights (all layers)",
+        }
+    )
     result["ablation_table"] = [
-        {"score": "latent_guard_harmfulness", "auroc_before": result["latent_auroc_before_ablation"],
-         "auroc_after": result["latent_auroc_after_ablation"]},
-        {"score": "refusal_direction_projection", "auroc_before": result["refusal_score_auroc_before_ablation"],
-         "auroc_after": result["refusal_score_auroc_after_ablation"]},
+        {
+            "score": "latent_guard_harmfulness",
+            "auroc_before": result["latent_auroc_before_ablation"],
+            "auroc_after": result["latent_auroc_after_ablation"],
+        },
+        {
+            "score": "refusal_direction_projection",
+            "auroc_before": result["refusal_score_auroc_before_ablation"],
+            "auroc_after": result["refusal_score_auroc_after_ablation"],
+        },
     ]
-    log(f"  latent AUROC {result['latent_auroc_before_ablation']:.3f} -> {result['latent_auroc_after_ablation']:.3f}; "
+    log(
+        f"  latent AUROC {result['latent_auroc_before_ablation']:.3f} -> {result['latent_auroc_after_ablation']:.3f}; "
         f"refusal-score AUROC {result['refusal_score_auroc_before_ablation']:.3f} -> "
-        f"{result['refusal_score_auroc_after_ablation']:.3f}")
+        f"{result['refusal_score_auroc_after_ablation']:.3f}"
+    )
 
     # ------------------------------------------------------------------ 3. integrity
     log("integrity checks ...")
     rep_orig = check_integrity(host, latent, warn=False)
     rep_abl = check_integrity(abl_host, latent, warn=False)
     rep_abl_func = check_integrity(abl_host, latent, check_fingerprint=False, warn=False)
-    result.update({
-        "integrity_original": rep_orig.status,
-        "integrity_ablated": rep_abl.status,
-        "integrity_ablated_functional_only": rep_abl_func.status,
-        "integrity_details": {"original": rep_orig.model_dump(), "ablated": rep_abl.model_dump(),
-                              "ablated_functional_only": rep_abl_func.model_dump()},
-    })
-    log(f"  original {rep_orig.status}, ablated {rep_abl.status} (functional checks alone: {rep_abl_func.status})")
+    result.update(
+        {
+            "integrity_original": rep_orig.status,
+            "integrity_ablated": rep_abl.status,
+            "integrity_ablated_functional_only": rep_abl_func.status,
+            "integrity_details": {
+                "original": rep_orig.model_dump(),
+                "ablated": rep_abl.model_dump(),
+                "ablated_functional_only": rep_abl_func.model_dump(),
+            },
+        }
+    )
+    log(
+        f"  original {rep_orig.status}, ablated {rep_abl.status} (functional checks alone: {rep_abl_func.status})"
+    )
     del abl_host, abl_latent
 
     # ------------------------------------------------------------------ 4. concept features
@@ -272,9 +342,14 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
         St = last_window_states(latent, [r.prompt for r in auc_rows], t_layers)
         try:
             ev = evaluate_feature_sets(
-                latent, Sf, [int(r.label == "harmful") for r in fit_rows],
+                latent,
+                Sf,
+                [int(r.label == "harmful") for r in fit_rows],
                 [r.category if r.label == "harmful" else None for r in fit_rows],
-                St, y.astype(int), [r.category if r.label == "harmful" else None for r in auc_rows], layers=t_layers,
+                St,
+                y.astype(int),
+                [r.category if r.label == "harmful" else None for r in auc_rows],
+                layers=t_layers,
             )
             result["concept_features"] = ev.model_dump()
         except InputError as exc:  # too small a sample for any concept: say so, keep the other figures
@@ -285,11 +360,23 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
     if settings.sae and sae_dir.is_dir():
         log("SAE feature vs dense refusal direction, same prompts, condition and strength ...")
         result["sae_steering"] = sae_vs_dense(
-            host, NamedFeatures.load(sae_dir), fit_prompts, cond, cat, settings,
-            harm_test, benign_test, h_plain, b_plain, detector)
-        log(f"  dense {result['sae_steering']['dense']['steered_refusal_rate']:.2f}, SAE feature "
+            host,
+            NamedFeatures.load(sae_dir),
+            fit_prompts,
+            cond,
+            cat,
+            settings,
+            harm_test,
+            benign_test,
+            h_plain,
+            b_plain,
+            detector,
+        )
+        log(
+            f"  dense {result['sae_steering']['dense']['steered_refusal_rate']:.2f}, SAE feature "
             f"{result['sae_steering']['feature']} {result['sae_steering']['sae']['steered_refusal_rate']:.2f} "
-            f"(unsteered {result['unsteered_refusal_rate']:.2f})")
+            f"(unsteered {result['unsteered_refusal_rate']:.2f})"
+        )
 
     # ------------------------------------------------------------------ 6. position probe plot
     try:
@@ -297,12 +384,16 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
 
         from guard.whitebox.position_probe import plot_position_scores, position_scores
 
-        items = [position_scores(latent, harm_test[0], reply=h_steer[0].text or None),
-                 position_scores(latent, benign_test[0], reply=b_plain[0].text or None)]
+        items = [
+            position_scores(latent, harm_test[0], reply=h_steer[0].text or None),
+            position_scores(latent, benign_test[0], reply=b_plain[0].text or None),
+        ]
         fig = plot_position_scores(items, path=out / "position_probe.png")
         plt.close(fig)
-        result["position_probe"] = {"plot": "position_probe.png",
-                                    "cliff_refusal": [ps.cliff() for ps in items]}
+        result["position_probe"] = {
+            "plot": "position_probe.png",
+            "cliff_refusal": [ps.cliff() for ps in items],
+        }
     except ImportError:  # matplotlib missing: the figure is optional
         result["position_probe"] = None
 
@@ -312,9 +403,19 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
     return result
 
 
-def sae_vs_dense(host: Any, features: Any, fit_prompts: list[str], cond: Any, category: str,
-                 settings: SteerEvalSettings, harm_test: list[str], benign_test: list[str],
-                 harm_plain: list[Any], benign_plain: list[Any], detector: Any) -> dict[str, Any]:
+def sae_vs_dense(
+    host: Any,
+    features: Any,
+    fit_prompts: list[str],
+    cond: Any,
+    category: str,
+    settings: SteerEvalSettings,
+    harm_test: list[str],
+    benign_test: list[str],
+    harm_plain: list[Any],
+    benign_plain: list[Any],
+    detector: Any,
+) -> dict[str, Any]:
     """Steer the same prompts with the dense refusal vector and with the closest SAE feature, at the
     SAE's layer, under the same condition and strength: for each, the refusal rate on the category,
     the share of its replies the steering changed, and the benign replies left token-identical
@@ -322,13 +423,21 @@ def sae_vs_dense(host: Any, features: Any, fit_prompts: list[str], cond: Any, ca
     from guard.whitebox.steering import BehaviourVector, ConditionalSteering, Matches, SteeringRule
 
     layer = features.layer
-    dense = BehaviourVector(host, layers=[layer], method=settings.method, n_pairs=settings.n_pairs,
-                            random_state=settings.seed).fit(fit_prompts)
+    dense = BehaviourVector(
+        host, layers=[layer], method=settings.method, n_pairs=settings.n_pairs, random_state=settings.seed
+    ).fit(fit_prompts)
     d = dense.vector(layer)
     k, cos = features.sae.closest_feature(d)
-    sae_vec = features.sae.direction(k) * float(np.linalg.norm(d) / max(np.linalg.norm(features.sae.direction(k)), 1e-12))
-    out: dict[str, Any] = {"layer": layer, "feature": k, "feature_name": features.names.get(k),
-                           "cosine_with_dense": cos, "dense_reply_separation_auroc": dense.separation_[layer]}
+    sae_vec = features.sae.direction(k) * float(
+        np.linalg.norm(d) / max(np.linalg.norm(features.sae.direction(k)), 1e-12)
+    )
+    out: dict[str, Any] = {
+        "layer": layer,
+        "feature": k,
+        "feature_name": features.names.get(k),
+        "cosine_with_dense": cos,
+        "dense_reply_separation_auroc": dense.separation_[layer],
+    }
     kw = {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size}
     rule = SteeringRule(when=Matches(category), strength=settings.strength, layers=[layer])
     for name, bv in (("dense", dense), ("sae", BehaviourVector.from_direction(host, sae_vec, layer))):
@@ -337,8 +446,12 @@ def sae_vs_dense(host: Any, features: Any, fit_prompts: list[str], cond: Any, ca
         b = cast.generate(benign_test, **kw)
         out[name] = {
             "steered_refusal_rate": float(detector.is_refusal([r.text or "." for r in h]).mean()),
-            "category_changed_rate": float(np.mean([x.token_ids != y.token_ids for x, y in zip(harm_plain, h)])),
-            "benign_unchanged_rate": float(np.mean([x.token_ids == y.token_ids for x, y in zip(benign_plain, b)])),
+            "category_changed_rate": float(
+                np.mean([x.token_ids != y.token_ids for x, y in zip(harm_plain, h)])
+            ),
+            "benign_unchanged_rate": float(
+                np.mean([x.token_ids == y.token_ids for x, y in zip(benign_plain, b)])
+            ),
             "benign_refusal_rate_steered": float(detector.is_refusal([r.text or "." for r in b]).mean()),
         }
     return out
@@ -355,25 +468,60 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         'x'
     """
     d = SteerEvalSettings()
-    p = subparsers.add_parser("steer-eval", help="conditional steering, ablation and integrity figures (steering.json)")
+    p = subparsers.add_parser(
+        "steer-eval", help="conditional steering, ablation and integrity figures (steering.json)"
+    )
     p.add_argument("--out", required=True, help="folder for steering.json, the CAST artifact and the plot")
     p.add_argument("--category", default=d.category, help=f"harm category to steer on (default {d.category})")
     p.add_argument("--n", type=int, default=d.n_per_group, dest="n_per_group", help="prompts per group")
-    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="reply length in tokens (greedy)")
+    p.add_argument(
+        "--max-new-tokens", type=int, default=d.max_new_tokens, help="reply length in tokens (greedy)"
+    )
     p.add_argument("--strength", type=float, default=d.strength, help="steering strength (times the vector)")
-    p.add_argument("--steer-layers", type=int, nargs="+", default=d.steer_layers, help="layers the vector is added at")
-    p.add_argument("--method", choices=["diffmean", "ridge"], default=d.method, help="how the behaviour vector is derived")
-    p.add_argument("--condition-layers", type=int, nargs="+", default=d.condition_layers,
-                   help="candidate layers for the condition vector (chosen by calib-split AUROC)")
-    p.add_argument("--condition-position", choices=["instruction", "post_instruction", "instruction_post", "last"],
-                   default=d.condition_position, help="prompt tokens the condition reads")
-    p.add_argument("--condition-method", choices=["diffmean", "ridge"], default=d.condition_method,
-                   help="how the condition direction is derived")
-    p.add_argument("--max-fpr", type=float, default=d.max_false_positive_rate, dest="max_false_positive_rate",
-                   help="benign false-positive rate the condition threshold is set to on the calib split")
-    p.add_argument("--n-auroc", type=int, default=d.n_auroc, help="test prompts per label for the ablation AUROCs")
-    p.add_argument("--no-concepts", action="store_false", dest="concepts", help="skip the concept-feature study")
-    p.add_argument("--no-sae", action="store_false", dest="sae", help="skip the SAE-feature vs dense steering comparison")
+    p.add_argument(
+        "--steer-layers", type=int, nargs="+", default=d.steer_layers, help="layers the vector is added at"
+    )
+    p.add_argument(
+        "--method",
+        choices=["diffmean", "ridge"],
+        default=d.method,
+        help="how the behaviour vector is derived",
+    )
+    p.add_argument(
+        "--condition-layers",
+        type=int,
+        nargs="+",
+        default=d.condition_layers,
+        help="candidate layers for the condition vector (chosen by calib-split AUROC)",
+    )
+    p.add_argument(
+        "--condition-position",
+        choices=["instruction", "post_instruction", "instruction_post", "last"],
+        default=d.condition_position,
+        help="prompt tokens the condition reads",
+    )
+    p.add_argument(
+        "--condition-method",
+        choices=["diffmean", "ridge"],
+        default=d.condition_method,
+        help="how the condition direction is derived",
+    )
+    p.add_argument(
+        "--max-fpr",
+        type=float,
+        default=d.max_false_positive_rate,
+        dest="max_false_positive_rate",
+        help="benign false-positive rate the condition threshold is set to on the calib split",
+    )
+    p.add_argument(
+        "--n-auroc", type=int, default=d.n_auroc, help="test prompts per label for the ablation AUROCs"
+    )
+    p.add_argument(
+        "--no-concepts", action="store_false", dest="concepts", help="skip the concept-feature study"
+    )
+    p.add_argument(
+        "--no-sae", action="store_false", dest="sae", help="skip the SAE-feature vs dense steering comparison"
+    )
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the samples")
     p.set_defaults(func=run)
     return p

@@ -30,7 +30,9 @@ def embedding_encoder() -> Encoder:
     return Encoder(emb.transform, key="minilm")
 
 
-def host_encoder(host: Any, layer: int | None = None, reference: Sequence[str] = REFERENCE_PROMPTS) -> Encoder:
+def host_encoder(
+    host: Any, layer: int | None = None, reference: Sequence[str] = REFERENCE_PROMPTS
+) -> Encoder:
     """Hidden states of `host` at the last instruction token of `layer`, centred on `reference`.
 
     Raw residual-stream vectors share a large common component (all cosines are high), so the
@@ -49,10 +51,14 @@ def host_encoder(host: Any, layer: int | None = None, reference: Sequence[str] =
         return np.stack([c[0, e.instruction, :].numpy() for c, e in zip(caps, encs)]).astype(np.float64)
 
     mean = states(list(reference)).mean(axis=0)
-    return Encoder(lambda texts: states(texts) - mean, key=f"host:{getattr(host, 'fingerprint', id(host))}:{layer}")
+    return Encoder(
+        lambda texts: states(texts) - mean, key=f"host:{getattr(host, 'fingerprint', id(host))}:{layer}"
+    )
 
 
-def about_scores(rules: Sequence[Rule], prompts: Sequence[str], encoder: Encoder | None = None) -> list[dict[str, float]]:
+def about_scores(
+    rules: Sequence[Rule], prompts: Sequence[str], encoder: Encoder | None = None
+) -> list[dict[str, float]]:
     """Similarity of each prompt to each `About` topic in the rules: one dict per prompt.
 
     Fits unfitted conditions on `encoder` first. The prompts are encoded once, in one batch.

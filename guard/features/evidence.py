@@ -61,8 +61,16 @@ class DecisionEngine:
         if self.policy.rules and prompts:
             abouts = {a.name: a for r in self.policy.rules for a in r.abouts()}
             for row, sims in zip(out, about_scores(self.policy.rules, prompts, self.encoder)):
-                row.extend(Evidence(source="condition", name=k, value=v, threshold=abouts[k].fitted_threshold,
-                                    detail="cosine similarity to the topic's examples") for k, v in sims.items())
+                row.extend(
+                    Evidence(
+                        source="condition",
+                        name=k,
+                        value=v,
+                        threshold=abouts[k].fitted_threshold,
+                        detail="cosine similarity to the topic's examples",
+                    )
+                    for k, v in sims.items()
+                )
         return out
 
     def decide(self, prompt: str, evidence: Sequence[Evidence], **kwargs: Any) -> Verdict:

@@ -40,8 +40,14 @@ from classifiers._linear import Features, TextLinearClassifier
 from classifiers._validation import DEFAULT_MAX_CHARS, check_texts
 from guard.errors import DataFormatError, InputError
 
-CATEGORIES: tuple[str, ...] = ("unsafe", "incomplete_ambiguous", "unsupported_infeasible", "indeterminate",
-                               "humanizing", "insufficient_context")
+CATEGORIES: tuple[str, ...] = (
+    "unsafe",
+    "incomplete_ambiguous",
+    "unsupported_infeasible",
+    "indeterminate",
+    "humanizing",
+    "insufficient_context",
+)
 BENIGN = "benign"
 LABELS: tuple[str, ...] = (*CATEGORIES, BENIGN)
 #: The categories that lead to abstention (unsafe is left to the harm detectors and thresholds).
@@ -77,13 +83,29 @@ class NoncomplianceClassifier(TextLinearClassifier):
         ['humanizing']
     """
 
-    def __init__(self, features: Features = "both", ngram_range: tuple[int, int] = (1, 2),
-                 min_df: int = 1, max_features: int | None = 20_000, C: float = 4.0,
-                 class_weight: str | None = "balanced", embedding_weight: float = 2.0,
-                 embedder: Any = None, max_chars: int = DEFAULT_MAX_CHARS) -> None:
-        super().__init__(features=features, ngram_range=ngram_range, min_df=min_df,
-                         max_features=max_features, C=C, class_weight=class_weight,
-                         embedding_weight=embedding_weight, embedder=embedder, max_chars=max_chars)
+    def __init__(
+        self,
+        features: Features = "both",
+        ngram_range: tuple[int, int] = (1, 2),
+        min_df: int = 1,
+        max_features: int | None = 20_000,
+        C: float = 4.0,
+        class_weight: str | None = "balanced",
+        embedding_weight: float = 2.0,
+        embedder: Any = None,
+        max_chars: int = DEFAULT_MAX_CHARS,
+    ) -> None:
+        super().__init__(
+            features=features,
+            ngram_range=ngram_range,
+            min_df=min_df,
+            max_features=max_features,
+            C=C,
+            class_weight=class_weight,
+            embedding_weight=embedding_weight,
+            embedder=embedder,
+            max_chars=max_chars,
+        )
 
     def fit(self, X: Any, y: Any) -> NoncomplianceClassifier:
         """Fit on prompts and their category names.
@@ -141,8 +163,10 @@ def load_examples() -> list[dict[str, Any]]:
             continue
         row = json.loads(line)
         if row.get("category") not in CATEGORIES or not str(row.get("prompt", "")).strip():
-            raise DataFormatError(f"guard/resources/{DATA_FILE}, line {number}: needs a prompt and a "
-                                  f"category in {list(CATEGORIES)}")
+            raise DataFormatError(
+                f"guard/resources/{DATA_FILE}, line {number}: needs a prompt and a "
+                f"category in {list(CATEGORIES)}"
+            )
         rows.append(row)
     return rows
 
@@ -183,7 +207,8 @@ def evaluate_split(test_size: float = 0.25, seed: int = 0, **params: Any) -> dic
     clf = NoncomplianceClassifier(**params).fit(Xtr, ytr)
     pred = clf.predict(Xte)
     return {
-        "n_train": len(Xtr), "n_test": len(Xte),
+        "n_train": len(Xtr),
+        "n_test": len(Xte),
         "macro_f1": float(f1_score(yte, pred, average="macro")),
         "macro_f1_categories": float(f1_score(yte, pred, labels=list(CATEGORIES), average="macro")),
         "per_class": classification_report(yte, pred, output_dict=True, zero_division=0),
@@ -203,22 +228,43 @@ def fit_default(out: str | Path | None = None, seed: int = 0) -> Path:
 def _main(argv: Sequence[str] | None = None) -> None:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m guard.features.noncompliance",
-                                 description="measure (held-out macro-F1) and refit the noncompliance classifier")
+    ap = argparse.ArgumentParser(
+        prog="python -m guard.features.noncompliance",
+        description="measure (held-out macro-F1) and refit the noncompliance classifier",
+    )
     ap.add_argument("--out", default=None, help="folder for the weights (default: the package resource)")
     ap.add_argument("--no-write", action="store_true", help="only measure")
     args = ap.parse_args(argv)
     report = evaluate_split()
     per = {k: round(v["f1-score"], 3) for k, v in report["per_class"].items() if k in LABELS}
-    print(json.dumps({"n_train": report["n_train"], "n_test": report["n_test"],
-                      "macro_f1": round(report["macro_f1"], 4),
-                      "macro_f1_categories": round(report["macro_f1_categories"], 4), "f1": per}, indent=1))
+    print(
+        json.dumps(
+            {
+                "n_train": report["n_train"],
+                "n_test": report["n_test"],
+                "macro_f1": round(report["macro_f1"], 4),
+                "macro_f1_categories": round(report["macro_f1_categories"], 4),
+                "f1": per,
+            },
+            indent=1,
+        )
+    )
     if not args.no_write:
         print("wrote", fit_default(args.out))
 
 
-__all__ = ["ABSTAIN_CATEGORIES", "BENIGN", "CATEGORIES", "DESCRIPTIONS", "LABELS", "NoncomplianceClassifier",
-           "evaluate_split", "fit_default", "load_examples", "training_set"]
+__all__ = [
+    "ABSTAIN_CATEGORIES",
+    "BENIGN",
+    "CATEGORIES",
+    "DESCRIPTIONS",
+    "LABELS",
+    "NoncomplianceClassifier",
+    "evaluate_split",
+    "fit_default",
+    "load_examples",
+    "training_set",
+]
 
 if __name__ == "__main__":
     _main()

@@ -57,7 +57,9 @@ class RejectOptionEvidence:
 
     def __init__(self, model: RejectOptionClassifier, embed: Embed | None = None) -> None:
         if getattr(model, "ambiguity", None) != "confidence" or not hasattr(model, "threshold_"):
-            raise InputError("RejectOptionEvidence needs a fitted RejectOptionClassifier with ambiguity='confidence'")
+            raise InputError(
+                "RejectOptionEvidence needs a fitted RejectOptionClassifier with ambiguity='confidence'"
+            )
         self.model = model
         self._embed = embed
 
@@ -77,12 +79,26 @@ class RejectOptionEvidence:
         nov = self.model.novelty_score(X) if self.model.novelty != "none" else None
         nov_t = float(self.model.novelty_threshold_)
         for k, c in enumerate(conf):
-            ev = [Evidence(source="reject_option", name="ambiguity", value=float(1.0 - c), threshold=amb_t,
-                           detail=f"1 - calibrated confidence {float(c):.3f}; flagged at confidence <= "
-                                  f"{float(self.model.threshold_):.3f}")]
+            ev = [
+                Evidence(
+                    source="reject_option",
+                    name="ambiguity",
+                    value=float(1.0 - c),
+                    threshold=amb_t,
+                    detail=f"1 - calibrated confidence {float(c):.3f}; flagged at confidence <= "
+                    f"{float(self.model.threshold_):.3f}",
+                )
+            ]
             if nov is not None and math.isfinite(nov_t):
-                ev.append(Evidence(source="reject_option", name="novelty", value=float(nov[k]), threshold=nov_t,
-                                   detail="Mahalanobis distance of the sentence embedding to the fitting prompts"))
+                ev.append(
+                    Evidence(
+                        source="reject_option",
+                        name="novelty",
+                        value=float(nov[k]),
+                        threshold=nov_t,
+                        detail="Mahalanobis distance of the sentence embedding to the fitting prompts",
+                    )
+                )
             out.append(ev)
         return out
 
@@ -101,7 +117,9 @@ class RejectOptionEvidence:
         try:
             model = RejectOptionClassifier.load(path)
         except Exception as exc:
-            raise ArtifactError(f"cannot load the reject option from {path} ({type(exc).__name__}: {exc})") from exc
+            raise ArtifactError(
+                f"cannot load the reject option from {path} ({type(exc).__name__}: {exc})"
+            ) from exc
         return cls(model, embed)
 
 
@@ -139,8 +157,10 @@ def fit_reject_option(
 
     texts, y, groups = list(texts), np.asarray(labels, dtype=int), np.asarray([str(g) for g in groups])
     if not (len(texts) == y.size == groups.size) or y.size < 40:
-        raise InputError(f"need as many labels and groups as texts, and at least 40 (got {len(texts)}, "
-                         f"{y.size}, {groups.size})")
+        raise InputError(
+            f"need as many labels and groups as texts, and at least 40 (got {len(texts)}, "
+            f"{y.size}, {groups.size})"
+        )
     if X is None:
         X = np.asarray((embed or _minilm())(texts), dtype=np.float64)
     X = np.asarray(X, dtype=np.float64)
@@ -148,20 +168,30 @@ def fit_reject_option(
         raise InputError(f"X has {X.shape[0]} rows for {len(texts)} texts")
 
     def model() -> RejectOptionClassifier:
-        return RejectOptionClassifier(LogisticRegression(C=2.0, max_iter=2000), calibration="sigmoid",
-                                      ambiguity="confidence", coverage=coverage, novelty="mahalanobis",
-                                      novelty_rate=novelty_rate, calibration_size=0.3, random_state=seed)
+        return RejectOptionClassifier(
+            LogisticRegression(C=2.0, max_iter=2000),
+            calibration="sigmoid",
+            ambiguity="confidence",
+            coverage=coverage,
+            novelty="mahalanobis",
+            novelty_rate=novelty_rate,
+            calibration_size=0.3,
+            random_state=seed,
+        )
 
     tr, te = next(GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed).split(X, y, groups))
     held = model().fit(X[tr], y[tr])
     reasons = held.reject_reasons(X[te])
     report = {
         "split": f"GroupShuffleSplit by group, {len(set(groups[te]))} held-out groups, {te.size} prompts",
-        "coverage_target": coverage, "novelty_rate_target": novelty_rate,
-        "held_out": {**held.selective_score(X[te], y[te]),
-                     "ambiguity_rate": float(np.mean(reasons == "ambiguity")),
-                     "novelty_rate": float(np.mean(reasons == "novelty")),
-                     "coverage_risk": held.coverage_risk(X[te], y[te]).table()},
+        "coverage_target": coverage,
+        "novelty_rate_target": novelty_rate,
+        "held_out": {
+            **held.selective_score(X[te], y[te]),
+            "ambiguity_rate": float(np.mean(reasons == "ambiguity")),
+            "novelty_rate": float(np.mean(reasons == "novelty")),
+            "coverage_risk": held.coverage_risk(X[te], y[te]).table(),
+        },
     }
     final = model().fit(X, y)
     return RejectOptionEvidence(final, embed), report

@@ -23,7 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from guard.errors import InputError
 
 #: One unit: a character of a script written without spaces, a word, or a punctuation mark.
-_UNIT = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]|\w+|[^\w\s]")
+_UNIT = re.compile(
+    r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]|\w+|[^\w\s]"
+)
 
 
 class WindowSpec(BaseModel):
@@ -80,7 +82,7 @@ def text_windows(text: str, spec: WindowSpec | None = None) -> list[str]:
     out = []
     for s in starts:
         end = min(len(spans), s + spec.size) - 1
-        out.append(text[spans[s][0]: spans[end][1]])
+        out.append(text[spans[s][0] : spans[end][1]])
     return out
 
 

@@ -161,13 +161,18 @@ def calibrate(
             labs = [x for k in data for x in (labels or {}).get(k, [])] if labels else None
         else:
             if name not in data:
-                raise InputError(f"no calibration scores for category {name!r}; categories with data: "
-                                 f"{sorted(data)}")
+                raise InputError(
+                    f"no calibration scores for category {name!r}; categories with data: {sorted(data)}"
+                )
             scores = list(data[name])
             labs = list(labels[name]) if labels and name in labels else None
         if len(scores) < min_rows:
-            logger.warning("category %s has %d calibration rows (< %d); its threshold is unchanged",
-                           name, len(scores), min_rows)
+            logger.warning(
+                "category %s has %d calibration rows (< %d); its threshold is unchanged",
+                name,
+                len(scores),
+                min_rows,
+            )
             continue
         if target.recall is not None:
             if labs is None or len(labs) != len(scores):
@@ -187,8 +192,9 @@ def calibrate(
     return out
 
 
-def calibration_report(policy: Policy, data: Mapping[str, Sequence[float]],
-                       labels: Mapping[str, Sequence[Any]] | None = None) -> dict[str, dict[str, float]]:
+def calibration_report(
+    policy: Policy, data: Mapping[str, Sequence[float]], labels: Mapping[str, Sequence[Any]] | None = None
+) -> dict[str, dict[str, float]]:
     """Per category: rows, refusal rate and (with labels) recall and over-refusal at the policy.
 
     Example:
@@ -199,8 +205,11 @@ def calibration_report(policy: Policy, data: Mapping[str, Sequence[float]],
     for name, scores in data.items():
         s = np.asarray(scores, dtype=float)
         t = policy.threshold_for(name)
-        row: dict[str, float] = {"n": float(s.size), "threshold": t,
-                                 "refusal_rate": float((s >= t).mean()) if s.size else float("nan")}
+        row: dict[str, float] = {
+            "n": float(s.size),
+            "threshold": t,
+            "refusal_rate": float((s >= t).mean()) if s.size else float("nan"),
+        }
         if labels and name in labels:
             y = np.array([_is_harmful(v) for v in labels[name]])
             if y.any():

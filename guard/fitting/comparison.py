@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from guard.decision.stats import logit, sigmoid
 from guard.errors import InputError
 from guard.fitting.calibrate import blocked_rate, threshold_for_recall
-from guard.decision.stats import logit, sigmoid
 
 LATENT = "harmfulness"
 
@@ -57,8 +57,14 @@ class OperatingPoint(BaseModel):
     test_edgy_over_refusal_at_exact_recall: float
 
 
-def operating_point(scores: Mapping[str, np.ndarray], weights: Mapping[str, float], y: np.ndarray,
-                    split: np.ndarray, edgy: np.ndarray, recall: float) -> OperatingPoint:
+def operating_point(
+    scores: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    y: np.ndarray,
+    split: np.ndarray,
+    edgy: np.ndarray,
+    recall: float,
+) -> OperatingPoint:
     """Threshold for `recall` on calib harmful rows; rates on calib and test.
 
     `test_edgy_over_refusal_at_exact_recall` uses the threshold that reaches `recall` on the test
@@ -69,7 +75,8 @@ def operating_point(scores: Mapping[str, np.ndarray], weights: Mapping[str, floa
     t = threshold_for_recall(p[calib & (y == 1)], recall)
     t_test = threshold_for_recall(p[test & (y == 1)], recall)
     return OperatingPoint(
-        weights={k: float(v) for k, v in weights.items() if v > 0}, threshold=float(t),
+        weights={k: float(v) for k, v in weights.items() if v > 0},
+        threshold=float(t),
         calib_recall=blocked_rate(p[calib & (y == 1)], t),
         calib_edgy_over_refusal=blocked_rate(p[calib & edgy], t),
         test_recall=blocked_rate(p[test & (y == 1)], t),
@@ -133,10 +140,12 @@ def compare_at_recall(
     best = min(candidates, key=lambda c: (c.calib_edgy_over_refusal, len(c.weights)))
     return {
         "recall_target": recall,
-        "n": {"calib_harmful": int(((split_a == "calib") & (y == 1)).sum()),
-              "calib_edgy": int(((split_a == "calib") & edgy_a).sum()),
-              "test_harmful": int(((split_a == "test") & (y == 1)).sum()),
-              "test_edgy": int(((split_a == "test") & edgy_a).sum())},
+        "n": {
+            "calib_harmful": int(((split_a == "calib") & (y == 1)).sum()),
+            "calib_edgy": int(((split_a == "calib") & edgy_a).sum()),
+            "test_harmful": int(((split_a == "test") & (y == 1)).sum()),
+            "test_edgy": int(((split_a == "test") & edgy_a).sum()),
+        },
         "latent": latent.model_dump(),
         "combined": best.model_dump(),
         "combined_is_better": best.test_edgy_over_refusal_at_exact_recall

@@ -41,8 +41,9 @@ def _prefixes(convs: list[Any]) -> tuple[list[list[str]], np.ndarray, np.ndarray
     return X, np.array(y), np.array(owner), np.array(turn)
 
 
-def conversation_figures(scores: np.ndarray, threshold: float, convs: list[Any], owner: np.ndarray,
-                         turn: np.ndarray) -> dict[str, Any]:
+def conversation_figures(
+    scores: np.ndarray, threshold: float, convs: list[Any], owner: np.ndarray, turn: np.ndarray
+) -> dict[str, Any]:
     """Conversation-level figures of prefix scores at `threshold`."""
     flagged = scores >= threshold
     harmful = [i for i, c in enumerate(convs) if c.label == "harmful"]
@@ -69,8 +70,9 @@ def conversation_figures(scores: np.ndarray, threshold: float, convs: list[Any],
     }
 
 
-def fit_conversation_head(out: str | Path | None = None, *, target_recall: float = 0.9,
-                          max_benign_rate: float = 0.10) -> dict[str, Any]:
+def fit_conversation_head(
+    out: str | Path | None = None, *, target_recall: float = 0.9, max_benign_rate: float = 0.10
+) -> dict[str, Any]:
     """Grouped figures, then the head refitted on everything and saved (default: the shipped folder).
 
     Two operating points are reported: the threshold that flags `target_recall` of the harmful
@@ -90,8 +92,12 @@ def fit_conversation_head(out: str | Path | None = None, *, target_recall: float
     forms = np.array([convs[i].form for i in owner])
     oof = np.zeros(len(X))
     for tr, te in grouped_folds(forms.tolist()):
-        oof[te] = ConversationHarmClassifier(embedder=clf.embedder).fit_features(F[tr], y[tr]).score_features(F[te])
-    last_harm = np.array([owner[k] != owner[k + 1] if k + 1 < len(owner) else True for k in range(len(owner))])
+        oof[te] = (
+            ConversationHarmClassifier(embedder=clf.embedder).fit_features(F[tr], y[tr]).score_features(F[te])
+        )
+    last_harm = np.array(
+        [owner[k] != owner[k + 1] if k + 1 < len(owner) else True for k in range(len(owner))]
+    )
     t_recall = float(threshold_for_recall(oof[last_harm & (y == 1)], target_recall))
     benign_last = last_harm & np.array([convs[i].label == "benign" for i in owner])
     t = float(threshold_for_rate(oof[benign_last], max_benign_rate))
@@ -99,14 +105,21 @@ def fit_conversation_head(out: str | Path | None = None, *, target_recall: float
     alone = ConversationHarmClassifier(embedder=clf.embedder).fit_features(F, y)
     single = alone.harm_score([[x[-1]] for x in X])
     report = {
-        "n_conversations": len(convs), "n_prefixes": len(X), "groups": "form (grouped_folds)",
-        "threshold": t, "max_benign_last_turn_rate": max_benign_rate,
+        "n_conversations": len(convs),
+        "n_prefixes": len(X),
+        "groups": "form (grouped_folds)",
+        "threshold": t,
+        "max_benign_last_turn_rate": max_benign_rate,
         "grouped": {"prefix_auroc": auroc(y, oof), **conversation_figures(oof, t, convs, owner, turn)},
-        "grouped_at_recall_target": {"target_recall_last_turn": target_recall, "threshold": t_recall,
-                                     **conversation_figures(oof, t_recall, convs, owner, turn)},
+        "grouped_at_recall_target": {
+            "target_recall_last_turn": target_recall,
+            "threshold": t_recall,
+            **conversation_figures(oof, t_recall, convs, owner, turn),
+        },
         "last_turn_alone_in_fitted_head": {
             "note": "the refitted head reading only the latest user turn (fitting data: optimistic)",
-            **conversation_figures(single, t, convs, owner, turn)},
+            **conversation_figures(single, t, convs, owner, turn),
+        },
     }
     final = ConversationHarmClassifier().fit_features(F, y)
     final.threshold_ = t

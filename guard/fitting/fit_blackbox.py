@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from guard.io.data import Example, load_fitting_set, load_refusal_replies, load_reply_openings
 from guard.decision.stats import auroc
+from guard.io.data import Example, load_fitting_set, load_refusal_replies, load_reply_openings
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +38,30 @@ logger = logging.getLogger(__name__)
 # also occur with label 0 are left out by rule. The rest of label 1 is an ethical refusal unless
 # listed as partial (it declines but delivers some substance); label 0 is compliance.
 PYRIT_REVIEW: dict[str, frozenset[str]] = {
-    "exclude": frozenset({
-        "4778aad0b8", "b575efee4c", "cc31026de4", "1ba891bad3", "6437b1d92f", "a1087c3e74",
-        "a2d94f68fe", "a22cfa99c7", "372653de03", "05f8cf342a",
-    }),
-    "partial_refusal": frozenset({
-        "732a5272be", "534b3fa2d3", "127f06bf5c", "93b4a2e7e5", "b8ee369e78", "a5dd7a0cf1",
-    }),
+    "exclude": frozenset(
+        {
+            "4778aad0b8",
+            "b575efee4c",
+            "cc31026de4",
+            "1ba891bad3",
+            "6437b1d92f",
+            "a1087c3e74",
+            "a2d94f68fe",
+            "a22cfa99c7",
+            "372653de03",
+            "05f8cf342a",
+        }
+    ),
+    "partial_refusal": frozenset(
+        {
+            "732a5272be",
+            "534b3fa2d3",
+            "127f06bf5c",
+            "93b4a2e7e5",
+            "b8ee369e78",
+            "a5dd7a0cf1",
+        }
+    ),
 }
 
 REPLY_EXAMPLES = "reply_examples.jsonl"
@@ -117,16 +134,28 @@ def fit_response_detector(out_dir: Path, seed: int = 0, progress: bool = True) -
     texts = [t for t, _ in pyrit] + [t for t, _, _ in own]
     labels = np.array([lab for _, lab in pyrit] + [lab for _, lab, _ in own], dtype=object)
     source = np.array(["pyrit"] * len(pyrit) + ["project"] * len(own))
-    idx_tr, idx_te = train_test_split(np.arange(len(texts)), test_size=0.25, random_state=seed,
-                                      stratify=[f"{a}|{b}" for a, b in zip(labels, source)])
-    figures: dict[str, Any] = {"n": len(texts), "n_pyrit": len(pyrit), "n_project": len(own),
-                               "class_counts": {c: int((labels == c).sum()) for c in CLASSES},
-                               "n_train": len(idx_tr), "n_heldout": len(idx_te), "heldout": {}}
+    idx_tr, idx_te = train_test_split(
+        np.arange(len(texts)),
+        test_size=0.25,
+        random_state=seed,
+        stratify=[f"{a}|{b}" for a, b in zip(labels, source)],
+    )
+    figures: dict[str, Any] = {
+        "n": len(texts),
+        "n_pyrit": len(pyrit),
+        "n_project": len(own),
+        "class_counts": {c: int((labels == c).sum()) for c in CLASSES},
+        "n_train": len(idx_tr),
+        "n_heldout": len(idx_te),
+        "heldout": {},
+    }
     tr = [texts[i] for i in idx_tr]
     te = [texts[i] for i in idx_te]
     # choose the features by 5-fold cross-validation on the training part only
-    candidates = {"ngrams": dict(features="ngrams"),
-                  "both": dict(features="both", embedding_weight=0.5, embedder=_caching_embedder())}
+    candidates = {
+        "ngrams": dict(features="ngrams"),
+        "both": dict(features="both", embedding_weight=0.5, embedder=_caching_embedder()),
+    }
     cv = {name: _cv_macro_f1(params, tr, labels[idx_tr], seed) for name, params in candidates.items()}
     chosen = max(cv, key=lambda k: cv[k])
     figures["cv_macro_f1_on_train"] = cv
@@ -141,8 +170,12 @@ def fit_response_detector(out_dir: Path, seed: int = 0, progress: bool = True) -
         res = {
             "auroc_refusal_vs_compliance": auroc(truth, score),
             "macro_f1": float(f1_score(labels[idx_te].astype(str), pred.astype(str), average="macro")),
-            "confusion_matrix": {"labels": order, "rows_true_cols_pred": confusion_matrix(
-                labels[idx_te].astype(str), pred.astype(str), labels=order).tolist()},
+            "confusion_matrix": {
+                "labels": order,
+                "rows_true_cols_pred": confusion_matrix(
+                    labels[idx_te].astype(str), pred.astype(str), labels=order
+                ).tolist(),
+            },
             "accuracy": float((pred == labels[idx_te]).mean()),
         }
         is_pyrit = source[idx_te] == "pyrit"
@@ -173,8 +206,9 @@ def _prompt_split(rows: list[Example], seed: int) -> tuple[np.ndarray, np.ndarra
 PROMPT_SIGNALS = {"prompt_refusal": "prompt_refusal", "embedding_harm": "prompt_refusal_embedding"}
 
 
-def fit_prompt_predictors(out_dir: Path, rows: list[Example], seed: int = 0,
-                          progress: bool = True) -> dict[str, Any]:
+def fit_prompt_predictors(
+    out_dir: Path, rows: list[Example], seed: int = 0, progress: bool = True
+) -> dict[str, Any]:
     """Fit the default prompt-refusal predictors on the latent guard's *fit* split and save them.
 
     They are fitted on the same fit split as the latent guard (`guard.fitting.training.split_of`), so
@@ -190,12 +224,20 @@ def fit_prompt_predictors(out_dir: Path, rows: list[Example], seed: int = 0,
     src = np.array([r.source or "" for r in rows])
     split = np.array([split_of(r, seed) for r in rows])
     idx_tr, idx_te = np.flatnonzero(split == "fit"), np.flatnonzero(split == "test")
-    figures: dict[str, Any] = {"n": len(rows), "n_harmful": int(y.sum()), "n_benign": int((1 - y).sum()),
-                               "n_fit": len(idx_tr), "n_heldout": len(idx_te),
-                               "split": "guard.fitting.training.split_of (fit / test)", "heldout": {}}
-    variants = {"combined": dict(features="both", min_df=2, embedder=_caching_embedder()),
-                "embedding": dict(features="embedding", embedder=_caching_embedder()),
-                "ngrams": dict(features="ngrams", min_df=2)}
+    figures: dict[str, Any] = {
+        "n": len(rows),
+        "n_harmful": int(y.sum()),
+        "n_benign": int((1 - y).sum()),
+        "n_fit": len(idx_tr),
+        "n_heldout": len(idx_te),
+        "split": "guard.fitting.training.split_of (fit / test)",
+        "heldout": {},
+    }
+    variants = {
+        "combined": dict(features="both", min_df=2, embedder=_caching_embedder()),
+        "embedding": dict(features="embedding", embedder=_caching_embedder()),
+        "ngrams": dict(features="ngrams", min_df=2),
+    }
     folders = {"combined": PROMPT_SIGNALS["prompt_refusal"], "embedding": PROMPT_SIGNALS["embedding_harm"]}
     for name, params in variants.items():
         _progress(progress, f"prompt predictor on the fit split: {name}")
@@ -203,23 +245,32 @@ def fit_prompt_predictors(out_dir: Path, rows: list[Example], seed: int = 0,
         s = model.refusal_score([texts[i] for i in idx_te])
         yt = y[idx_te]
         benign = yt == 0
-        res = {"auroc": auroc(yt, s),
-               "harmful_flagged_at_0.5": float((s[yt == 1] >= 0.5).mean()),
-               "benign_flagged_at_0.5": float((s[benign] >= 0.5).mean()),
-               "edgy_benign_flagged_at_0.5": float((s[benign & edgy[idx_te]] >= 0.5).mean())
-               if (benign & edgy[idx_te]).any() else None,
-               "by_source_auroc_or_rate": {}}
+        res = {
+            "auroc": auroc(yt, s),
+            "harmful_flagged_at_0.5": float((s[yt == 1] >= 0.5).mean()),
+            "benign_flagged_at_0.5": float((s[benign] >= 0.5).mean()),
+            "edgy_benign_flagged_at_0.5": float((s[benign & edgy[idx_te]] >= 0.5).mean())
+            if (benign & edgy[idx_te]).any()
+            else None,
+            "by_source_auroc_or_rate": {},
+        }
         for source in sorted(set(src[idx_te])):
             m = src[idx_te] == source
             res["by_source_auroc_or_rate"][source] = (
-                auroc(yt[m], s[m]) if len(set(yt[m])) == 2 else
-                {"flagged_at_0.5": float((s[m] >= 0.5).mean()), "label": "harmful" if yt[m][0] else "benign"})
+                auroc(yt[m], s[m])
+                if len(set(yt[m])) == 2
+                else {
+                    "flagged_at_0.5": float((s[m] >= 0.5).mean()),
+                    "label": "harmful" if yt[m][0] else "benign",
+                }
+            )
         figures["heldout"][name] = res
         _progress(progress, json.dumps(res))
         if name in folders:
             model.set_params(embedder=None).save(out_dir / folders[name])
-    figures["top_ngrams"] = [w.ngram for w in
-                             PromptRefusalPredictor.load(out_dir / "prompt_refusal").explain(top=15).ngrams]
+    figures["top_ngrams"] = [
+        w.ngram for w in PromptRefusalPredictor.load(out_dir / "prompt_refusal").explain(top=15).ngrams
+    ]
     return figures
 
 
@@ -259,13 +310,20 @@ def fake_rule_recovery(rows: list[Example], detector: Any, seed: int = 0) -> dic
     idx_tr, idx_te = _prompt_split(rows, seed)
     train = [rows[i].prompt for i in idx_tr]
     test = [rows[i].prompt for i in idx_te]
-    model = PromptRefusalPredictor(features="ngrams").fit_from_model(train, fake_refusing_model, detector=detector)
+    model = PromptRefusalPredictor(features="ngrams").fit_from_model(
+        train, fake_refusing_model, detector=detector
+    )
     truth_tr = np.array([fake_refusing_model(p).startswith("I'm sorry") for p in train])
     truth = np.array([fake_refusing_model(p).startswith("I'm sorry") for p in test])
     s = model.refusal_score(test)
-    return {"n_train": len(train), "n_heldout": len(test), "train_refusal_rate": float(truth_tr.mean()),
-            "detector_label_accuracy": float((model.refused_ == truth_tr).mean()),
-            "heldout_auroc": auroc(truth, s), "top_ngrams": [w.ngram for w in model.explain(top=8).ngrams]}
+    return {
+        "n_train": len(train),
+        "n_heldout": len(test),
+        "train_refusal_rate": float(truth_tr.mean()),
+        "detector_label_accuracy": float((model.refused_ == truth_tr).mean()),
+        "heldout_auroc": auroc(truth, s),
+        "top_ngrams": [w.ngram for w in model.explain(top=8).ngrams],
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -278,7 +336,9 @@ def fit_rules(out_dir: Path, rows: list[Example], seed: int = 0, progress: bool 
     # Long jailbreak wrappers say little about the category in words; keep the rule view on plain requests.
     use = [r for r in rows if r.source != "inthewild_jailbreak"]
     texts = [r.prompt for r in use]
-    labels = np.array([r.category if r.label == "harmful" and r.category else "benign" for r in use], dtype=object)
+    labels = np.array(
+        [r.category if r.label == "harmful" and r.category else "benign" for r in use], dtype=object
+    )
     idx_tr, idx_te = _prompt_split(use, seed)
     params = dict(n_clauses=60, T=30, s=8.0, epochs=25, max_features=1500)
     _progress(progress, "Tsetlin rules, held-out split")
@@ -288,11 +348,15 @@ def fit_rules(out_dir: Path, rows: list[Example], seed: int = 0, progress: bool 
     pred = tm.predict([texts[i] for i in idx_te])
     yt = labels[idx_te]
     harm_truth = yt != "benign"
-    figures = {"n": len(use), "classes": [str(c) for c in tm.classes_], "fit_seconds": round(fit_s, 1),
-               "heldout_accuracy": float((pred == yt).mean()),
-               "heldout_macro_f1": float(f1_score(yt.astype(str), pred.astype(str), average="macro")),
-               "heldout_harmful_vs_benign_accuracy": float(((pred != "benign") == harm_truth).mean()),
-               "native_agreement": tm.native_agreement_}
+    figures = {
+        "n": len(use),
+        "classes": [str(c) for c in tm.classes_],
+        "fit_seconds": round(fit_s, 1),
+        "heldout_accuracy": float((pred == yt).mean()),
+        "heldout_macro_f1": float(f1_score(yt.astype(str), pred.astype(str), average="macro")),
+        "heldout_harmful_vs_benign_accuracy": float(((pred != "benign") == harm_truth).mean()),
+        "native_agreement": tm.native_agreement_,
+    }
     _progress(progress, "Tsetlin rules: fitting on all")
     final = TsetlinRuleClassifier(**params).fit(texts, labels)
     final.save(out_dir / "harm_rules.json")
@@ -308,8 +372,9 @@ REFUSAL_SYSTEM_PROMPT = (
 )
 
 
-def demo_fit_from_host(n_prompts: int = 40, max_new_tokens: int = 24, seed: int = 0,
-                       host: Any = None, progress: bool = True) -> dict[str, Any]:
+def demo_fit_from_host(
+    n_prompts: int = 40, max_new_tokens: int = 24, seed: int = 0, host: Any = None, progress: bool = True
+) -> dict[str, Any]:
     """`fit_from_model` end to end on the real SmolLM2 host with a refusal-inducing system prompt.
 
     Half harmful, half benign prompts from the fitting set; the host's replies are labelled by the
@@ -322,8 +387,9 @@ def demo_fit_from_host(n_prompts: int = 40, max_new_tokens: int = 24, seed: int 
     rng = np.random.default_rng(seed)
     harmful = [r.prompt for r in rows if r.label == "harmful" and r.source in ("advbench", "redharness")]
     benign = [r.prompt for r in rows if r.label == "benign" and r.source == "project_benign"]
-    prompts = (list(rng.choice(harmful, n_prompts // 2, replace=False))
-               + list(rng.choice(benign, n_prompts - n_prompts // 2, replace=False)))
+    prompts = list(rng.choice(harmful, n_prompts // 2, replace=False)) + list(
+        rng.choice(benign, n_prompts - n_prompts // 2, replace=False)
+    )
     t0 = time.perf_counter()
     host = host or HostModel.default()
     load_s = time.perf_counter() - t0
@@ -334,20 +400,29 @@ def demo_fit_from_host(n_prompts: int = 40, max_new_tokens: int = 24, seed: int 
 
     t0 = time.perf_counter()
     model = PromptRefusalPredictor(features="ngrams").fit_from_model(
-        prompts, ask, detector=ResponseRefusalDetector.default(), progress=progress)
+        prompts, ask, detector=ResponseRefusalDetector.default(), progress=progress
+    )
     gen_s = time.perf_counter() - t0
     is_harmful = np.r_[np.ones(n_prompts // 2), np.zeros(n_prompts - n_prompts // 2)].astype(bool)
     refused = model.refused_.astype(bool)
-    return {"n_prompts": n_prompts, "max_new_tokens": max_new_tokens, "host_load_s": round(load_s, 1),
-            "generate_and_fit_s": round(gen_s, 1),
-            "refused_harmful": int(refused[is_harmful].sum()), "refused_benign": int(refused[~is_harmful].sum()),
-            "examples": [{"prompt": p[:70], "reply": r[:90], "refused": bool(f)}
-                         for p, r, f in list(zip(prompts, model.replies_, refused))[:: max(1, n_prompts // 8)]],
-            "top_ngrams": [w.ngram for w in model.explain(top=8).ngrams]}
+    return {
+        "n_prompts": n_prompts,
+        "max_new_tokens": max_new_tokens,
+        "host_load_s": round(load_s, 1),
+        "generate_and_fit_s": round(gen_s, 1),
+        "refused_harmful": int(refused[is_harmful].sum()),
+        "refused_benign": int(refused[~is_harmful].sum()),
+        "examples": [
+            {"prompt": p[:70], "reply": r[:90], "refused": bool(f)}
+            for p, r, f in list(zip(prompts, model.replies_, refused))[:: max(1, n_prompts // 8)]
+        ],
+        "top_ngrams": [w.ngram for w in model.explain(top=8).ngrams],
+    }
 
 
-def fit_default_classifiers(out_dir: Path, seed: int = 0, progress: bool = True,
-                            rows: list[Example] | None = None) -> dict[str, Any]:
+def fit_default_classifiers(
+    out_dir: Path, seed: int = 0, progress: bool = True, rows: list[Example] | None = None
+) -> dict[str, Any]:
     """Fit the shipped classifiers into `out_dir` and return (and write) the measured figures.
 
     Writes ``response_refusal/``, ``prompt_refusal/``, ``prompt_refusal_embedding/`` (each
@@ -374,7 +449,8 @@ def fit_default_classifiers(out_dir: Path, seed: int = 0, progress: bool = True,
     figures["prompt_refusal"] = fit_prompt_predictors(out_dir, rows, seed, progress)
     _progress(progress, "fake-model rule recovery")
     figures["fake_rule_recovery"] = fake_rule_recovery(
-        rows, ResponseRefusalDetector.load(out_dir / "response_refusal"), seed)
+        rows, ResponseRefusalDetector.load(out_dir / "response_refusal"), seed
+    )
     try:
         figures["rules"] = fit_rules(out_dir, rows, seed, progress)
     except ImportError as exc:  # pyTsetlinMachine is optional

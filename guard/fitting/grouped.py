@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from guard.decision.stats import auroc  # noqa: F401 - re-exported for the fitting modules
 from guard.errors import InputError
 from guard.fitting.calibrate import blocked_rate
 from guard.io.data import Example
-from guard.decision.stats import auroc  # noqa: F401 - re-exported for the fitting modules
 
 
 def group_of(example: Example) -> str:
@@ -44,9 +44,13 @@ def form_of(example: Example) -> str:
         return f"lang:{example.lang}"
     if example.form:
         return example.form
-    return {"advbench": "imperative", "donotanswer": "question", "inthewild_jailbreak": "roleplay_wrapper",
-            "bastion_injections": "prompt_injection", "project_harmful": "question"}.get(example.source or "",
-                                                                                            "question")
+    return {
+        "advbench": "imperative",
+        "donotanswer": "question",
+        "inthewild_jailbreak": "roleplay_wrapper",
+        "bastion_injections": "prompt_injection",
+        "project_harmful": "question",
+    }.get(example.source or "", "question")
 
 
 def per_group_sample(examples: Sequence[Example], per_group: int, seed: int = 0) -> np.ndarray:
@@ -79,8 +83,11 @@ def grouped_folds(groups: Sequence[str], n_splits: int = 5) -> list[tuple[np.nda
     return [(tr, te) for tr, te in GroupKFold(n_splits=k).split(np.zeros(g.size), groups=g)]
 
 
-def oof_scores(fit_score: Callable[[np.ndarray, np.ndarray], np.ndarray], y: np.ndarray,
-               folds: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+def oof_scores(
+    fit_score: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    y: np.ndarray,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> np.ndarray:
     """Out-of-fold P(harmful) per row: `fit_score(train_rows, test_rows)` fits on the first and
     scores the second."""
     out = np.full(y.size, np.nan)
@@ -89,8 +96,9 @@ def oof_scores(fit_score: Callable[[np.ndarray, np.ndarray], np.ndarray], y: np.
     return out
 
 
-def stress_report(scores: np.ndarray, y: np.ndarray, forms: Sequence[str], threshold: float,
-                  min_rows: int = 10) -> dict[str, dict[str, float]]:
+def stress_report(
+    scores: np.ndarray, y: np.ndarray, forms: Sequence[str], threshold: float, min_rows: int = 10
+) -> dict[str, dict[str, float]]:
     """By form: rows, AUROC (both labels), harmful blocked, benign blocked at `threshold`.
 
     Example:
@@ -123,11 +131,22 @@ def summary(scores: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, An
     tp = int((blocked & (y == 1)).sum())
     fp = int((blocked & (y == 0)).sum())
     fn = int((~blocked & (y == 1)).sum())
-    return {"n": int(y.size), "auroc": auroc(y, scores),
-            "harmful_blocked": blocked_rate(scores[y == 1], threshold),
-            "benign_blocked": blocked_rate(scores[y == 0], threshold),
-            "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0}
+    return {
+        "n": int(y.size),
+        "auroc": auroc(y, scores),
+        "harmful_blocked": blocked_rate(scores[y == 1], threshold),
+        "benign_blocked": blocked_rate(scores[y == 0], threshold),
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0,
+    }
 
 
-__all__ = ["auroc", "form_of", "group_of", "grouped_folds", "oof_scores", "per_group_sample", "stress_report",
-           "summary"]
+__all__ = [
+    "auroc",
+    "form_of",
+    "group_of",
+    "grouped_folds",
+    "oof_scores",
+    "per_group_sample",
+    "stress_report",
+    "summary",
+]

@@ -32,23 +32,23 @@ from guard.fitting.recipe import (
     EMBEDDERS,
     MLP_CANDIDATE,
     SIGNAL_OF,
-    concat_embeddings,
-    fit_mlp_head,
-    signal_embeddings,
     Candidate,
     Features,
     build_features,
     candidate_layers,
     compare,
+    concat_embeddings,
     default_candidates,
     external_figures,
     figures,
     fit_embedding_head,
     fit_latent_head,
+    fit_mlp_head,
     pool,
     pooled_candidates,
     pooled_oof,
     rows_key,
+    signal_embeddings,
     threshold_at_recall,
 )
 from guard.fitting.training import split_of
@@ -74,15 +74,20 @@ def load_external(folder: str | Path | None, id_stride: int = 1) -> dict[str, li
         rows = read_examples(path)
         raw = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         if raw and "language" in raw[0]:
-            rows = [r.model_copy(update={"lang": x.get("language")}) for r, x in zip(rows, raw)
-                    if not str(x.get("id", "0")).isdigit() or int(x["id"]) % id_stride == 0]
+            rows = [
+                r.model_copy(update={"lang": x.get("language")})
+                for r, x in zip(rows, raw)
+                if not str(x.get("id", "0")).isdigit() or int(x["id"]) % id_stride == 0
+            ]
         out[path.stem] = rows
     return out
 
 
 def choose(oof: Mapping[str, np.ndarray], y: np.ndarray, forms: Sequence[str]) -> dict[str, Any]:
     """The latent head and the pooling with the best grouped out-of-fold AUROC, and the table."""
-    latent = max((k for k in oof if k.startswith("latent@")), key=lambda k: figures(oof[k], y, forms)["grouped_auroc"])
+    latent = max(
+        (k for k in oof if k.startswith("latent@")), key=lambda k: figures(oof[k], y, forms)["grouped_auroc"]
+    )
     weightings = pooled_candidates()
     pooled = {name: pooled_oof(oof, latent, w) for name, w in weightings.items()}
     table = {name: figures(s, y, forms) for name, s in {**oof, **pooled}.items()}
@@ -115,9 +120,16 @@ def _candidate(name: str, layers: Sequence[int]) -> Candidate:
     return next(c for c in default_candidates(layers) if c.name == name)
 
 
-def fit_shipped(feats: Features, rows: Sequence[Example], chosen: Mapping[str, Any], *,
-                emb_all: Mapping[str, np.ndarray], rows_all: Sequence[Example], seed: int = 0,
-                target_recall: float = 0.9) -> dict[str, Any]:
+def fit_shipped(
+    feats: Features,
+    rows: Sequence[Example],
+    chosen: Mapping[str, Any],
+    *,
+    emb_all: Mapping[str, np.ndarray],
+    rows_all: Sequence[Example],
+    seed: int = 0,
+    target_recall: float = 0.9,
+) -> dict[str, Any]:
     """Refit the chosen heads on the fit split (the latent head on the host-sampled `rows`, the
     embedding heads on every row of `rows_all`); pooled threshold on calib; figures on test."""
     y = np.array([int(r.label == "harmful") for r in rows])
@@ -127,19 +139,27 @@ def fit_shipped(feats: Features, rows: Sequence[Example], chosen: Mapping[str, A
     head = fit_latent_head(feats, y, np.flatnonzero(split == "fit"), c.layer_index, c.position)
     y_all = np.array([int(r.label == "harmful") for r in rows_all])
     fit_all = np.flatnonzero(np.array([split_of(r, seed) for r in rows_all]) == "fit")
-    embed_heads = {sig: embedding_predictor(sig, seed).fit_embeddings(signal_embeddings(emb_all, sig)[fit_all],
-                                                                     y_all[fit_all])
-                   for sig in SIGNAL_OF}
+    embed_heads = {
+        sig: embedding_predictor(sig, seed).fit_embeddings(
+            signal_embeddings(emb_all, sig)[fit_all], y_all[fit_all]
+        )
+        for sig in SIGNAL_OF
+    }
     shipped = {"head": head, "embed_heads": embed_heads}
     s_all = shipped_scores(shipped, feats, len(rows))
     pooled = pool(s_all, chosen["weights"])
     threshold = threshold_at_recall(pooled[calib], y[calib], target_recall)
     forms = np.array([form_of(r) for r in rows])
-    return {**shipped, "threshold": threshold,
-            "random_split": {"test": summary(pooled[test], y[test], threshold),
-                             "calib": summary(pooled[calib], y[calib], threshold),
-                             "test_by_form": _by_form(pooled[test], y[test], forms[test], threshold),
-                             "n": {s: int((split == s).sum()) for s in ("fit", "calib", "test")}}}
+    return {
+        **shipped,
+        "threshold": threshold,
+        "random_split": {
+            "test": summary(pooled[test], y[test], threshold),
+            "calib": summary(pooled[calib], y[calib], threshold),
+            "test_by_form": _by_form(pooled[test], y[test], forms[test], threshold),
+            "n": {s: int((split == s).sum()) for s in ("fit", "calib", "test")},
+        },
+    }
 
 
 def _by_form(s: np.ndarray, y: np.ndarray, forms: np.ndarray, t: float) -> dict[str, Any]:
@@ -152,13 +172,23 @@ def shipped_scores(shipped: Mapping[str, Any], feats: Features, n: int) -> dict[
     """The shipped heads' scores on rows whose features are in `feats`."""
     idx = np.arange(n)
     out = {"harmfulness": shipped["head"].row_scores(feats, idx)}
-    out.update({sig: embedding_proba(m, signal_embeddings(feats.embeddings, sig)[idx])
-                for sig, m in shipped["embed_heads"].items()})
+    out.update(
+        {
+            sig: embedding_proba(m, signal_embeddings(feats.embeddings, sig)[idx])
+            for sig, m in shipped["embed_heads"].items()
+        }
+    )
     return out
 
 
-def external_report(latent: Any, shipped: Mapping[str, Any], weights: Mapping[str, float],
-                    sets: Mapping[str, Sequence[Example]], cache_dir: Path, progress: bool) -> dict[str, Any]:
+def external_report(
+    latent: Any,
+    shipped: Mapping[str, Any],
+    weights: Mapping[str, float],
+    sets: Mapping[str, Sequence[Example]],
+    cache_dir: Path,
+    progress: bool,
+) -> dict[str, Any]:
     """The shipped pooled score on the external sets, at the shipped threshold, and per head."""
     pooled, per_head = {}, {}
     for name, rows in sets.items():
@@ -169,21 +199,27 @@ def external_report(latent: Any, shipped: Mapping[str, Any], weights: Mapping[st
     t = shipped["threshold"]
     report = external_figures(pooled, sets, t)
     for name in sets:
-        report[name]["by_head_blocked_at_0.5"] = {k: float((v >= 0.5).mean()) for k, v in per_head[name].items()}
+        report[name]["by_head_blocked_at_0.5"] = {
+            k: float((v >= 0.5).mean()) for k, v in per_head[name].items()
+        }
     return report
 
 
-
-
-
-def fit_reject(rows_all: Sequence[Example], E: np.ndarray | None = None, seed: int = 0) -> tuple[Any, dict[str, Any]]:
+def fit_reject(
+    rows_all: Sequence[Example], E: np.ndarray | None = None, seed: int = 0
+) -> tuple[Any, dict[str, Any]]:
     """The reject option (ambiguity + novelty on MiniLM embeddings) fitted on every row, with its
     coverage-risk figures on held-out (source, form) groups (`guard.features.reject`)."""
     from guard.features.reject import fit_reject_option
     from guard.fitting.grouped import group_of
 
-    return fit_reject_option([r.prompt for r in rows_all], [int(r.label == "harmful") for r in rows_all],
-                             [group_of(r) for r in rows_all], X=E, seed=seed)
+    return fit_reject_option(
+        [r.prompt for r in rows_all],
+        [int(r.label == "harmful") for r in rows_all],
+        [group_of(r) for r in rows_all],
+        X=E,
+        seed=seed,
+    )
 
 
 def add_reject_option(out: Path, rows: Sequence[Example] | None = None, seed: int = 0) -> dict[str, Any]:
@@ -222,17 +258,26 @@ def abstain_on_reject(figures_: Mapping[str, Any] | None, min_gain: float = MIN_
     return float(held["selective_accuracy"]) - float(held["accuracy"]) >= min_gain
 
 
-def save_guard(out: Path, latent: Any, shipped: Mapping[str, Any], chosen: Mapping[str, Any],
-               report: Mapping[str, Any], reply: Mapping[str, Any] | None, reject: Any = None) -> Path:
+def save_guard(
+    out: Path,
+    latent: Any,
+    shipped: Mapping[str, Any],
+    chosen: Mapping[str, Any],
+    report: Mapping[str, Any],
+    reply: Mapping[str, Any] | None,
+    reject: Any = None,
+) -> Path:
     """Write the latent guard + policy (``out``), the black-box heads (``out/classifiers``), the
     reject option (``out/reject_option``) and the report (``out/fit_report.json``)."""
     from guard.decision.policy import Policy
     from guard.whitebox.artifacts import save_latent
 
-    policy = Policy(threshold=float(shipped["threshold"]),
-                    harm_weights={k: float(v) for k, v in chosen["weights"].items() if v > 0},
-                    reply_threshold=float(reply["threshold"]) if reply else 0.5,
-                    reject_option=abstain_on_reject(report.get("reject_option")))
+    policy = Policy(
+        threshold=float(shipped["threshold"]),
+        harm_weights={k: float(v) for k, v in chosen["weights"].items() if v > 0},
+        reply_threshold=float(reply["threshold"]) if reply else 0.5,
+        reject_option=abstain_on_reject(report.get("reject_option")),
+    )
     save_latent(out, latent, policy)
     from guard.guard import DETECTOR_FOLDERS
 
@@ -247,8 +292,15 @@ def save_guard(out: Path, latent: Any, shipped: Mapping[str, Any], chosen: Mappi
     return out
 
 
-def latent_from_head(host: Any, head: Any, feats: Features, rows: Sequence[Example], oof_auroc: float,
-                     grid: Mapping[str, float], seed: int = 0) -> Any:
+def latent_from_head(
+    host: Any,
+    head: Any,
+    feats: Features,
+    rows: Sequence[Example],
+    oof_auroc: float,
+    grid: Mapping[str, float],
+    seed: int = 0,
+) -> Any:
     """A fitted `LatentGuard` carrying the chosen head (Platt (1, 0): the head's own probability)."""
     from guard.whitebox.latent import LatentGuard
 
@@ -262,16 +314,24 @@ def latent_from_head(host: Any, head: Any, feats: Features, rows: Sequence[Examp
     latent.position_ = int(head.position % n_pos)
     latent.n_positions_ = int(n_pos)
     latent.candidate_layers_ = list(layers)
-    latent.auroc_grid_ = np.array([[grid.get(f"latent@{layer}:{p}", np.nan) for p in ("instr", "post")]
-                                   for layer in layers], dtype=np.float32)
+    latent.auroc_grid_ = np.array(
+        [[grid.get(f"latent@{layer}:{p}", np.nan) for p in ("instr", "post")] for layer in layers],
+        dtype=np.float32,
+    )
     latent.cosmic_scores_ = {}
     latent.cv_auroc_ = float(oof_auroc)
     latent.selection_auroc_ = float(oof_auroc)
-    latent._fit_refusal([r.prompt for r in rows if r.label == "harmful"][:400] +
-                        [r.prompt for r in rows if r.label == "benign"][:400], None, None)
+    latent._fit_refusal(
+        [r.prompt for r in rows if r.label == "harmful"][:400]
+        + [r.prompt for r in rows if r.label == "benign"][:400],
+        None,
+        None,
+    )
     latent.harm_refusal_cosine_ = float(
-        latent.direction_ @ latent.refusal_direction_
-        / (np.linalg.norm(latent.direction_) * np.linalg.norm(latent.refusal_direction_) + 1e-12))
+        latent.direction_
+        @ latent.refusal_direction_
+        / (np.linalg.norm(latent.direction_) * np.linalg.norm(latent.refusal_direction_) + 1e-12)
+    )
     return latent
 
 
@@ -293,9 +353,19 @@ def embedding_report(emb_all: Mapping[str, np.ndarray], rows_all: Sequence[Examp
     return out
 
 
-def run(out: Path, host: Any, *, cache_dir: Path, external: str | Path | None = None, seed: int = 0,
-        target_recall: float = 0.9, latent_per_group: int = 60, with_reply: bool = True, progress: bool = True,
-        rows: Sequence[Example] | None = None) -> dict[str, Any]:
+def run(
+    out: Path,
+    host: Any,
+    *,
+    cache_dir: Path,
+    external: str | Path | None = None,
+    seed: int = 0,
+    target_recall: float = 0.9,
+    latent_per_group: int = 60,
+    with_reply: bool = True,
+    progress: bool = True,
+    rows: Sequence[Example] | None = None,
+) -> dict[str, Any]:
     """The whole ``guard fit --grouped``: rows, features, comparison, refit, report, save.
 
     The host pass reads at most `latent_per_group` rows of each (source, form) group
@@ -311,34 +381,57 @@ def run(out: Path, host: Any, *, cache_dir: Path, external: str | Path | None = 
     sample = [rows_all[i] for i in per_group_sample(rows_all, latent_per_group, seed)]
     probe = LatentGuard(host, layers=list(candidate_layers(host.num_layers)))
     feats = build_features(probe, [r.prompt for r in sample], cache_dir, progress=progress)
-    emb_all = {name: EmbeddingCache(Path(cache_dir) / "emb", name, _embedder(name)).transform(
-        [r.prompt for r in rows_all]) for name in EMBEDDERS}
+    emb_all = {
+        name: EmbeddingCache(Path(cache_dir) / "emb", name, _embedder(name)).transform(
+            [r.prompt for r in rows_all]
+        )
+        for name in EMBEDDERS
+    }
     y = np.array([int(r.label == "harmful") for r in sample])
     forms = [form_of(r) for r in sample]
     oof = compare(default_candidates(feats.layers), feats, sample, progress=progress)
     chosen = choose(oof, y, forms)
-    shipped = fit_shipped(feats, sample, chosen, emb_all=emb_all, rows_all=rows_all, seed=seed,
-                          target_recall=target_recall)
+    shipped = fit_shipped(
+        feats, sample, chosen, emb_all=emb_all, rows_all=rows_all, seed=seed, target_recall=target_recall
+    )
     grid = {k: v["grouped_auroc"] for k, v in chosen["table"].items() if k.startswith("latent@")}
-    latent = latent_from_head(host, shipped["head"], feats, sample,
-                              chosen["table"][chosen["latent"]]["grouped_auroc"], grid, seed)
+    latent = latent_from_head(
+        host, shipped["head"], feats, sample, chosen["table"][chosen["latent"]]["grouped_auroc"], grid, seed
+    )
     pooled_best = pooled_oof(oof, chosen["latent"], list(chosen["weights"].items()))
     t = shipped["threshold"]
     report: dict[str, Any] = {
-        "recipe": "grouped", "seed": seed, "target_recall": target_recall, "rows_sha256": rows_key(rows_all),
-        "n": int(len(rows_all)), "n_harmful": int(sum(r.label == "harmful" for r in rows_all)),
-        "n_host_sample": len(sample), "latent_per_group": latent_per_group,
+        "recipe": "grouped",
+        "seed": seed,
+        "target_recall": target_recall,
+        "rows_sha256": rows_key(rows_all),
+        "n": int(len(rows_all)),
+        "n_harmful": int(sum(r.label == "harmful" for r in rows_all)),
+        "n_host_sample": len(sample),
+        "latent_per_group": latent_per_group,
         "groups": "(source, form); languages of the multilingual corpus are groups of their own",
-        "chosen": {"latent": chosen["latent"], "pooled": chosen["pooled"], "weights": chosen["weights"],
-                   "threshold": t},
-        "candidates": {k: {"grouped_auroc": v["grouped_auroc"], **{f"at_90_recall_{m}": v["overall"][m]
-                                                                    for m in ("benign_blocked", "f1")}}
-                       for k, v in chosen["table"].items()},
-        "grouped": {"auroc": chosen["table"][chosen["pooled"]]["grouped_auroc"],
-                    "at_shipped_threshold": summary(pooled_best, y, t),
-                    "stress_by_form": _by_form(pooled_best, y, np.array(forms), t)},
-        "grouped_embedding_heads_all_rows": {k: {"grouped_auroc": v["grouped_auroc"], "by_form": v["by_form"]}
-                                             for k, v in embedding_report(emb_all, rows_all).items()},
+        "chosen": {
+            "latent": chosen["latent"],
+            "pooled": chosen["pooled"],
+            "weights": chosen["weights"],
+            "threshold": t,
+        },
+        "candidates": {
+            k: {
+                "grouped_auroc": v["grouped_auroc"],
+                **{f"at_90_recall_{m}": v["overall"][m] for m in ("benign_blocked", "f1")},
+            }
+            for k, v in chosen["table"].items()
+        },
+        "grouped": {
+            "auroc": chosen["table"][chosen["pooled"]]["grouped_auroc"],
+            "at_shipped_threshold": summary(pooled_best, y, t),
+            "stress_by_form": _by_form(pooled_best, y, np.array(forms), t),
+        },
+        "grouped_embedding_heads_all_rows": {
+            k: {"grouped_auroc": v["grouped_auroc"], "by_form": v["by_form"]}
+            for k, v in embedding_report(emb_all, rows_all).items()
+        },
         "random_split": shipped["random_split"],
         "latent": latent.report(),
     }
@@ -355,5 +448,18 @@ def run(out: Path, host: Any, *, cache_dir: Path, external: str | Path | None = 
     return report
 
 
-__all__ = ["MIN_REJECT_GAIN", "abstain_on_reject", "add_reject_option", "choose", "embedding_report", "fit_reject", "external_report", "fit_shipped", "latent_from_head", "load_external",
-           "load_rows", "run", "save_guard"]
+__all__ = [
+    "MIN_REJECT_GAIN",
+    "abstain_on_reject",
+    "add_reject_option",
+    "choose",
+    "embedding_report",
+    "fit_reject",
+    "external_report",
+    "fit_shipped",
+    "latent_from_head",
+    "load_external",
+    "load_rows",
+    "run",
+    "save_guard",
+]

@@ -30,7 +30,9 @@ def _labels(rows: list[Any]) -> np.ndarray:
     return np.array(["benign" if r.label == "benign" else str(r.category) for r in rows], dtype=object)
 
 
-def fit_image_guard(out: str | Path | None = None, *, target_recall: float = 0.9, seed: int = 0) -> dict[str, Any]:
+def fit_image_guard(
+    out: str | Path | None = None, *, target_recall: float = 0.9, seed: int = 0
+) -> dict[str, Any]:
     """Compare, choose, refit and save the image head; returns the report (also ``out/fit_report.json``).
 
     Args:
@@ -75,15 +77,34 @@ def fit_image_guard(out: str | Path | None = None, *, target_recall: float = 0.9
     tr, te = train_test_split(np.arange(len(rows)), test_size=0.25, random_state=seed, stratify=y)
     own = fit(chosen, tr).harm_score([texts[i] for i in te])
     final = fit(chosen, np.arange(len(rows)))
-    cat_acc = float(np.mean([c == labels[i] for i, c in zip(np.flatnonzero(y == 1),
-                                                             final.category([texts[i] for i in np.flatnonzero(y == 1)]))]))
+    cat_acc = float(
+        np.mean(
+            [
+                c == labels[i]
+                for i, c in zip(
+                    np.flatnonzero(y == 1), final.category([texts[i] for i in np.flatnonzero(y == 1)])
+                )
+            ]
+        )
+    )
     report = {
-        "n": len(rows), "n_harmful": int(y.sum()), "groups": "form (grouped_folds)",
-        "candidates": table, "chosen": chosen, "threshold": t, "target_recall": target_recall,
-        "grouped": {"auroc": table[chosen]["grouped_auroc"], "at_threshold": summary(oof, y, t),
-                    "by_form": stress_report(oof, y, forms, t, min_rows=8)},
-        "own_random_split": {"auroc": auroc(y[te], own), "at_threshold": summary(own, y[te], t),
-                             "note": "a random split of the same corpus: shares its style"},
+        "n": len(rows),
+        "n_harmful": int(y.sum()),
+        "groups": "form (grouped_folds)",
+        "candidates": table,
+        "chosen": chosen,
+        "threshold": t,
+        "target_recall": target_recall,
+        "grouped": {
+            "auroc": table[chosen]["grouped_auroc"],
+            "at_threshold": summary(oof, y, t),
+            "by_form": stress_report(oof, y, forms, t, min_rows=8),
+        },
+        "own_random_split": {
+            "auroc": auroc(y[te], own),
+            "at_threshold": summary(own, y[te], t),
+            "note": "a random split of the same corpus: shares its style",
+        },
         "category_accuracy_on_fitting_harmful": cat_acc,
     }
     if out is None:

@@ -27,7 +27,9 @@ from guard.errors import DataFormatError
 def answer_is_correct(answer: str, aliases: Sequence[str]) -> bool:
     """Any alias appears in the answer as whole words (case-insensitive)."""
     text = answer.casefold()
-    return any(re.search(rf"(?<!\w){re.escape(a.casefold().strip())}(?!\w)", text) for a in aliases if a.strip())
+    return any(
+        re.search(rf"(?<!\w){re.escape(a.casefold().strip())}(?!\w)", text) for a in aliases if a.strip()
+    )
 
 
 def load_factual_qa() -> list[dict[str, Any]]:
@@ -36,27 +38,44 @@ def load_factual_qa() -> list[dict[str, Any]]:
 
     rows = []
     for where, number, row in corpus_rows("factual_qa"):
-        if not (isinstance(row.get("question"), str) and isinstance(row.get("answers"), list) and row["answers"]):
+        if not (
+            isinstance(row.get("question"), str) and isinstance(row.get("answers"), list) and row["answers"]
+        ):
             raise DataFormatError(f"{where}, line {number}: needs a question and answers")
         rows.append(row)
     return rows
 
 
-def selective_table(p_correct: np.ndarray, correct: np.ndarray,
-                    coverages: Sequence[float] = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)) -> list[dict[str, float]]:
+def selective_table(
+    p_correct: np.ndarray,
+    correct: np.ndarray,
+    coverages: Sequence[float] = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3),
+) -> list[dict[str, float]]:
     """Accuracy of the answered questions when only the `coverage` most confident are answered."""
     order = np.argsort(-p_correct, kind="stable")
     out = []
     for c in coverages:
         k = max(1, int(round(c * len(order))))
-        out.append({"coverage": c, "accuracy": float(correct[order[:k]].mean()),
-                    "threshold": float(p_correct[order[k - 1]])})
+        out.append(
+            {
+                "coverage": c,
+                "accuracy": float(correct[order[:k]].mean()),
+                "threshold": float(p_correct[order[k - 1]]),
+            }
+        )
     return out
 
 
-def fit_knowledge(latent: Any, out: str | Path, *, cache: str | Path | None = None, max_new_tokens: int = 16,
-                  max_questions: int | None = None, seed: int = 0,
-                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def fit_knowledge(
+    latent: Any,
+    out: str | Path,
+    *,
+    cache: str | Path | None = None,
+    max_new_tokens: int = 16,
+    max_questions: int | None = None,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Generate, check, fit the probe at the latent's layer (best position by grouped AUROC), save it.
 
     Args:
@@ -110,25 +129,44 @@ def fit_knowledge(latent: Any, out: str | Path, *, cache: str | Path | None = No
     grid = {int(pos): auroc(correct, p) for pos, p in by_pos.items()}
     best = max(grid, key=lambda k: grid[k])
     oof = by_pos[best]
-    threshold = 0.5  # Chow's rule with equal costs: abstain when a wrong answer is more likely than a right one
+    threshold = (
+        0.5  # Chow's rule with equal costs: abstain when a wrong answer is more likely than a right one
+    )
     answered = oof >= threshold
     easy = np.array([r.get("kind") == "safety_irrelevant_easy" for r in rows])
     report = {
-        "n": len(rows), "host_accuracy": float(correct.mean()), "max_new_tokens": max_new_tokens,
+        "n": len(rows),
+        "host_accuracy": float(correct.mean()),
+        "max_new_tokens": max_new_tokens,
         "sample": f"{len(rows)} questions" + (f" (seeded sample, seed {seed})" if max_questions else ""),
-        "groups": "topic (GroupKFold)", "layer": int(latent.layer_), "position": int(best),
-        "grouped_auroc_by_position": grid, "grouped_auroc": grid[best], "threshold": threshold,
-        "at_threshold": {"coverage": float(answered.mean()),
-                         "selective_accuracy": float(correct[answered].mean()) if answered.any() else None,
-                         "accuracy_all": float(correct.mean())},
+        "groups": "topic (GroupKFold)",
+        "layer": int(latent.layer_),
+        "position": int(best),
+        "grouped_auroc_by_position": grid,
+        "grouped_auroc": grid[best],
+        "threshold": threshold,
+        "at_threshold": {
+            "coverage": float(answered.mean()),
+            "selective_accuracy": float(correct[answered].mean()) if answered.any() else None,
+            "accuracy_all": float(correct.mean()),
+        },
         "selective_accuracy_vs_coverage": selective_table(oof, correct),
-        "by_difficulty": {d: {"n": int(m.sum()), "host_accuracy": float(correct[m].mean()),
-                              "abstained": float((~answered[m]).mean())}
-                          for d in ("easy", "medium", "hard")
-                          if (m := np.array([r.get("difficulty") == d for r in rows])).any()},
-        "safety_irrelevant_easy": {"n": int(easy.sum()), "host_accuracy": float(correct[easy].mean()),
-                                   "abstained_when_host_right": float((~answered[easy & (correct == 1)]).mean())
-                                   if (easy & (correct == 1)).any() else None},
+        "by_difficulty": {
+            d: {
+                "n": int(m.sum()),
+                "host_accuracy": float(correct[m].mean()),
+                "abstained": float((~answered[m]).mean()),
+            }
+            for d in ("easy", "medium", "hard")
+            if (m := np.array([r.get("difficulty") == d for r in rows])).any()
+        },
+        "safety_irrelevant_easy": {
+            "n": int(easy.sum()),
+            "host_accuracy": float(correct[easy].mean()),
+            "abstained_when_host_right": float((~answered[easy & (correct == 1)]).mean())
+            if (easy & (correct == 1)).any()
+            else None,
+        },
     }
     final = KnowledgeProbe(latent.layer_, best).fit_states(S[:, best], correct)
     final.threshold_ = threshold

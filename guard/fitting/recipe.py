@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from guard.errors import InputError
 from guard.decision.stats import logit, sigmoid
+from guard.errors import InputError
 from guard.fitting.grouped import auroc, group_of, grouped_folds, oof_scores, stress_report, summary
 from guard.io.data import Example
 
@@ -122,8 +122,9 @@ class LatentHead:
         return sigmoid(_max_by_owner(self.window_scores(feats.states[win]), feats.owner[win], rows))
 
 
-def fit_latent_head(feats: Features, y: np.ndarray, rows: np.ndarray, layer_index: int, position: int,
-                    C: float = 0.05) -> LatentHead:
+def fit_latent_head(
+    feats: Features, y: np.ndarray, rows: np.ndarray, layer_index: int, position: int, C: float = 0.05
+) -> LatentHead:
     """Fit a latent direction on `rows`: benign rows give every window, harmful one-window rows
     their window, harmful long rows only their most harmful window under a first fit."""
     win = feats.rows_windows(rows)
@@ -193,12 +194,16 @@ class Candidate:
 
 
 def latent_candidates(layers: Sequence[int] = LAYERS) -> list[Candidate]:
-    return [Candidate(f"latent@{layer}:{pname}", "latent", li, pos)
-            for li, layer in enumerate(layers) for pname, pos in POSITIONS.items()]
+    return [
+        Candidate(f"latent@{layer}:{pname}", "latent", li, pos)
+        for li, layer in enumerate(layers)
+        for pname, pos in POSITIONS.items()
+    ]
 
 
-def head_scores(c: Candidate, feats: Features, y: np.ndarray, train: np.ndarray, test: np.ndarray,
-                C_latent: float = 0.05) -> np.ndarray:
+def head_scores(
+    c: Candidate, feats: Features, y: np.ndarray, train: np.ndarray, test: np.ndarray, C_latent: float = 0.05
+) -> np.ndarray:
     """Fit candidate `c` on `train` rows, P(harmful) of the `test` rows."""
     if c.kind == "latent":
         return fit_latent_head(feats, y, train, c.layer_index, c.position, C_latent).row_scores(feats, test)
@@ -211,8 +216,13 @@ def head_scores(c: Candidate, feats: Features, y: np.ndarray, train: np.ndarray,
     raise InputError(f"head_scores does not fit {c.kind!r} candidates; pool their heads' scores")
 
 
-def compare(candidates: Sequence[Candidate], feats: Features, rows: Sequence[Example],
-            n_splits: int = 5, progress: bool = True) -> dict[str, np.ndarray]:
+def compare(
+    candidates: Sequence[Candidate],
+    feats: Features,
+    rows: Sequence[Example],
+    n_splits: int = 5,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
     """Grouped out-of-fold P(harmful) per row of each head candidate, by candidate name."""
     from tqdm.auto import tqdm
 
@@ -234,8 +244,12 @@ def threshold_at_recall(scores: np.ndarray, y: np.ndarray, recall: float) -> flo
 def figures(scores: np.ndarray, y: np.ndarray, forms: Sequence[str], recall: float = 0.9) -> dict[str, Any]:
     """Grouped AUROC, and blocked rates overall and by form at `recall` out-of-fold."""
     t = threshold_at_recall(scores, y, recall)
-    return {"grouped_auroc": auroc(y, scores), "threshold_at_90_recall": t, "overall": summary(scores, y, t),
-            "by_form": stress_report(scores, y, forms, t)}
+    return {
+        "grouped_auroc": auroc(y, scores),
+        "threshold_at_90_recall": t,
+        "overall": summary(scores, y, t),
+        "by_form": stress_report(scores, y, forms, t),
+    }
 
 
 def rows_key(rows: Sequence[Example]) -> str:
@@ -246,8 +260,9 @@ def rows_key(rows: Sequence[Example]) -> str:
     return h.hexdigest()
 
 
-def external_figures(scores: Mapping[str, np.ndarray], sets: Mapping[str, Sequence[Example]],
-                     threshold: float) -> dict[str, Any]:
+def external_figures(
+    scores: Mapping[str, np.ndarray], sets: Mapping[str, Sequence[Example]], threshold: float
+) -> dict[str, Any]:
     """Blocked rates on data written by someone else, never fitted on: per set, and per language
     for sets with several (MultiJail: recall per language beside English's)."""
     out: dict[str, Any] = {}
@@ -263,11 +278,30 @@ def external_figures(scores: Mapping[str, np.ndarray], sets: Mapping[str, Sequen
     return out
 
 
-__all__ = ["Candidate", "Features", "LAYERS", "LatentHead", "MLP_CANDIDATE", "POSITIONS", "SIGNAL_OF", "candidate_layers",
-           "compare", "concat_embeddings", "external_figures",
-           "figures", "fit_direction", "fit_embedding_head", "fit_latent_head", "fit_mlp_head", "head_scores",
-           "signal_embeddings",
-           "latent_candidates", "pool", "rows_key", "threshold_at_recall"]
+__all__ = [
+    "Candidate",
+    "Features",
+    "LAYERS",
+    "LatentHead",
+    "MLP_CANDIDATE",
+    "POSITIONS",
+    "SIGNAL_OF",
+    "candidate_layers",
+    "compare",
+    "concat_embeddings",
+    "external_figures",
+    "figures",
+    "fit_direction",
+    "fit_embedding_head",
+    "fit_latent_head",
+    "fit_mlp_head",
+    "head_scores",
+    "signal_embeddings",
+    "latent_candidates",
+    "pool",
+    "rows_key",
+    "threshold_at_recall",
+]
 
 
 EMBEDDERS: tuple[str, ...] = ("minilm", "use_multilingual")
@@ -283,27 +317,35 @@ def _embedder(name: str) -> Any:
     return MultilingualEmbedder()
 
 
-def build_features(latent: Any, prompts: Sequence[str], cache_dir: str | Path, progress: bool = True,
-                   max_windows: int = 2) -> Features:
+def build_features(
+    latent: Any, prompts: Sequence[str], cache_dir: str | Path, progress: bool = True, max_windows: int = 2
+) -> Features:
     """Host states (per window, at `candidate_layers`) and both embeddings of `prompts`, cached."""
     from guard.fitting.state_cache import EmbeddingCache, StateCache
 
     layers = candidate_layers(latent._host().num_layers)
     cache = StateCache(Path(cache_dir) / "states", latent._host(), layers)
     states, owner = cache.features(latent, prompts, max_windows=max_windows, progress=progress)
-    emb = {name: EmbeddingCache(Path(cache_dir) / "emb", name, _embedder(name)).transform(list(prompts))
-           for name in EMBEDDERS}
+    emb = {
+        name: EmbeddingCache(Path(cache_dir) / "emb", name, _embedder(name)).transform(list(prompts))
+        for name in EMBEDDERS
+    }
     return Features(states, owner, emb, layers)
 
 
 def default_candidates(layers: Sequence[int] = LAYERS) -> list[Candidate]:
     """Every latent (layer, position) head, both linear embedding heads and the MLP on both."""
-    return [*latent_candidates(layers), Candidate("minilm", "embedding", embedder="minilm"),
-            Candidate("use_multilingual", "embedding", embedder="use_multilingual"),
-            Candidate(MLP_CANDIDATE, "mlp")]
+    return [
+        *latent_candidates(layers),
+        Candidate("minilm", "embedding", embedder="minilm"),
+        Candidate("use_multilingual", "embedding", embedder="use_multilingual"),
+        Candidate(MLP_CANDIDATE, "mlp"),
+    ]
 
 
-def pooled_candidates(grid: Sequence[float] = (0.0, 0.5, 1.0, 2.0)) -> dict[str, tuple[tuple[str, float], ...]]:
+def pooled_candidates(
+    grid: Sequence[float] = (0.0, 0.5, 1.0, 2.0),
+) -> dict[str, tuple[tuple[str, float], ...]]:
     """Weightings of (latent, minilm, use_multilingual, the MLP) to pool, named by their weights.
 
     Example:
@@ -322,14 +364,22 @@ def pooled_candidates(grid: Sequence[float] = (0.0, 0.5, 1.0, 2.0)) -> dict[str,
 #: The grouped-validation candidate of the MLP head.
 MLP_CANDIDATE = "minilm+use:mlp"
 #: Black-box evidence name -> the candidate whose scores it pools.
-SIGNAL_OF = {"embedding_harm": "minilm", "multilingual_harm": "use_multilingual", "combined_harm": MLP_CANDIDATE}
+SIGNAL_OF = {
+    "embedding_harm": "minilm",
+    "multilingual_harm": "use_multilingual",
+    "combined_harm": MLP_CANDIDATE,
+}
 
 
 def signal_embeddings(embeddings: Mapping[str, np.ndarray], signal: str) -> np.ndarray:
     """The vectors a black-box signal's head reads: one encoder's, or both side by side (MLP)."""
-    return concat_embeddings(embeddings) if SIGNAL_OF[signal] == MLP_CANDIDATE else embeddings[SIGNAL_OF[signal]]
+    return (
+        concat_embeddings(embeddings) if SIGNAL_OF[signal] == MLP_CANDIDATE else embeddings[SIGNAL_OF[signal]]
+    )
 
 
-def pooled_oof(oof: Mapping[str, np.ndarray], latent_name: str, weights: Sequence[tuple[str, float]]) -> np.ndarray:
+def pooled_oof(
+    oof: Mapping[str, np.ndarray], latent_name: str, weights: Sequence[tuple[str, float]]
+) -> np.ndarray:
     probs = {"harmfulness": oof[latent_name], **{sig: oof[name] for sig, name in SIGNAL_OF.items()}}
     return pool(probs, dict(weights))

@@ -51,14 +51,27 @@ def load_reply_rows() -> list[dict[str, Any]]:
                 r = json.loads(line)
                 if r.get("reply") and r.get("label") in ("harmful", "benign"):
                     topic = r.get("category") or f"topic{_bucket(r['reply'])}"
-                    rows.append({"prompt": r.get("prompt") or "", "reply": r["reply"], "label": r["label"],
-                                 "form": r.get("form"), "group": f"project_replies:{topic}"})
+                    rows.append(
+                        {
+                            "prompt": r.get("prompt") or "",
+                            "reply": r["reply"],
+                            "label": r["label"],
+                            "form": r.get("form"),
+                            "group": f"project_replies:{topic}",
+                        }
+                    )
     ex = resources.files("classifiers.resources").joinpath("reply_examples.jsonl")
     for line in ex.read_text(encoding="utf-8").splitlines():
         if line.strip():
             r = json.loads(line)
-            rows.append({"prompt": "", "reply": r["reply"], "label": "benign",
-                         "group": f"reply_examples:{r.get('label')}"})
+            rows.append(
+                {
+                    "prompt": "",
+                    "reply": r["reply"],
+                    "label": "benign",
+                    "group": f"reply_examples:{r.get('label')}",
+                }
+            )
     return rows
 
 
@@ -75,8 +88,15 @@ def _threshold_for_benign(oof: np.ndarray, y: np.ndarray, max_benign_blocked: fl
     return float(np.nextafter(benign[benign.size - k - 1], np.inf)) if k < benign.size else 0.5
 
 
-def fit_reply_head(out_dir: Path | None, *, max_benign_blocked: float = 0.08, n_splits: int = 5, C: float = 8.0,
-                   progress: bool = True, candidates: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def fit_reply_head(
+    out_dir: Path | None,
+    *,
+    max_benign_blocked: float = 0.08,
+    n_splits: int = 5,
+    C: float = 8.0,
+    progress: bool = True,
+    candidates: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Grouped out-of-fold figures of each recipe in `candidates` (default `REPLY_CANDIDATES`),
     then the best one (grouped AUROC) refitted on every row and saved to `out_dir`."""
     from classifiers.embeddings import SentenceEmbedder, shared_embeddings
@@ -98,21 +118,44 @@ def fit_reply_head(out_dir: Path | None, *, max_benign_blocked: float = 0.08, n_
                 oof[te] = m.score([X[i] for i in te])
             t = _threshold_for_benign(oof, y, max_benign_blocked)
             oofs[name] = oof
-            table[name] = {**params, "grouped_auroc": auroc(y, oof), "threshold": t,
-                           "harmful_blocked": float((oof[y == 1] >= t).mean())}
+            table[name] = {
+                **params,
+                "grouped_auroc": auroc(y, oof),
+                "threshold": t,
+                "harmful_blocked": float((oof[y == 1] >= t).mean()),
+            }
         chosen = max(table, key=lambda k: table[k]["grouped_auroc"])
         oof, threshold = oofs[chosen], table[chosen]["threshold"]
         forms = np.array([r.get("form") or r["group"].split(":")[0] for r in rows])
-        by_form = {f: {"n": int((forms == f).sum()), "harmful": int(y[forms == f].sum()),
-                       "blocked": float((oof[forms == f] >= threshold).mean())} for f in sorted(set(forms.tolist()))}
+        by_form = {
+            f: {
+                "n": int((forms == f).sum()),
+                "harmful": int(y[forms == f].sum()),
+                "blocked": float((oof[forms == f] >= threshold).mean()),
+            }
+            for f in sorted(set(forms.tolist()))
+        }
         g = np.asarray(groups)
-        by_group = {name: {"n": int((g == name).sum()), "label": "harmful" if y[g == name].mean() > 0.5 else "benign",
-                           "blocked": float((oof[g == name] >= threshold).mean())} for name in sorted(set(groups))}
-        figures = {"n": int(y.size), "n_harmful": int(y.sum()), "grouped": summary(oof, y, threshold),
-                   "threshold": threshold, "by_form": by_form, "by_group": by_group, "candidates": table,
-                   "chosen": chosen,
-                   "note": "grouped 5-fold CV by (source, harm topic); threshold keeps out-of-fold benign replies "
-                           f"blocked at {max_benign_blocked:.0%}; the recipe with the best grouped AUROC ships"}
+        by_group = {
+            name: {
+                "n": int((g == name).sum()),
+                "label": "harmful" if y[g == name].mean() > 0.5 else "benign",
+                "blocked": float((oof[g == name] >= threshold).mean()),
+            }
+            for name in sorted(set(groups))
+        }
+        figures = {
+            "n": int(y.size),
+            "n_harmful": int(y.sum()),
+            "grouped": summary(oof, y, threshold),
+            "threshold": threshold,
+            "by_form": by_form,
+            "by_group": by_group,
+            "candidates": table,
+            "chosen": chosen,
+            "note": "grouped 5-fold CV by (source, harm topic); threshold keeps out-of-fold benign replies "
+            f"blocked at {max_benign_blocked:.0%}; the recipe with the best grouped AUROC ships",
+        }
         figures["grouped"]["auroc"] = auroc(y, oof)
         model = ReplyHarmClassifier(C=C, embedder=emb, **recipes[chosen]).fit(X, y)
     model.threshold_ = threshold

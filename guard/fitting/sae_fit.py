@@ -26,7 +26,9 @@ from guard.decision.stats import auroc
 from guard.fitting.grouped import group_of, grouped_folds, per_group_sample
 
 
-def _probe_oof(F: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], C: float) -> np.ndarray:
+def _probe_oof(
+    F: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], C: float
+) -> np.ndarray:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -38,9 +40,19 @@ def _probe_oof(F: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.nd
     return oof
 
 
-def fit_sae(latent: Any, out: str | Path, *, cache_dir: str | Path, latent_per_group: int = 60, seed: int = 0,
-            n_features: int = 1024, l1: float = 3e-2, epochs: int = 15, top_named: int = 40,
-            progress: bool = True) -> dict[str, Any]:
+def fit_sae(
+    latent: Any,
+    out: str | Path,
+    *,
+    cache_dir: str | Path,
+    latent_per_group: int = 60,
+    seed: int = 0,
+    n_features: int = 1024,
+    l1: float = 3e-2,
+    epochs: int = 15,
+    top_named: int = 40,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Fit, compare and save (``out``); returns the report.
 
     Args:
@@ -68,7 +80,9 @@ def fit_sae(latent: Any, out: str | Path, *, cache_dir: str | Path, latent_per_g
     S = S[last]  # each row's last window, as the guard scores it
     pos = int(latent.position_) % S.shape[1]
     y = np.array([int(r.label == "harmful") for r in rows])
-    sae = SparseAutoencoder(n_features=n_features, l1=l1, epochs=epochs, seed=seed).fit(S.reshape(-1, S.shape[-1]))
+    sae = SparseAutoencoder(n_features=n_features, l1=l1, epochs=epochs, seed=seed).fit(
+        S.reshape(-1, S.shape[-1])
+    )
     codes = sae.encode(S[:, pos])
     folds = grouped_folds([group_of(r) for r in rows])
     dense = _probe_oof(S[:, pos], y, folds, C=0.05)
@@ -86,12 +100,23 @@ def fit_sae(latent: Any, out: str | Path, *, cache_dir: str | Path, latent_per_g
         names[k] = max(rates, key=lambda c: rates[c]) if rates else "harmful"
     single = {k: auroc(y, codes[:, k]) for k in order[:10]}
     report = {
-        "n_rows": len(rows), "n_vectors": int(S.shape[0] * S.shape[1]), "layer": int(latent.layer_),
-        "position": pos, "n_features": n_features, "l1": l1, **sae.stats(S.reshape(-1, S.shape[-1])),
+        "n_rows": len(rows),
+        "n_vectors": int(S.shape[0] * S.shape[1]),
+        "layer": int(latent.layer_),
+        "position": pos,
+        "n_features": n_features,
+        "l1": l1,
+        **sae.stats(S.reshape(-1, S.shape[-1])),
         "groups": "(source, form), grouped_folds",
         "grouped_auroc": {"dense_states": auroc(y, dense), "sae_codes": auroc(y, sparse)},
-        "named_features": {str(k): {"name": names[k], "harmful_minus_benign_firing": float(lift[k]),
-                                    "single_feature_auroc": single.get(k)} for k in order},
+        "named_features": {
+            str(k): {
+                "name": names[k],
+                "harmful_minus_benign_firing": float(lift[k]),
+                "single_feature_auroc": single.get(k),
+            }
+            for k in order
+        },
     }
     NamedFeatures(sae, int(latent.layer_), pos, names, {k: float(lift[k]) for k in order}).save(out, report)
     return report

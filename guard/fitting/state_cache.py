@@ -33,7 +33,7 @@ def fit_windows(latent: Any, prompt: str, max_windows: int) -> list[str]:
     if len(parts) <= max_windows:
         return parts
     head = max_windows // 2
-    return parts[:head] + parts[len(parts) - (max_windows - head):]
+    return parts[:head] + parts[len(parts) - (max_windows - head) :]
 
 
 class StateCache:
@@ -70,7 +70,9 @@ class StateCache:
                         self._index[str(k)] = (s, j)
         return self._index
 
-    def states(self, latent: Any, texts: Sequence[str], chunk: int = 128, progress: bool = True) -> np.ndarray:
+    def states(
+        self, latent: Any, texts: Sequence[str], chunk: int = 128, progress: bool = True
+    ) -> np.ndarray:
         """`[len(texts), len(layers), n_positions, hidden]` float16, computing only the missing ones."""
         from tqdm.auto import tqdm
 
@@ -99,8 +101,9 @@ class StateCache:
             bar.close()
         return np.stack([self._shards[index[k][0]][index[k][1]] for k in keys])
 
-    def features(self, latent: Any, prompts: Sequence[str], max_windows: int = 2,
-                 progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def features(
+        self, latent: Any, prompts: Sequence[str], max_windows: int = 2, progress: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """`(X, owner)` as `LatentGuard.features`, with long prompts capped at `max_windows`."""
         texts: list[str] = []
         owner: list[int] = []
@@ -109,9 +112,6 @@ class StateCache:
                 texts.append(w)
                 owner.append(i)
         return self.states(latent, texts, progress=progress), np.asarray(owner)
-
-
-
 
 
 class EmbeddingCache:
@@ -130,7 +130,9 @@ class EmbeddingCache:
         self._index: dict[str, np.ndarray] | None = None
 
     def _key(self, text: str) -> str:
-        return hashlib.sha256(f"{self.name}|".encode() + text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return hashlib.sha256(f"{self.name}|".encode() + text.encode("utf-8", "surrogatepass")).hexdigest()[
+            :32
+        ]
 
     def transform(self, texts: Sequence[str], chunk: int = 512) -> np.ndarray:
         """`[len(texts), d]` float32, embedding only the texts not seen before."""
@@ -150,4 +152,6 @@ class EmbeddingCache:
             np.savez(self.folder / f"{self.name}-{n:05d}.npz", vectors=V, keys=np.asarray(part))
             self._index.update(zip(part, V))
         return np.stack([self._index[k] for k in keys]) if keys else np.zeros((0, 0), dtype=np.float32)
+
+
 __all__ = ["EmbeddingCache", "StateCache", "fit_windows"]

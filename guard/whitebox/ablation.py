@@ -76,8 +76,9 @@ def _ablate_fn(r_hat: Any) -> Any:
 
 
 @contextlib.contextmanager
-def ablated(host: HostModel, direction: Any, layers: Sequence[int] | None = None,
-            *, embeddings: bool = True) -> Iterator[None]:
+def ablated(
+    host: HostModel, direction: Any, layers: Sequence[int] | None = None, *, embeddings: bool = True
+) -> Iterator[None]:
     """Project `direction` out of everything written into the residual stream, inside the block.
 
     The direction is removed from the token-embedding output and from the output of every
@@ -136,8 +137,9 @@ def _writers(layer: Any) -> list[Any]:
     return found
 
 
-def orthogonalize_weights(host: HostModel, direction: Any, *, fingerprint: str | None = None,
-                          name: str | None = None) -> HostModel:
+def orthogonalize_weights(
+    host: HostModel, direction: Any, *, fingerprint: str | None = None, name: str | None = None
+) -> HostModel:
     """A copy of `host` whose weights can no longer write `direction` into the residual stream.
 
     Args:
@@ -188,14 +190,17 @@ def orthogonalize_weights(host: HostModel, direction: Any, *, fingerprint: str |
                     lin.bias -= (lin.bias @ rw) * rw
     digest = hashlib.sha256(np.asarray(r, dtype=np.float32).tobytes()).hexdigest()[:12]
     return HostModel(
-        model.eval(), host.tokenizer, name=name or f"{host.name}+ablated",
+        model.eval(),
+        host.tokenizer,
+        name=name or f"{host.name}+ablated",
         fingerprint=fingerprint if fingerprint is not None else f"{host.fingerprint}+ablated-{digest}",
         source=host.source,
     )
 
 
-def residual_component(host: HostModel, prompts: Sequence[str], direction: Any,
-                       layers: Sequence[int] | None = None) -> np.ndarray:
+def residual_component(
+    host: HostModel, prompts: Sequence[str], direction: Any, layers: Sequence[int] | None = None
+) -> np.ndarray:
     """Largest |projection| on r̂ over all token positions, per prompt and layer: `[n, layers]`.
 
     Near zero at every layer for an ablated host (a quick check that the ablation took).

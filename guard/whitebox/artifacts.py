@@ -22,7 +22,9 @@ from guard.whitebox.host import HostModel
 from guard.whitebox.latent import LatentGuard
 
 
-def save_latent(path: str | Path, latent: LatentGuard, policy: Policy, extra: dict[str, Any] | None = None) -> Path:
+def save_latent(
+    path: str | Path, latent: LatentGuard, policy: Policy, extra: dict[str, Any] | None = None
+) -> Path:
     """Write a fitted `LatentGuard` and its `Policy` to a folder.
 
     Example:
@@ -47,8 +49,13 @@ def save_latent(path: str | Path, latent: LatentGuard, policy: Policy, extra: di
         params["layers"] = [int(x) for x in params["layers"]]
     meta = {
         "format_version": FORMAT_VERSION,
-        "host": {"name": host.name, "fingerprint": host.fingerprint, "hidden_size": host.hidden_size,
-                 "num_layers": host.num_layers, "source": host.source},
+        "host": {
+            "name": host.name,
+            "fingerprint": host.fingerprint,
+            "hidden_size": host.hidden_size,
+            "num_layers": host.num_layers,
+            "source": host.source,
+        },
         "latent": {
             "params": params,
             "layer": latent.layer_,
@@ -91,12 +98,21 @@ def load_latent(path: str | Path, host: HostModel) -> tuple[LatentGuard, Policy,
     """
     folder = Path(path)
     meta_path, tensor_path = folder / META_FILE, folder / TENSOR_FILE
-    meta, tensors = read_folder(folder, META_FILE, TENSOR_FILE, FORMAT_VERSION, kind="guard artifact",
-                                remedy="; re-run `guard fit`", manifest="error")
+    meta, tensors = read_folder(
+        folder,
+        META_FILE,
+        TENSOR_FILE,
+        FORMAT_VERSION,
+        kind="guard artifact",
+        remedy="; re-run `guard fit`",
+        manifest="error",
+    )
     try:
         checked = GuardMeta.model_validate(meta)
     except ValueError as exc:  # pydantic's ValidationError names each bad field
-        raise ArtifactError(f"{meta_path} does not follow the guard.json schema; re-run `guard fit`:\n{exc}") from None
+        raise ArtifactError(
+            f"{meta_path} does not follow the guard.json schema; re-run `guard fit`:\n{exc}"
+        ) from None
     want = checked.host.fingerprint
     if want != host.fingerprint:
         raise ArtifactError(
@@ -110,13 +126,17 @@ def load_latent(path: str | Path, host: HostModel) -> tuple[LatentGuard, Policy,
         if not np.isfinite(tensors[name]).all():
             raise ArtifactError(f"{tensor_path}: {name!r} holds NaN or infinite values; re-run `guard fit`")
     if not float(np.linalg.norm(tensors["direction"])) > 0:
-        raise ArtifactError(f"{tensor_path}: the harmfulness direction is zero (it would score every prompt "
-                            "the same); re-run `guard fit`")
+        raise ArtifactError(
+            f"{tensor_path}: the harmfulness direction is zero (it would score every prompt "
+            "the same); re-run `guard fit`"
+        )
     lat_meta = checked.latent
     n_post = len(host.encode("Hello").post_instruction)
     if lat_meta.n_positions != n_post + 1:
-        raise ArtifactError(f"{meta_path}: n_positions {lat_meta.n_positions} does not match the host's chat "
-                            f"template ({n_post + 1} positions: the instruction and {n_post} template tokens)")
+        raise ArtifactError(
+            f"{meta_path}: n_positions {lat_meta.n_positions} does not match the host's chat "
+            f"template ({n_post + 1} positions: the instruction and {n_post} template tokens)"
+        )
     try:
         lat = meta["latent"]
         latent = LatentGuard(host, **lat["params"])

@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from guard.decision.stats import auroc
 from guard.errors import InputError, NotFittedError
 from guard.whitebox.latent import LatentGuard
-from guard.decision.stats import auroc
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -75,7 +75,9 @@ class ConceptDirections:
             setattr(self, k, v)
         return self
 
-    def fit(self, states: np.ndarray, concepts: Sequence[str | None], harm_direction: np.ndarray) -> ConceptDirections:
+    def fit(
+        self, states: np.ndarray, concepts: Sequence[str | None], harm_direction: np.ndarray
+    ) -> ConceptDirections:
         """Learn the directions.
 
         Args:
@@ -89,18 +91,24 @@ class ConceptDirections:
         X = np.asarray(states, dtype=np.float64)
         concepts = list(concepts)
         if X.ndim != 2 or len(concepts) != len(X):
-            raise InputError(f"states must be [n, hidden] with one concept per row; got {X.shape} and {len(concepts)}")
+            raise InputError(
+                f"states must be [n, hidden] with one concept per row; got {X.shape} and {len(concepts)}"
+            )
         h = np.asarray(harm_direction, dtype=np.float64)
         if h.shape != (X.shape[1],) or not np.linalg.norm(h) > 0:
-            raise InputError(f"harm_direction must be a non-zero vector of length {X.shape[1]}, got shape {h.shape}")
+            raise InputError(
+                f"harm_direction must be a non-zero vector of length {X.shape[1]}, got shape {h.shape}"
+            )
         benign = np.array([c is None for c in concepts])
         if benign.sum() < 2:
             raise InputError("need at least 2 benign rows (concept None) to anchor the concept directions")
         names = sorted({c for c in concepts if c is not None})
         kept = [c for c in names if sum(1 for x in concepts if x == c) >= self.min_examples]
         if not kept:
-            raise InputError(f"no concept has {self.min_examples} examples; counts: "
-                             f"{ {c: concepts.count(c) for c in names} }")
+            raise InputError(
+                f"no concept has {self.min_examples} examples; counts: "
+                f"{ {c: concepts.count(c) for c in names} }"
+            )
         h_hat = _unit(h)
         self.offset_ = X[benign].mean(0)
         raw = np.stack([X[np.array([c == k for c in concepts])].mean(0) - self.offset_ for k in kept])
@@ -116,7 +124,9 @@ class ConceptDirections:
         self.raw_directions_ = raw.astype(np.float32)
         self.directions_ = _unit(iso).astype(np.float32)
         self.harm_cosine_raw_ = {k: float(_unit(r) @ h_hat) for k, r in zip(kept, raw)}
-        self.harm_cosine_isolated_ = {k: float(d @ h_hat) for k, d in zip(kept, self.directions_.astype(np.float64))}
+        self.harm_cosine_isolated_ = {
+            k: float(d @ h_hat) for k, d in zip(kept, self.directions_.astype(np.float64))
+        }
         return self
 
     def _check_fitted(self) -> None:
@@ -155,7 +165,9 @@ class TrajectoryFeatures:
         X = np.asarray(states, dtype=np.float64)
         y = np.asarray(y)
         if X.ndim != 3 or len(y) != len(X):
-            raise InputError(f"states must be [n, layers, hidden] with one label per row; got {X.shape}, {len(y)} labels")
+            raise InputError(
+                f"states must be [n, layers, hidden] with one label per row; got {X.shape}, {len(y)} labels"
+            )
         if len(np.unique(y)) != 2:
             raise InputError("TrajectoryFeatures needs both labels")
         m1, m0 = X[y == 1].mean(0), X[y == 0].mean(0)
@@ -171,7 +183,9 @@ class TrajectoryFeatures:
             raise NotFittedError("TrajectoryFeatures is not fitted; call fit()")
         X = np.asarray(states, dtype=np.float64)
         if X.ndim != 3 or X.shape[1:] != self.directions_.shape:
-            raise InputError(f"states must be [n, {self.directions_.shape[0]}, {self.directions_.shape[1]}], got {X.shape}")
+            raise InputError(
+                f"states must be [n, {self.directions_.shape[0]}, {self.directions_.shape[1]}], got {X.shape}"
+            )
         per_layer = np.einsum("nlh,lh->nl", X - self.centres_, self.directions_.astype(np.float64))
         per_step = np.einsum("nlh,lh->nl", np.diff(X, axis=1), self.step_directions_.astype(np.float64))
         return np.concatenate([per_layer, per_step], axis=1)
@@ -226,7 +240,9 @@ def last_window_states(latent: LatentGuard, prompts: Sequence[str], layers: Sequ
     return X[:, :, latent.position_, :]
 
 
-def _logistic_auroc(F_fit: np.ndarray, y_fit: np.ndarray, F_test: np.ndarray, y_test: np.ndarray, C: float) -> float:
+def _logistic_auroc(
+    F_fit: np.ndarray, y_fit: np.ndarray, F_test: np.ndarray, y_test: np.ndarray, C: float
+) -> float:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -271,7 +287,12 @@ def evaluate_feature_sets(
     yf, yt = np.asarray(fit_labels, dtype=int), np.asarray(test_labels, dtype=int)
     if Sf.ndim != 3 or Sf.shape[1] != len(layers) or St.shape[1:] != Sf.shape[1:]:
         raise InputError(f"states must be [n, {len(layers)}, hidden]; got {Sf.shape} and {St.shape}")
-    if len(yf) != len(Sf) or len(yt) != len(St) or len(fit_concepts) != len(Sf) or len(test_concepts) != len(St):
+    if (
+        len(yf) != len(Sf)
+        or len(yt) != len(St)
+        or len(fit_concepts) != len(Sf)
+        or len(test_concepts) != len(St)
+    ):
         raise InputError("one label and one concept per row of states")
     li = layers.index(latent.layer_)
     w = latent.direction_.astype(np.float64)
@@ -281,7 +302,10 @@ def evaluate_feature_sets(
     tf = TrajectoryFeatures().fit(Sf, yf)
     sets = {
         "latent+concepts_isolated": (cd.transform(Sf[:, li]), cd.transform(St[:, li])),
-        "latent+concepts_raw": (cd.transform(Sf[:, li], isolated=False), cd.transform(St[:, li], isolated=False)),
+        "latent+concepts_raw": (
+            cd.transform(Sf[:, li], isolated=False),
+            cd.transform(St[:, li], isolated=False),
+        ),
         "latent+trajectory": (tf.transform(Sf), tf.transform(St)),
     }
     sets["latent+concepts_isolated+trajectory"] = (
@@ -291,8 +315,11 @@ def evaluate_feature_sets(
     results = []
     for name, (Ff, Ft) in sets.items():
         auc = _logistic_auroc(np.c_[lat_f, Ff], yf, np.c_[lat_t, Ft], yt, C)
-        results.append(FeatureSetResult(name=name, n_features=Ff.shape[1] + 1, test_auroc=auc,
-                                        delta_vs_latent=auc - base))
+        results.append(
+            FeatureSetResult(
+                name=name, n_features=Ff.shape[1] + 1, test_auroc=auc, delta_vs_latent=auc - base
+            )
+        )
     harm_t = [i for i, c in enumerate(test_concepts) if c in cd.concepts_]
     truth = [test_concepts[i] for i in harm_t]
 
@@ -303,15 +330,25 @@ def evaluate_feature_sets(
         return float(np.mean([p == t for p, t in zip(pred, truth)]))
 
     return ConceptEvaluation(
-        n_fit=len(Sf), n_test=len(St), layer=latent.layer_, trajectory_layers=layers, latent_auroc=base,
-        results=results, concepts=cd.concepts_,
+        n_fit=len(Sf),
+        n_test=len(St),
+        layer=latent.layer_,
+        trajectory_layers=layers,
+        latent_auroc=base,
+        results=results,
+        concepts=cd.concepts_,
         harm_cosine_raw=float(np.mean(np.abs(list(cd.harm_cosine_raw_.values())))),
         harm_cosine_isolated=float(np.mean(np.abs(list(cd.harm_cosine_isolated_.values())))),
-        concept_accuracy_raw=acc(False), concept_accuracy_isolated=acc(True),
+        concept_accuracy_raw=acc(False),
+        concept_accuracy_isolated=acc(True),
     )
 
 
 __all__ = [
-    "ConceptDirections", "ConceptEvaluation", "FeatureSetResult", "TrajectoryFeatures", "evaluate_feature_sets",
+    "ConceptDirections",
+    "ConceptEvaluation",
+    "FeatureSetResult",
+    "TrajectoryFeatures",
+    "evaluate_feature_sets",
     "last_window_states",
 ]

@@ -143,7 +143,9 @@ class HostModel:
                 tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=gguf_file)
                 if use_cache:
                     _save_dequantized(model, tokenizer, cached, digest, name)
-                return cls._finish(model, tokenizer, name=name, fingerprint=digest, device=device, source=source)
+                return cls._finish(
+                    model, tokenizer, name=name, fingerprint=digest, device=device, source=source
+                )
         else:
             folder = path
             digest = _folder_fingerprint(folder)
@@ -277,7 +279,7 @@ class HostModel:
         """
         probe = self.render(_PROBE, history)
         at = probe.rfind(_PROBE)
-        suffix = probe[at + len(_PROBE):] if at >= 0 else ""
+        suffix = probe[at + len(_PROBE) :] if at >= 0 else ""
         cut = len(head) - len(suffix) if at >= 0 and head.endswith(suffix) else len(head)
         for text in dict.fromkeys([prompt, prompt.strip(), prompt.rstrip()]):
             if text and head[:cut].endswith(text):
@@ -403,8 +405,9 @@ class HostModel:
         stop: Sequence[str] | None = None,
     ) -> str:
         """The host's reply to a chat (greedy when `temperature` is 0)."""
-        return self.generate_counted(prompt, history, max_new_tokens=max_new_tokens,
-                                     temperature=temperature, stop=stop)[0]
+        return self.generate_counted(
+            prompt, history, max_new_tokens=max_new_tokens, temperature=temperature, stop=stop
+        )[0]
 
     def generate_counted(
         self,
@@ -421,7 +424,10 @@ class HostModel:
         torch = _torch()
         enc = self.encode(prompt, history)
         ids = torch.tensor([enc.input_ids], device=self.device)
-        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=temperature)
         else:

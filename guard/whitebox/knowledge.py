@@ -27,8 +27,11 @@ from guard.errors import ArtifactError, InputError
 
 FORMAT = "latent-guardrail/knowledge-probe"
 FORMAT_VERSION = 1
-_QUESTION = re.compile(r"^\s*(what|who|whom|which|when|where|how (many|much|long|old|far|tall|big)|in (what|which)|"
-                       r"name the|is|are|was|were|does|did)\b", re.IGNORECASE)
+_QUESTION = re.compile(
+    r"^\s*(what|who|whom|which|when|where|how (many|much|long|old|far|tall|big)|in (what|which)|"
+    r"name the|is|are|was|were|does|did)\b",
+    re.IGNORECASE,
+)
 
 
 def looks_factual(text: str, max_words: int = 30) -> bool:
@@ -84,8 +87,13 @@ class KnowledgeProbe:
     def evidence(self, p_correct: float, threshold: float | None = None) -> Evidence:
         """``knowledge`` evidence: P(wrong answer), flagged at or above ``1 - threshold``."""
         t = self.threshold_ if threshold is None else threshold
-        return Evidence(source="latent", name="knowledge_risk", value=float(1.0 - p_correct), threshold=float(1.0 - t),
-                        detail=f"P(the host answers this factual question wrongly), probe at layer {self.layer}")
+        return Evidence(
+            source="latent",
+            name="knowledge_risk",
+            value=float(1.0 - p_correct),
+            threshold=float(1.0 - t),
+            detail=f"P(the host answers this factual question wrongly), probe at layer {self.layer}",
+        )
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, report: dict[str, Any] | None = None) -> Path:
@@ -96,8 +104,16 @@ class KnowledgeProbe:
 
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "layer": self.layer, "position": self.position,
-                "C": self.C, "intercept": self.intercept_, "threshold": float(self.threshold_), "report": report or {}}
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "layer": self.layer,
+            "position": self.position,
+            "C": self.C,
+            "intercept": self.intercept_,
+            "threshold": float(self.threshold_),
+            "report": report or {},
+        }
         (folder / "knowledge.json").write_text(json.dumps(meta, indent=1, default=float), encoding="utf-8")
         save_file({"coef": np.ascontiguousarray(self.coef_)}, str(folder / "knowledge.safetensors"))
         write_manifest(folder)
@@ -113,15 +129,23 @@ class KnowledgeProbe:
         from guard.io.artifact_io import read_folder
 
         folder = Path(path)
-        meta, tensors = read_folder(folder, "knowledge.json", "knowledge.safetensors", FORMAT_VERSION,
-                                    kind="knowledge probe", manifest="error")
+        meta, tensors = read_folder(
+            folder,
+            "knowledge.json",
+            "knowledge.safetensors",
+            FORMAT_VERSION,
+            kind="knowledge probe",
+            manifest="error",
+        )
         if meta.get("format") != FORMAT or "coef" not in tensors:
             raise ArtifactError(f"{folder}: not a knowledge probe v{FORMAT_VERSION}")
         coef = tensors["coef"]
         probe = cls(meta["layer"], meta["position"], meta.get("C", 0.5))
         probe.coef_, probe.intercept_ = coef.astype(np.float64), float(meta["intercept"])
         probe.threshold_ = float(meta["threshold"])
-        if not (np.isfinite(probe.coef_).all() and np.isfinite(probe.intercept_) and 0 <= probe.threshold_ <= 1):
+        if not (
+            np.isfinite(probe.coef_).all() and np.isfinite(probe.intercept_) and 0 <= probe.threshold_ <= 1
+        ):
             raise ArtifactError(f"{folder}: invalid knowledge probe weights")
         probe.report_ = meta.get("report", {})
         return probe

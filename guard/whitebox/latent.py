@@ -23,14 +23,15 @@ from typing import Any
 
 import numpy as np
 
+from guard.decision.stats import auroc, sigmoid
 from guard.errors import InputError, NotFittedError
 from guard.whitebox.host import Encoded, HostModel
-from guard.decision.stats import auroc, sigmoid
-
 
 #: Activations a caller already computed (`LatentGuard.reuse_states`), keyed by
 #: ``(id(guard), input_ids, layers)``.
-_REUSED: contextvars.ContextVar[Mapping[Any, np.ndarray]] = contextvars.ContextVar("latent_reused_states", default={})
+_REUSED: contextvars.ContextVar[Mapping[Any, np.ndarray]] = contextvars.ContextVar(
+    "latent_reused_states", default={}
+)
 
 
 def _check_prompts(prompts: Any) -> list[str]:
@@ -139,8 +140,9 @@ class LatentGuard:
     def _windows(self, prompt: str) -> list[str]:
         """The prompt, or overlapping token windows of it when it is longer than `window_tokens`."""
         if self.window_tokens < 1 or self.window_stride < 1:
-            raise InputError(f"window_tokens ({self.window_tokens}) and window_stride ({self.window_stride}) "
-                             "must be >= 1")
+            raise InputError(
+                f"window_tokens ({self.window_tokens}) and window_stride ({self.window_stride}) must be >= 1"
+            )
         tok = self._host().tokenizer
         ids = tok(prompt, add_special_tokens=False)["input_ids"]
         if len(ids) <= self.window_tokens:
@@ -167,7 +169,7 @@ class LatentGuard:
                 break
             content = m.get("content", "")
             # a long message is cut by characters first, so tokenizing it stays cheap
-            head = content[-8 * budget - 64:]
+            head = content[-8 * budget - 64 :]
             ids = tok(head, add_special_tokens=False)["input_ids"]
             if len(ids) > budget or len(head) < len(content):
                 kept = tok.decode(ids[-budget:], skip_special_tokens=True) if len(ids) > budget else head
@@ -222,7 +224,9 @@ class LatentGuard:
         return X, np.asarray(owner)
 
     @contextlib.contextmanager
-    def reuse_states(self, states: Mapping[tuple[tuple[int, ...], tuple[int, ...]], np.ndarray]) -> Iterator[None]:
+    def reuse_states(
+        self, states: Mapping[tuple[tuple[int, ...], tuple[int, ...]], np.ndarray]
+    ) -> Iterator[None]:
         """Inside the block, `features` takes these activations instead of running the host.
 
         Used by `guard.whitebox.prefill`: the host's own prefill pass during generation already computed
@@ -272,16 +276,22 @@ class LatentGuard:
         if len(y) != len(prompts):
             raise InputError(f"{len(prompts)} prompts but {len(y)} labels")
         if len(np.unique(y)) < 2 or min(np.bincount(y)) < self.cv:
-            raise InputError(f"need at least {self.cv} prompts of each label, got counts {np.bincount(y).tolist()}")
+            raise InputError(
+                f"need at least {self.cv} prompts of each label, got counts {np.bincount(y).tolist()}"
+            )
         layers = self._candidate_layers()
         X = features if features is not None else self.features(prompts, layers, windows="last")[0]
         n, n_layers, n_pos, _ = X.shape
         if n != len(prompts) or n_layers != len(layers):
-            raise InputError(f"features of shape {X.shape} do not match {len(prompts)} prompts x {len(layers)} layers")
+            raise InputError(
+                f"features of shape {X.shape} do not match {len(prompts)} prompts x {len(layers)} layers"
+            )
 
         # 1. cross-validated AUROC of a linear direction for every (layer, position): shrinkage
         #    LDA, a closed-form stand-in for the logistic probe that is cheap enough for the grid
-        folds = list(StratifiedKFold(self.cv, shuffle=True, random_state=self.random_state).split(np.zeros(n), y))
+        folds = list(
+            StratifiedKFold(self.cv, shuffle=True, random_state=self.random_state).split(np.zeros(n), y)
+        )
         oof = np.zeros((n, n_layers, n_pos), dtype=np.float64)
         for tr, te in folds:
             for l in range(n_layers):
@@ -292,7 +302,10 @@ class LatentGuard:
 
         # 2. COSMIC cosine score on a shortlist
         order = np.argsort(-grid, axis=None)
-        shortlist = [tuple(int(v) for v in np.unravel_index(i, grid.shape)) for i in order[: max(1, self.cosmic_shortlist)]]
+        shortlist = [
+            tuple(int(v) for v in np.unravel_index(i, grid.shape))
+            for i in order[: max(1, self.cosmic_shortlist)]
+        ]
         cosmic: dict[tuple[int, int], float] = {}
         if self.cosmic_shortlist > 0:
             cosmic = self._cosmic_scores(prompts, y, X, layers, shortlist)
@@ -353,7 +366,12 @@ class LatentGuard:
         return w, float(clf.intercept_[0] - (mu * w).sum())
 
     def _cosmic_scores(
-        self, prompts: list[str], y: np.ndarray, X: np.ndarray, layers: list[int], shortlist: list[tuple[int, int]]
+        self,
+        prompts: list[str],
+        y: np.ndarray,
+        X: np.ndarray,
+        layers: list[int],
+        shortlist: list[tuple[int, int]],
     ) -> dict[tuple[int, int], float]:
         """COSMIC's output-free score for each candidate (layer index, position).
 
@@ -378,7 +396,12 @@ class LatentGuard:
 
         def post_means(encs: list[Encoded]) -> np.ndarray:
             states = host.capture(encs, late_layers, batch_size=self.batch_size)
-            return np.stack([s[:, list(e.post_instruction) or [e.instruction], :].mean(1).numpy() for s, e in zip(states, encs)])
+            return np.stack(
+                [
+                    s[:, list(e.post_instruction) or [e.instruction], :].mean(1).numpy()
+                    for s, e in zip(states, encs)
+                ]
+            )
 
         tgt_h = post_means(enc_h).mean(0)  # [late, H]
         tgt_b = post_means(enc_b).mean(0)
@@ -442,7 +465,9 @@ class LatentGuard:
         if not hasattr(self, "direction_"):
             raise NotFittedError("this LatentGuard is not fitted yet; call fit() or load an artifact")
 
-    def _window_scores(self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _window_scores(
+        self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self._check_fitted()
         X, owner = self.features(prompts, [self.layer_], history=history, align=True)
         dec, ref = self.project(X[:, 0])
@@ -453,14 +478,18 @@ class LatentGuard:
         self._check_fitted()
         Z = states[:, self.position_, :].astype(np.float64)
         post = states[:, 1:, :].mean(1) if states.shape[1] > 1 else states[:, 0, :]
-        return Z @ self.direction_.astype(np.float64) + self.bias_, post.astype(np.float64) @ self.refusal_direction_
+        return Z @ self.direction_.astype(np.float64) + self.bias_, post.astype(
+            np.float64
+        ) @ self.refusal_direction_
 
     def calibrated(self, raw: np.ndarray) -> np.ndarray:
         """Platt-calibrated probability for raw projections."""
         self._check_fitted()
         return sigmoid(self.platt_[0] * np.asarray(raw, dtype=np.float64) + self.platt_[1])
 
-    def decision_function(self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None = None) -> np.ndarray:
+    def decision_function(
+        self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None = None
+    ) -> np.ndarray:
         """Raw harmfulness projection (the max over a long prompt's windows); > 0 leans harmful."""
         dec, _, owner = self._window_scores(prompts, history)
         return _max_by_owner(dec, owner, len(prompts))
@@ -469,18 +498,27 @@ class LatentGuard:
         """Calibrated probability in [0, 1] that each prompt is harmful."""
         return self.predict_proba(prompts, history)[:, 1]
 
-    def predict_proba(self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None = None) -> np.ndarray:
+    def predict_proba(
+        self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None = None
+    ) -> np.ndarray:
         """Columns follow `classes_` = [0 (benign), 1 (harmful)]."""
         p = self.calibrated(self.decision_function(prompts, history))
         return np.column_stack([1 - p, p])
 
-    def refusal_score(self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None = None) -> np.ndarray:
+    def refusal_score(
+        self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None = None
+    ) -> np.ndarray:
         """Projection of the post-instruction activations on the refusal direction (raw)."""
         _, ref, owner = self._window_scores(prompts, history)
         return _max_by_owner(ref, owner, len(prompts))
 
-    def scores(self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None = None, *,
-               with_states: bool = False) -> dict[str, np.ndarray]:
+    def scores(
+        self,
+        prompts: Sequence[str],
+        history: Sequence[dict[str, str]] | None = None,
+        *,
+        with_states: bool = False,
+    ) -> dict[str, np.ndarray]:
         """Harmfulness probability, raw projection and refusal projection from one forward pass.
 
         With `with_states`, also ``states``: each prompt's last window's activations at `layer_`
@@ -578,7 +616,9 @@ def _align_post(encs: list[Encoded], n_positions: int | None) -> list[Encoded]:
             continue
         end = (e.post_instruction[-1] + 1) if e.post_instruction else e.instruction + 1
         if end - want - 1 < 0:
-            raise InputError(f"the chat is {end} tokens long, too short for {want} post-instruction positions")
+            raise InputError(
+                f"the chat is {end} tokens long, too short for {want} post-instruction positions"
+            )
         out.append(Encoded(e.input_ids, end - want - 1, tuple(range(end - want, end)), e.reply))
     return out
 

@@ -115,7 +115,9 @@ def position_scores(
     # where the instruction starts: the same character-offset logic as HostModel.encode
     head = host.render(prompt, history)
     start = head.rfind(prompt)
-    offsets = host.tokenizer(head + (reply or ""), add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    offsets = host.tokenizer(head + (reply or ""), add_special_tokens=False, return_offsets_mapping=True)[
+        "offset_mapping"
+    ]
     post, rep = set(enc.post_instruction), set(enc.reply)
     segments: list[Segment] = []
     for i, (s, e) in enumerate(offsets):
@@ -132,12 +134,23 @@ def position_scores(
     ref = states @ latent.refusal_direction_.astype(np.float64)
     tokens = [host.decode_token(t) for t in enc.input_ids]
     return PositionScores(
-        prompt=prompt, reply=reply or "", layer=latent.layer_, tokens=tokens, segments=segments,
-        harmfulness=harm.tolist(), refusal=ref.tolist(), instruction_index=enc.instruction,
+        prompt=prompt,
+        reply=reply or "",
+        layer=latent.layer_,
+        tokens=tokens,
+        segments=segments,
+        harmfulness=harm.tolist(),
+        refusal=ref.tolist(),
+        instruction_index=enc.instruction,
     )
 
 
-_COLOURS = {"template": "#dddddd", "instruction": "#c6dbef", "post_instruction": "#fdd0a2", "reply": "#c7e9c0"}
+_COLOURS = {
+    "template": "#dddddd",
+    "instruction": "#c6dbef",
+    "post_instruction": "#fdd0a2",
+    "reply": "#c7e9c0",
+}
 
 
 def plot_position_scores(
@@ -186,11 +199,18 @@ def plot_position_scores(
         ax2.plot(x, ps.refusal[first:], color=f"C{k}", lw=1.2, ls="--", label=f"refusal: {label}")
         if k == 0:
             for i in range(first, len(ps.tokens)):
-                ax.axvspan(i - ps.instruction_index - 0.5, i - ps.instruction_index + 0.5,
-                           color=_COLOURS[ps.segments[i]], alpha=0.35, lw=0)
+                ax.axvspan(
+                    i - ps.instruction_index - 0.5,
+                    i - ps.instruction_index + 0.5,
+                    color=_COLOURS[ps.segments[i]],
+                    alpha=0.35,
+                    lw=0,
+                )
             if len(items) == 1 and len(ps.tokens) - first <= 60:
                 ax.set_xticks(x)
-                ax.set_xticklabels([t.replace("\n", "\\n") for t in ps.tokens[first:]], rotation=90, fontsize=6)
+                ax.set_xticklabels(
+                    [t.replace("\n", "\\n") for t in ps.tokens[first:]], rotation=90, fontsize=6
+                )
     ax.axvline(0, color="k", lw=0.8)
     ax.set_xlabel("token position relative to the last instruction token")
     ax.set_ylabel("harmfulness (solid)")
@@ -212,8 +232,9 @@ class PositionProfile(BaseModel):
     mean_cliff: float
 
 
-def position_profile(latent: LatentGuard, prompts: Sequence[str],
-                     replies: Sequence[str | None] | None = None) -> PositionProfile:
+def position_profile(
+    latent: LatentGuard, prompts: Sequence[str], replies: Sequence[str | None] | None = None
+) -> PositionProfile:
     """Mean harmfulness and refusal per segment, and the mean refusal cliff, over many chats.
 
     Example:
@@ -234,7 +255,9 @@ def position_profile(latent: LatentGuard, prompts: Sequence[str],
         if h:
             out[seg] = {"harmfulness": float(np.mean(h)), "refusal": float(np.mean(r))}
     cliffs = [ps.cliff() for ps in items]
-    return PositionProfile(n=len(items), by_segment=out, mean_cliff=float(np.nanmean(cliffs)) if items else float("nan"))
+    return PositionProfile(
+        n=len(items), by_segment=out, mean_cliff=float(np.nanmean(cliffs)) if items else float("nan")
+    )
 
 
 __all__ = ["PositionProfile", "PositionScores", "plot_position_scores", "position_profile", "position_scores"]

@@ -124,19 +124,38 @@ def guarded_generate(
     if not text.strip():
         return _separate(guard, prompt, hist, max_new_tokens, temperature, stop, "the prompt is empty")
     if len(text) > guard.policy.max_prompt_chars:
-        return _separate(guard, prompt, hist, max_new_tokens, temperature, stop,
-                         "the prompt is over the policy's length limit")
+        return _separate(
+            guard,
+            prompt,
+            hist,
+            max_new_tokens,
+            temperature,
+            stop,
+            "the prompt is over the policy's length limit",
+        )
     if len(latent._windows(text)) > 1:
-        return _separate(guard, prompt, hist, max_new_tokens, temperature, stop,
-                         f"the prompt is longer than the latent guard's window ({latent.window_tokens} "
-                         "tokens): it is scored over windows, which the prefill does not compute")
+        return _separate(
+            guard,
+            prompt,
+            hist,
+            max_new_tokens,
+            temperature,
+            stop,
+            f"the prompt is longer than the latent guard's window ({latent.window_tokens} "
+            "tokens): it is scored over windows, which the prefill does not compute",
+        )
     latent._check_fitted()
     return _prefill_generate(guard, prompt, text, hist, max_new_tokens, temperature, stop)
 
 
 def _separate(
-    guard: Guard, prompt: str, history: list[dict[str, str]] | None, max_new_tokens: int,
-    temperature: float, stop: Sequence[str] | None, reason: str,
+    guard: Guard,
+    prompt: str,
+    history: list[dict[str, str]] | None,
+    max_new_tokens: int,
+    temperature: float,
+    stop: Sequence[str] | None,
+    reason: str,
 ) -> GuardedGeneration:
     """The plain path: the guard's own pass, then generation when allowed."""
     t0 = time.perf_counter()
@@ -146,8 +165,9 @@ def _separate(
         return GuardedGeneration(decision, "", reused_prefill=False, fallback=reason, guard_ms=guard_ms)
     text, _ = _prepare(guard, prompt)
     reply, n = _generate(guard, text, history, max_new_tokens, temperature, stop, processor=None)
-    return GuardedGeneration(decision, reply, reused_prefill=False, new_tokens=n, fallback=reason,
-                             guard_ms=guard_ms)
+    return GuardedGeneration(
+        decision, reply, reused_prefill=False, new_tokens=n, fallback=reason, guard_ms=guard_ms
+    )
 
 
 def _prepare(guard: Guard, prompt: str) -> tuple[str, list[str]]:
@@ -157,8 +177,13 @@ def _prepare(guard: Guard, prompt: str) -> tuple[str, list[str]]:
 
 
 def _prefill_generate(
-    guard: Guard, prompt: str, text: str, history: list[dict[str, str]] | None, max_new_tokens: int,
-    temperature: float, stop: Sequence[str] | None,
+    guard: Guard,
+    prompt: str,
+    text: str,
+    history: list[dict[str, str]] | None,
+    max_new_tokens: int,
+    temperature: float,
+    stop: Sequence[str] | None,
 ) -> GuardedGeneration:
     latent, host = guard.latent, guard.host
     enc = host.encode(text, history)  # exactly the chat the guard scores (LatentGuard.features)
@@ -175,8 +200,11 @@ def _prefill_generate(
             raise RuntimeError(f"prefill saw {hidden.shape[1]} tokens, expected {len(enc.input_ids)}")
         rows = hidden[0, positions, :].float().cpu().numpy()[None]  # [layers=1, positions, hidden]
         dec, ref = latent.project(rows)
-        state["latent"] = {"harmfulness": float(latent.calibrated(dec)[0]), "harmfulness_raw": float(dec[0]),
-                           "refusal": float(ref[0])}
+        state["latent"] = {
+            "harmfulness": float(latent.calibrated(dec)[0]),
+            "harmfulness_raw": float(dec[0]),
+            "refusal": float(ref[0]),
+        }
         with latent.reuse_states({(enc.input_ids, (layer,)): rows}):
             state["decision"] = guard.check(prompt, history=history)
         state["guard_ms"] = (time.perf_counter() - t0) * 1000
@@ -186,22 +214,41 @@ def _prefill_generate(
 
     with host.record([layer], stop_after=False) as store:
         try:
-            reply, n = _generate(guard, text, history, max_new_tokens, temperature, stop, processor=on_prefill)
+            reply, n = _generate(
+                guard, text, history, max_new_tokens, temperature, stop, processor=on_prefill
+            )
         except _Halt:
             reply, n = "", 0
     if "decision" not in state:  # generate never reached the first token (should not happen)
         raise RuntimeError("the host's generate() did not call the logits processor; cannot guard it")
-    return GuardedGeneration(state["decision"], reply, reused_prefill=True, new_tokens=n,
-                             latent_scores=state["latent"], guard_ms=state["guard_ms"])
+    return GuardedGeneration(
+        state["decision"],
+        reply,
+        reused_prefill=True,
+        new_tokens=n,
+        latent_scores=state["latent"],
+        guard_ms=state["guard_ms"],
+    )
 
 
 def _generate(
-    guard: Guard, text: str, history: list[dict[str, str]] | None, max_new_tokens: int, temperature: float,
-    stop: Sequence[str] | None, processor: Any,
+    guard: Guard,
+    text: str,
+    history: list[dict[str, str]] | None,
+    max_new_tokens: int,
+    temperature: float,
+    stop: Sequence[str] | None,
+    processor: Any,
 ) -> tuple[str, int]:
     """The host's reply and its new-token count (`HostModel.generate_counted`)."""
-    return guard.host.generate_counted(text, history, max_new_tokens=max_new_tokens, temperature=temperature,
-                                       stop=stop, logits_processor=processor)
+    return guard.host.generate_counted(
+        text,
+        history,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        stop=stop,
+        logits_processor=processor,
+    )
 
 
 __all__ = ["GuardedGeneration", "guarded_generate"]

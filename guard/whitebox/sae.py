@@ -44,8 +44,15 @@ class SparseAutoencoder:
         seed: initialisation and shuffling seed.
     """
 
-    def __init__(self, n_features: int = 1024, l1: float = 3e-3, epochs: int = 20, batch_size: int = 256,
-                 lr: float = 1e-3, seed: int = 0) -> None:
+    def __init__(
+        self,
+        n_features: int = 1024,
+        l1: float = 3e-3,
+        epochs: int = 20,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        seed: int = 0,
+    ) -> None:
         self.n_features = int(n_features)
         self.l1 = float(l1)
         self.epochs = int(epochs)
@@ -66,15 +73,21 @@ class SparseAutoencoder:
         d = x.shape[1]
         W_d = torch.randn(d, self.n_features, generator=g)
         W_d /= W_d.norm(dim=0, keepdim=True)
-        params = {"W_e": W_d.T.clone().requires_grad_(), "b_e": torch.zeros(self.n_features, requires_grad=True),
-                  "W_d": W_d.requires_grad_(), "b_d": x.mean(0).clone().requires_grad_()}
+        params = {
+            "W_e": W_d.T.clone().requires_grad_(),
+            "b_e": torch.zeros(self.n_features, requires_grad=True),
+            "W_d": W_d.requires_grad_(),
+            "b_d": x.mean(0).clone().requires_grad_(),
+        }
         opt = torch.optim.Adam(params.values(), lr=self.lr)
         for _ in range(self.epochs):
             for idx in torch.randperm(x.shape[0], generator=g).split(self.batch_size):
                 xb = x[idx]
                 f = torch.relu((xb - params["b_d"]) @ params["W_e"].T + params["b_e"])
                 rec = f @ params["W_d"].T + params["b_d"]
-                loss = ((rec - xb) ** 2).sum(1).mean() + self.l1 * (f * params["W_d"].norm(dim=0)).sum(1).mean()
+                loss = ((rec - xb) ** 2).sum(1).mean() + self.l1 * (f * params["W_d"].norm(dim=0)).sum(
+                    1
+                ).mean()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -112,7 +125,9 @@ class SparseAutoencoder:
         """
         r = np.asarray(reference, dtype=np.float64)
         if r.shape != (self.W_d_.shape[0],) or not np.isfinite(r).all() or not r.any():
-            raise InputError(f"reference must be a finite non-zero vector of shape ({self.W_d_.shape[0]},), got {r.shape}")
+            raise InputError(
+                f"reference must be a finite non-zero vector of shape ({self.W_d_.shape[0]},), got {r.shape}"
+            )
         W = self.W_d_.astype(np.float64)
         cos = (r @ W) / (np.linalg.norm(r) * np.maximum(np.linalg.norm(W, axis=0), 1e-12))
         k = int(np.argmax(cos))
@@ -137,8 +152,14 @@ class NamedFeatures:
         harm_weight: feature index -> how much more it fires on harmful than benign fitting prompts.
     """
 
-    def __init__(self, sae: SparseAutoencoder, layer: int, position: int, names: Mapping[int, str],
-                 harm_weight: Mapping[int, float]) -> None:
+    def __init__(
+        self,
+        sae: SparseAutoencoder,
+        layer: int,
+        position: int,
+        names: Mapping[int, str],
+        harm_weight: Mapping[int, float],
+    ) -> None:
         self.sae = sae
         self.layer = int(layer)
         self.position = int(position)
@@ -148,10 +169,19 @@ class NamedFeatures:
     def evidence(self, state: np.ndarray, top: int = 3) -> list[Evidence]:
         """The named harm features active on one prompt's state ``[hidden]``, strongest first."""
         f = self.sae.encode(np.asarray(state)[None])[0]
-        active = [(k, float(f[k]) * self.harm_weight[k]) for k in self.names if f[k] > 0 and self.harm_weight[k] > 0]
+        active = [
+            (k, float(f[k]) * self.harm_weight[k]) for k in self.names if f[k] > 0 and self.harm_weight[k] > 0
+        ]
         active.sort(key=lambda x: -x[1])
-        return [Evidence(source="latent", name=f"sae_feature_{k}", value=float(f[k]),
-                         detail=f"feature {k}: {self.names[k]}") for k, _ in active[:top]]
+        return [
+            Evidence(
+                source="latent",
+                name=f"sae_feature_{k}",
+                value=float(f[k]),
+                detail=f"feature {k}: {self.names[k]}",
+            )
+            for k, _ in active[:top]
+        ]
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, report: dict[str, Any] | None = None) -> Path:
@@ -163,13 +193,26 @@ class NamedFeatures:
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         s = self.sae
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "layer": self.layer, "position": self.position,
-                "n_features": s.n_features, "l1": s.l1, "scale": s.scale_,
-                "names": {str(k): v for k, v in self.names.items()},
-                "harm_weight": {str(k): v for k, v in self.harm_weight.items()}, "report": report or {}}
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "layer": self.layer,
+            "position": self.position,
+            "n_features": s.n_features,
+            "l1": s.l1,
+            "scale": s.scale_,
+            "names": {str(k): v for k, v in self.names.items()},
+            "harm_weight": {str(k): v for k, v in self.harm_weight.items()},
+            "report": report or {},
+        }
         (folder / "sae.json").write_text(json.dumps(meta, indent=1, default=float), encoding="utf-8")
-        save_file({k: np.ascontiguousarray(getattr(s, k + "_").astype(np.float16)) for k in ("W_e", "b_e", "W_d", "b_d")},
-                  str(folder / "sae.safetensors"))
+        save_file(
+            {
+                k: np.ascontiguousarray(getattr(s, k + "_").astype(np.float16))
+                for k in ("W_e", "b_e", "W_d", "b_d")
+            },
+            str(folder / "sae.safetensors"),
+        )
         write_manifest(folder)
         return folder
 
@@ -183,7 +226,9 @@ class NamedFeatures:
         from guard.io.artifact_io import read_folder
 
         folder = Path(path)
-        meta, t = read_folder(folder, "sae.json", "sae.safetensors", FORMAT_VERSION, kind="SAE", manifest="error")
+        meta, t = read_folder(
+            folder, "sae.json", "sae.safetensors", FORMAT_VERSION, kind="SAE", manifest="error"
+        )
         if meta.get("format") != FORMAT or not {"W_e", "b_e", "W_d", "b_d"} <= set(t):
             raise ArtifactError(f"{folder}: not an SAE v{FORMAT_VERSION}")
         sae = SparseAutoencoder(n_features=meta["n_features"], l1=meta["l1"])
@@ -192,8 +237,13 @@ class NamedFeatures:
         sae.scale_ = float(meta["scale"])
         if not all(np.isfinite(getattr(sae, k + "_")).all() for k in ("W_e", "b_e", "W_d", "b_d")):
             raise ArtifactError(f"{folder}: non-finite SAE weights")
-        out = cls(sae, meta["layer"], meta["position"], {int(k): v for k, v in meta["names"].items()},
-                  {int(k): v for k, v in meta["harm_weight"].items()})
+        out = cls(
+            sae,
+            meta["layer"],
+            meta["position"],
+            {int(k): v for k, v in meta["names"].items()},
+            {int(k): v for k, v in meta["harm_weight"].items()},
+        )
         out.report_ = meta.get("report", {})
         return out
 

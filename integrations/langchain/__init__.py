@@ -18,7 +18,6 @@ from integrations.langchain.runnable import (
 )
 
 
-
 def __getattr__(name: str) -> Any:
     if name == "GuardMiddleware":  # needs LangChain 1.x (the agents extra), so only on demand
         from integrations.langchain.middleware import GuardMiddleware
@@ -27,5 +26,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'integrations.langchain' has no attribute {name!r}")
 
 
-__all__ = ["DECISION_EVENT", "DECISION_KEY", "DecisionCollector", "GuardMiddleware", "GuardedRunnable",
-           "HostChatModel", "decision_from"]
+__all__ = [
+    "DECISION_EVENT",
+    "DECISION_KEY",
+    "DecisionCollector",
+    "GuardMiddleware",
+    "GuardedRunnable",
+    "HostChatModel",
+    "decision_from",
+]

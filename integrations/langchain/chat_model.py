@@ -26,19 +26,18 @@ from langchain_core.messages import (  # noqa: E402
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult  # noqa: E402
 from pydantic import ConfigDict, Field  # noqa: E402
 
+from integrations._core import shared_default as _shared_default  # noqa: E402
 from integrations._core import (  # noqa: E402
     text_of,
 )
+from integrations.langchain.runnable import _role  # noqa: E402
 from integrations.reliability import (  # noqa: E402
     RetryPolicy,
     call_with_retry,
 )
 
-
-from integrations._core import shared_default as _shared_default  # noqa: E402
-from integrations.langchain.runnable import _role  # noqa: E402
-
 __all__ = ["HostChatModel"]
+
 
 def _to_chat(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
     chat = []
@@ -127,8 +126,9 @@ class HostChatModel(BaseChatModel):
         return params
 
     # ------------------------------------------------------------------ generation core
-    def _pieces(self, messages: Sequence[BaseMessage], stop: list[str] | None,
-                **kwargs: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _pieces(
+        self, messages: Sequence[BaseMessage], stop: list[str] | None, **kwargs: Any
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yield (text delta, info) while generating; the final info has the counts."""
         torch = require("torch")
         host = self._host()
@@ -151,8 +151,10 @@ class HostChatModel(BaseChatModel):
         start = time.monotonic()
         for _ in range(max_new):
             if timeout is not None and time.monotonic() - start > timeout:
-                raise TimeoutError(f"generation took longer than timeout={timeout}s "
-                                   f"({len(generated)} tokens); raise timeout or lower max_tokens")
+                raise TimeoutError(
+                    f"generation took longer than timeout={timeout}s "
+                    f"({len(generated)} tokens); raise timeout or lower max_tokens"
+                )
             with lock, torch.inference_mode():  # held per step, so guard checks can interleave
                 out = model(input_ids=cur, use_cache=True, **{cache_arg: past})
             past, logits = getattr(out, cache_arg, None), out.logits[0, -1].float()
@@ -198,28 +200,55 @@ class HostChatModel(BaseChatModel):
         prompt = chat[last]["content"]
         host = self._host()
         if getattr(self.guard, "host", None) is not host:
-            raise InputError("HostChatModel(guard=...) needs the guard's own host (guard.host) to reuse its prefill")
+            raise InputError(
+                "HostChatModel(guard=...) needs the guard's own host (guard.host) to reuse its prefill"
+            )
         max_new = int(kwargs.get("max_tokens") or self.max_tokens or 256)
         temperature = float(kwargs.get("temperature", self.temperature))
         stops = [x for x in (stop if stop is not None else self.stop) or [] if x]
-        out = guarded_generate(self.guard, prompt, max_new_tokens=max_new, history=history,
-                               temperature=temperature, stop=stops or None)
+        out = guarded_generate(
+            self.guard,
+            prompt,
+            max_new_tokens=max_new,
+            history=history,
+            temperature=temperature,
+            stop=stops or None,
+        )
         decision, text = out.decision, out.text
         if not decision.blocked:
             reply = self.guard.check_output(prompt, text)
             if reply.blocked:
                 decision, text = reply, ""
-        n_in = len(host.tokenizer.apply_chat_template(chat[: last + 1], tokenize=True, add_generation_prompt=True))
+        n_in = len(
+            host.tokenizer.apply_chat_template(chat[: last + 1], tokenize=True, add_generation_prompt=True)
+        )
         content = text if not decision.blocked else (decision.response or "")
-        meta = {"model_name": self._name(), "model_provider": "guard_host",
-                "finish_reason": "guard" if decision.blocked else ("length" if out.new_tokens >= max_new else "stop"),
-                "guard_decision": decision.model_dump(mode="json"), "reused_prefill": out.reused_prefill}
-        return AIMessage(content=content, response_metadata=meta,
-                         usage_metadata={"input_tokens": n_in, "output_tokens": out.new_tokens,
-                                         "total_tokens": n_in + out.new_tokens})
+        meta = {
+            "model_name": self._name(),
+            "model_provider": "guard_host",
+            "finish_reason": "guard"
+            if decision.blocked
+            else ("length" if out.new_tokens >= max_new else "stop"),
+            "guard_decision": decision.model_dump(mode="json"),
+            "reused_prefill": out.reused_prefill,
+        }
+        return AIMessage(
+            content=content,
+            response_metadata=meta,
+            usage_metadata={
+                "input_tokens": n_in,
+                "output_tokens": out.new_tokens,
+                "total_tokens": n_in + out.new_tokens,
+            },
+        )
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         if self.guard is not None:
             message = self._guarded(messages, stop, **kwargs)
             if run_manager is not None and message.content:
@@ -236,22 +265,40 @@ class HostChatModel(BaseChatModel):
             message = AIMessage(
                 content="".join(parts),
                 usage_metadata=self._usage(info),
-                response_metadata={"model_name": self._name(), "finish_reason": info["finish_reason"],
-                                   "model_provider": "guard_host"},
+                response_metadata={
+                    "model_name": self._name(),
+                    "finish_reason": info["finish_reason"],
+                    "model_provider": "guard_host",
+                },
             )
             return ChatResult(generations=[ChatGeneration(message=message)])
 
-        policy = RetryPolicy(max_attempts=self.max_retries + 1, retry_on=(TimeoutError, ConnectionError),
-                             initial_wait=0.1, max_wait=2.0, jitter=0.1)
+        policy = RetryPolicy(
+            max_attempts=self.max_retries + 1,
+            retry_on=(TimeoutError, ConnectionError),
+            initial_wait=0.1,
+            max_wait=2.0,
+            jitter=0.1,
+        )
         return call_with_retry(once, policy)
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         if self.guard is not None:  # the reply is checked whole before any of it is sent
             message = self._guarded(messages, stop, **kwargs)
-            chunk = ChatGenerationChunk(message=AIMessageChunk(
-                content=message.content, usage_metadata=message.usage_metadata, chunk_position="last",
-                response_metadata=message.response_metadata))
+            chunk = ChatGenerationChunk(
+                message=AIMessageChunk(
+                    content=message.content,
+                    usage_metadata=message.usage_metadata,
+                    chunk_position="last",
+                    response_metadata=message.response_metadata,
+                )
+            )
             if run_manager is not None and message.content:
                 run_manager.on_llm_new_token(str(message.content), chunk=chunk)
             yield chunk
@@ -259,9 +306,14 @@ class HostChatModel(BaseChatModel):
         for piece, info in self._pieces(messages, stop, **kwargs):
             if info:
                 msg = AIMessageChunk(
-                    content="", usage_metadata=self._usage(info), chunk_position="last",
-                    response_metadata={"model_name": self._name(), "finish_reason": info["finish_reason"],
-                                       "model_provider": "guard_host"},
+                    content="",
+                    usage_metadata=self._usage(info),
+                    chunk_position="last",
+                    response_metadata={
+                        "model_name": self._name(),
+                        "finish_reason": info["finish_reason"],
+                        "model_provider": "guard_host",
+                    },
                 )
                 yield ChatGenerationChunk(message=msg)
                 continue
@@ -290,4 +342,3 @@ def _eos_ids(host: Any) -> set[int]:
     elif gen:
         ids.update(int(i) for i in gen)
     return ids
-

@@ -53,13 +53,20 @@ class GuardMiddleware(AgentMiddleware):
         "I can't help with making weapons or hurting anyone. ..."
     """
 
-    def __init__(self, guard: Any = None, *, check_tool_results: bool = True, fail_closed: bool | None = None,
-                 audit: Any = None) -> None:
+    def __init__(
+        self,
+        guard: Any = None,
+        *,
+        check_tool_results: bool = True,
+        fail_closed: bool | None = None,
+        audit: Any = None,
+    ) -> None:
         super().__init__()
         self.check_tool_results = check_tool_results
         # the request reader and checker of GuardedRunnable (every message, block and tool call)
-        self._reader = GuardedRunnable(RunnableLambda(lambda x: x), guard=guard, fail_closed=fail_closed,
-                                       audit=audit, check_output=False)
+        self._reader = GuardedRunnable(
+            RunnableLambda(lambda x: x), guard=guard, fail_closed=fail_closed, audit=audit, check_output=False
+        )
 
     def _checker(self) -> Checker:
         return self._reader._checker()
@@ -129,11 +136,19 @@ class GuardMiddleware(AgentMiddleware):
         if not d.blocked:
             return result
         checker.finish(d, text)
-        notice = (f"[the tool's result was withheld by the guard: {d.action.value}"
-                  f"{' (' + d.category + ')' if d.category else ''}]")
-        return result.model_copy(update={"content": notice,
-                                          "response_metadata": {**(result.response_metadata or {}),
-                                                                DECISION_KEY: d.model_dump(mode="json")}})
+        notice = (
+            f"[the tool's result was withheld by the guard: {d.action.value}"
+            f"{' (' + d.category + ')' if d.category else ''}]"
+        )
+        return result.model_copy(
+            update={
+                "content": notice,
+                "response_metadata": {
+                    **(result.response_metadata or {}),
+                    DECISION_KEY: d.model_dump(mode="json"),
+                },
+            }
+        )
 
 
 __all__ = ["GuardMiddleware"]

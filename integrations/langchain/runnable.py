@@ -18,8 +18,8 @@ import contextlib
 import threading
 import time
 import typing
-from dataclasses import dataclass, field
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from guard._deps import require
@@ -62,7 +62,6 @@ from integrations.reliability import (  # noqa: E402
     first_with_retry,
     with_timeout,
 )
-
 
 #: Keys of a dict output that usually hold the answer (the constructive reply goes there).
 _ANSWER_KEYS = ("answer", "output", "text", "result", "response")
@@ -108,9 +107,11 @@ def _to_messages(value: Any) -> list[BaseMessage]:
     try:
         return list(convert_to_messages(value))
     except (ValueError, TypeError, KeyError, NotImplementedError) as exc:  # pydantic errors are ValueErrors
-        raise InputError(f"cannot read the input messages ({type(exc).__name__}: {str(exc)[:200]}); pass "
-                         "messages, (role, text) pairs with role user/human, ai/assistant, system or tool, "
-                         "or {'role': ..., 'content': ...} dicts") from None
+        raise InputError(
+            f"cannot read the input messages ({type(exc).__name__}: {str(exc)[:200]}); pass "
+            "messages, (role, text) pairs with role user/human, ai/assistant, system or tool, "
+            "or {'role': ..., 'content': ...} dicts"
+        ) from None
 
 
 def _blocks(m: BaseMessage) -> list[str]:
@@ -139,8 +140,10 @@ def _documents(raw: Any, key: str) -> list[Any]:
     if isinstance(raw, (list, tuple)):
         for i, d in enumerate(raw):
             if not (isinstance(d, str) or isinstance(getattr(d, "page_content", None), str)):
-                raise InputError(f"input[{key!r}][{i}] is a {type(d).__name__}; documents must be str or "
-                                 "have .page_content")
+                raise InputError(
+                    f"input[{key!r}][{i}] is a {type(d).__name__}; documents must be str or "
+                    "have .page_content"
+                )
         return list(raw)
     raise InputError(f"input[{key!r}] is a {type(raw).__name__}; pass a str, a Document or a list of them")
 
@@ -162,8 +165,11 @@ def _texts_in(value: Any, label: str, depth: int = 0) -> list[_Part]:
         return [p for k, v in value.items() for p in _texts_in(v, f"{label}[{k!r}]", depth + 1)]
     if isinstance(value, (list, tuple)):
         if value and all(isinstance(v, BaseMessage) for v in value):
-            return [_Part(f"{label} message {i} ({m.type})", t) for i, m in enumerate(value)
-                    if (t := _message_text(m, f"{label} message {i}")).strip()]
+            return [
+                _Part(f"{label} message {i} ({m.type})", t)
+                for i, m in enumerate(value)
+                if (t := _message_text(m, f"{label} message {i}")).strip()
+            ]
         return [p for i, v in enumerate(value) for p in _texts_in(v, f"{label}[{i}]", depth + 1)]
     return []
 
@@ -239,8 +245,9 @@ class DecisionCollector(BaseCallbackHandler):
         self.decisions: list[GuardedDecision] = []
         self._lock = threading.Lock()
 
-    def on_custom_event(self, name: str, data: Any, *, run_id: Any, tags: Any = None, metadata: Any = None,
-                        **kwargs: Any) -> None:
+    def on_custom_event(
+        self, name: str, data: Any, *, run_id: Any, tags: Any = None, metadata: Any = None, **kwargs: Any
+    ) -> None:
         if name == DECISION_EVENT:
             with self._lock:
                 self.decisions.append(data)
@@ -369,8 +376,10 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         """
         bind = getattr(self.bound, "bind_tools", None)
         if bind is None:
-            raise NotImplementedError(f"{type(self.bound).__name__} has no bind_tools; guard a chat model that "
-                                      "supports tool calling, or use GuardMiddleware in the agent")
+            raise NotImplementedError(
+                f"{type(self.bound).__name__} has no bind_tools; guard a chat model that "
+                "supports tool calling, or use GuardMiddleware in the agent"
+            )
         return self.model_copy(update={"bound": bind(tools, **kwargs)})
 
     # ------------------------------------------------------------------ helpers
@@ -404,15 +413,19 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
             names = [k for k in (self.input_keys or list(value)) if k != ckey]
             missing = [k for k in names if k not in value]
             if missing:
-                raise InputError(f"input_keys {missing} are not in the input (keys: {sorted(map(str, value))}); "
-                                 "fix GuardedRunnable(input_keys=...)")
+                raise InputError(
+                    f"input_keys {missing} are not in the input (keys: {sorted(map(str, value))}); "
+                    "fix GuardedRunnable(input_keys=...)"
+                )
             key = self.input_key or next((k for k in _PROMPT_KEYS if k in value and k in names), None)
             if key is None:
                 texts = [k for k in names if isinstance(value[k], str)]
                 key = texts[0] if len(texts) == 1 else None
             if key is None or key not in value:
-                raise InputError(f"cannot tell which key of {sorted(map(str, value))} holds the user's text; "
-                                 f"pass GuardedRunnable(..., input_key='...')")
+                raise InputError(
+                    f"cannot tell which key of {sorted(map(str, value))} holds the user's text; "
+                    f"pass GuardedRunnable(..., input_key='...')"
+                )
             for k in names:
                 if k != key:
                     parts.extend(_texts_in(value[k], f"input[{k!r}]"))
@@ -427,17 +440,29 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
             messages = _to_messages(value)
             texts = [_message_text(m, f"message {i}") for i, m in enumerate(messages)]
             users = [i for i, m in enumerate(messages) if _role(m) == "user" and texts[i].strip()]
-            last = users[-1] if users else next((i for i in reversed(range(len(messages))) if texts[i].strip()), None)
+            last = (
+                users[-1]
+                if users
+                else next((i for i in reversed(range(len(messages))) if texts[i].strip()), None)
+            )
             if last is None:
                 raise InputError("the input messages contain no text to check; send a user message")
-            history = [{"role": r, "content": texts[i]} for i, m in enumerate(messages[:last]) if (r := _role(m))]
+            history = [
+                {"role": r, "content": texts[i]} for i, m in enumerate(messages[:last]) if (r := _role(m))
+            ]
             user = ""
             for i, m in enumerate(messages):
                 label = f"message {i} ({m.type})"
                 if i != last and texts[i].strip():
                     # a reply of the assistant is read as a reply (a refusal in it passes)
-                    parts.append(_Part(label, texts[i], reply_to=user if _role(m) == "assistant" else None,
-                                       in_history=i < last and _role(m) is not None))
+                    parts.append(
+                        _Part(
+                            label,
+                            texts[i],
+                            reply_to=user if _role(m) == "assistant" else None,
+                            in_history=i < last and _role(m) is not None,
+                        )
+                    )
                 blocks = _blocks(m)
                 if len(blocks) > 1:
                     parts.extend(_Part(f"{label} block {j}", b) for j, b in enumerate(blocks) if b.strip())
@@ -446,8 +471,10 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
                 if _role(m) == "user" and texts[i].strip():
                     user = texts[i]
             return _Request(texts[last], history or None, context, parts)
-        raise InputError(f"cannot read a prompt from a {type(value).__name__}; pass a str, messages, "
-                         f"a PromptValue or a dict with input_key")
+        raise InputError(
+            f"cannot read a prompt from a {type(value).__name__}; pass a str, messages, "
+            f"a PromptValue or a dict with input_key"
+        )
 
     def _check(self, checker: Checker, req: _Request) -> GuardedDecision:
         """The request's decision: the prompt's, or the strictest part's when a part is stricter."""
@@ -464,13 +491,24 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         worst_part, worst = max(found, key=lambda x: STRICTNESS[x[1].action])
         if STRICTNESS[worst.action] <= STRICTNESS[d.action]:
             n = len(found)
-            return d.model_copy(update={"reasons": [*d.reasons, f"{n} other part(s) of the input checked; none stricter"]})
+            return d.model_copy(
+                update={"reasons": [*d.reasons, f"{n} other part(s) of the input checked; none stricter"]}
+            )
         scores = {**d.scores, **{f"{worst_part.label}.{k}": v for k, v in worst.scores.items()}}
-        reasons = [f"{worst_part.label} was checked on its own: {worst.action.value}", *worst.reasons,
-                   *[f"prompt: {r}" for r in d.reasons]]
-        return worst.model_copy(update={"scores": scores, "reasons": reasons, "stage": "input",
-                                        "guard_ms": d.guard_ms + worst.guard_ms,
-                                        "prompt_sha256": d.prompt_sha256})
+        reasons = [
+            f"{worst_part.label} was checked on its own: {worst.action.value}",
+            *worst.reasons,
+            *[f"prompt: {r}" for r in d.reasons],
+        ]
+        return worst.model_copy(
+            update={
+                "scores": scores,
+                "reasons": reasons,
+                "stage": "input",
+                "guard_ms": d.guard_ms + worst.guard_ms,
+                "prompt_sha256": d.prompt_sha256,
+            }
+        )
 
     async def _acheck(self, checker: Checker, req: _Request) -> GuardedDecision:
         return await asyncio.to_thread(self._check, checker, req)
@@ -505,7 +543,9 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
             tp = self.bound.OutputType
             if tp is dict or typing.get_origin(tp) is dict:
                 props = list(self.bound.get_output_schema().model_json_schema().get("properties", {}))
-                return self.output_key or next((k for k in _ANSWER_KEYS if k in props), props[0] if props else "output")
+                return self.output_key or next(
+                    (k for k in _ANSWER_KEYS if k in props), props[0] if props else "output"
+                )
         except Exception:  # noqa: BLE001 - some runnables cannot say
             return None
         return None
@@ -564,10 +604,14 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
             inner = self._inner(config)
             with checker.recording_failure(d, prompt):
                 if has_native_async(self.bound):
-                    output = await acall_with_retry(lambda: self.bound.ainvoke(value, inner, **kwargs), self._retry())
+                    output = await acall_with_retry(
+                        lambda: self.bound.ainvoke(value, inner, **kwargs), self._retry()
+                    )
                 else:  # its sync call in a daemon thread: a timed-out call is not waited for
                     output = await acall_with_retry(
-                        lambda: acall_in_thread(lambda: self.bound.invoke(value, inner, **kwargs)), self._retry())
+                        lambda: acall_in_thread(lambda: self.bound.invoke(value, inner, **kwargs)),
+                        self._retry(),
+                    )
             call_ms = (time.perf_counter() - start) * 1000
             reply = await checker.acheck_output(prompt, _reply_text(output)) if self.check_output else None
             d = merge(d, reply, call_ms=call_ms)
@@ -582,8 +626,9 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:  # noqa: A002
         yield from self._transform_stream_with_config(iter([input]), self._stream, config, **kwargs)
 
-    def _stream(self, inputs: Iterator[Any], run_manager: Any, config: RunnableConfig,
-                **kwargs: Any) -> Iterator[Any]:
+    def _stream(
+        self, inputs: Iterator[Any], run_manager: Any, config: RunnableConfig, **kwargs: Any
+    ) -> Iterator[Any]:
         value = next(iter(inputs))
         checker = self._checker()
         req = self._extract(value)
@@ -608,16 +653,21 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
                 yield c
         dispatch_custom_event(DECISION_EVENT, final, config=config)
 
-    async def astream(self, input: Any, config: RunnableConfig | None = None,  # noqa: A002
-                      **kwargs: Any) -> AsyncIterator[Any]:
+    async def astream(
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,  # noqa: A002
+        **kwargs: Any,
+    ) -> AsyncIterator[Any]:
         async def one() -> AsyncIterator[Any]:
             yield input
 
         async for chunk in self._atransform_stream_with_config(one(), self._astream, config, **kwargs):
             yield chunk
 
-    async def _astream(self, inputs: AsyncIterator[Any], run_manager: Any, config: RunnableConfig,
-                       **kwargs: Any) -> AsyncIterator[Any]:
+    async def _astream(
+        self, inputs: AsyncIterator[Any], run_manager: Any, config: RunnableConfig, **kwargs: Any
+    ) -> AsyncIterator[Any]:
         value = None
         async for value in inputs:
             break
@@ -633,7 +683,9 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         start = time.perf_counter()
         inner = self._inner(config)
         with checker.recording_failure(d, prompt):
-            it, first = await afirst_with_retry(lambda: self.bound.astream(value, inner, **kwargs), self._retry())
+            it, first = await afirst_with_retry(
+                lambda: self.bound.astream(value, inner, **kwargs), self._retry()
+            )
         stream = self._gated(checker, d, prompt, start)
         # aclosing: a caller that stops reading closes (and records) the gated stream at once
         async with contextlib.aclosing(stream.arun(it, first)) as released:
@@ -648,15 +700,18 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         await adispatch_custom_event(DECISION_EVENT, final, config=config)
 
     def _gated(self, checker: Checker, d: GuardedDecision, prompt: str, start: float) -> GatedStream[Any]:
-        return GatedStream(checker, d, prompt, check_every=self.check_every, check_output=self.check_output,
-                           started=start)
+        return GatedStream(
+            checker, d, prompt, check_every=self.check_every, check_output=self.check_output, started=start
+        )
 
     def _end_stream(self, checker: Checker, stream: GatedStream[Any], prompt: str) -> Iterator[Any]:
         """The chunks that end a stream, then (last) the final decision for the caller to dispatch."""
         end = stream.end()
         final = end.decision
         if end.closing is not None:
-            yield self._reply(final.model_copy(update={"response": end.closing}), stream.gate.first, chunk=True)
+            yield self._reply(
+                final.model_copy(update={"response": end.closing}), stream.gate.first, chunk=True
+            )
         else:
             yield from end.chunks
             if isinstance(end.last, BaseMessage):
@@ -664,8 +719,11 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
             elif end.last is not None:
                 yield end.last
             elif self._wants_message(stream.gate.first):
-                yield AIMessageChunk(content="", response_metadata={DECISION_KEY: final.model_dump(mode="json")},
-                                     chunk_position="last")
+                yield AIMessageChunk(
+                    content="",
+                    response_metadata={DECISION_KEY: final.model_dump(mode="json")},
+                    chunk_position="last",
+                )
         checker.finish(final, prompt)
         yield final
 

@@ -46,8 +46,14 @@ log = logging.getLogger("integrations.server")
 _ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorResponse} for s in (401, 413, 422, 502)}
 
 
-def create_app(guard: Any, backend: Backend | None = None, *, config: ServerConfig | None = None,
-               audit: Any = None, **settings: Any) -> FastAPI:
+def create_app(
+    guard: Any,
+    backend: Backend | None = None,
+    *,
+    config: ServerConfig | None = None,
+    audit: Any = None,
+    **settings: Any,
+) -> FastAPI:
     """Build the gateway: `guard` in front of `backend`, OpenAI-compatible.
 
     Args:
@@ -90,8 +96,11 @@ def create_app(guard: Any, backend: Backend | None = None, *, config: ServerConf
         yield
         await backend.aclose()
 
-    app = FastAPI(title="latent-guardrail gateway", summary="An OpenAI-compatible chat endpoint behind the guard.",
-                  lifespan=lifespan)
+    app = FastAPI(
+        title="latent-guardrail gateway",
+        summary="An OpenAI-compatible chat endpoint behind the guard.",
+        lifespan=lifespan,
+    )
     app.state.gateway = gw
     app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_body_bytes)
     if cfg.api_key is not None:  # outermost: the key is checked before the body is read
@@ -104,20 +113,29 @@ def create_app(guard: Any, backend: Backend | None = None, *, config: ServerConf
         check_sizes(req.messages, max_messages=cfg.max_messages, max_chars=cfg.max_message_chars)
         if req.stream:
             events = await open_stream(gw, req)
-            return StreamingResponse(events, media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return StreamingResponse(
+                events,
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
         return _json(await gw.complete(req))
 
     @app.post("/v1/check", response_model=GuardedDecision, responses=_ERRORS)
     async def check(req: CheckRequest) -> Response:
         """One decision on a prompt (with optional history and documents); nothing is generated."""
         if len(req.context or []) > cfg.max_messages:
-            raise RequestTooLarge(f"the request has {len(req.context or [])} documents; the gateway accepts at "
-                                  f"most {cfg.max_messages} (max_messages)")
+            raise RequestTooLarge(
+                f"the request has {len(req.context or [])} documents; the gateway accepts at "
+                f"most {cfg.max_messages} (max_messages)"
+            )
         texts = [("prompt", req.prompt)] + [(f"context[{i}]", t) for i, t in enumerate(req.context or [])]
-        check_sizes(req.history or [], max_messages=cfg.max_messages, max_chars=cfg.max_message_chars, texts=texts)
-        history = [{"role": "system" if m.role == "developer" else m.role, "content": m.text}
-                   for m in req.history or []]
+        check_sizes(
+            req.history or [], max_messages=cfg.max_messages, max_chars=cfg.max_message_chars, texts=texts
+        )
+        history = [
+            {"role": "system" if m.role == "developer" else m.role, "content": m.text}
+            for m in req.history or []
+        ]
         if any(h["role"] == "tool" for h in history):
             raise InputError("history roles must be system, developer, user or assistant")
         d = await gw.checker.acheck_input(req.prompt, history or None, req.context)
@@ -138,11 +156,19 @@ def create_app(guard: Any, backend: Backend | None = None, *, config: ServerConf
 
 def _json(model: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     # pydantic's JSON (a NaN score becomes null; the stdlib encoder would fail on it)
-    return Response(model.model_dump_json(), status_code=status, media_type="application/json", headers=headers)
+    return Response(
+        model.model_dump_json(), status_code=status, media_type="application/json", headers=headers
+    )
 
 
-def _error(status: int, message: str, *, type: str, code: str | None = None,  # noqa: A002
-           param: str | None = None) -> Response:
+def _error(
+    status: int,
+    message: str,
+    *,
+    type: str,
+    code: str | None = None,  # noqa: A002
+    param: str | None = None,
+) -> Response:
     return _json(ErrorResponse.of(message, type=type, code=code, param=param), status)
 
 
@@ -151,9 +177,16 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def invalid(_: Request, exc: RequestValidationError) -> Response:
         errors = exc.errors()
         where = [".".join(str(p) for p in e.get("loc", ())[1:]) or "body" for e in errors]
-        message = "; ".join(f"{w}: {e.get('msg', 'invalid')}" for w, e in zip(where, errors)) or "invalid request"
-        return _error(422, message, type="invalid_request_error", code="invalid_request",
-                      param=where[0] if where else None)
+        message = (
+            "; ".join(f"{w}: {e.get('msg', 'invalid')}" for w, e in zip(where, errors)) or "invalid request"
+        )
+        return _error(
+            422,
+            message,
+            type="invalid_request_error",
+            code="invalid_request",
+            param=where[0] if where else None,
+        )
 
     @app.exception_handler(InputError)
     async def bad_input(_: Request, exc: InputError) -> Response:
@@ -175,5 +208,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def internal(_: Request, exc: Exception) -> Response:
         log.exception("unexpected error in the gateway")
-        return _error(500, f"internal error ({type(exc).__name__}); nothing was answered", type="server_error",
-                      code="internal_error")
+        return _error(
+            500,
+            f"internal error ({type(exc).__name__}); nothing was answered",
+            type="server_error",
+            code="internal_error",
+        )

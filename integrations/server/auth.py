@@ -31,10 +31,16 @@ class ApiKeyMiddleware:
             header = dict(scope.get("headers") or []).get(b"authorization", b"")
             scheme, _, token = header.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._key):
-                message = ("missing API key: send the header 'Authorization: Bearer <key>'" if not header else
-                           "invalid API key")
-                await send_error(send, 401, ErrorResponse.of(message, type="invalid_request_error",
-                                                             code="invalid_api_key"),
-                                 headers={"WWW-Authenticate": "Bearer"})
+                message = (
+                    "missing API key: send the header 'Authorization: Bearer <key>'"
+                    if not header
+                    else "invalid API key"
+                )
+                await send_error(
+                    send,
+                    401,
+                    ErrorResponse.of(message, type="invalid_request_error", code="invalid_api_key"),
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
                 return
         await self.app(scope, receive, send)

@@ -25,7 +25,9 @@ class ServerThread:
         ...     OpenAI(base_url=server.base_url, api_key="-").chat.completions.create(...)
     """
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 30.0) -> None:
+    def __init__(
+        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 30.0
+    ) -> None:
         self.app = app
         self.host = host
         self.port = port
@@ -59,8 +61,9 @@ class ServerThread:
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(self.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True,
-                                        name=f"uvicorn:{self.port}")
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"uvicorn:{self.port}"
+        )
         self._thread.start()
         deadline = time.monotonic() + self.startup_timeout
         while not self._server.started:
@@ -81,6 +84,7 @@ class ServerThread:
     def __enter__(self) -> ServerThread:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

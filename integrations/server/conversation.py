@@ -52,8 +52,14 @@ class Conversation(BaseModel):
             chat.append({"role": _ROLE.get(m.role, m.role), "content": text})
         users = [i for i, m in enumerate(messages) if m.role == "user" and m.text.strip()]
         if not users:
-            raise InputError("the request has no user message with text; the guard decides on the last user "
-                             "message, so send one")
+            raise InputError(
+                "the request has no user message with text; the guard decides on the last user "
+                "message, so send one"
+            )
         last = users[-1]
-        return cls(prompt=chat[last]["content"], history=chat[:last] or None,
-                   trailing=[(m["role"], m["content"]) for m in chat[last + 1:] if m["content"].strip()], chat=chat)
+        return cls(
+            prompt=chat[last]["content"],
+            history=chat[:last] or None,
+            trailing=[(m["role"], m["content"]) for m in chat[last + 1 :] if m["content"].strip()],
+            chat=chat,
+        )

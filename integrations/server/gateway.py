@@ -71,24 +71,42 @@ class Gateway:
             parts = [(m["role"], m["content"]) for m in conv.history or [] if m["content"].strip()] + parts
         if not parts:
             return d
-        found = await asyncio.gather(*(
-            self.checker.acheck_output(conv.prompt, text) if role == "assistant"
-            else self.checker.acheck_input(text) for role, text in parts))
+        found = await asyncio.gather(
+            *(
+                self.checker.acheck_output(conv.prompt, text)
+                if role == "assistant"
+                else self.checker.acheck_input(text)
+                for role, text in parts
+            )
+        )
         worst = max(found, key=lambda x: STRICTNESS[x.action])
         if STRICTNESS[worst.action] <= STRICTNESS[d.action]:
             return d
         note = f"a message other than the prompt was checked on its own: {worst.action.value}"
-        return worst.model_copy(update={"reasons": [note, *worst.reasons],
-                                        "stage": "input", "prompt_sha256": d.prompt_sha256,
-                                        "guard_ms": d.guard_ms + sum(f.guard_ms for f in found)})
+        return worst.model_copy(
+            update={
+                "reasons": [note, *worst.reasons],
+                "stage": "input",
+                "prompt_sha256": d.prompt_sha256,
+                "guard_ms": d.guard_ms + sum(f.guard_ms for f in found),
+            }
+        )
 
     def params(self, req: ChatCompletionRequest) -> GenerationParams:
         """The request's generation settings, `max_tokens` capped by the config."""
         asked = req.max_completion_tokens or req.max_tokens or self.config.max_tokens
-        return GenerationParams(model=req.model, max_tokens=min(asked, self.config.max_tokens),
-                                temperature=req.temperature or 0.0, top_p=req.top_p, stop=req.stops, seed=req.seed,
-                                presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
-                                user=req.user, timeout=self.config.timeout)
+        return GenerationParams(
+            model=req.model,
+            max_tokens=min(asked, self.config.max_tokens),
+            temperature=req.temperature or 0.0,
+            top_p=req.top_p,
+            stop=req.stops,
+            seed=req.seed,
+            presence_penalty=req.presence_penalty,
+            frequency_penalty=req.frequency_penalty,
+            user=req.user,
+            timeout=self.config.timeout,
+        )
 
     def model_name(self, req: ChatCompletionRequest) -> str:
         return req.model or self.config.model
@@ -122,15 +140,21 @@ class Gateway:
         except BackendError:
             raise
         except TimeoutError as exc:
-            raise BackendError(f"the backend took longer than {self.config.timeout}s (timeout)",
-                               code="backend_timeout") from exc
+            raise BackendError(
+                f"the backend took longer than {self.config.timeout}s (timeout)", code="backend_timeout"
+            ) from exc
         except Exception as exc:  # noqa: BLE001 - an unknown state: the client gets an error, not text
             raise BackendError(f"the backend failed ({type(exc).__name__}: {str(exc)[:300]})") from exc
 
-    def _completion(self, req: ChatCompletionRequest, text: str, finish: str, d: GuardedDecision,
-                    usage: Usage) -> ChatCompletion:
-        return ChatCompletion(model=self.model_name(req), usage=usage, guard=d,
-                              choices=[Choice(message=AssistantMessage(content=text), finish_reason=finish)])
+    def _completion(
+        self, req: ChatCompletionRequest, text: str, finish: str, d: GuardedDecision, usage: Usage
+    ) -> ChatCompletion:
+        return ChatCompletion(
+            model=self.model_name(req),
+            usage=usage,
+            guard=d,
+            choices=[Choice(message=AssistantMessage(content=text), finish_reason=finish)],
+        )
 
     # ------------------------------------------------------------------ streams
     async def next_delta(self, it: AsyncIterator[StreamDelta]) -> StreamDelta | None:
@@ -146,10 +170,13 @@ class Gateway:
         except BackendError:
             raise
         except TimeoutError as exc:
-            raise BackendError(f"the backend sent nothing for {self.config.timeout}s (timeout)",
-                               code="backend_timeout") from exc
+            raise BackendError(
+                f"the backend sent nothing for {self.config.timeout}s (timeout)", code="backend_timeout"
+            ) from exc
         except Exception as exc:  # noqa: BLE001 - an unknown state: the stream ends in an error event
-            raise BackendError(f"the backend failed mid-stream ({type(exc).__name__}: {str(exc)[:300]})") from exc
+            raise BackendError(
+                f"the backend failed mid-stream ({type(exc).__name__}: {str(exc)[:300]})"
+            ) from exc
 
 
 async def within(awaitable: Any, seconds: float) -> Any:

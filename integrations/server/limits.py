@@ -12,8 +12,13 @@ class RequestTooLarge(Exception):
     """A request over one of the gateway's size limits (answered with a 413)."""
 
 
-def check_sizes(messages: Sequence[ChatMessage], *, max_messages: int, max_chars: int,
-                texts: Sequence[tuple[str, str]] = ()) -> None:
+def check_sizes(
+    messages: Sequence[ChatMessage],
+    *,
+    max_messages: int,
+    max_chars: int,
+    texts: Sequence[tuple[str, str]] = (),
+) -> None:
     """Raise `RequestTooLarge` naming the first limit a request breaks.
 
     Args:
@@ -30,13 +35,17 @@ def check_sizes(messages: Sequence[ChatMessage], *, max_messages: int, max_chars
         messages[0] has 5 characters; the gateway accepts at most 4 per message (max_message_chars)
     """
     if len(messages) > max_messages:
-        raise RequestTooLarge(f"the request has {len(messages)} messages; the gateway accepts at most "
-                              f"{max_messages} (max_messages)")
+        raise RequestTooLarge(
+            f"the request has {len(messages)} messages; the gateway accepts at most "
+            f"{max_messages} (max_messages)"
+        )
     labelled = [(f"messages[{i}]", m.text) for i, m in enumerate(messages)] + list(texts)
     for label, text in labelled:
         if len(text) > max_chars:
-            raise RequestTooLarge(f"{label} has {len(text)} characters; the gateway accepts at most {max_chars} "
-                                  f"per message (max_message_chars)")
+            raise RequestTooLarge(
+                f"{label} has {len(text)} characters; the gateway accepts at most {max_chars} "
+                f"per message (max_message_chars)"
+            )
 
 
 class BodyLimitMiddleware:
@@ -86,12 +95,20 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, send: Any, size: int | None) -> None:
         what = f"{size} bytes" if size is not None else f"more than {self.max_bytes} bytes"
-        await send_error(send, 413, ErrorResponse.of(
-            f"the request body has {what}; the gateway accepts at most {self.max_bytes} (max_body_bytes)",
-            type="invalid_request_error", code="request_too_large"))
+        await send_error(
+            send,
+            413,
+            ErrorResponse.of(
+                f"the request body has {what}; the gateway accepts at most {self.max_bytes} (max_body_bytes)",
+                type="invalid_request_error",
+                code="request_too_large",
+            ),
+        )
 
 
-async def send_error(send: Any, status: int, error: ErrorResponse, headers: dict[str, str] | None = None) -> None:
+async def send_error(
+    send: Any, status: int, error: ErrorResponse, headers: dict[str, str] | None = None
+) -> None:
     """Send `error` as a whole JSON response from ASGI middleware."""
     body = error.model_dump_json().encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]

@@ -12,8 +12,15 @@ from integrations.server.backends.base import Backend
 from integrations.server.config import ServerConfig
 
 
-def serve(guard: Any, backend: Backend | None = None, *, host: str = "127.0.0.1", port: int = 8000,
-          config: ServerConfig | None = None, log_level: str = "info") -> None:
+def serve(
+    guard: Any,
+    backend: Backend | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    config: ServerConfig | None = None,
+    log_level: str = "info",
+) -> None:
     """Serve the gateway with uvicorn until interrupted.
 
     Args:
@@ -38,8 +45,10 @@ def _secret(env: str | None, what: str) -> str | None:
         return None
     value = os.environ.get(env)
     if not value:
-        raise InputError(f"{what}: the environment variable {env} is not set (or empty); export it, "
-                         f"or leave out the option")
+        raise InputError(
+            f"{what}: the environment variable {env} is not set (or empty); export it, "
+            f"or leave out the option"
+        )
     return value
 
 
@@ -63,8 +72,11 @@ def main(args: argparse.Namespace) -> int:
         backend = UpstreamBackend(args.upstream, api_key=upstream_key, timeout=args.timeout)
     config = ServerConfig(api_key=api_key, max_body_bytes=args.max_body_bytes, timeout=args.timeout)
     where = f"http://{args.host}:{args.port}/v1"
-    print(f"guard serve: OpenAI-compatible gateway on {where} "
-          f"({'upstream ' + args.upstream if args.upstream else 'local host model'}"
-          f"{', API key required' if api_key else ''})", flush=True)
+    print(
+        f"guard serve: OpenAI-compatible gateway on {where} "
+        f"({'upstream ' + args.upstream if args.upstream else 'local host model'}"
+        f"{', API key required' if api_key else ''})",
+        flush=True,
+    )
     serve(guard, backend, host=args.host, port=args.port, config=config)
     return 0

@@ -91,8 +91,10 @@ class ChatCompletionRequest(BaseModel):
     @classmethod
     def _no_tools(cls, v: list[Any] | None) -> list[Any] | None:
         if v:
-            raise ValueError("tool calling is not supported by the gateway (tool-call arguments cannot be "
-                             "checked before they reach the client); send the request without tools")
+            raise ValueError(
+                "tool calling is not supported by the gateway (tool-call arguments cannot be "
+                "checked before they reach the client); send the request without tools"
+            )
         return v
 
     @property
@@ -220,7 +222,9 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
     @classmethod
-    def of(cls, message: str, *, type: str, code: str | None = None, param: str | None = None) -> ErrorResponse:  # noqa: A002
+    def of(
+        cls, message: str, *, type: str, code: str | None = None, param: str | None = None
+    ) -> ErrorResponse:  # noqa: A002
         return cls(error=ErrorDetail(message=message, type=type, code=code, param=param))
 
 

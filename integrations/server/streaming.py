@@ -37,8 +37,13 @@ class _Chunks:
         self.id, self.created, self.model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model
 
     def event(self, delta: Delta, finish: str | None = None, guard: GuardedDecision | None = None) -> str:
-        return ChatCompletionChunk(id=self.id, created=self.created, model=self.model, guard=guard,
-                                   choices=[ChunkChoice(delta=delta, finish_reason=finish)]).sse()
+        return ChatCompletionChunk(
+            id=self.id,
+            created=self.created,
+            model=self.model,
+            guard=guard,
+            choices=[ChunkChoice(delta=delta, finish_reason=finish)],
+        ).sse()
 
     def start(self) -> str:
         return self.event(Delta(role="assistant", content=""))
@@ -82,10 +87,19 @@ async def open_stream(gw: Gateway, req: ChatCompletionRequest) -> AsyncIterator[
     return _gated(gw, conv, d, chunks, it, first, start)
 
 
-async def _gated(gw: Gateway, conv: Conversation, d: GuardedDecision, chunks: _Chunks,
-                 it: AsyncIterator[StreamDelta], first: StreamDelta | None, start: float) -> AsyncIterator[str]:
+async def _gated(
+    gw: Gateway,
+    conv: Conversation,
+    d: GuardedDecision,
+    chunks: _Chunks,
+    it: AsyncIterator[StreamDelta],
+    first: StreamDelta | None,
+    start: float,
+) -> AsyncIterator[str]:
     checker, prompt = gw.checker, conv.prompt
-    stream: GatedStream[str] = GatedStream(checker, d, prompt, check_every=gw.config.check_every, started=start)
+    stream: GatedStream[str] = GatedStream(
+        checker, d, prompt, check_every=gw.config.check_every, started=start
+    )
     finish = "stop"
 
     async def texts() -> AsyncIterator[str]:

@@ -29,7 +29,6 @@ Example:
     False
 """
 
-
 from guard.whitebox.steering.cast import ConditionalSteering, SteeredReply, SteeringDecision, SteeringRule
 from guard.whitebox.steering.hooks import generate_ids, steer
 from guard.whitebox.steering.triggers import AllOf, AnyOf, Matches, Not, Trigger
@@ -41,7 +40,19 @@ from guard.whitebox.steering.vectors import (
 )
 
 __all__ = [
-    "AllOf", "AnyOf", "BehaviourVector", "ConditionVector", "ConditionalSteering", "Matches", "Not",
-    "SteeredReply", "SteeringDecision", "SteeringRule", "Trigger", "contrastive_reply_states",
-    "generate_ids", "prompt_states", "steer",
+    "AllOf",
+    "AnyOf",
+    "BehaviourVector",
+    "ConditionVector",
+    "ConditionalSteering",
+    "Matches",
+    "Not",
+    "SteeredReply",
+    "SteeringDecision",
+    "SteeringRule",
+    "Trigger",
+    "contrastive_reply_states",
+    "generate_ids",
+    "prompt_states",
+    "steer",
 ]

@@ -94,7 +94,6 @@ class SteeredReply(BaseModel):
     similarities: dict[str, float] = Field(default_factory=dict)
 
 
-
 # ------------------------------------------------------------------------------------ CAST
 class ConditionalSteering:
     """Steer a host's generation only where conditions hold (CAST), through typed rules.
@@ -142,10 +141,14 @@ class ConditionalSteering:
             if not isinstance(r, SteeringRule):
                 raise InputError(f"rules must be SteeringRule objects, got {type(r).__name__}")
             if r.behaviour not in self.behaviours:
-                raise InputError(f"rule {r.name!r} uses behaviour {r.behaviour!r}; known: {sorted(self.behaviours)}")
+                raise InputError(
+                    f"rule {r.name!r} uses behaviour {r.behaviour!r}; known: {sorted(self.behaviours)}"
+                )
             unknown = (r.when.names() if r.when else set()) - set(names)
             if unknown:
-                raise InputError(f"rule {r.name!r} refers to unknown conditions {sorted(unknown)}; known: {names}")
+                raise InputError(
+                    f"rule {r.name!r} refers to unknown conditions {sorted(unknown)}; known: {names}"
+                )
             for layer in r.layers or []:
                 self.behaviours[r.behaviour].vector(layer)
 
@@ -163,7 +166,9 @@ class ConditionalSteering:
             states = self.host.capture(encs, layers)
             for (layer, position), conds in by_key.items():
                 li = layers.index(layer)
-                X = np.stack([s[li, _positions(e, position), :].mean(0).numpy() for s, e in zip(states, encs)])
+                X = np.stack(
+                    [s[li, _positions(e, position), :].mean(0).numpy() for s, e in zip(states, encs)]
+                )
                 for c in conds:
                     sims[c.name] = c.similarity(states=X)
         out = []
@@ -217,12 +222,19 @@ class ConditionalSteering:
         prompts = _check_prompts(prompts)
         decisions = self.decide(prompts)
         adds = [self.additions(d) if steer_enabled else {} for d in decisions]
-        ids = generate_ids(self.host, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, additions=adds)
+        ids = generate_ids(
+            self.host, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, additions=adds
+        )
         tok = self.host.tokenizer
         return [
-            SteeredReply(prompt=p, text=tok.decode(t, skip_special_tokens=True).strip(), token_ids=t,
-                         steered=steer_enabled and d.steered, rules=d.rules if steer_enabled else [],
-                         similarities=d.similarities)
+            SteeredReply(
+                prompt=p,
+                text=tok.decode(t, skip_special_tokens=True).strip(),
+                token_ids=t,
+                steered=steer_enabled and d.steered,
+                rules=d.rules if steer_enabled else [],
+                similarities=d.similarities,
+            )
             for p, t, d in zip(prompts, ids, decisions)
         ]
 
@@ -240,19 +252,26 @@ class ConditionalSteering:
             tensors[f"behaviour.{name}"] = np.ascontiguousarray(b.vectors_, dtype=np.float32)
             params = {k: v for k, v in b.get_params().items() if k != "host"}
             params["layers"] = list(b.layers_)
-            behaviours[name] = {"params": params, "layers": list(b.layers_),
-                                "separation": {str(k): v for k, v in b.separation_.items()}}
+            behaviours[name] = {
+                "params": params,
+                "layers": list(b.layers_),
+                "separation": {str(k): v for k, v in b.separation_.items()},
+            }
         conditions = []
         for c in self.conditions:
             tensors[f"condition.{c.name}.direction"] = np.ascontiguousarray(c.direction_, dtype=np.float32)
             tensors[f"condition.{c.name}.centre"] = np.ascontiguousarray(c.centre_, dtype=np.float32)
             params = {k: v for k, v in c.get_params().items() if k != "host"}
-            conditions.append({"params": params, "layer": c.layer_, "threshold": c.threshold_,
-                               "fit_auroc": c.fit_auroc_})
+            conditions.append(
+                {"params": params, "layer": c.layer_, "threshold": c.threshold_, "fit_auroc": c.fit_auroc_}
+            )
         meta = {
             "format_version": FORMAT_VERSION,
-            "host": {"name": self.host.name, "fingerprint": self.host.fingerprint,
-                     "hidden_size": self.host.hidden_size},
+            "host": {
+                "name": self.host.name,
+                "fingerprint": self.host.fingerprint,
+                "hidden_size": self.host.hidden_size,
+            },
             "behaviours": behaviours,
             "conditions": conditions,
             "rules": [r.model_dump() for r in self.rules],
@@ -277,7 +296,9 @@ class ConditionalSteering:
         tensor_path = folder / TENSOR_FILE
         meta, tensors = read_folder(folder, META_FILE, TENSOR_FILE, FORMAT_VERSION, kind="steering artifact")
         if meta.get("host", {}).get("fingerprint") != host.fingerprint:
-            raise ArtifactError(f"{folder} was made for host {meta.get('host', {}).get('name')!r}, not {host.name!r}")
+            raise ArtifactError(
+                f"{folder} was made for host {meta.get('host', {}).get('name')!r}, not {host.name!r}"
+            )
         try:
             behaviours = {}
             for name, info in meta["behaviours"].items():
@@ -301,5 +322,3 @@ class ConditionalSteering:
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{folder} is corrupt ({exc})") from exc
         return cls(host, behaviours, conditions, rules)
-
-

@@ -34,7 +34,9 @@ def steer(host: HostModel, additions: Mapping[int, Any]) -> Iterator[None]:
     for layer, vec in additions.items():
         t = torch.as_tensor(np.asarray(vec, dtype=np.float32))
         if t.shape[-1] != h or t.ndim not in (1, 2):
-            raise InputError(f"addition at layer {layer} has shape {tuple(t.shape)}; need ({h},) or (batch, {h})")
+            raise InputError(
+                f"addition at layer {layer} has shape {tuple(t.shape)}; need ({h},) or (batch, {h})"
+            )
         prepared[int(layer)] = t
 
     def make(vec: Any) -> Any:
@@ -43,7 +45,9 @@ def steer(host: HostModel, additions: Mapping[int, Any]) -> Iterator[None]:
             if v.ndim == 1:
                 return hidden + v
             if v.shape[0] != hidden.shape[0]:
-                raise InputError(f"per-row additions for {v.shape[0]} rows, but the batch has {hidden.shape[0]}")
+                raise InputError(
+                    f"per-row additions for {v.shape[0]} rows, but the batch has {hidden.shape[0]}"
+                )
             return hidden + v[:, None, :]
 
         return add
@@ -97,11 +101,19 @@ def generate_ids(
         if additions is not None:
             part = additions[start : start + batch_size]
             for layer in sorted({l for a in part for l in a}):
-                rows_add[layer] = np.stack([np.asarray(a.get(layer, np.zeros(h)), dtype=np.float32) for a in part])
+                rows_add[layer] = np.stack(
+                    [np.asarray(a.get(layer, np.zeros(h)), dtype=np.float32) for a in part]
+                )
         with torch.inference_mode(), steer(host, rows_add):
             gen = host.model.generate(
-                x.to(host.device), attention_mask=mask.to(host.device), max_new_tokens=max_new_tokens,
-                do_sample=False, pad_token_id=pad, temperature=None, top_p=None, top_k=None,
+                x.to(host.device),
+                attention_mask=mask.to(host.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                temperature=None,
+                top_p=None,
+                top_k=None,
             )
         for row in gen[:, width:].tolist():
             cut = list(row)
@@ -111,5 +123,3 @@ def generate_ids(
                 cut.pop()
             out.append(cut)
     return out
-
-

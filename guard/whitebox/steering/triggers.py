@@ -128,5 +128,3 @@ Trigger = Annotated[Matches | Not | AnyOf | AllOf, Field(discriminator="kind")]
 Not.model_rebuild()
 AnyOf.model_rebuild()
 AllOf.model_rebuild()
-
-

@@ -8,9 +8,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from guard.decision.stats import auroc
 from guard.errors import InputError, NotFittedError
 from guard.whitebox.host import Encoded, HostModel
-from guard.decision.stats import auroc
 
 FORMAT_VERSION = 1
 META_FILE = "steering.json"
@@ -51,12 +51,18 @@ def _positions(enc: Encoded, position: Position) -> list[int]:
         return [enc.instruction, *enc.post_instruction]
     if position == "last":
         return [len(enc.input_ids) - 1]
-    raise InputError(f"position must be one of instruction, post_instruction, instruction_post, last; got {position!r}")
+    raise InputError(
+        f"position must be one of instruction, post_instruction, instruction_post, last; got {position!r}"
+    )
 
 
 def prompt_states(
-    host: HostModel, prompts: Sequence[str], layers: Sequence[int], position: Position = "instruction_post",
-    *, batch_size: int = 16,
+    host: HostModel,
+    prompts: Sequence[str],
+    layers: Sequence[int],
+    position: Position = "instruction_post",
+    *,
+    batch_size: int = 16,
 ) -> np.ndarray:
     """Mean prompt activation at `position` for each prompt and layer: `[n, len(layers), hidden]`.
 
@@ -69,7 +75,9 @@ def prompt_states(
     layers = list(layers)
     encs = [host.encode(p) for p in prompts]
     states = host.capture(encs, layers, batch_size=batch_size)
-    return np.stack([s[:, _positions(e, position), :].mean(1).numpy() for s, e in zip(states, encs)]).astype(np.float32)
+    return np.stack([s[:, _positions(e, position), :].mean(1).numpy() for s, e in zip(states, encs)]).astype(
+        np.float32
+    )
 
 
 def contrastive_reply_states(
@@ -139,7 +147,7 @@ def _ridge_direction(pos: np.ndarray, neg: np.ndarray, alpha: float) -> np.ndarr
 
 def _direction(pos: np.ndarray, neg: np.ndarray, method: str, alpha: float) -> np.ndarray:
     if method == "diffmean":
-        return (pos.astype(np.float64).mean(0) - neg.astype(np.float64).mean(0))
+        return pos.astype(np.float64).mean(0) - neg.astype(np.float64).mean(0)
     if method == "ridge":
         return _ridge_direction(pos, neg, alpha)
     raise InputError(f"method must be 'diffmean' or 'ridge', got {method!r}")
@@ -158,14 +166,18 @@ class _HostEstimator:
         valid = self.get_params()
         for key, value in params.items():
             if key not in valid:
-                raise InputError(f"unknown parameter {key!r} for {type(self).__name__}; valid: {sorted(valid)}")
+                raise InputError(
+                    f"unknown parameter {key!r} for {type(self).__name__}; valid: {sorted(valid)}"
+                )
             setattr(self, key, value)
         return self
 
     def _host(self) -> HostModel:
         host = getattr(self, "host", None)
         if host is None:
-            raise InputError(f"{type(self).__name__} needs a host: {type(self).__name__}(HostModel.default(), ...)")
+            raise InputError(
+                f"{type(self).__name__} needs a host: {type(self).__name__}(HostModel.default(), ...)"
+            )
         return host
 
 
@@ -236,10 +248,19 @@ class BehaviourVector(_HostEstimator):
         if self.method not in ("diffmean", "ridge"):
             raise InputError(f"method must be 'diffmean' or 'ridge', got {self.method!r}")
         ref, com = contrastive_reply_states(
-            host, prompts, layers, refusal_replies, compliance_replies, n_pairs=self.n_pairs,
-            reply_tokens=self.reply_tokens, batch_size=self.batch_size, random_state=self.random_state,
+            host,
+            prompts,
+            layers,
+            refusal_replies,
+            compliance_replies,
+            n_pairs=self.n_pairs,
+            reply_tokens=self.reply_tokens,
+            batch_size=self.batch_size,
+            random_state=self.random_state,
         )
-        vecs = np.stack([_direction(ref[:, i], com[:, i], self.method, self.ridge_alpha) for i in range(len(layers))])
+        vecs = np.stack(
+            [_direction(ref[:, i], com[:, i], self.method, self.ridge_alpha) for i in range(len(layers))]
+        )
         self.vectors_ = vecs.astype(np.float32)
         self.layers_ = layers
         y = np.r_[np.ones(len(ref)), np.zeros(len(com))]
@@ -338,10 +359,16 @@ class ConditionVector(_HostEstimator):
 
     def states(self, prompts: Sequence[str]) -> np.ndarray:
         """The prompt activations this condition reads: `[n, hidden]`."""
-        return prompt_states(self._host(), prompts, [self._layer()], self.position, batch_size=self.batch_size)[:, 0]
+        return prompt_states(
+            self._host(), prompts, [self._layer()], self.position, batch_size=self.batch_size
+        )[:, 0]
 
     def fit(
-        self, positives: Sequence[str], negatives: Sequence[str], *, states: tuple[np.ndarray, np.ndarray] | None = None
+        self,
+        positives: Sequence[str],
+        negatives: Sequence[str],
+        *,
+        states: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> ConditionVector:
         """Learn the direction from prompts that meet the condition and prompts that do not.
 
@@ -367,7 +394,9 @@ class ConditionVector(_HostEstimator):
         else:
             pos, neg = (np.asarray(s, dtype=np.float32) for s in states)
         if len(pos) < 2 or len(neg) < 2:
-            raise InputError(f"need at least 2 positive and 2 negative prompts, got {len(pos)} and {len(neg)}")
+            raise InputError(
+                f"need at least 2 positive and 2 negative prompts, got {len(pos)} and {len(neg)}"
+            )
         self.layer_ = self._layer()
         # centre on the midpoint of the class means, so the class balance of the fit set does not
         # move the origin the cosine is measured from
@@ -379,8 +408,13 @@ class ConditionVector(_HostEstimator):
         self.threshold_ = self._choose_threshold(s_pos, s_neg)
         return self
 
-    def calibrate(self, positives: Sequence[str], negatives: Sequence[str],
-                  *, states: tuple[np.ndarray, np.ndarray] | None = None) -> ConditionVector:
+    def calibrate(
+        self,
+        positives: Sequence[str],
+        negatives: Sequence[str],
+        *,
+        states: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> ConditionVector:
         """Re-choose `threshold_` on other data (e.g. a calibration split); the direction stays."""
         self._check_fitted()
         if states is None:
@@ -417,7 +451,9 @@ class ConditionVector(_HostEstimator):
         c = np.asarray(states, dtype=np.float64) - self.centre_
         return (c @ self.direction_) / (np.linalg.norm(c, axis=-1) + 1e-12)
 
-    def similarity(self, prompts: Sequence[str] | None = None, *, states: np.ndarray | None = None) -> np.ndarray:
+    def similarity(
+        self, prompts: Sequence[str] | None = None, *, states: np.ndarray | None = None
+    ) -> np.ndarray:
         """Cosine similarity of each prompt (or precomputed `states`) with the condition direction."""
         self._check_fitted()
         if states is None:
@@ -432,5 +468,3 @@ class ConditionVector(_HostEstimator):
     def holds(self, prompts: Sequence[str] | None = None, *, states: np.ndarray | None = None) -> np.ndarray:
         """Whether the condition holds on each prompt (similarity >= `threshold_`)."""
         return self.similarity(prompts, states=states) >= self.threshold_
-
-

@@ -11,5 +11,12 @@ from integrations.server.backends.base import (
 from integrations.server.backends.host import HostBackend
 from integrations.server.backends.upstream import UpstreamBackend
 
-__all__ = ["Backend", "BackendError", "BackendReply", "GenerationParams", "HostBackend", "StreamDelta",
-           "UpstreamBackend"]
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendReply",
+    "GenerationParams",
+    "HostBackend",
+    "StreamDelta",
+    "UpstreamBackend",
+]

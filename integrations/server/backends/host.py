@@ -50,12 +50,18 @@ class HostBackend:
         except TimeoutError as exc:
             raise BackendError(f"the host model timed out: {exc}", code="backend_timeout") from exc
         usage = msg.usage_metadata or {}
-        return BackendReply(text=str(msg.content), finish_reason=msg.response_metadata.get("finish_reason", "stop"),
-                            prompt_tokens=usage.get("input_tokens"), completion_tokens=usage.get("output_tokens"))
+        return BackendReply(
+            text=str(msg.content),
+            finish_reason=msg.response_metadata.get("finish_reason", "stop"),
+            prompt_tokens=usage.get("input_tokens"),
+            completion_tokens=usage.get("output_tokens"),
+        )
 
     async def stream(self, chat: Chat, params: GenerationParams) -> AsyncIterator[StreamDelta]:
         try:
-            async for chunk in self._chat_model().astream(list(chat), stop=params.stop, **self._kwargs(params)):
+            async for chunk in self._chat_model().astream(
+                list(chat), stop=params.stop, **self._kwargs(params)
+            ):
                 finish = (chunk.response_metadata or {}).get("finish_reason")
                 yield StreamDelta(text=str(chunk.content or ""), finish_reason=finish)
         except TimeoutError as exc:

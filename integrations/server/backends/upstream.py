@@ -32,8 +32,15 @@ class UpstreamBackend:
         'upstream:http://localhost:8001/v1'
     """
 
-    def __init__(self, base_url: str, *, api_key: str | None = None, model: str | None = None,
-                 timeout: float = 120.0, client: Any = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        model: str | None = None,
+        timeout: float = 120.0,
+        client: Any = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.model = model
@@ -54,24 +61,37 @@ class UpstreamBackend:
         try:
             yield
         except httpx.TimeoutException as exc:
-            raise BackendError(f"the upstream {self.base_url} timed out ({type(exc).__name__})",
-                               code="backend_timeout") from exc
+            raise BackendError(
+                f"the upstream {self.base_url} timed out ({type(exc).__name__})", code="backend_timeout"
+            ) from exc
         except httpx.HTTPError as exc:
-            raise BackendError(f"{unreachable} ({type(exc).__name__}: {exc})", code="upstream_unreachable") from exc
+            raise BackendError(
+                f"{unreachable} ({type(exc).__name__}: {exc})", code="upstream_unreachable"
+            ) from exc
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def _payload(self, chat: Chat, params: GenerationParams, stream: bool) -> dict[str, Any]:
         fields = params.model_dump(exclude={"timeout", "model"}, exclude_none=True)
-        return {"model": self.model or params.model or "default", "messages": list(chat), "stream": stream, **fields}
+        return {
+            "model": self.model or params.model or "default",
+            "messages": list(chat),
+            "stream": stream,
+            **fields,
+        }
 
     async def complete(self, chat: Chat, params: GenerationParams) -> BackendReply:
         with self._transport_errors(f"cannot reach the upstream {self.base_url}"):
-            r = await self._http().post(f"{self.base_url}/chat/completions", json=self._payload(chat, params, False),
-                                        headers=self._headers())
+            r = await self._http().post(
+                f"{self.base_url}/chat/completions",
+                json=self._payload(chat, params, False),
+                headers=self._headers(),
+            )
         if r.status_code != 200:
-            raise BackendError(f"the upstream answered HTTP {r.status_code}: {r.text[:300]}", code="upstream_status")
+            raise BackendError(
+                f"the upstream answered HTTP {r.status_code}: {r.text[:300]}", code="upstream_status"
+            )
         try:
             data = r.json()
             choice = data["choices"][0]
@@ -80,20 +100,30 @@ class UpstreamBackend:
             if not isinstance(text, str):
                 raise TypeError(f"content is a {type(text).__name__}")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise BackendError(f"the upstream's reply is not a chat completion ({type(exc).__name__}: {exc})",
-                               code="upstream_invalid") from exc
-        return BackendReply(text=text, finish_reason=choice.get("finish_reason") or "stop",
-                            prompt_tokens=usage.get("prompt_tokens"),
-                            completion_tokens=usage.get("completion_tokens"))
+            raise BackendError(
+                f"the upstream's reply is not a chat completion ({type(exc).__name__}: {exc})",
+                code="upstream_invalid",
+            ) from exc
+        return BackendReply(
+            text=text,
+            finish_reason=choice.get("finish_reason") or "stop",
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+        )
 
     async def stream(self, chat: Chat, params: GenerationParams) -> AsyncIterator[StreamDelta]:
         with self._transport_errors("the upstream stream broke"):
-            async with self._http().stream("POST", f"{self.base_url}/chat/completions",
-                                           json=self._payload(chat, params, True), headers=self._headers()) as r:
+            async with self._http().stream(
+                "POST",
+                f"{self.base_url}/chat/completions",
+                json=self._payload(chat, params, True),
+                headers=self._headers(),
+            ) as r:
                 if r.status_code != 200:
                     body = (await r.aread()).decode("utf-8", "replace")
-                    raise BackendError(f"the upstream answered HTTP {r.status_code}: {body[:300]}",
-                                       code="upstream_status")
+                    raise BackendError(
+                        f"the upstream answered HTTP {r.status_code}: {body[:300]}", code="upstream_status"
+                    )
                 async for line in r.aiter_lines():
                     if not line.startswith("data:"):
                         continue  # comments, event names, blank separators
