@@ -161,3 +161,17 @@ def test_decide_reads_a_carried_topic_threshold_without_writing_the_rule():
     assert about._threshold is None and about.threshold is None  # the policy is not changed by deciding
     low = [ev[0], Evidence(source="condition", name="baking", value=0.3, threshold=0.5)]
     assert decide("bake", low, policy).action is Action.ANSWER
+
+
+def test_knowledge_risk_without_a_threshold_is_compared_to_one_half():
+    # it used to crash formatting the missing threshold into its reason
+    ev = [latent(0.1), Evidence(source="latent", name="knowledge_risk", value=0.7)]
+    v = decide("Who was the first mayor of Tórshavn?", ev, Policy())
+    assert v.action is Action.ABSTAIN and v.category == "knowledge_boundary"
+    assert "0.700 >= 0.500" in v.reasons[0]
+    assert (
+        decide(
+            "x", [latent(0.1), Evidence(source="latent", name="knowledge_risk", value=0.3)], Policy()
+        ).action
+        is Action.ANSWER
+    )

@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -153,6 +155,264 @@ def _flagged(e: Evidence) -> bool:
     return e.value >= (0.5 if e.threshold is None else e.threshold)
 
 
+class _Proposal(NamedTuple):
+    """One evidence kind's proposed action."""
+
+    action: Action
+    category: str | None
+    reason: str
+    source: str
+
+
+@dataclass
+class _Stage:
+    """What the proposers found: proposals, notes for the reasons, and each signal's threshold."""
+
+    proposals: list[_Proposal] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    thresholds: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def add(self, other: _Stage) -> None:
+        self.proposals += other.proposals
+        self.notes += other.notes
+        self.thresholds.update(other.thresholds)
+
+
+def _screen(evidence: Sequence[Evidence], policy: Policy) -> tuple[list[Evidence], list[Evidence], _Stage]:
+    """Step 0: invalid deciding evidence is an unknown state (fail closed), never silently dropped.
+
+    Returns the evidence left to weigh, the invalid deciding evidence, and its proposal or note.
+    """
+    stage = _Stage()
+    bad = invalid_evidence(evidence, policy.harm_weights)
+    if bad:
+        what = f"invalid evidence: {_describe_invalid(bad)}; a score must be a probability in [0, 1]"
+        if policy.fail_closed:
+            stage.proposals.append(
+                _Proposal(Action.REFUSE, "guard_unavailable", f"{what}; fail closed", "invalid_evidence")
+            )
+        else:
+            stage.notes.append(f"{what}; ignored (fail open, configured by Policy(fail_closed=False))")
+        bad_ids = {id(e) for e in bad}
+        evidence = [e for e in evidence if id(e) not in bad_ids]
+    for e in evidence:
+        if not math.isfinite(e.value):
+            stage.notes.append(
+                f"{e.source} evidence {e.name} = {e.value!r} is not a number; ignored (it does not decide)"
+            )
+    return [e for e in evidence if math.isfinite(e.value)], bad, stage
+
+
+def _propose_harm(
+    prompt: str, evidence: Sequence[Evidence], policy: Policy, category_hint: str | None
+) -> tuple[float | None, _Stage]:
+    """Step 1a: the pooled P(harmful) against its category's threshold, or the least-cost action."""
+    stage = _Stage()
+    p, used = pool_harm(evidence, policy.harm_weights)
+    if p is None:
+        stage.notes.append("no harm signal was available")
+        return None, stage
+    category = harm_category(prompt, category_hint)
+    cat_policy = policy.category(category)
+    src = " + ".join(used)
+    costs = policy.costs_for(category)
+    threshold = policy.threshold_for(category)
+    if not cat_policy.enabled:
+        stage.notes.append(f"harm category {category!r} is disabled by the policy")
+    elif costs is not None:
+        choice = choose(p, costs)
+        action = choice.action
+        if action is Action.REFUSE and cat_policy.action is not None:
+            action = cat_policy.action
+        stage.proposals.append(
+            _Proposal(
+                action,
+                category if action is not Action.ANSWER else None,
+                f"{src}: {choice.reason()} [category {category}]",
+                "harm",
+            )
+        )
+    elif p >= threshold:
+        stage.proposals.append(
+            _Proposal(
+                cat_policy.action or Action.REFUSE,
+                category,
+                f"{src}: P(harmful) {p:.3f} >= {category} threshold {threshold:.3f}",
+                "harm",
+            )
+        )
+    else:
+        stage.notes.append(f"{src}: P(harmful) {p:.3f} < {category} threshold {threshold:.3f}")
+    if costs is None:
+        stage.thresholds.update({("*", name): threshold for name in used})
+    return p, stage
+
+
+def _propose_context(evidence: Sequence[Evidence], policy: Policy) -> _Stage:
+    """Step 1b: a retrieved document that is harmful or injected refuses."""
+    stage = _Stage()
+    for e in evidence:
+        if e.name != "context_harmfulness":
+            continue
+        if e.threshold is not None:
+            ct = e.threshold
+        else:
+            ct = policy.context_threshold if policy.context_threshold is not None else policy.threshold
+        if e.value >= ct:
+            stage.proposals.append(
+                _Proposal(
+                    Action.REFUSE,
+                    "jailbreak_injection",
+                    f"a retrieved document scores {e.value:.3f} >= {ct:.3f} (harmful or injected content)",
+                    "context",
+                )
+            )
+        stage.thresholds[(e.source, e.name)] = ct
+    return stage
+
+
+def _propose_noncompliance(evidence: Sequence[Evidence], policy: Policy, has_context: bool) -> _Stage:
+    """Step 1c: the most likely abstain category over its threshold abstains."""
+    stage = _Stage()
+    nc = {e.name: float(e.value) for e in evidence if e.source == "noncompliance"}
+    if not nc:
+        return stage
+    best_name, best_p, best_t = None, 0.0, None
+    for name in NONCOMPLIANCE_ABSTAIN:
+        if name not in nc or (name == "insufficient_context" and has_context):
+            continue
+        t = policy.noncompliance_threshold_for(name)
+        if t is not None and nc[name] >= t and nc[name] > best_p:
+            best_name, best_p, best_t = name, nc[name], t
+    if best_name is not None:
+        stage.proposals.append(
+            _Proposal(
+                policy.category(best_name).action or Action.ABSTAIN,
+                best_name,
+                f"noncompliance: {best_name} {best_p:.3f} >= {best_t:.3f}",
+                "noncompliance",
+            )
+        )
+    else:
+        top = max(nc, key=lambda k: nc[k])
+        stage.notes.append(
+            f"noncompliance: most likely {top} ({nc[top]:.3f}); no abstain category over its threshold"
+        )
+    for name in NONCOMPLIANCE_ABSTAIN:
+        t = policy.noncompliance_threshold_for(name)
+        if name in nc and t is not None:
+            stage.thresholds[("noncompliance", name)] = t
+    return stage
+
+
+def _propose_reject_option(evidence: Sequence[Evidence], policy: Policy) -> _Stage:
+    """Step 1d: ambiguity or novelty over its threshold abstains (when the policy enables it)."""
+    stage = _Stage()
+    if not policy.reject_option:
+        return stage
+    for e in evidence:
+        if e.source == "reject_option" and _flagged(e):
+            cat = "out_of_distribution" if e.name == "novelty" else "uncertain"
+            stage.proposals.append(
+                _Proposal(
+                    Action.ABSTAIN,
+                    cat,
+                    f"reject option: {e.name} {e.value:.3f} >= {0.5 if e.threshold is None else e.threshold:.3f}",
+                    "reject_option",
+                )
+            )
+    return stage
+
+
+def _propose_knowledge(evidence: Sequence[Evidence]) -> _Stage:
+    """Step 1e: the knowledge probe says the host would likely answer this question wrongly."""
+    stage = _Stage()
+    for e in evidence:
+        if e.name == "knowledge_risk" and _flagged(e):
+            stage.proposals.append(
+                _Proposal(
+                    Action.ABSTAIN,
+                    "knowledge_boundary",
+                    f"knowledge probe: P(the answer is wrong) {e.value:.3f} >= "
+                    f"{0.5 if e.threshold is None else e.threshold:.3f}",
+                    "knowledge",
+                )
+            )
+    return stage
+
+
+@dataclass
+class _Outcome:
+    """The action being decided, as the stages after the proposers refine it."""
+
+    action: Action
+    category: str | None
+    decided_by: str
+    reasons: list[str]
+    response: str | None = None
+    rule: str | None = None
+
+
+def _strictest(stage: _Stage, policy: Policy) -> _Outcome:
+    """The strictest proposal wins (refuse > abstain > answer); ties keep the earlier one."""
+    if not stage.proposals:
+        return _Outcome(Action.ANSWER, None, "default", list(stage.notes))
+    order = {id(x): i for i, x in enumerate(stage.proposals)}
+    best = max(stage.proposals, key=lambda x: (STRICTNESS[x.action], -order[id(x)]))
+    others = [x.reason for x in stage.proposals if x.reason != best.reason]
+    response = policy.category(best.category).response if best.category else None
+    return _Outcome(best.action, best.category, best.source, [best.reason, *others, *stage.notes], response)
+
+
+def _apply_rules(outcome: _Outcome, evidence: Sequence[Evidence], policy: Policy) -> None:
+    """Step 2: the rule that fires makes the action at least as strict (or replaces it on override)."""
+    if not policy.rules:
+        return
+    cond = {e.name: e for e in evidence if e.source == "condition"}
+    sims = {name: float(e.value) for name, e in cond.items()}
+    # a topic fitted elsewhere: its threshold comes with its evidence (the rules are not written)
+    carried = {name: float(e.threshold) for name, e in cond.items() if e.threshold is not None}
+    missing = {a.name for r in policy.rules for a in r.abouts()} - set(sims)
+    if missing:
+        outcome.reasons.append(
+            f"rules not evaluated: no similarity evidence for {sorted(missing)} "
+            "(compute it with DecisionEngine.evidence)"
+        )
+        return
+    m = match_rules(policy.rules, sims, mode=policy.rule_mode, thresholds=carried)
+    if m is None:
+        return
+    outcome.rule = m.rule
+    if not (m.override or STRICTNESS[m.action] > STRICTNESS[outcome.action]):
+        outcome.reasons.append(
+            m.reason + f"; the evidence's {outcome.action.value} is already at least as strict"
+        )
+        return
+    changed = m.action is not outcome.action or m.override
+    if m.action is not outcome.action:
+        outcome.category = m.category or ("policy_rule" if m.action is not Action.ANSWER else None)
+    elif m.category:
+        outcome.category = m.category
+    outcome.action = m.action
+    if outcome.action is Action.ANSWER:
+        outcome.category = None
+    outcome.response = m.response or (
+        policy.category(outcome.category).response if outcome.category else None
+    )
+    outcome.decided_by = "rule" if changed else outcome.decided_by
+    outcome.reasons.insert(0, m.reason + (" (override)" if m.override else ""))
+
+
+def _fail_closed(outcome: _Outcome, bad: Sequence[Evidence], policy: Policy) -> None:
+    """No rule opens an unknown state: invalid deciding evidence refuses when failing closed."""
+    if bad and policy.fail_closed and outcome.action is not Action.REFUSE:
+        outcome.action, outcome.category = Action.REFUSE, "guard_unavailable"
+        outcome.decided_by, outcome.response = "invalid_evidence", None
+        outcome.reasons.insert(
+            0, f"invalid evidence: {_describe_invalid(bad)}; fail closed (a rule cannot override it)"
+        )
+
+
 def decide(
     prompt: str,
     evidence: Sequence[Evidence],
@@ -188,219 +448,35 @@ def decide(
         for e in evidence
         if math.isfinite(e.value)
     }
-    proposals: list[tuple[Action, str | None, str, str]] = []  # action, category, reason, source
-    notes: list[str] = []
-    thresholds: dict[tuple[str, str], float] = {}  # what each signal was compared to, for the Decision
-
-    # 0. invalid deciding evidence is an unknown state, never silently dropped
-    bad = invalid_evidence(evidence, policy.harm_weights)
-    if bad:
-        what = f"invalid evidence: {_describe_invalid(bad)}; a score must be a probability in [0, 1]"
-        if policy.fail_closed:
-            proposals.append((Action.REFUSE, "guard_unavailable", f"{what}; fail closed", "invalid_evidence"))
-        else:
-            notes.append(f"{what}; ignored (fail open, configured by Policy(fail_closed=False))")
-        bad_ids = {id(e) for e in bad}
-        evidence = [e for e in evidence if id(e) not in bad_ids]
-    for e in evidence:
-        if not math.isfinite(e.value):
-            notes.append(
-                f"{e.source} evidence {e.name} = {e.value!r} is not a number; ignored (it does not decide)"
-            )
-    evidence = [e for e in evidence if math.isfinite(e.value)]
-
-    # 1a. harm
-    p, used = pool_harm(evidence, policy.harm_weights)
-    category = harm_category(prompt, category_hint)
-    cat_policy = policy.category(category)
+    evidence, bad, stage = _screen(evidence, policy)
+    p, harm = _propose_harm(prompt, evidence, policy, category_hint)
     if p is not None:
         scores["harm_pooled"] = p
-        src = " + ".join(used)
-        costs = policy.costs_for(category)
-        threshold = policy.threshold_for(category)
-        if not cat_policy.enabled:
-            notes.append(f"harm category {category!r} is disabled by the policy")
-        elif costs is not None:
-            choice = choose(p, costs)
-            action = choice.action
-            if action is Action.REFUSE and cat_policy.action is not None:
-                action = cat_policy.action
-            proposals.append(
-                (
-                    action,
-                    category if action is not Action.ANSWER else None,
-                    f"{src}: {choice.reason()} [category {category}]",
-                    "harm",
-                )
-            )
-        elif p >= threshold:
-            action = cat_policy.action or Action.REFUSE
-            proposals.append(
-                (
-                    action,
-                    category,
-                    f"{src}: P(harmful) {p:.3f} >= {category} threshold {threshold:.3f}",
-                    "harm",
-                )
-            )
-        else:
-            notes.append(f"{src}: P(harmful) {p:.3f} < {category} threshold {threshold:.3f}")
-        if costs is None:
-            thresholds.update({("*", name): threshold for name in used})
-    else:
-        notes.append("no harm signal was available")
-
-    # 1b. retrieved context
-    for e in evidence:
-        if e.name == "context_harmfulness":
-            ct = (
-                e.threshold
-                if e.threshold is not None
-                else (policy.context_threshold if policy.context_threshold is not None else policy.threshold)
-            )
-            if e.value >= ct:
-                proposals.append(
-                    (
-                        Action.REFUSE,
-                        "jailbreak_injection",
-                        f"a retrieved document scores {e.value:.3f} >= {ct:.3f} (harmful or injected "
-                        "content)",
-                        "context",
-                    )
-                )
-            thresholds[(e.source, e.name)] = ct
-
-    # 1c. noncompliance
-    nc = {e.name: float(e.value) for e in evidence if e.source == "noncompliance"}
-    if nc:
-        best_name, best_p, best_t = None, 0.0, None
-        for name in NONCOMPLIANCE_ABSTAIN:
-            if name not in nc or (name == "insufficient_context" and has_context):
-                continue
-            t = policy.noncompliance_threshold_for(name)
-            if t is not None and nc[name] >= t and nc[name] > best_p:
-                best_name, best_p, best_t = name, nc[name], t
-        if best_name is not None:
-            action = policy.category(best_name).action or Action.ABSTAIN
-            proposals.append(
-                (
-                    action,
-                    best_name,
-                    f"noncompliance: {best_name} {best_p:.3f} >= {best_t:.3f}",
-                    "noncompliance",
-                )
-            )
-        else:
-            top = max(nc, key=nc.get)
-            notes.append(
-                f"noncompliance: most likely {top} ({nc[top]:.3f}); no abstain category over its threshold"
-            )
-        for name in NONCOMPLIANCE_ABSTAIN:
-            t = policy.noncompliance_threshold_for(name)
-            if name in nc and t is not None:
-                thresholds[("noncompliance", name)] = t
-
-    # 1d. reject option
-    if policy.reject_option:
-        for e in evidence:
-            if e.source == "reject_option" and _flagged(e):
-                cat = "out_of_distribution" if e.name == "novelty" else "uncertain"
-                proposals.append(
-                    (
-                        Action.ABSTAIN,
-                        cat,
-                        f"reject option: {e.name} {e.value:.3f} >= "
-                        f"{0.5 if e.threshold is None else e.threshold:.3f}",
-                        "reject_option",
-                    )
-                )
-    # 1e. knowledge boundary: the host would likely answer this factual question wrongly
-    for e in evidence:
-        if e.name == "knowledge_risk" and _flagged(e):
-            proposals.append(
-                (
-                    Action.ABSTAIN,
-                    "knowledge_boundary",
-                    f"knowledge probe: P(the answer is wrong) {e.value:.3f} >= {e.threshold:.3f}",
-                    "knowledge",
-                )
-            )
+    for part in (
+        harm,
+        _propose_context(evidence, policy),
+        _propose_noncompliance(evidence, policy, has_context),
+        _propose_reject_option(evidence, policy),
+        _propose_knowledge(evidence),
+    ):
+        stage.add(part)
     filled = []
     for e in evidence:
-        t = thresholds.get((e.source, e.name), thresholds.get(("*", e.name)))
+        t = stage.thresholds.get((e.source, e.name), stage.thresholds.get(("*", e.name)))
         filled.append(e.model_copy(update={"threshold": t}) if e.threshold is None and t is not None else e)
 
-    if proposals:
-        order = {id(x): i for i, x in enumerate(proposals)}
-        action, category_out, reason, decided_by = max(
-            proposals, key=lambda x: (STRICTNESS[x[0]], -order[id(x)])
-        )
-        others = [r for (_, _, r, _) in proposals if r != reason]
-        reasons = [reason, *others, *notes]
-    else:
-        action, category_out, decided_by = Action.ANSWER, None, "default"
-        reasons = list(notes)
-    response = policy.category(category_out).response if category_out else None
-
-    # 2. rules
-    rule_name = None
-    if policy.rules:
-        cond = {e.name: e for e in evidence if e.source == "condition"}
-        sims = {name: float(e.value) for name, e in cond.items()}
-        # a topic fitted elsewhere: its threshold comes with its evidence (the rules are not written)
-        carried = {name: float(e.threshold) for name, e in cond.items() if e.threshold is not None}
-        needed = {a.name for r in policy.rules for a in r.abouts()}
-        missing = needed - set(sims)
-        if missing:
-            reasons.append(
-                f"rules not evaluated: no similarity evidence for {sorted(missing)} "
-                "(compute it with DecisionEngine.evidence)"
-            )
-        else:
-            m = match_rules(policy.rules, sims, mode=policy.rule_mode, thresholds=carried)
-            if m is not None:
-                rule_name = m.rule
-                if m.override or STRICTNESS[m.action] > STRICTNESS[action]:
-                    changed = m.action is not action or m.override
-                    if m.action is not action:
-                        category_out = m.category or (
-                            "policy_rule" if m.action is not Action.ANSWER else None
-                        )
-                    elif m.category:
-                        category_out = m.category
-                    action = m.action
-                    if action is Action.ANSWER:
-                        category_out = None
-                    response = m.response or (
-                        policy.category(category_out).response if category_out else None
-                    )
-                    decided_by = "rule" if changed else decided_by
-                    reasons.insert(0, m.reason + (" (override)" if m.override else ""))
-                else:
-                    reasons.append(
-                        m.reason + f"; the evidence's {action.value} is already at least as strict"
-                    )
-    if bad and policy.fail_closed and action is not Action.REFUSE:  # no rule opens an unknown state
-        action, category_out, decided_by, response = (
-            Action.REFUSE,
-            "guard_unavailable",
-            "invalid_evidence",
-            None,
-        )
-        reasons.insert(
-            0, f"invalid evidence: {_describe_invalid(bad)}; fail closed (a rule cannot override it)"
-        )
-    if action is Action.ANSWER:
-        category_out = None
+    outcome = _strictest(stage, policy)
+    _apply_rules(outcome, evidence, policy)
+    _fail_closed(outcome, bad, policy)
     return Verdict(
-        action=action,
-        category=category_out,
-        rule=rule_name,
-        reasons=reasons,
+        action=outcome.action,
+        category=outcome.category if outcome.action is not Action.ANSWER else None,
+        rule=outcome.rule,
+        reasons=outcome.reasons,
         scores=scores,
         evidence=filled,
-        decided_by=decided_by,
-        response=response,
+        decided_by=outcome.decided_by,
+        response=outcome.response,
     )
 
 
