@@ -241,8 +241,9 @@ def plan_batches(lengths: list[int], batch_size: int, call_cost: int = _CALL_COS
 def _pooled_module(model_path: Path, attn: str) -> Any:
     torch = require("torch")
     transformers = require("transformers")
+    module_base: Any = torch.nn.Module  # a runtime base class: torch is imported lazily
 
-    class Pooled(torch.nn.Module):
+    class Pooled(module_base):
         def __init__(self, encoder: Any) -> None:
             super().__init__()
             self.encoder = encoder
@@ -564,6 +565,7 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
     def _runtime(self) -> Any:
         # resolved once per parameter set: path lookups and checks cost more than a short text
         # typed, so that an invalid `max_length=True` never hits the entry of a valid `max_length=1`
+        sig: tuple[Any, ...] | None  # None: a parameter is unhashable, nothing is cached
         sig = tuple(
             (type(v), v)
             for v in (

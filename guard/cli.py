@@ -439,7 +439,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     (out / "run.json").write_text(json.dumps([r.as_dict() for r in runs], indent=2))
     with (out / "scores.jsonl").open("w", encoding="utf-8") as f:
         for i, e in enumerate(examples):
-            row = {"i": i, "label": e.label, "source": e.source, "category": e.category}
+            row: dict[str, Any] = {"i": i, "label": e.label, "source": e.source, "category": e.category}
             row.update(
                 {
                     f"{n}.{k}": v

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -346,7 +346,7 @@ class Guard:
         start = time.perf_counter()
         prepared = [self._prepare(p) for p in prompts]
         shared, too_big = self._prepare_history_and_docs(history, docs)
-        history = shared["history"]
+        history = cast("list[dict[str, str]] | None", shared["history"])
         docs = shared["docs"]
         for _, notes in prepared:
             notes.extend(shared["notes"])

@@ -145,7 +145,7 @@ class ImageGuard:
         return [d.model_copy(update={"latency_ms": ms}) for d in out if d is not None]
 
     def _decide(self, p: float, cats: dict[str, float], notes: list[str]) -> Decision:
-        category = max(cats, key=cats.get) if cats else None
+        category = max(cats, key=cats.__getitem__) if cats else None
         cat = self.policy.category(category)
         t = self.policy.threshold_for(category)
         evidence = [
@@ -185,6 +185,8 @@ class ImageGuard:
                     f"image_harm {p:.3f} >= {t:.3f} as {category}, a category this policy allows; answered",
                 ],
             )
+        # a fitted head has a disallowed class next to 'benign', so `cats` is never empty
+        assert category is not None
         action = cat.action or Action.REFUSE
         return Decision(
             action=action,

@@ -11,9 +11,9 @@ import contextlib
 import hashlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from pydantic import Field
 
@@ -463,7 +463,8 @@ class GatedStream(Generic[T]):
             try:
                 chunk = first if first is not EMPTY else next(chunks, EMPTY)
                 while chunk is not EMPTY:
-                    if self.gate.add(chunk, self.text(chunk)):
+                    # not EMPTY: a chunk of the stream (mypy does not narrow on a sentinel)
+                    if self.gate.add(chunk, self.text(cast(T, chunk))):
                         if self.check_output:
                             self.reply = self.check(self.gate.text)
                             if self.reply.blocked:
@@ -478,7 +479,7 @@ class GatedStream(Generic[T]):
         if self._final_check_due():
             self.reply = self.check(self.gate.text)
 
-    async def arun(self, chunks: AsyncIterator[T], first: Any = EMPTY) -> AsyncIterator[T]:
+    async def arun(self, chunks: AsyncIterator[T], first: Any = EMPTY) -> AsyncGenerator[T, None]:
         """Async `run`: the checks run in a worker thread, `chunks` is closed with `aclose`.
 
         Consume it under `contextlib.aclosing`, so a caller that stops reading closes (and records)

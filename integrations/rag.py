@@ -644,7 +644,7 @@ def perturbations(n_items: int = 40, seed: int = 0) -> list[RagCase]:
             wrong = _alt(rng, prel, e, near=(level == "low"))
             add("false_premise", level, shape.format(q_head=q.rstrip("?"), v=wrong), [doc, distractor])
         # ambiguity: no subject, several companies in the documents that answer differently
-        rivals = []
+        rivals: list[dict[str, Any]] = []
         for r in (other, kb[-5 - ((i + 1) % 3)]):
             r = dict(r)
             while str(r[rel]) == value or any(str(x[rel]) == str(r[rel]) for x in rivals):

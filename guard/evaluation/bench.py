@@ -36,7 +36,10 @@ import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:
+    from classifiers.embeddings import Backend
 
 PROMPTS = [
     "How do I kill a Python process?",
@@ -61,7 +64,21 @@ FILLER = (
 BATCH_SIZES = (1, 4, 16, 64)
 PROMPT_LENGTHS = (16, 64, 256, 1024, 4096)
 BLACKBOX_BATCHES = (1, 8, 32, 64)
-QUICK = {"batch_sizes": (1, 16), "prompt_lengths": (16, 256, 4096), "blackbox_batches": (1, 32), "repeat": 2}
+
+
+class _QuickSettings(TypedDict):
+    batch_sizes: tuple[int, ...]
+    prompt_lengths: tuple[int, ...]
+    blackbox_batches: tuple[int, ...]
+    repeat: int
+
+
+QUICK: _QuickSettings = {
+    "batch_sizes": (1, 16),
+    "prompt_lengths": (16, 256, 4096),
+    "blackbox_batches": (1, 32),
+    "repeat": 2,
+}
 
 
 def _peak_rss_mb() -> float:
@@ -269,7 +286,7 @@ def _batch_section(latent: Any, sizes: Sequence[int], repeat: int) -> dict[str, 
         latent.batch_size = max(old, n)
         try:
             latent.score(prompts)  # warm-up at this shape
-            t = _time(lambda prompts=prompts: latent.score(prompts), repeat)
+            t = _time(lambda: latent.score(prompts), repeat)
         finally:
             latent.batch_size = old
         ms = t * 1000 / n
@@ -282,10 +299,10 @@ def _batch_section(latent: Any, sizes: Sequence[int], repeat: int) -> dict[str, 
     return out
 
 
-def _blackbox_heads(backends: Sequence[str]) -> dict[str, Any]:
+def _blackbox_heads(backends: Sequence[Backend]) -> dict[str, Any]:
     from classifiers import PromptRefusalPredictor, SentenceEmbedder
 
-    heads = {}
+    heads: dict[str, Any] = {}
     for backend in backends:
         head = PromptRefusalPredictor.default("embedding")
         head.embedder_ = SentenceEmbedder(backend=backend)
@@ -302,7 +319,7 @@ def _blackbox_section(heads: dict[str, Any], sizes: Sequence[int], repeat: int) 
         for backend, head in heads.items():  # interleaved back ends
             for n in sizes:
                 batches = [prompts[i : i + n] for i in range(0, min(len(prompts), 8 * n), n)][:8]
-                t = statistics.median(_time(lambda b=b, h=head: h.refusal_score(b), 1) for b in batches)
+                t = statistics.median(_time(lambda: head.refusal_score(b), 1) for b in batches)
                 res[backend][n].append(t * 1000 / n)
     out: dict[str, Any] = {}
     for backend, head in heads.items():
@@ -333,11 +350,11 @@ def _length_section(
             "latent_windows": len(latent._windows(prompt)),
         }
         latent.score([prompt])
-        row["latent_ms"] = _r(_time(lambda p=prompt: latent.score([p]), repeat) * 1000, 2)
+        row["latent_ms"] = _r(_time(lambda: latent.score([prompt]), repeat) * 1000, 2)
         if fast is not None:
             fast.refusal_score([prompt])
             row["blackbox_onnx_ms"] = _r(
-                _time(lambda p=prompt: fast.refusal_score([p]), max(3, repeat)) * 1000, 2
+                _time(lambda: fast.refusal_score([prompt]), max(3, repeat)) * 1000, 2
             )
         for key in ("latent_ms", "blackbox_onnx_ms"):
             if key in row:
@@ -359,7 +376,7 @@ def run_bench(
     max_new_tokens: int = 64,
     batch_sizes: Sequence[int] | None = None,
     prompt_lengths: Sequence[int] | None = None,
-    blackbox_backends: Sequence[str] = ("torch", "onnx", "onnx-int8"),
+    blackbox_backends: Sequence[Backend] = ("torch", "onnx", "onnx-int8"),
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark and return its figures (one JSON-ready dict).

@@ -38,7 +38,9 @@ DETECTORS: tuple[str, ...] = ("latent", "prompt_refusal", "embedding", "combined
 ENGINES: tuple[str, ...] = ("local", "ray")
 
 #: `(prompts, contexts) -> (scores, blocked)`; one entry of each per prompt
-ScoreFn = Callable[[list[str], list[str | None]], tuple[Sequence[float], Sequence[bool]]]
+ScoreFn = Callable[
+    [list[str], list[str | None]], tuple[Sequence[float] | np.ndarray, Sequence[bool] | np.ndarray]
+]
 
 
 class DetectorScorer:
@@ -424,7 +426,7 @@ def robustness_tables(scorers: Mapping[str, DetectorScorer], examples: Sequence[
             "run without --robustness, or install a version that has it"
         ) from exc
     return {
-        name: robustness_table(lambda prompts, sc=sc: sc(prompts)[1], list(examples), None)
+        name: robustness_table(lambda prompts: sc(prompts)[1], list(examples), None)
         for name, sc in scorers.items()
     }
 

@@ -63,7 +63,7 @@ def explain_triggers(
 
     text, _ = prepare_prompt(prompt, normalize=guard.normalize)
     fns: dict[str, ProbaFn] = {"latent": guard.latent.score, "embedding": embedding_scorer(guard)}
-    out = {}
+    out: dict[str, TriggerExplanation] = {}
     for name in scorers:
         if name not in fns:
             raise InputError(f"unknown scorer {name!r}; use 'latent' or 'embedding'")

@@ -77,9 +77,9 @@ def weighted_auroc(y: np.ndarray, s: np.ndarray, w: np.ndarray, *, presorted: bo
 
 
 def bootstrap_ci(
-    labels: Sequence[int],
-    scores: Sequence[float],
-    blocked: Sequence[bool],
+    labels: Sequence[int] | np.ndarray,
+    scores: Sequence[float] | np.ndarray,
+    blocked: Sequence[bool] | np.ndarray,
     *,
     n_boot: int = 1000,
     level: float = 0.95,
@@ -172,9 +172,9 @@ def _block(
 
 def compute_metrics(
     examples: Sequence[Example],
-    scores: Sequence[float],
-    blocked: Sequence[bool],
-    latency_ms: Sequence[float],
+    scores: Sequence[float] | np.ndarray,
+    blocked: Sequence[bool] | np.ndarray,
+    latency_ms: Sequence[float] | np.ndarray,
     *,
     detector: str,
     guard: str,
@@ -219,7 +219,7 @@ def compute_metrics(
             f"compute_metrics needs one score, blocked flag and latency per example; got "
             f"{y.size} examples, {s.size} scores, {b.size} flags, {lat.size} latencies"
         )
-    boot = {"n_boot": n_boot, "level": level, "seed": seed}
+    boot: dict[str, Any] = {"n_boot": n_boot, "level": level, "seed": seed}
     metrics = _block(y, s, b, lat, key="all", **boot)
 
     def grouped(kind: str, key: Callable[[Example], str | None]) -> dict[str, Any]:

@@ -224,7 +224,8 @@ def category_figure(metrics: Mapping[str, dict]) -> bytes:
         width = 0.8 / max(1, len(names))
         x = np.arange(len(shown))
         for k, (name, color) in enumerate(zip(names, _colors(len(names)))):
-            vals, err = [], [[], []]
+            vals: list[float] = []
+            err: list[list[float]] = [[], []]
             for c in shown:
                 b = metrics[name]["by_category"].get(c, {})
                 v = b.get(key)

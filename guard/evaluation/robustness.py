@@ -681,7 +681,8 @@ class _Scorer:
 def _rows(examples: Sequence[Example | str]) -> tuple[list[str], list[str]]:
     if isinstance(examples, str) or not isinstance(examples, Sequence):
         raise InputError("examples must be a list of prompts (str) or guard.io.data.Example rows")
-    harmful, benign = [], []
+    harmful: list[str] = []
+    benign: list[str] = []
     for i, e in enumerate(examples):
         if isinstance(e, str):
             harmful.append(e)

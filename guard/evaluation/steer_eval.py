@@ -34,6 +34,7 @@ import argparse
 import copy
 import json
 import time
+import typing  # `typing.cast`: `cast` names a local ConditionalSteering below
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,9 @@ from pydantic import BaseModel, Field
 from guard.decision.stats import auroc
 from guard.decision.taxonomy import HarmCategory
 from guard.errors import InputError
+
+if typing.TYPE_CHECKING:
+    from guard.whitebox.steering.vectors import Method
 
 
 class SteerEvalSettings(BaseModel):
@@ -144,11 +148,11 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
     bv = BehaviourVector(
         host,
         layers=settings.steer_layers,
-        method=settings.method,
+        method=typing.cast("Method", settings.method),  # BehaviourVector.fit validates it
         n_pairs=settings.n_pairs,
         random_state=settings.seed,
     ).fit(fit_prompts)
-    other = "ridge" if settings.method == "diffmean" else "diffmean"
+    other: Method = "ridge" if settings.method == "diffmean" else "diffmean"
     bv_other = BehaviourVector(
         host, layers=settings.steer_layers, method=other, n_pairs=settings.n_pairs, random_state=settings.seed
     ).fit(fit_prompts)
@@ -231,7 +235,7 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
     log(
         f"generating: {len(harm_test)} {cat} + {len(benign_test)} benign prompts, with and without steering ..."
     )
-    kw = {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size}
+    kw: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size}
     h_plain = cast.generate(harm_test, steer_enabled=False, **kw)
     h_steer = cast.generate(harm_test, **kw)
     b_plain = cast.generate(benign_test, steer_enabled=False, **kw)
@@ -424,7 +428,11 @@ def sae_vs_dense(
 
     layer = features.layer
     dense = BehaviourVector(
-        host, layers=[layer], method=settings.method, n_pairs=settings.n_pairs, random_state=settings.seed
+        host,
+        layers=[layer],
+        method=typing.cast("Method", settings.method),  # BehaviourVector.fit validates it
+        n_pairs=settings.n_pairs,
+        random_state=settings.seed,
     ).fit(fit_prompts)
     d = dense.vector(layer)
     k, cos = features.sae.closest_feature(d)
@@ -438,7 +446,7 @@ def sae_vs_dense(
         "cosine_with_dense": cos,
         "dense_reply_separation_auroc": dense.separation_[layer],
     }
-    kw = {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size}
+    kw: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size}
     rule = SteeringRule(when=Matches(category), strength=settings.strength, layers=[layer])
     for name, bv in (("dense", dense), ("sae", BehaviourVector.from_direction(host, sae_vec, layer))):
         cast = ConditionalSteering(host, {"refusal": bv}, [cond], [rule])

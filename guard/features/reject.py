@@ -155,11 +155,12 @@ def fit_reject_option(
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupShuffleSplit
 
-    texts, y, groups = list(texts), np.asarray(labels, dtype=int), np.asarray([str(g) for g in groups])
-    if not (len(texts) == y.size == groups.size) or y.size < 40:
+    texts, y = list(texts), np.asarray(labels, dtype=int)
+    group_ids = np.asarray([str(g) for g in groups])
+    if not (len(texts) == y.size == group_ids.size) or y.size < 40:
         raise InputError(
             f"need as many labels and groups as texts, and at least 40 (got {len(texts)}, "
-            f"{y.size}, {groups.size})"
+            f"{y.size}, {group_ids.size})"
         )
     if X is None:
         X = np.asarray((embed or _minilm())(texts), dtype=np.float64)
@@ -179,11 +180,13 @@ def fit_reject_option(
             random_state=seed,
         )
 
-    tr, te = next(GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed).split(X, y, groups))
+    tr, te = next(
+        GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed).split(X, y, group_ids)
+    )
     held = model().fit(X[tr], y[tr])
     reasons = held.reject_reasons(X[te])
     report = {
-        "split": f"GroupShuffleSplit by group, {len(set(groups[te]))} held-out groups, {te.size} prompts",
+        "split": f"GroupShuffleSplit by group, {len(set(group_ids[te]))} held-out groups, {te.size} prompts",
         "coverage_target": coverage,
         "novelty_rate_target": novelty_rate,
         "held_out": {

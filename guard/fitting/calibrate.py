@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -56,7 +56,25 @@ def blocked_rate(scores: Sequence[float], threshold: float) -> float:
     return float((s >= threshold).mean()) if s.size else float("nan")
 
 
-def reliability(probs: Sequence[float], labels: Sequence[int], bins: int = 10) -> dict[str, object]:
+class ReliabilityBin(TypedDict):
+    """One non-empty bin of `reliability`."""
+
+    bin: int
+    count: int
+    confidence: float
+    accuracy: float
+
+
+class Reliability(TypedDict):
+    """What `reliability` returns: the ECE and the non-empty bins."""
+
+    ece: float
+    bins: list[ReliabilityBin]
+
+
+def reliability(
+    probs: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray, bins: int = 10
+) -> Reliability:
     """Reliability diagram data and the expected calibration error (ECE).
 
     Example:
@@ -68,7 +86,7 @@ def reliability(probs: Sequence[float], labels: Sequence[int], bins: int = 10) -
     y = np.asarray(labels, dtype=float)
     edges = np.linspace(0, 1, bins + 1)
     idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    rows = []
+    rows: list[ReliabilityBin] = []
     ece = 0.0
     for b in range(bins):
         m = idx == b
@@ -183,6 +201,7 @@ def calibrate(
                 continue
             t = threshold_for_recall(harmful, target.recall)
         else:
+            assert target.refusal_rate is not None  # Target's validator: exactly one of the two is set
             t = threshold_for_refusal_rate(scores, float(target.refusal_rate))
         if name == "*":
             out.threshold = t

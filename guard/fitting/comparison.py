@@ -88,9 +88,9 @@ def operating_point(
 
 def compare_at_recall(
     scores: Mapping[str, np.ndarray],
-    labels: Sequence[int],
-    split: Sequence[str],
-    edgy: Sequence[bool],
+    labels: Sequence[int] | np.ndarray,
+    split: Sequence[str] | np.ndarray,
+    edgy: Sequence[bool] | np.ndarray,
     *,
     recall: float = 0.95,
     grid: Sequence[float] = (0.0, 0.25, 0.5, 1.0),

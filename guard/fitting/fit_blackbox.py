@@ -245,7 +245,7 @@ def fit_prompt_predictors(
         s = model.refusal_score([texts[i] for i in idx_te])
         yt = y[idx_te]
         benign = yt == 0
-        res = {
+        res: dict[str, Any] = {
             "auroc": auroc(yt, s),
             "harmful_flagged_at_0.5": float((s[yt == 1] >= 0.5).mean()),
             "benign_flagged_at_0.5": float((s[benign] >= 0.5).mean()),
@@ -340,7 +340,7 @@ def fit_rules(out_dir: Path, rows: list[Example], seed: int = 0, progress: bool 
         [r.category if r.label == "harmful" and r.category else "benign" for r in use], dtype=object
     )
     idx_tr, idx_te = _prompt_split(use, seed)
-    params = dict(n_clauses=60, T=30, s=8.0, epochs=25, max_features=1500)
+    params: dict[str, Any] = dict(n_clauses=60, T=30, s=8.0, epochs=25, max_features=1500)
     _progress(progress, "Tsetlin rules, held-out split")
     t0 = time.perf_counter()
     tm = TsetlinRuleClassifier(**params).fit([texts[i] for i in idx_tr], labels[idx_tr])

@@ -344,7 +344,7 @@ def embedding_report(emb_all: Mapping[str, np.ndarray], rows_all: Sequence[Examp
     forms = [form_of(r) for r in rows_all]
     out = {}
     for name, E in emb_all.items():
-        s = oof_scores(lambda tr, te, E=E: fit_embedding_head(E, y, tr).predict_proba(E[te])[:, 1], y, folds)
+        s = oof_scores(lambda tr, te: fit_embedding_head(E, y, tr).predict_proba(E[te])[:, 1], y, folds)
         out[name] = figures(s, y, forms)
     if all(name in emb_all for name in EMBEDDERS):
         E = concat_embeddings(emb_all)

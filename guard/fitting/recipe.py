@@ -230,7 +230,7 @@ def compare(
     folds = grouped_folds([group_of(r) for r in rows], n_splits)
     oof: dict[str, np.ndarray] = {}
     for c in tqdm(list(candidates), desc="grouped CV", disable=not progress):
-        oof[c.name] = oof_scores(lambda tr, te, c=c: head_scores(c, feats, y, tr, te), y, folds)
+        oof[c.name] = oof_scores(lambda tr, te: head_scores(c, feats, y, tr, te), y, folds)
     return oof
 
 
@@ -352,7 +352,7 @@ def pooled_candidates(
         >>> len(pooled_candidates((0.0, 1.0)))  # every subset of two or more heads
         11
     """
-    out = {}
+    out: dict[str, tuple[tuple[str, float], ...]] = {}
     for a, b, c, d in itertools.product(grid, repeat=4):
         if (a, b, c, d).count(0.0) >= 3:
             continue  # single heads are already candidates

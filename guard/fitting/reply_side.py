@@ -44,7 +44,7 @@ def load_reply_rows() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for r in load_pyrit_harm_replies():
         rows.append({**r, "group": f"pyrit_harm:{r.get('category')}"})
-    res = resources.files("guard.resources").joinpath("corpus", REPLIES_FILE)
+    res = resources.files("guard.resources").joinpath("corpus").joinpath(REPLIES_FILE)
     if res.is_file():
         for line in res.read_text(encoding="utf-8").splitlines():
             if line.strip():

@@ -187,10 +187,13 @@ def fit_and_evaluate(
     aug_origin, aug_bank, aug_y = np.zeros(0, dtype=int), None, np.zeros(0, dtype=int)
     n_tense = 0
     if augment:
-        groups = [("style-", [(i, v) for i in fit_rows for v in style_variants(examples[i])])]
+        groups = [("style-", [(i, v) for i in fit_rows for v in style_variants(examples[int(i)])])]
         if augment_tense:
             groups.append(
-                ("tense-", [(i, v) for i in fit_rows for v in style_variants(examples[i], TENSE_TEMPLATES)])
+                (
+                    "tense-",
+                    [(i, v) for i in fit_rows for v in style_variants(examples[int(i)], TENSE_TEMPLATES)],
+                )
             )
             n_tense = len(groups[-1][1])
         aug_parts, origins, start = [], [], 0

@@ -174,8 +174,13 @@ def _json_array_records(path: Path, text: str) -> Iterator[tuple[int, Any]]:
     decoder = json.JSONDecoder()
     pos = text.index("[") + 1
     ws = re.compile(r"\s*")
+
+    def skip_space(at: int) -> int:
+        m = ws.match(text, at)  # r"\s*" matches at every position, possibly empty
+        return m.end() if m is not None else at
+
     while True:
-        pos = ws.match(text, pos).end()
+        pos = skip_space(pos)
         if pos < len(text) and text[pos] == "]":
             return
         line = text.count("\n", 0, pos) + 1
@@ -189,7 +194,7 @@ def _json_array_records(path: Path, text: str) -> Iterator[tuple[int, Any]]:
                 "fix the JSON array, or write one object per line",
             ) from None
         yield line, item
-        pos = ws.match(text, pos).end()
+        pos = skip_space(pos)
         if pos < len(text) and text[pos] == ",":
             pos += 1
         elif pos >= len(text) or text[pos] != "]":
@@ -897,7 +902,7 @@ CORPUS_FILES: tuple[str, ...] = (
 
 
 def _corpus_resource(name: str) -> Any:
-    return resources.files("guard.resources").joinpath(CORPUS_DIR, f"{name}.jsonl")
+    return resources.files("guard.resources").joinpath(CORPUS_DIR).joinpath(f"{name}.jsonl")
 
 
 def load_project_corpus(names: Sequence[str] | None = None) -> list[Example]:

@@ -160,7 +160,7 @@ class TrajectoryFeatures:
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {}
 
-    def fit(self, states: np.ndarray, y: Sequence[int]) -> TrajectoryFeatures:
+    def fit(self, states: np.ndarray, y: Sequence[int] | np.ndarray) -> TrajectoryFeatures:
         """Learn from `states` `[n, L, hidden]` and labels (1 harmful, 0 benign)."""
         X = np.asarray(states, dtype=np.float64)
         y = np.asarray(y)

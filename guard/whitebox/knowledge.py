@@ -57,6 +57,8 @@ class KnowledgeProbe:
         True
     """
 
+    report_: dict[str, Any]  # set by `load` from the artifact's metadata, absent otherwise
+
     def __init__(self, layer: int, position: int, C: float = 0.5) -> None:
         self.layer = int(layer)
         self.position = int(position)

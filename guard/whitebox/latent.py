@@ -251,7 +251,7 @@ class LatentGuard:
     def fit(
         self,
         prompts: Sequence[str],
-        labels: Sequence[int | str],
+        labels: Sequence[int | str] | np.ndarray,
         *,
         refusal_replies: Sequence[str] | None = None,
         compliance_replies: Sequence[str] | None = None,
@@ -303,8 +303,8 @@ class LatentGuard:
         # 2. COSMIC cosine score on a shortlist
         order = np.argsort(-grid, axis=None)
         shortlist = [
-            tuple(int(v) for v in np.unravel_index(i, grid.shape))
-            for i in order[: max(1, self.cosmic_shortlist)]
+            (int(l), int(p))
+            for l, p in (np.unravel_index(i, grid.shape) for i in order[: max(1, self.cosmic_shortlist)])
         ]
         cosmic: dict[tuple[int, int], float] = {}
         if self.cosmic_shortlist > 0:
@@ -574,7 +574,7 @@ def _lda_direction(Z: np.ndarray, y: np.ndarray, method: str, shrinkage: float =
     return np.linalg.solve(cov, diff)
 
 
-def _labels_to_int(labels: Sequence[int | str]) -> np.ndarray:
+def _labels_to_int(labels: Sequence[int | str] | np.ndarray) -> np.ndarray:
     out = []
     for i, v in enumerate(labels):
         if v in (1, True, "harmful"):

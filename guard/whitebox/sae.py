@@ -152,6 +152,8 @@ class NamedFeatures:
         harm_weight: feature index -> how much more it fires on harmful than benign fitting prompts.
     """
 
+    report_: dict[str, Any]  # set by `load` from the artifact's metadata, absent otherwise
+
     def __init__(
         self,
         sae: SparseAutoencoder,

@@ -256,7 +256,8 @@ class HostChatModel(BaseChatModel):
             return ChatResult(generations=[ChatGeneration(message=message)])
 
         def once() -> ChatResult:
-            parts, info = [], {}
+            parts: list[str] = []
+            info: dict[str, Any] = {}
             for piece, info in self._pieces(messages, stop, **kwargs):
                 if piece:
                     parts.append(piece)

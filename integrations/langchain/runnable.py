@@ -207,8 +207,8 @@ def has_native_async(runnable: Any) -> bool:
         t = type(runnable)
         return t._agenerate is not BaseChatModel._agenerate or t._astream is not BaseChatModel._astream
     if isinstance(runnable, BaseLLM):
-        t = type(runnable)
-        return t._agenerate is not BaseLLM._agenerate or t._astream is not BaseLLM._astream
+        llm_t = type(runnable)
+        return llm_t._agenerate is not BaseLLM._agenerate or llm_t._astream is not BaseLLM._astream
     if isinstance(runnable, RunnableSequence):
         return all(has_native_async(s) for s in runnable.steps)
     if isinstance(runnable, RunnableParallel):
@@ -517,7 +517,10 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         """The wrapped run's config: without the caller's callbacks unless `isolate_callbacks` is off,
         so its tokens (``on_llm_new_token``, ``astream_events``) reach the caller only through the
         chunks the gate releases."""
-        return patch_config(config, callbacks=[]) if self.isolate_callbacks else config
+        if not self.isolate_callbacks:
+            return config
+        # patch_config stores any `Callbacks` value (its annotation says a manager only); [] clears them
+        return patch_config(config, callbacks=[])  # type: ignore[arg-type]
 
     def _wants_message(self, sample: Any = None) -> bool:
         if sample is not None and not isinstance(sample, str):
@@ -542,7 +545,9 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         try:
             tp = self.bound.OutputType
             if tp is dict or typing.get_origin(tp) is dict:
-                props = list(self.bound.get_output_schema().model_json_schema().get("properties", {}))
+                # a pydantic v1 schema has no model_json_schema: the AttributeError is caught below
+                schema = self.bound.get_output_schema().model_json_schema()  # type: ignore[union-attr]
+                props = list(schema.get("properties", {}))
                 return self.output_key or next(
                     (k for k in _ANSWER_KEYS if k in props), props[0] if props else "output"
                 )

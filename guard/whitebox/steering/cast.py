@@ -21,6 +21,7 @@ from guard.whitebox.steering.vectors import (
     TENSOR_FILE,
     BehaviourVector,
     ConditionVector,
+    Position,
     _check_prompts,
     _positions,
 )
@@ -157,7 +158,7 @@ class ConditionalSteering:
         self._validate()
         prompts = _check_prompts(prompts)
         sims: dict[str, np.ndarray] = {}
-        by_key: dict[tuple[int, str], list[ConditionVector]] = {}
+        by_key: dict[tuple[int, Position], list[ConditionVector]] = {}
         for c in self.conditions:
             by_key.setdefault((c.layer_, c.position), []).append(c)
         if by_key:
