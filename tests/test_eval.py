@@ -229,6 +229,9 @@ def test_report_is_self_contained(rows):
     assert f"{metrics['lexical']['auroc']:.3f}" in html
     assert "synthetic_a" in html and "harm:build" in html
     assert "Robustness" not in render_html(rows, scored, metrics)
+    # every table scrolls inside the page instead of running past its width and cutting columns
+    assert html.count("<table>") == html.count('<div class="scroll"><table>') > 0
+    assert ".scroll{overflow-x:auto" in html
 
 
 # ------------------------------------------------------------------ CLI

@@ -39,7 +39,9 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1150px;
 color:#222}
 h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.85rem}
+.scroll{overflow-x:auto;max-width:100%;margin:.5rem 0 1rem}
+table{border-collapse:collapse;font-size:.85rem}
+td:first-child,th:first-child{position:sticky;left:0;background:#fff}th:first-child{background:#f4f4f4}
 th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}th{background:#f4f4f4}
 td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee;margin:.5rem 0}
 .note{color:#555;font-size:.85rem}
@@ -286,7 +288,8 @@ def _with_ci(block: Mapping[str, Any], key: str) -> str:
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     head = "".join(f"<th>{h}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # wide tables (one column per source or category) scroll inside the page, their first column kept
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _img(png: bytes, alt: str) -> str:
