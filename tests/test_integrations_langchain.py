@@ -420,3 +420,20 @@ def test_guarded_host_chat_chain_end_to_end_on_tiny_models():
     collector = DecisionCollector()
     answer = safe.invoke({"question": "a poem about a fox"}, config={"callbacks": [collector]})
     assert isinstance(answer, str) and collector.decisions[0].call_ms is not None
+
+
+# ---------------------------------------------------------------------- graph
+def test_get_graph_shows_the_wrapped_steps_between_the_two_checks():
+    _, chain = _chain()
+    graph = GuardedRunnable(chain, guard=KeywordGuard()).get_graph()
+    names = [n.name for n in graph.nodes.values()]
+    inner = [n.name for n in chain.get_graph().nodes.values()][1:-1]  # the chain's steps
+    assert names[1] == "GuardCheckRequest" and names[-2] == "GuardCheckReply"
+    assert names[2:-2] == inner and len(inner) == 3  # prompt, model, parser: not one opaque node
+    by_id = {n.id: n.name for n in graph.nodes.values()}
+    blocked = [e for e in graph.edges if e.conditional]
+    assert [(by_id[e.source], e.data) for e in blocked] == [("GuardCheckRequest", "blocked")]
+    assert graph.first_node() is not None and graph.last_node() is not None
+    # no reply check when only the request is checked
+    only_in = GuardedRunnable(chain, guard=KeywordGuard(), check_output=False).get_graph()
+    assert "GuardCheckReply" not in [n.name for n in only_in.nodes.values()]

@@ -276,6 +276,11 @@ def _attach(message: BaseMessage, decision: GuardedDecision) -> BaseMessage:
     return message.model_copy(update={"response_metadata": meta})
 
 
+def _graph_step(value: Any) -> Any:
+    """A node of `GuardedRunnable.get_graph` (the graph names the guard's checks; it runs nothing)."""
+    return value
+
+
 class GuardedRunnable(RunnableSerializable[Any, Any]):
     """A Runnable that guards another: checks the request first, the reply after (or while it streams).
 
@@ -364,6 +369,48 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
 
     def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
         return super().get_name(suffix, name=name or self.name or f"Guarded{self.bound.get_name()}")
+
+    def get_graph(self, config: RunnableConfig | None = None) -> Any:
+        """The wrapped runnable's own graph between the guard's two checks.
+
+        ``Input -> GuardCheckRequest -> (the wrapped steps) -> GuardCheckReply -> Output``, with a
+        conditional edge from the request check straight to the output (a blocked request never
+        reaches the wrapped runnable). Without `check_output` there is no reply check. A wrapped
+        graph without a single first and last step is shown as one node.
+
+        Example:
+            >>> from langchain_core.runnables import RunnableLambda
+            >>> chain = RunnableLambda(str.strip) | RunnableLambda(str.upper)
+            >>> g = GuardedRunnable(chain, guard=object()).get_graph()
+            >>> [n.name for n in g.nodes.values()][1:5]
+            ['GuardCheckRequest', 'strip', 'upper', 'GuardCheckReply']
+        """
+        from langchain_core.runnables import RunnableLambda
+        from langchain_core.runnables.graph import Graph
+
+        graph = Graph()
+        start = graph.add_node(self.get_input_schema(config))
+        check_in = graph.add_node(RunnableLambda(_graph_step, name="GuardCheckRequest"))
+        graph.add_edge(start, check_in)
+        inner = self.bound.get_graph(config)
+        inner.trim_first_node()
+        inner.trim_last_node()
+        if inner.first_node() is not None and inner.last_node() is not None:
+            first, last = graph.extend(inner)
+        else:  # no single entry and exit: the wrapped runnable as one node
+            first = last = None
+        if first is None or last is None:
+            first = last = graph.add_node(self.bound)
+        graph.add_edge(check_in, first)
+        tail = last
+        if self.check_output:
+            check_out = graph.add_node(RunnableLambda(_graph_step, name="GuardCheckReply"))
+            graph.add_edge(last, check_out)
+            tail = check_out
+        end = graph.add_node(self.get_output_schema(config))
+        graph.add_edge(tail, end)
+        graph.add_edge(check_in, end, data="blocked", conditional=True)
+        return graph
 
     # ------------------------------------------------------------------ tools
     def bind_tools(self, tools: Any, **kwargs: Any) -> GuardedRunnable:
