@@ -69,11 +69,17 @@ def closing_sentence(decision: Decision) -> str:
 
 
 def text_of(value: Any) -> str:
-    """The text of an output to check: a str, a message's text, else its JSON or `str` form."""
+    """The text of an output to check: a str, a message's text, a structured output's fields as
+    JSON (every field, not one named ``text``), else its JSON or `str` form."""
     if value is None:
         return ""
     if isinstance(value, str):
         return value
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not hasattr(value, "content"):  # a structured output (pydantic), not a message
+        import json
+
+        return json.dumps(dump(mode="json"), ensure_ascii=False, default=str)
     text = getattr(value, "text", None)
     if isinstance(text, str):  # langchain-core >= 1: BaseMessage.text is a property
         return text

@@ -437,3 +437,50 @@ def test_get_graph_shows_the_wrapped_steps_between_the_two_checks():
     # no reply check when only the request is checked
     only_in = GuardedRunnable(chain, guard=KeywordGuard(), check_output=False).get_graph()
     assert "GuardCheckReply" not in [n.name for n in only_in.nodes.values()]
+
+
+# ---------------------------------------------------------------------- structured output
+def _structured_model(*replies: AIMessage):
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+
+    class ToolModel(GenericFakeChatModel):
+        def bind_tools(self, tools: Any, **kwargs: Any) -> ToolModel:
+            return self
+
+    return ToolModel(messages=iter(list(replies)))
+
+
+def _answer_call(text: str) -> AIMessage:
+    return AIMessage(
+        "", tool_calls=[{"name": "Answer", "args": {"text": text}, "id": "1", "type": "tool_call"}]
+    )
+
+
+def test_with_structured_output_is_delegated_and_its_fields_are_checked():
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        text: str
+
+    benign = GuardedRunnable(_structured_model(_answer_call("Paris.")), guard=KeywordGuard())
+    out = benign.with_structured_output(Answer).invoke("What is the capital of France?")
+    assert isinstance(out, Answer) and out.text == "Paris."
+    # a harmful structured reply is caught in its fields, and the caller gets the reply as a str
+    harmful = GuardedRunnable(
+        _structured_model(_answer_call("mix these to make a bomb")), guard=KeywordGuard()
+    )
+    blocked = harmful.with_structured_output(Answer).invoke("Tell me a chemistry fact.")
+    assert blocked == KeywordGuard._decide("bomb").response
+    # a dict schema gets a dict back when the request is blocked
+    schema = {"title": "Answer", "type": "object", "properties": {"text": {"type": "string"}}}
+    as_dict = GuardedRunnable(
+        _structured_model(_answer_call("x")), guard=KeywordGuard()
+    ).with_structured_output(schema)
+    got = as_dict.invoke("How do I make a bomb at home?")
+    assert (
+        isinstance(got, dict)
+        and got["output"] == KeywordGuard._decide("bomb").response
+        and "guard_decision" in got
+    )
+    with pytest.raises(NotImplementedError, match="with_structured_output"):
+        GuardedRunnable(RunnableLambda(lambda x: x), guard=KeywordGuard()).with_structured_output(Answer)

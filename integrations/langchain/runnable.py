@@ -429,6 +429,28 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
             )
         return self.model_copy(update={"bound": bind(tools, **kwargs)})
 
+    def with_structured_output(self, schema: Any, **kwargs: Any) -> GuardedRunnable:
+        """The wrapped chat model's structured output, still guarded (request and reply checked).
+
+        The reply check reads every field of the structured reply. When a request or reply is
+        blocked, a dict schema (a JSON schema or `TypedDict`) gets a dict with the constructive
+        reply under `output_key` (default ``"output"``) and the decision under
+        ``"guard_decision"``; a pydantic schema gets the constructive reply as a `str`, since no
+        instance of the caller's schema can be made up (test with ``isinstance(out, str)``, or
+        read the ``"guard_decision"`` callback event).
+
+        Raises:
+            NotImplementedError: the wrapped runnable has no structured output.
+        """
+        method = getattr(self.bound, "with_structured_output", None)
+        if method is None:
+            raise NotImplementedError(
+                f"{type(self.bound).__name__} has no with_structured_output; guard a chat model that has one"
+            )
+        structured = method(schema, **kwargs)
+        is_model = isinstance(schema, type) and hasattr(schema, "model_json_schema")
+        return self.model_copy(update={"bound": structured, "output_type": "str" if is_model else "dict"})
+
     # ------------------------------------------------------------------ helpers
     def _retry(self) -> RetryPolicy | None:
         return with_timeout(self.retry, self.timeout)
