@@ -17,7 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = sorted((ROOT / "guard" / "resources" / "corpus").glob("*.jsonl")) + [
-    ROOT / "guard" / "resources" / "benign_corpus.jsonl"
+    ROOT / "guard" / "resources" / "benign_corpus.jsonl",
+    ROOT / "guard" / "resources" / "noncompliance.jsonl",
 ]
 JUDGES = [
     ROOT / "benchmarks" / "blind" / "blind_set.jsonl",

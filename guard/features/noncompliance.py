@@ -12,11 +12,14 @@ Why a request should not simply be answered, beyond harm:
   attached report...");
 - ``benign``: an ordinary request (a seventh class, so the others are not forced).
 
-The model is a logistic regression on word n-grams plus MiniLM sentence embeddings, fitted on
-the project's own examples (``guard/resources/noncompliance.jsonl``, at least 70 per category)
-and a sample of the project's benign corpus; fitted weights ship in
-``guard/resources/noncompliance/`` (JSON + safetensors). Refit and measure with
-``python -m guard.noncompliance`` (prints the held-out macro-F1, then writes the weights).
+The model is a multinomial logistic regression on word n-grams plus multilingual sentence
+vectors (USE-multilingual; within a request they are shared with the harm heads), fitted on
+the project's own examples (``guard/resources/noncompliance.jsonl``: at least 70 per category in
+several surface forms and 11 languages, and benign look-alikes) and a sample of the project
+corpus (harmful rows as ``unsafe``, benign rows as ``benign``); fitted weights ship in
+``guard/resources/noncompliance/`` (JSON + safetensors). The recipe was chosen under grouped
+validation (each surface form held out); ``python -m guard.features.noncompliance`` prints the
+comparison (`RECIPES`, `evaluate_grouped`), then refits the chosen recipe.
 
 Example:
     >>> clf = NoncomplianceClassifier.default()  # doctest: +SKIP
@@ -149,7 +152,12 @@ def _default() -> NoncomplianceClassifier:
 
 
 def load_examples() -> list[dict[str, Any]]:
-    """The project's noncompliance examples: rows ``{"prompt", "category", "harm_category"?}``.
+    """The project's noncompliance examples: ``{"prompt", "category", "form"?, "lang"?, "harm_category"?}``.
+
+    ``category`` is one of `LABELS`: a noncompliance category, or ``benign`` for a contrast row (an
+    answerable request shaped like one of them: "Do dogs get lonely?" beside "Do you get lonely?").
+    ``form`` names the surface form (short question, imperative, chatty...); grouped validation
+    holds each form out in turn.
 
     Example:
         >>> rows = load_examples()
@@ -162,34 +170,45 @@ def load_examples() -> list[dict[str, Any]]:
         if not line.strip():
             continue
         row = json.loads(line)
-        if row.get("category") not in CATEGORIES or not str(row.get("prompt", "")).strip():
+        if row.get("category") not in LABELS or not str(row.get("prompt", "")).strip():
             raise DataFormatError(
-                f"guard/resources/{DATA_FILE}, line {number}: needs a prompt and a "
-                f"category in {list(CATEGORIES)}"
+                f"guard/resources/{DATA_FILE}, line {number}: needs a prompt and a category in {list(LABELS)}"
             )
         rows.append(row)
     return rows
 
 
-def training_set(n_benign: int = 150, seed: int = 0) -> tuple[list[str], list[str]]:
-    """Prompts and labels: the noncompliance examples plus `n_benign` benign-corpus prompts.
+def training_rows(n_corpus: int = 1500, seed: int = 0) -> list[tuple[str, str, str]]:
+    """``(prompt, label, group)``: the examples plus a sample of the project corpus.
 
-    The benign sample is drawn evenly from edgy and plain prompts, so "how do I kill a Python
-    process" is learned as ordinary.
+    The corpus sample (`guard.io.data.load_project_corpus`: every form and language, edgy benign
+    text and its harmful twins) gives `n_corpus` harmful rows, labelled ``unsafe``, and `n_corpus`
+    benign ones, so the head learns that a threat or a request in Thai is unsafe rather than
+    "unsupported", and that "how do I kill a Python process" is ordinary. The group is
+    ``nc:<form>`` for an example (``nc:first_set`` for the rows written before forms were
+    recorded) and ``<source>:<form>`` for a corpus row.
+
+    Example:
+        >>> rows = training_rows(n_corpus=10)
+        >>> sum(label == "unsafe" and not g.startswith("nc:") for _, label, g in rows)
+        10
     """
-    from guard.io.data import load_benign_corpus
+    from guard.io.data import load_project_corpus
 
-    rows = load_examples()
-    prompts = [r["prompt"] for r in rows]
-    labels = [r["category"] for r in rows]
-    benign = load_benign_corpus()
+    out = [(r["prompt"], r["category"], f"nc:{r.get('form') or 'first_set'}") for r in load_examples()]
     rng = random.Random(seed)
-    edgy = [b.prompt for b in benign if b.edgy]
-    plain = [b.prompt for b in benign if not b.edgy]
-    rng.shuffle(edgy), rng.shuffle(plain)
-    half = n_benign // 2
-    chosen = edgy[:half] + plain[: n_benign - half]
-    return prompts + chosen, labels + [BENIGN] * len(chosen)
+    corpus = load_project_corpus()
+    for label, name in (("harmful", "unsafe"), ("benign", BENIGN)):
+        rows = [r for r in corpus if r.label == label]
+        rng.shuffle(rows)
+        out += [(r.prompt, name, f"{r.source}:{r.form or 'none'}") for r in rows[:n_corpus]]
+    return out
+
+
+def training_set(n_corpus: int = 1500, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Prompts and labels of `training_rows`."""
+    rows = training_rows(n_corpus, seed)
+    return [p for p, _, _ in rows], [label for _, label, _ in rows]
 
 
 def evaluate_split(test_size: float = 0.25, seed: int = 0, **params: Any) -> dict[str, Any]:
@@ -215,10 +234,138 @@ def evaluate_split(test_size: float = 0.25, seed: int = 0, **params: Any) -> dic
     }
 
 
-def fit_default(out: str | Path | None = None, seed: int = 0) -> Path:
-    """Fit on all the examples and write the shipped weights (default: the package resource)."""
+def abstain_scores(proba: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """The engine's abstain score of each row: its most likely abstain category's probability.
+
+    Example:
+        >>> abstain_scores(np.array([[0.1, 0.7, 0.2]]), ["benign", "humanizing", "unsafe"]).tolist()
+        [0.7]
+    """
+    cols = [i for i, c in enumerate(classes) if c in ABSTAIN_CATEGORIES]
+    return np.asarray(proba)[:, cols].max(axis=1)
+
+
+def grouped_oof(
+    n_splits: int = 5, n_corpus: int = 1500, seed: int = 0, **params: Any
+) -> tuple[list[tuple[str, str, str]], np.ndarray]:
+    """`training_rows` and their out-of-fold probabilities (``[n, 7]``, columns in sorted `LABELS`).
+
+    Each group (a surface form) is held out in turn by `GroupKFold`.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    if "embedder" not in params and params.get("features", "both") != "ngrams":
+        from classifiers.embeddings import SentenceEmbedder
+
+        params["embedder"] = SentenceEmbedder(cache=True)  # each fold re-reads the same texts
+    rows = training_rows(n_corpus, seed)
+    X = np.asarray([p for p, _, _ in rows], dtype=object)
+    y = np.asarray([label for _, label, _ in rows], dtype=object)
+    groups = np.asarray([g for _, _, g in rows], dtype=object)
+    classes = sorted(LABELS)
+    proba = np.zeros((len(rows), len(LABELS)))
+    for train, test in GroupKFold(n_splits=n_splits).split(X, y, groups):
+        clf = NoncomplianceClassifier(**params).fit(X[train].tolist(), y[train].tolist())
+        cols = [classes.index(c) for c in clf.classes_]
+        proba[np.ix_(test, cols)] = clf.predict_proba(X[test].tolist())
+    return rows, proba
+
+
+def evaluate_grouped(
+    n_splits: int = 5, threshold: float = 0.6, n_corpus: int = 1500, seed: int = 0, **params: Any
+) -> dict[str, Any]:
+    """Out-of-fold figures with each surface form held out in turn (`GroupKFold` on `training_rows`).
+
+    Reports macro-F1 of the most likely label, and at `threshold` (the policy's abstain
+    threshold): the share of each category's rows the engine would abstain on, of the benign
+    contrast rows and the benign-corpus sample (over-abstention), and of the unsafe rows (left to
+    the harm detectors, so lower is better).
+
+    Example:
+        >>> evaluate_grouped(n_splits=3)["abstained"]["humanizing"] > 0.5  # doctest: +SKIP
+        True
+    """
+    from sklearn.metrics import f1_score
+
+    rows, proba = grouped_oof(n_splits, n_corpus, seed, **params)
+    classes = sorted(LABELS)
+    y = np.asarray([label for _, label, _ in rows], dtype=object)
+    groups = np.asarray([g for _, _, g in rows], dtype=object)
+    pred = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    abstains = abstain_scores(proba, classes) >= threshold
+    contrast = (y == BENIGN) & np.asarray([g.startswith("nc:") for g in groups])
+    corpus = (y == BENIGN) & ~contrast
+    rate = {c: float(abstains[y == c].mean()) for c in CATEGORIES if (y == c).any()}
+    return {
+        "n": len(rows),
+        "n_groups": len(set(groups.tolist())),
+        "threshold": threshold,
+        "macro_f1": float(f1_score(y, pred, average="macro")),
+        "abstained": rate,
+        "abstained_noncompliance": float(abstains[np.isin(y, ABSTAIN_CATEGORIES)].mean()),
+        "right_category": float(
+            (pred[np.isin(y, ABSTAIN_CATEGORIES)] == y[np.isin(y, ABSTAIN_CATEGORIES)]).mean()
+        ),
+        "abstained_benign_contrast": float(abstains[contrast].mean()) if contrast.any() else None,
+        "abstained_benign_corpus": float(abstains[corpus].mean()) if corpus.any() else None,
+    }
+
+
+#: The candidate recipes compared under grouped validation: name -> `NoncomplianceClassifier` settings
+#: (the embedder by name, so the table is plain data).
+RECIPES: dict[str, dict[str, Any]] = {
+    "ngrams": {"features": "ngrams"},
+    "ngrams+minilm": {"features": "both", "embedder": "minilm"},
+    "ngrams+use_multilingual": {"features": "both", "embedder": "use_multilingual"},
+}
+#: A recipe may abstain on at most this share of benign corpus prompts (grouped, at 0.6) to be chosen.
+MAX_BENIGN_ABSTAIN = 0.05
+
+
+def recipe_params(name: str) -> dict[str, Any]:
+    """`NoncomplianceClassifier` keyword arguments of a `RECIPES` entry (the embedder built).
+
+    Example:
+        >>> recipe_params("ngrams")
+        {'features': 'ngrams'}
+    """
+    if name not in RECIPES:
+        raise InputError(f"unknown noncompliance recipe {name!r}; known: {sorted(RECIPES)}")
+    params = dict(RECIPES[name])
+    kind = params.pop("embedder", None)
+    if kind == "minilm":
+        from classifiers.embeddings import SentenceEmbedder
+
+        params["embedder"] = SentenceEmbedder()
+    elif kind == "use_multilingual":
+        from classifiers.multilingual import MultilingualEmbedder
+
+        params["embedder"] = MultilingualEmbedder()
+    return params
+
+
+def choose_recipe(results: dict[str, dict[str, Any]]) -> str:
+    """The recipe with the best grouped macro-F1 among those within `MAX_BENIGN_ABSTAIN`.
+
+    Example:
+        >>> choose_recipe({"a": {"macro_f1": 0.7, "abstained_benign_corpus": 0.09},
+        ...                "b": {"macro_f1": 0.6, "abstained_benign_corpus": 0.02}})
+        'b'
+    """
+    ok = {k: r for k, r in results.items() if (r["abstained_benign_corpus"] or 0.0) <= MAX_BENIGN_ABSTAIN}
+    if not ok:
+        raise InputError(f"no recipe abstains on <= {MAX_BENIGN_ABSTAIN} of benign prompts: {results}")
+    return max(ok, key=lambda k: ok[k]["macro_f1"])
+
+
+#: The recipe `choose_recipe` picked (README gives the table); `fit_default` fits it.
+SHIPPED_RECIPE = "ngrams+use_multilingual"
+
+
+def fit_default(out: str | Path | None = None, seed: int = 0, recipe: str = SHIPPED_RECIPE) -> Path:
+    """Fit `recipe` on all the training rows and write the weights (default: the package resource)."""
     X, y = training_set(seed=seed)
-    clf = NoncomplianceClassifier().fit(X, y)
+    clf = NoncomplianceClassifier(**recipe_params(recipe)).fit(X, y)
     folder = Path(out) if out else Path(str(resources.files("guard.resources").joinpath(WEIGHTS_DIR)))
     clf.save(folder)
     _default.cache_clear()
@@ -230,27 +377,18 @@ def _main(argv: Sequence[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(
         prog="python -m guard.features.noncompliance",
-        description="measure (held-out macro-F1) and refit the noncompliance classifier",
+        description="compare the recipes under grouped validation (each form held out), then refit the chosen one",
     )
     ap.add_argument("--out", default=None, help="folder for the weights (default: the package resource)")
     ap.add_argument("--no-write", action="store_true", help="only measure")
     args = ap.parse_args(argv)
-    report = evaluate_split()
-    per = {k: round(v["f1-score"], 3) for k, v in report["per_class"].items() if k in LABELS}
-    print(
-        json.dumps(
-            {
-                "n_train": report["n_train"],
-                "n_test": report["n_test"],
-                "macro_f1": round(report["macro_f1"], 4),
-                "macro_f1_categories": round(report["macro_f1_categories"], 4),
-                "f1": per,
-            },
-            indent=1,
-        )
-    )
+    results = {name: evaluate_grouped(**recipe_params(name)) for name in RECIPES}
+    best = choose_recipe(results)
+    print(json.dumps({"grouped": results, "chosen": best, "shipped": SHIPPED_RECIPE}, indent=1))
+    if best != SHIPPED_RECIPE:
+        print(f"note: the grouped figures now choose {best!r}; SHIPPED_RECIPE is {SHIPPED_RECIPE!r}")
     if not args.no_write:
-        print("wrote", fit_default(args.out))
+        print("wrote", fit_default(args.out, recipe=best))
 
 
 __all__ = [
@@ -259,10 +397,19 @@ __all__ = [
     "CATEGORIES",
     "DESCRIPTIONS",
     "LABELS",
+    "MAX_BENIGN_ABSTAIN",
+    "RECIPES",
+    "SHIPPED_RECIPE",
     "NoncomplianceClassifier",
+    "abstain_scores",
+    "choose_recipe",
+    "evaluate_grouped",
+    "grouped_oof",
     "evaluate_split",
     "fit_default",
     "load_examples",
+    "recipe_params",
+    "training_rows",
     "training_set",
 ]
 
