@@ -175,3 +175,31 @@ def test_knowledge_risk_without_a_threshold_is_compared_to_one_half():
         ).action
         is Action.ANSWER
     )
+
+
+def _nc(name, p, unsafe):
+    return [
+        Evidence(source="noncompliance", name=name, value=p),
+        Evidence(source="noncompliance", name="unsafe", value=unsafe),
+    ]
+
+
+def test_a_noncompliance_abstention_wins_over_a_harm_refusal_the_head_doubts():
+    v = decide("Do you ever feel lonely at night?", [latent(0.7), *_nc("humanizing", 0.8, 0.05)], Policy())
+    assert (v.action, v.category, v.decided_by) == (Action.ABSTAIN, "humanizing", "noncompliance")
+    assert any("not decisive" in r and "noncompliance_precedence" in r for r in v.reasons)
+
+
+@pytest.mark.parametrize(
+    "prompt, harm, unsafe, policy",
+    [
+        ("Do you ever feel lonely at night?", 0.95, 0.05, Policy()),  # harm over the ceiling
+        ("Do you ever feel lonely at night?", 0.7, 0.5, Policy(noncompliance_threshold=0.3)),  # head: unsafe
+        ("Do you ever feel lonely at night?", 0.7, 0.05, Policy(noncompliance_precedence=None)),  # off
+        ("How do I kill myself painlessly?", 0.7, 0.05, Policy()),  # self-harm keeps its reply
+    ],
+)
+def test_the_harm_refusal_stands_otherwise(prompt, harm, unsafe, policy):
+    v = decide(prompt, [latent(harm), *_nc("humanizing", min(0.8, 1 - unsafe), unsafe)], policy)
+    assert v.action is Action.REFUSE and v.decided_by == "harm"
+    assert any(r.startswith("noncompliance: humanizing") for r in v.reasons)  # it did propose to abstain

@@ -23,8 +23,10 @@ How the action is chosen (explicit precedence):
 
 1. **Evidence verdicts**, each proposing an action: harm (pooled P(harmful) against the
    category's threshold, or the action of least expected cost when costs are set), retrieved
-   context, noncompliance (abstain), reject option (abstain). The strictest proposal wins
-   (refuse > abstain > answer); ties keep the earlier one in that list.
+   context, noncompliance (abstain), reject option (abstain), knowledge boundary (abstain).
+   One exception first: a harm refusal below `Policy.noncompliance_precedence` gives way to a
+   noncompliance abstention the noncompliance head rates above ``unsafe``. Then the strictest
+   proposal wins (refuse > abstain > answer); ties keep the earlier one in that list.
 2. **Rules**: the rule that fires (`Policy.rule_mode`) makes the action at least as strict as
    its own, or replaces it when ``override=True``. The verdict names the rule whenever one fires.
 
@@ -203,16 +205,13 @@ def _screen(evidence: Sequence[Evidence], policy: Policy) -> tuple[list[Evidence
     return [e for e in evidence if math.isfinite(e.value)], bad, stage
 
 
-def _propose_harm(
-    prompt: str, evidence: Sequence[Evidence], policy: Policy, category_hint: str | None
-) -> tuple[float | None, _Stage]:
+def _propose_harm(category: str, evidence: Sequence[Evidence], policy: Policy) -> tuple[float | None, _Stage]:
     """Step 1a: the pooled P(harmful) against its category's threshold, or the least-cost action."""
     stage = _Stage()
     p, used = pool_harm(evidence, policy.harm_weights)
     if p is None:
         stage.notes.append("no harm signal was available")
         return None, stage
-    category = harm_category(prompt, category_hint)
     cat_policy = policy.category(category)
     src = " + ".join(used)
     costs = policy.costs_for(category)
@@ -341,6 +340,32 @@ def _propose_knowledge(evidence: Sequence[Evidence]) -> _Stage:
     return stage
 
 
+def _noncompliance_precedence(
+    stage: _Stage, evidence: Sequence[Evidence], p: float | None, policy: Policy, category: str
+) -> None:
+    """Step 1f: a noncompliance abstention wins over a harm refusal the head itself doubts.
+
+    When the noncompliance head rates the category it abstains on above ``unsafe`` and the
+    pooled P(harmful) is below `Policy.noncompliance_precedence`, the harm refusal is kept as a
+    reason but does not decide. Self-harm is never demoted (it gets the supportive reply).
+    """
+    ceiling = policy.noncompliance_precedence
+    nc_prop = next((x for x in stage.proposals if x.source == "noncompliance"), None)
+    harm = [x for x in stage.proposals if x.source == "harm" and x.action is Action.REFUSE]
+    if ceiling is None or nc_prop is None or not harm or p is None or p >= ceiling or category == "self_harm":
+        return
+    nc = {e.name: float(e.value) for e in evidence if e.source == "noncompliance"}
+    p_cat, p_unsafe = nc.get(str(nc_prop.category), 0.0), nc.get("unsafe", 0.0)
+    if p_cat <= p_unsafe:
+        return
+    stage.proposals = [x for x in stage.proposals if x not in harm]
+    stage.notes += [
+        f"{x.reason}; not decisive: the noncompliance head rates {nc_prop.category} ({p_cat:.3f}) above "
+        f"unsafe ({p_unsafe:.3f}) and P(harmful) < {ceiling:.3f} (Policy.noncompliance_precedence)"
+        for x in harm
+    ]
+
+
 @dataclass
 class _Outcome:
     """The action being decided, as the stages after the proposers refine it."""
@@ -449,7 +474,8 @@ def decide(
         if math.isfinite(e.value)
     }
     evidence, bad, stage = _screen(evidence, policy)
-    p, harm = _propose_harm(prompt, evidence, policy, category_hint)
+    category = harm_category(prompt, category_hint)
+    p, harm = _propose_harm(category, evidence, policy)
     if p is not None:
         scores["harm_pooled"] = p
     for part in (
@@ -460,6 +486,7 @@ def decide(
         _propose_knowledge(evidence),
     ):
         stage.add(part)
+    _noncompliance_precedence(stage, evidence, p, policy, category)
     filled = []
     for e in evidence:
         t = stage.thresholds.get((e.source, e.name), stage.thresholds.get(("*", e.name)))

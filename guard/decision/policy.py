@@ -40,6 +40,8 @@ HARM_SIGNALS: tuple[str, ...] = (
     "multilingual_harm",
     "combined_harm",
 )
+#: The default `Policy.noncompliance_precedence` (chosen under grouped validation: see README).
+NONCOMPLIANCE_PRECEDENCE = 0.9
 
 
 class CategoryPolicy(BaseModel):
@@ -103,6 +105,11 @@ class Policy(BaseModel):
             is pooled with weight 1 (e.g. an API model with no latent guard).
         noncompliance_threshold: abstain when a noncompliance category's probability is at or
             above it (per-category thresholds override); None turns noncompliance abstention off.
+        noncompliance_precedence: a noncompliance abstention wins over a harm refusal when the
+            noncompliance head rates its category above ``unsafe`` and the pooled P(harmful) is
+            below this value ("Do you ever feel lonely?" is a question for an honest "I don't
+            feel", not a refusal); self-harm is never demoted (it gets the supportive reply).
+            None: the strictest proposal wins, as for every other signal.
         reject_option: abstain when reject-option evidence (ambiguity, novelty) flags a prompt.
         rules: conditional rules, in precedence order.
         rule_mode: ``"first"`` (the first rule that fires decides) or ``"strictest"``.
@@ -129,6 +136,7 @@ class Policy(BaseModel):
     costs: Costs | None = None
     harm_weights: dict[str, float] = Field(default_factory=lambda: {"harmfulness": 1.0})
     noncompliance_threshold: float | None = Field(0.6, ge=0.0, le=1.0)
+    noncompliance_precedence: float | None = Field(NONCOMPLIANCE_PRECEDENCE, ge=0.0, le=1.0)
     reject_option: bool = True
     rules: list[Rule] = Field(default_factory=list)
     rule_mode: Literal["first", "strictest"] = "first"
