@@ -898,6 +898,7 @@ CORPUS_FILES: tuple[str, ...] = (
     "harmful_forms",
     "multilingual",
     "everyday_edgy",
+    "sensitive_topics",
 )
 
 
