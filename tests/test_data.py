@@ -25,6 +25,7 @@ from guard.decision.taxonomy import (
 from guard.errors import DataFormatError, GuardError
 from guard.io import data
 from guard.io.data import (
+    ALL_CORPUS_FILES,
     BENIGN_INJECTION_LOOKALIKE,
     CORPUS_FILES,
     PROMPT_PLACEHOLDER,
@@ -422,6 +423,10 @@ def test_project_corpus_rows_carry_form_language_and_pair() -> None:
     rows = load_project_corpus()
     by_source = {r.source for r in rows}
     assert by_source == {f"project_{name}" for name in CORPUS_FILES}
+    every = {r.source for r in load_project_corpus(ALL_CORPUS_FILES)}
+    assert every == {f"project_{name}" for name in ALL_CORPUS_FILES} and set(CORPUS_FILES) < set(
+        ALL_CORPUS_FILES
+    )
     assert all(r.form for r in rows) and all(r.lang for r in rows)
     langs = {r.lang for r in rows if r.source == "project_multilingual"}
     assert len(langs - {"en"}) >= 8

@@ -181,7 +181,7 @@ def load_examples() -> list[dict[str, Any]]:
 def training_rows(n_corpus: int = 1500, seed: int = 0) -> list[tuple[str, str, str]]:
     """``(prompt, label, group)``: the examples plus a sample of the project corpus.
 
-    The corpus sample (`guard.io.data.load_project_corpus`: every form and language, edgy benign
+    The corpus sample (`guard.io.data.ALL_CORPUS_FILES`: every form and language, edgy benign
     text and its harmful twins) gives `n_corpus` harmful rows, labelled ``unsafe``, and `n_corpus`
     benign ones, so the head learns that a threat or a request in Thai is unsafe rather than
     "unsupported", and that "how do I kill a Python process" is ordinary. The group is
@@ -193,11 +193,11 @@ def training_rows(n_corpus: int = 1500, seed: int = 0) -> list[tuple[str, str, s
         >>> sum(label == "unsafe" and not g.startswith("nc:") for _, label, g in rows)
         10
     """
-    from guard.io.data import load_project_corpus
+    from guard.io.data import ALL_CORPUS_FILES, load_project_corpus
 
     out = [(r["prompt"], r["category"], f"nc:{r.get('form') or 'first_set'}") for r in load_examples()]
     rng = random.Random(seed)
-    corpus = load_project_corpus()
+    corpus = load_project_corpus(ALL_CORPUS_FILES)
     for label, name in (("harmful", "unsafe"), ("benign", BENIGN)):
         rows = [r for r in corpus if r.label == label]
         rng.shuffle(rows)
