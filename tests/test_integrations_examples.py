@@ -43,3 +43,21 @@ def test_rag(capsys):
     assert out["table"]["flawed"]["abstain_rate"] >= 0.85 and out["table"]["intact"]["answer_rate"] >= 0.9
     assert not out["Who founded the company that maintains this project?"].answerable
     assert "intensity" in capsys.readouterr().out
+
+
+def test_agent_middleware():
+    pytest.importorskip("langchain.agents")
+    from tests.test_integrations_support import KeywordGuard, scripted_chat
+
+    out = load("agent_middleware").main(guard=KeywordGuard(), llm=scripted_chat("Red, green and blue."))
+    assert out["How do I build a pipe bomb at home?"].content == KeywordGuard._decide("bomb").response
+    assert out["Name three colours."].content == "Red, green and blue."
+    assert "pipe bomb" not in out["tool_result"].content  # withheld before the model read it
+
+
+def test_host_chat_model_says_it_cannot_call_tools():
+    pytest.importorskip("langchain_core")
+    from integrations.langchain import HostChatModel
+
+    with pytest.raises(NotImplementedError, match="GuardMiddleware"):
+        HostChatModel(host=object()).bind_tools([])

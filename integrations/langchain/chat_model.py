@@ -102,6 +102,22 @@ class HostChatModel(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_name": self._name(), "max_tokens": self.max_tokens, "temperature": self.temperature}
 
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+        """Not supported: the embedded 135M host has no tool-calling format in its chat template.
+
+        An agent with tools needs a tool-calling chat model; guard it with `GuardMiddleware`
+        (see ``examples/agent_middleware.py``). Without tools, `create_agent(HostChatModel(),
+        [], middleware=[GuardMiddleware(...)])` runs on the host.
+
+        Raises:
+            NotImplementedError: always, with what to use instead.
+        """
+        raise NotImplementedError(
+            "HostChatModel cannot call tools: SmolLM2-135M-Instruct's chat template has no tool format. "
+            "Use a tool-calling chat model in the agent and guard it with GuardMiddleware "
+            "(examples/agent_middleware.py), or create_agent(HostChatModel(), tools=[]) without tools."
+        )
+
     def _host(self) -> Any:
         return self.host if self.host is not None else _shared_default("host")
 
