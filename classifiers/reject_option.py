@@ -451,15 +451,12 @@ class RejectOptionClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         if self.novelty == "mahalanobis":
             D = F - self.location_
             return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", D, self.precision_, D), 0.0))
+        from sklearn.neighbors import NearestNeighbors
+
+        # the k-th nearest training point (the k+1-th when F is the training set: itself comes first)
         k = self.n_neighbors + (1 if exclude_self else 0)
-        out = np.empty(F.shape[0])
-        ref_sq = (self.reference_**2).sum(axis=1)
-        for s in range(0, F.shape[0], 512):
-            chunk = F[s : s + 512]
-            d2 = (chunk**2).sum(axis=1)[:, None] + ref_sq[None, :] - 2 * chunk @ self.reference_.T
-            d2 = np.maximum(d2, 0.0)
-            out[s : s + 512] = np.sqrt(np.partition(d2, k - 1, axis=1)[:, k - 1])
-        return out
+        nn = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(self.reference_)
+        return np.asarray(nn.kneighbors(np.asarray(F, dtype=np.float64))[0][:, k - 1])
 
     def _rejector_inputs(self, proba: np.ndarray, F: np.ndarray) -> np.ndarray:
         conf = proba.max(axis=1, keepdims=True)

@@ -111,3 +111,17 @@ def test_coverage_risk_curve_by_hand():
     assert c.table((1.0, 0.5)) == [{"coverage": 1.0, "risk": 0.5}, {"coverage": 0.5, "risk": 0.0}]
     with pytest.raises(ClassifierError):
         coverage_risk_curve([1], [1, 0], [0.5, 0.5])
+
+
+def test_knn_novelty_is_the_distance_to_the_kth_training_point():
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 8))
+    m = RejectOptionClassifier(novelty="knn", n_neighbors=5).fit(X, (X[:, 0] > 0).astype(int))
+    F = rng.normal(size=(50, 8))
+    want = np.sort(cdist(F, m.reference_), axis=1)[:, 4]
+    np.testing.assert_allclose(m._distance(F), want, atol=1e-9)
+    # on the training points themselves, each point's own zero distance is skipped
+    own = np.sort(cdist(m.reference_, m.reference_), axis=1)[:, 5]
+    np.testing.assert_allclose(m._distance(m.reference_, exclude_self=True), own, atol=1e-9)
