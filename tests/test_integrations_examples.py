@@ -55,9 +55,9 @@ def test_agent_middleware():
     assert "pipe bomb" not in out["tool_result"].content  # withheld before the model read it
 
 
-def test_host_chat_model_says_it_cannot_call_tools():
+def test_host_chat_model_has_no_tool_calling():
     pytest.importorskip("langchain_core")
     from integrations.langchain import HostChatModel
 
-    with pytest.raises(NotImplementedError, match="GuardMiddleware"):
+    with pytest.raises(NotImplementedError):  # LangChain's default: the host has no tool format
         HostChatModel(host=object()).bind_tools([])

@@ -58,7 +58,12 @@ class HostChatModel(BaseChatModel):
 
     `host=None` means the embedded default host (SmolLM2-135M-Instruct), loaded on first use and
     shared by every instance, never in the constructor. Tool calling and structured output are
-    not supported. Each reply carries usage metadata (token counts) and its `model_name`.
+    not supported: SmolLM2-135M-Instruct's chat template has no tool format, so `bind_tools` is
+    LangChain's default (it raises `NotImplementedError`, and LangChain's tooling reads the model
+    as one without tools). In an agent, use it without tools (`create_agent(HostChatModel(), [],
+    middleware=[GuardMiddleware(...)])`), or a tool-calling model guarded by `GuardMiddleware`
+    (``examples/agent_middleware.py``). Each reply carries usage metadata (token counts) and its
+    `model_name`.
 
     Args:
         host: a `HostModel`; `None` for the shared default.
@@ -101,22 +106,6 @@ class HostChatModel(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_name": self._name(), "max_tokens": self.max_tokens, "temperature": self.temperature}
-
-    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
-        """Not supported: the embedded 135M host has no tool-calling format in its chat template.
-
-        An agent with tools needs a tool-calling chat model; guard it with `GuardMiddleware`
-        (see ``examples/agent_middleware.py``). Without tools, `create_agent(HostChatModel(),
-        [], middleware=[GuardMiddleware(...)])` runs on the host.
-
-        Raises:
-            NotImplementedError: always, with what to use instead.
-        """
-        raise NotImplementedError(
-            "HostChatModel cannot call tools: SmolLM2-135M-Instruct's chat template has no tool format. "
-            "Use a tool-calling chat model in the agent and guard it with GuardMiddleware "
-            "(examples/agent_middleware.py), or create_agent(HostChatModel(), tools=[]) without tools."
-        )
 
     def _host(self) -> Any:
         return self.host if self.host is not None else _shared_default("host")
