@@ -56,6 +56,8 @@ LABELS: tuple[str, ...] = (*CATEGORIES, BENIGN)
 #: The categories that lead to abstention (unsafe is left to the harm detectors and thresholds).
 ABSTAIN_CATEGORIES: tuple[str, ...] = CATEGORIES[1:]
 DATA_FILE = "noncompliance.jsonl"
+#: Benign corpus prompts of at most this many words are all in the training rows (see `training_rows`).
+SHORT_WORDS = 8
 WEIGHTS_DIR = "noncompliance"
 
 DESCRIPTIONS: dict[str, str] = {
@@ -184,8 +186,9 @@ def training_rows(n_corpus: int = 1500, seed: int = 0) -> list[tuple[str, str, s
     The corpus sample (`guard.io.data.ALL_CORPUS_FILES`: every form and language, edgy benign
     text and its harmful twins) gives `n_corpus` harmful rows, labelled ``unsafe``, and `n_corpus`
     benign ones, so the head learns that a threat or a request in Thai is unsafe rather than
-    "unsupported", and that "how do I kill a Python process" is ordinary. The group is
-    ``nc:<form>`` for an example (``nc:first_set`` for the rows written before forms were
+    "unsupported", and that "how do I kill a Python process" is ordinary; every other benign
+    corpus prompt of at most `SHORT_WORDS` words is added too, so brevity alone does not read as
+    an incomplete request ("Explain recursion."). The group is ``nc:<form>`` for an example (``nc:first_set`` for the rows written before forms were
     recorded) and ``<source>:<form>`` for a corpus row.
 
     Example:
@@ -202,6 +205,9 @@ def training_rows(n_corpus: int = 1500, seed: int = 0) -> list[tuple[str, str, s
         rows = [r for r in corpus if r.label == label]
         rng.shuffle(rows)
         out += [(r.prompt, name, f"{r.source}:{r.form or 'none'}") for r in rows[:n_corpus]]
+        if label == "benign":  # every short complete request, so brevity alone does not read as incomplete
+            short = [r for r in rows[n_corpus:] if len(r.prompt.split()) <= SHORT_WORDS]
+            out += [(r.prompt, name, f"{r.source}:{r.form or 'none'}") for r in short]
     return out
 
 
