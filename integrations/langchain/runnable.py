@@ -395,11 +395,10 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         inner = self.bound.get_graph(config)
         inner.trim_first_node()
         inner.trim_last_node()
+        first = last = None
         if inner.first_node() is not None and inner.last_node() is not None:
             first, last = graph.extend(inner)
-        else:  # no single entry and exit: the wrapped runnable as one node
-            first = last = None
-        if first is None or last is None:
+        if first is None or last is None:  # no single entry and exit: the wrapped runnable as one node
             first = last = graph.add_node(self.bound)
         graph.add_edge(check_in, first)
         tail = last
