@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,73 +45,119 @@ DEMO_IMAGE_PROMPTS = [
 ]
 
 
+def _progress_bar(args: argparse.Namespace, **kw: Any) -> Any:
+    """A tqdm bar on stderr, so stdout stays the command's output; a no-op one under --no-progress."""
+    from tqdm.auto import tqdm
+
+    return tqdm(file=sys.stderr, disable=getattr(args, "no_progress", False), **kw)
+
+
+@contextlib.contextmanager
+def _library_bars_off() -> Iterator[None]:
+    """Under --no-progress, silence the bars of transformers (weight loading) and huggingface_hub
+    (downloads) too, for the command only: their previous state comes back after it."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    transformers_on, hub_on = hf_logging.is_progress_bar_enabled(), not are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()  # huggingface_hub's as well
+    try:
+        yield
+    finally:
+        if transformers_on:
+            hf_logging.enable_progress_bar()  # huggingface_hub's as well: set it back below
+        (enable_progress_bars if hub_on else disable_progress_bars)()
+
+
+def _say(text: str) -> None:
+    """Print `text` to stdout without tearing an open progress bar (it is redrawn below)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(text, file=sys.stdout)
+    sys.stdout.flush()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from guard.guard import Guard
     from guard.whitebox.prefill import guarded_generate
 
-    print("Loading the embedded host (SmolLM2-135M-Instruct) and the shipped guard...", flush=True)
-    guard = Guard.default()
-    host = guard.host
     prompts = args.prompt or DEMO_PROMPTS
-    print("\n=== 1. The bare host answers everything ===")
-    for p in prompts:
-        reply = host.generate(p, max_new_tokens=args.max_new_tokens)
-        print(f"\nUSER: {p}\nHOST: {reply[:300]}")
-    print("\n=== 2. The same host behind the guard (the guard reads the host's own prefill pass) ===")
-    for p in prompts:
-        out = guarded_generate(guard, p, max_new_tokens=args.max_new_tokens)
-        d = out.decision
-        print(f"\nUSER: {p}")
-        print(
-            f"  action: {d.action.value}   harmfulness: {d.scores.get('harmfulness', float('nan')):.3f}"
-            f"   category: {d.category}   prefill reused: {out.reused_prefill}"
-        )
-        for r in d.reasons:
-            print(f"  reason: {r}")
-        print(f"  HOST: {out.text[:300]}" if d.action.value == "answer" else f"  GUARD: {d.response}")
-    if args.prompt:
-        return 0
-    _demo_conversation(guard)
-    _demo_images()
-    _demo_knowledge(guard)
+    steps = 1 + 2 * len(prompts)  # loading, then each prompt bare and guarded
+    if not args.prompt:
+        steps += len(DEMO_CONVERSATION) + len(DEMO_IMAGE_PROMPTS) + len(DEMO_FACTUAL_QUESTIONS)
+    with _progress_bar(args, total=steps, desc="demo: loading", unit="step") as bar:
+        _say("Loading the embedded host (SmolLM2-135M-Instruct) and the shipped guard...")
+        guard = Guard.default()
+        host = guard.host
+        bar.update(1)
+        _say("\n=== 1. The bare host answers everything ===")
+        bar.set_description("demo: bare host")
+        for p in prompts:
+            reply = host.generate(p, max_new_tokens=args.max_new_tokens)
+            _say(f"\nUSER: {p}\nHOST: {reply[:300]}")
+            bar.update(1)
+        _say("\n=== 2. The same host behind the guard (the guard reads the host's own prefill pass) ===")
+        bar.set_description("demo: guarded host")
+        for p in prompts:
+            out = guarded_generate(guard, p, max_new_tokens=args.max_new_tokens)
+            d = out.decision
+            _say(f"\nUSER: {p}")
+            _say(
+                f"  action: {d.action.value}   harmfulness: {d.scores.get('harmfulness', float('nan')):.3f}"
+                f"   category: {d.category}   prefill reused: {out.reused_prefill}"
+            )
+            for r in d.reasons:
+                _say(f"  reason: {r}")
+            _say(f"  HOST: {out.text[:300]}" if d.action.value == "answer" else f"  GUARD: {d.response}")
+            bar.update(1)
+        if args.prompt:
+            return 0
+        bar.set_description("demo: conversation")
+        _demo_conversation(guard, bar)
+        bar.set_description("demo: image prompts")
+        _demo_images(bar)
+        bar.set_description("demo: knowledge")
+        _demo_knowledge(guard, bar)
     return 0
 
 
-def _demo_conversation(guard: Any) -> None:
-    print("\n=== 3. A conversation: each turn alone, then the turns together ===")
+def _demo_conversation(guard: Any, bar: Any) -> None:
+    _say("\n=== 3. A conversation: each turn alone, then the turns together ===")
     history: list[dict[str, str]] = []
     for turn in DEMO_CONVERSATION:
         alone = guard.check(turn).action.value
         d = guard.check(turn, history=history or None)
-        print(f"\nUSER: {turn}\n  alone: {alone}   in the conversation: {d.action.value}")
+        _say(f"\nUSER: {turn}\n  alone: {alone}   in the conversation: {d.action.value}")
         if d.blocked:
-            print(f"  reason: {d.reasons[0]}\n  GUARD: {d.response}")
+            _say(f"  reason: {d.reasons[0]}\n  GUARD: {d.response}")
         history += [
             {"role": "user", "content": turn},
             {"role": "assistant", "content": "(the host's answer)"},
         ]
+        bar.update(1)
 
 
-def _demo_images() -> None:
+def _demo_images(bar: Any) -> None:
     from guard.image import ImageGuard
 
-    print("\n=== 4. Prompts for an image model (ImageGuard: no host needed) ===")
+    _say("\n=== 4. Prompts for an image model (ImageGuard: no host needed) ===")
     g = ImageGuard.default()
     for p in DEMO_IMAGE_PROMPTS:
         d = g.check(p)
-        print(
+        _say(
             f"\nIMAGE PROMPT: {p}\n  action: {d.action.value}   category: {d.category}"
             + (f"\n  GUARD: {d.response}" if d.blocked else "")
         )
+        bar.update(1)
 
 
-def _demo_knowledge(guard: Any) -> None:
+def _demo_knowledge(guard: Any, bar: Any) -> None:
     from importlib import resources
 
     from guard.whitebox.knowledge import KnowledgeProbe
 
-    print("\n=== 5. Knowledge boundaries (opt-in: Guard.default(knowledge=True)) ===")
-    print(
+    _say("\n=== 5. Knowledge boundaries (opt-in: Guard.default(knowledge=True)) ===")
+    _say(
         "(a weak probe: AUROC 0.65 on held-out topics; it also abstains on half of the easy questions "
         "the 135M host gets right, which is why it is off by default)"
     )
@@ -120,9 +167,10 @@ def _demo_knowledge(guard: Any) -> None:
     try:
         for q in DEMO_FACTUAL_QUESTIONS:
             d = guard.check(q)
-            print(
+            _say(
                 f"\nUSER: {q}\n  action: {d.action.value}" + (f"\n  GUARD: {d.response}" if d.blocked else "")
             )
+            bar.update(1)
     finally:
         guard.knowledge = None
 
@@ -211,9 +259,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         from guard.fitting.fit_blackbox import fit_default_classifiers, prompt_signal_scores
 
         print("fitting the black-box classifiers on the fit split", file=sys.stderr)
-        classifier_figures = fit_default_classifiers(
-            out_dir / "classifiers", seed=args.seed, rows=examples, progress=True
-        )
+        # its progress lines go to stderr with the bars: stdout is the summary JSON
+        with contextlib.redirect_stdout(sys.stderr):
+            classifier_figures = fit_default_classifiers(
+                out_dir / "classifiers", seed=args.seed, rows=examples, progress=not args.no_progress
+            )
         evidence = prompt_signal_scores(out_dir / "classifiers", [e.prompt for e in examples])
     latent, threshold, report = fit_and_evaluate(
         lambda: LatentGuard(host, random_state=args.seed),
@@ -221,7 +271,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         seed=args.seed,
         target_recall=args.target_recall,
         leave_one_out=not args.no_leave_one_out,
-        progress=True,
+        progress=not args.no_progress,
         features_cache=args.features_cache,
         evidence=evidence,
         augment_tense=args.augment_tense,
@@ -316,6 +366,7 @@ def _fit_grouped(args: argparse.Namespace, host: Any, out_dir: Path) -> int:
         seed=args.seed,
         target_recall=args.target_recall,
         latent_per_group=args.latent_per_group,
+        progress=not args.no_progress,
         rows=rows,
     )
     keys = ("chosen", "grouped", "random_split", "external")
@@ -531,6 +582,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="guarded chat with the embedded host on a few prompts")
     p.add_argument("--prompt", action="append", help="use these prompts instead (repeatable)")
     p.add_argument("--max-new-tokens", type=int, default=48, help="reply length in tokens")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar on stderr (loading, then each prompt and turn)",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("check", help="one decision; exits 0 (answer), 3 (refuse) or 4 (abstain)")
@@ -596,6 +652,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also fit the black-box classifiers (into OUT/classifiers) on the same fit split, "
         "and choose the pooled policy on calib",
+    )
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars on stderr (the host pass, the grouped comparison) and no "
+        "black-box fitting lines",
     )
     p.set_defaults(func=cmd_fit)
 
@@ -773,7 +835,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        with _library_bars_off() if getattr(args, "no_progress", False) else contextlib.nullcontext():
+            return int(args.func(args))
     except GuardError as exc:
         print(f"guard: error: {exc}", file=sys.stderr)
         return 2

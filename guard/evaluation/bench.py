@@ -31,11 +31,14 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextvars
 import platform
 import resource
 import statistics
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
@@ -86,6 +89,57 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class _Bars:
+    """`run_bench`'s tqdm bars on stderr: the phases (of a known number), and under it a count of
+    the timed runs so far (every timed call ticks it, outside the timed span)."""
+
+    def __init__(self, phases: Sequence[str], enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.phases = tqdm(
+            total=len(phases), desc="bench", unit="phase", file=sys.stderr, disable=not enabled
+        )
+        self.runs = tqdm(desc="timed runs", unit="run", file=sys.stderr, leave=False, disable=not enabled)
+        self._started = False
+
+    def phase(self, name: str) -> None:
+        """`name` starts (the phase before it, if any, is done)."""
+        if self._started:
+            self.phases.update(1)
+        self._started = True
+        self.phases.set_description(f"bench: {name}")
+
+    def tick(self, n: int = 1) -> None:
+        self.runs.update(n)
+
+    def close(self) -> None:
+        if self._started:
+            self.phases.update(1)
+        self.runs.close()
+        self.phases.close()
+
+
+#: The bars of the `run_bench` in progress (None: no bars), ticked by `_time` and the prefill loop.
+_BARS: contextvars.ContextVar[_Bars | None] = contextvars.ContextVar("bench_bars", default=None)
+
+
+@contextmanager
+def _bars(phases: Sequence[str], enabled: bool) -> Iterator[_Bars]:
+    bars = _Bars(phases, enabled)
+    token = _BARS.set(bars)
+    try:
+        yield bars
+    finally:
+        _BARS.reset(token)
+        bars.close()
+
+
+def _tick(n: int = 1) -> None:
+    bars = _BARS.get()
+    if bars is not None:
+        bars.tick(n)
+
+
 def _time(fn: Callable[[], Any], repeat: int) -> float:
     """Median seconds of `repeat` calls."""
     times = []
@@ -93,6 +147,7 @@ def _time(fn: Callable[[], Any], repeat: int) -> float:
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
+        _tick()
     return statistics.median(times)
 
 
@@ -231,6 +286,7 @@ def _prefill_section(guard: Any, max_new_tokens: int, repeat: int) -> dict[str, 
             reused.append(time.perf_counter() - t)
             guard_ms.append(out.guard_ms / 1000)
             n_tokens = out.new_tokens
+            _tick(3)
         g, s, r, gm = (statistics.median(v) for v in (gen, sep, reused, guard_ms))
         rows.append(
             {
@@ -378,6 +434,7 @@ def run_bench(
     prompt_lengths: Sequence[int] | None = None,
     blackbox_backends: Sequence[Backend] = ("torch", "onnx", "onnx-int8"),
     progress: Callable[[str], None] | None = None,
+    progress_bar: bool = False,
 ) -> dict[str, Any]:
     """Run the benchmark and return its figures (one JSON-ready dict).
 
@@ -394,6 +451,8 @@ def run_bench(
         prompt_lengths: prompt lengths in host tokens; default 16 to 4,096.
         blackbox_backends: the embedding back ends to compare.
         progress: called with the name of each phase as it starts (e.g. ``print``).
+        progress_bar: show tqdm bars on stderr: the phases, and the timed runs so far (the
+            figures are the same either way: the bars update outside the timed spans).
 
     Example:
         >>> figures = run_bench(cold=False, quick=True)  # doctest: +SKIP
@@ -421,68 +480,91 @@ def run_bench(
         },
         "options": {"quick": quick, "cold": cold, "repeat": repeat},
     }
-    gguf = default_gguf_path()
-    say("load")
-    if cold:
+    phases = [
+        "load",
+        "latent",
+        *(["request path"] if request_path else []),
+        *(["prefill"] if prefill else []),
+        "batch sizes",
+        *(["black-box back ends"] if blackbox else []),
+        "prompt lengths",
+    ]
+    with _bars(phases, progress_bar) as bars:
+
+        def start(phase: str) -> None:
+            say(phase)
+            bars.phase(phase)
+
+        gguf = default_gguf_path()
+        start("load")
+        if cold:
+            t = time.perf_counter()
+            HostModel.from_pretrained(gguf, use_cache=False)
+            out["load_s_cold_gguf"] = time.perf_counter() - t
+            bars.tick()
+        HostModel.from_pretrained(gguf)  # make sure the cache exists
         t = time.perf_counter()
-        HostModel.from_pretrained(gguf, use_cache=False)
-        out["load_s_cold_gguf"] = time.perf_counter() - t
-    HostModel.from_pretrained(gguf)  # make sure the cache exists
-    t = time.perf_counter()
-    host = HostModel.from_pretrained(gguf)
-    out["load_s_cached"] = time.perf_counter() - t
-    if cold:
-        out["load_speedup_cached_vs_cold"] = out["load_s_cold_gguf"] / out["load_s_cached"]
-    rss["load"] = _peak_rss_mb()
+        host = HostModel.from_pretrained(gguf)
+        out["load_s_cached"] = time.perf_counter() - t
+        bars.tick()
+        if cold:
+            out["load_speedup_cached_vs_cold"] = out["load_s_cold_gguf"] / out["load_s_cached"]
+        rss["load"] = _peak_rss_mb()
 
-    say("latent")
-    guard = Guard.load(_default_artifact(), host=host)
-    latent = guard.latent
-    batch16 = (PROMPTS * 2)[:16]
-    latent.score(batch16)  # warm-up
-    t1 = _time(lambda: [latent.score([p]) for p in batch16], repeat) / 16
-    t16 = _time(lambda: latent.score(batch16), repeat) / 16
-    out["latent_ms_per_prompt"] = {"batch_1": t1 * 1000, "batch_16": t16 * 1000, "batch16_speedup": t1 / t16}
-    full = _time(lambda: host.capture([host.encode(p) for p in batch16], [host.num_layers - 1]), repeat) / 16
-    out["full_forward_ms_per_prompt_batch_16"] = full * 1000
-    out["latent_cost_share_of_full_forward"] = t16 / full
-    guard.check(PROMPTS[0])  # warm-up: the black-box models load on first use
-    tg = _time(lambda: guard.check(PROMPTS[0]), repeat)
-    out["guard_check_ms_batch_1"] = tg * 1000
-    out["layer"] = latent.layer_
-    rss["latent"] = _peak_rss_mb()
-
-    if request_path:
-        say("request path")
-        out["request_path"] = _request_path_section(guard, repeat)
-        rss["request_path"] = _peak_rss_mb()
-
-    if prefill:
-        say("prefill")
-        out["prefill"] = _prefill_section(guard, max_new_tokens, repeat)
-        rss["prefill"] = _peak_rss_mb()
-
-    say("batch sizes")
-    out["batch_sizes"] = _batch_section(latent, batch_sizes or BATCH_SIZES, repeat)
-    rss["batch_sizes"] = _peak_rss_mb()
-
-    heads: dict[str, Any] = {}
-    if blackbox:
-        say("black-box back ends")
-        heads = _blackbox_heads(blackbox_backends)
-        out["blackbox"] = _blackbox_section(
-            heads, QUICK["blackbox_batches"] if quick else BLACKBOX_BATCHES, repeat
+        start("latent")
+        guard = Guard.load(_default_artifact(), host=host)
+        latent = guard.latent
+        batch16 = (PROMPTS * 2)[:16]
+        latent.score(batch16)  # warm-up
+        t1 = _time(lambda: [latent.score([p]) for p in batch16], repeat) / 16
+        t16 = _time(lambda: latent.score(batch16), repeat) / 16
+        out["latent_ms_per_prompt"] = {
+            "batch_1": t1 * 1000,
+            "batch_16": t16 * 1000,
+            "batch16_speedup": t1 / t16,
+        }
+        full = (
+            _time(lambda: host.capture([host.encode(p) for p in batch16], [host.num_layers - 1]), repeat) / 16
         )
-        rss["blackbox"] = _peak_rss_mb()
+        out["full_forward_ms_per_prompt_batch_16"] = full * 1000
+        out["latent_cost_share_of_full_forward"] = t16 / full
+        guard.check(PROMPTS[0])  # warm-up: the black-box models load on first use
+        tg = _time(lambda: guard.check(PROMPTS[0]), repeat)
+        out["guard_check_ms_batch_1"] = tg * 1000
+        out["layer"] = latent.layer_
+        rss["latent"] = _peak_rss_mb()
 
-    say("prompt lengths")
-    out["prompt_lengths"] = _length_section(latent, heads, prompt_lengths or PROMPT_LENGTHS, repeat)
-    rss["prompt_lengths"] = _peak_rss_mb()
+        if request_path:
+            start("request path")
+            out["request_path"] = _request_path_section(guard, repeat)
+            rss["request_path"] = _peak_rss_mb()
 
-    out["peak_rss_mb"] = _peak_rss_mb()
-    out["peak_rss_mb_after"] = {k: _r(v, 1) for k, v in rss.items()}
-    out["machine"]["load_avg_1m_after"] = _r(_loadavg(), 2)
-    return out
+        if prefill:
+            start("prefill")
+            out["prefill"] = _prefill_section(guard, max_new_tokens, repeat)
+            rss["prefill"] = _peak_rss_mb()
+
+        start("batch sizes")
+        out["batch_sizes"] = _batch_section(latent, batch_sizes or BATCH_SIZES, repeat)
+        rss["batch_sizes"] = _peak_rss_mb()
+
+        heads: dict[str, Any] = {}
+        if blackbox:
+            start("black-box back ends")
+            heads = _blackbox_heads(blackbox_backends)
+            out["blackbox"] = _blackbox_section(
+                heads, QUICK["blackbox_batches"] if quick else BLACKBOX_BATCHES, repeat
+            )
+            rss["blackbox"] = _peak_rss_mb()
+
+        start("prompt lengths")
+        out["prompt_lengths"] = _length_section(latent, heads, prompt_lengths or PROMPT_LENGTHS, repeat)
+        rss["prompt_lengths"] = _peak_rss_mb()
+
+        out["peak_rss_mb"] = _peak_rss_mb()
+        out["peak_rss_mb_after"] = {k: _r(v, 1) for k, v in rss.items()}
+        out["machine"]["load_avg_1m_after"] = _r(_loadavg(), 2)
+        return out
 
 
 def _loadavg() -> float:
@@ -553,6 +635,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         default=None,
         help="prompt lengths in tokens, e.g. 16 256 4096",
     )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars on stderr (the phases and the timed runs)",
+    )
     return parser
 
 
@@ -568,6 +655,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
         max_new_tokens=args.max_new_tokens,
         batch_sizes=args.batch_sizes,
         prompt_lengths=args.lengths,
+        progress_bar=not getattr(args, "no_progress", False),
     )
 
 

@@ -32,7 +32,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import json
+import math
+import sys
 import time
 import typing  # `typing.cast`: `cast` names a local ConditionalSteering below
 from pathlib import Path
@@ -79,8 +82,42 @@ def _sample(items: list[Any], n: int, rng: np.random.Generator) -> list[Any]:
     return [items[i] for i in sorted(rng.permutation(len(items))[:n])]
 
 
-def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = print) -> dict[str, Any]:
+def _bar(total: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar on stderr over generated replies (a no-op one when not `enabled`)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="reply", file=sys.stderr, disable=not enabled)
+
+
+def _generate(cast: Any, prompts: list[str], bar: Any, **kw: Any) -> list[Any]:
+    """`cast.generate(prompts, **kw)`, in chunks that tick `bar` as each is done.
+
+    Each chunk is a multiple of both the generation batch (``kw["batch_size"]``) and the batch of
+    the condition pass (the host's `capture` default), so every batch, its padding included, is
+    the one a single call would run: the replies and the decisions are the same. A host whose
+    `capture` takes no batch size gets one call.
+    """
+    capture = inspect.signature(cast.host.capture).parameters.get("batch_size")
+    if not prompts or capture is None or not isinstance(capture.default, int):
+        replies = list(cast.generate(prompts, **kw))
+        bar.update(len(replies))
+        return replies
+    step = math.lcm(int(kw.get("batch_size", 8)), capture.default)
+    replies = []
+    for start in range(0, len(prompts), step):
+        chunk = prompts[start : start + step]
+        replies += cast.generate(chunk, **kw)
+        bar.update(len(chunk))
+    return replies
+
+
+def run_steer_eval(
+    settings: SteerEvalSettings, out: str | Path, *, log: Any = print, progress: bool = False
+) -> dict[str, Any]:
     """Run every measurement and write `out/steering.json`; returns the same dict.
+
+    `progress` shows tqdm bars on stderr over the generated replies (the figures are the same
+    either way); `log` gets the phase lines.
 
     Example:
         >>> run_steer_eval(SteerEvalSettings(n_per_group=8), "runs/steer")  # doctest: +SKIP
@@ -236,10 +273,11 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
         f"generating: {len(harm_test)} {cat} + {len(benign_test)} benign prompts, with and without steering ..."
     )
     kw: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size}
-    h_plain = cast.generate(harm_test, steer_enabled=False, **kw)
-    h_steer = cast.generate(harm_test, **kw)
-    b_plain = cast.generate(benign_test, steer_enabled=False, **kw)
-    b_steer = cast.generate(benign_test, **kw)
+    with _bar(2 * (len(harm_test) + len(benign_test)), "steer-eval: generating", progress) as bar:
+        h_plain = _generate(cast, harm_test, bar, steer_enabled=False, **kw)
+        h_steer = _generate(cast, harm_test, bar, **kw)
+        b_plain = _generate(cast, benign_test, bar, steer_enabled=False, **kw)
+        b_steer = _generate(cast, benign_test, bar, **kw)
     ref_plain = detector.is_refusal([r.text or "." for r in h_plain])
     ref_steer = detector.is_refusal([r.text or "." for r in h_steer])
     b_ref_plain = detector.is_refusal([r.text or "." for r in b_plain])
@@ -375,6 +413,7 @@ def run_steer_eval(settings: SteerEvalSettings, out: str | Path, *, log: Any = p
             h_plain,
             b_plain,
             detector,
+            progress=progress,
         )
         log(
             f"  dense {result['sae_steering']['dense']['steered_refusal_rate']:.2f}, SAE feature "
@@ -419,11 +458,14 @@ def sae_vs_dense(
     harm_plain: list[Any],
     benign_plain: list[Any],
     detector: Any,
+    *,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Steer the same prompts with the dense refusal vector and with the closest SAE feature, at the
     SAE's layer, under the same condition and strength: for each, the refusal rate on the category,
     the share of its replies the steering changed, and the benign replies left token-identical
-    (`harm_plain`, `benign_plain`: the unsteered generations of the same prompts)."""
+    (`harm_plain`, `benign_plain`: the unsteered generations of the same prompts; `progress`: a
+    tqdm bar on stderr over the generated replies)."""
     from guard.whitebox.steering import BehaviourVector, ConditionalSteering, Matches, SteeringRule
 
     layer = features.layer
@@ -448,20 +490,21 @@ def sae_vs_dense(
     }
     kw: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size}
     rule = SteeringRule(when=Matches(category), strength=settings.strength, layers=[layer])
-    for name, bv in (("dense", dense), ("sae", BehaviourVector.from_direction(host, sae_vec, layer))):
-        cast = ConditionalSteering(host, {"refusal": bv}, [cond], [rule])
-        h = cast.generate(harm_test, **kw)
-        b = cast.generate(benign_test, **kw)
-        out[name] = {
-            "steered_refusal_rate": float(detector.is_refusal([r.text or "." for r in h]).mean()),
-            "category_changed_rate": float(
-                np.mean([x.token_ids != y.token_ids for x, y in zip(harm_plain, h)])
-            ),
-            "benign_unchanged_rate": float(
-                np.mean([x.token_ids == y.token_ids for x, y in zip(benign_plain, b)])
-            ),
-            "benign_refusal_rate_steered": float(detector.is_refusal([r.text or "." for r in b]).mean()),
-        }
+    with _bar(2 * (len(harm_test) + len(benign_test)), "steer-eval: SAE vs dense", progress) as bar:
+        for name, bv in (("dense", dense), ("sae", BehaviourVector.from_direction(host, sae_vec, layer))):
+            cast = ConditionalSteering(host, {"refusal": bv}, [cond], [rule])
+            h = _generate(cast, harm_test, bar, **kw)
+            b = _generate(cast, benign_test, bar, **kw)
+            out[name] = {
+                "steered_refusal_rate": float(detector.is_refusal([r.text or "." for r in h]).mean()),
+                "category_changed_rate": float(
+                    np.mean([x.token_ids != y.token_ids for x, y in zip(harm_plain, h)])
+                ),
+                "benign_unchanged_rate": float(
+                    np.mean([x.token_ids == y.token_ids for x, y in zip(benign_plain, b)])
+                ),
+                "benign_refusal_rate_steered": float(detector.is_refusal([r.text or "." for r in b]).mean()),
+            }
     return out
 
 
@@ -531,6 +574,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--no-sae", action="store_false", dest="sae", help="skip the SAE-feature vs dense steering comparison"
     )
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the samples")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars on stderr (the generated replies); the phase lines stay",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -539,7 +587,12 @@ def run(args: argparse.Namespace) -> int:
     """Entry point for `guard steer-eval`."""
     fields = SteerEvalSettings.model_fields
     settings = SteerEvalSettings(**{k: v for k, v in vars(args).items() if k in fields})
-    run_steer_eval(settings, args.out, log=lambda m: print(m, flush=True))
+    run_steer_eval(
+        settings,
+        args.out,
+        log=lambda m: print(m, flush=True),
+        progress=not getattr(args, "no_progress", False),
+    )
     return 0
 
 
