@@ -29,12 +29,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from guard.decision import Action
+from guard.decision.conditions import AllOfNode, AnyOfNode, CompoundNode, Node, NotNode
 from guard.errors import InputError, NotFittedError
 
 STRICTNESS: dict[Action, int] = {Action.ANSWER: 0, Action.ABSTAIN: 1, Action.REFUSE: 2}
@@ -105,19 +106,19 @@ class Encoder:
 
 
 # ------------------------------------------------------------------------------------ conditions
-class _Condition(BaseModel):
+class _Condition(Node["About"]):
+    """A node of a rule's condition tree: an `About`, or `Not`/`AnyOf`/`AllOf` of nodes
+    (`guard.decision.conditions`)."""
+
     model_config = ConfigDict(extra="forbid", frozen=False)
 
-    def holds(
-        self, scores: Mapping[str, float], thresholds: Mapping[str, float] | None = None
-    ) -> bool:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def holds(self, scores: Mapping[str, float], thresholds: Mapping[str, float] | None = None) -> bool:
+        """Whether the condition holds on one prompt's similarities (`About` name -> similarity)."""
+        return self.evaluate(lambda about: about.holds(scores, thresholds))
 
-    def abouts(self) -> Iterator[About]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def describe(self) -> str:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def abouts(self) -> Iterator[About]:
+        """The `About` leaves, left to right."""
+        return self.leaves()
 
 
 class About(_Condition):
@@ -213,14 +214,11 @@ class About(_Condition):
             raise InputError(f"no similarity for About({self.name!r}); compute them with about_scores()")
         return float(scores[self.name]) >= self.threshold_in(thresholds)
 
-    def abouts(self) -> Iterator[About]:
-        yield self
-
     def describe(self) -> str:
         return f"about {self.name!r}"
 
 
-class Not(_Condition):
+class Not(NotNode["About"], _Condition):
     """The inner condition does not hold.
 
     Example:
@@ -228,43 +226,24 @@ class Not(_Condition):
         True
     """
 
-    kind: Literal["not"] = "not"
+    operand_field = "condition"
+
     condition: Condition
 
-    def __init__(self, condition: Any = None, /, **data: Any) -> None:
-        if condition is not None:
-            data["condition"] = condition
-        super().__init__(**data)
+    if TYPE_CHECKING:  # NotNode's positional __init__ (pydantic's mypy plugin writes a keyword-only one)
 
-    def holds(self, scores: Mapping[str, float], thresholds: Mapping[str, float] | None = None) -> bool:
-        return not self.condition.holds(scores, thresholds)
-
-    def abouts(self) -> Iterator[About]:
-        yield from self.condition.abouts()
-
-    def describe(self) -> str:
-        return f"not {self.condition.describe()}"
+        def __init__(self, condition: Any = None, /, **data: Any) -> None: ...
 
 
-class _Compound(_Condition):
+class _Compound(CompoundNode["About"], _Condition):
     """Shared shape of `AnyOf` and `AllOf`: a list of conditions, given positionally or by name."""
+
+    operands_field = "conditions"
 
     conditions: list[Condition] = Field(min_length=1)
 
-    def __init__(self, *conditions: Any, **data: Any) -> None:
-        if conditions:
-            data["conditions"] = list(conditions)
-        super().__init__(**data)
 
-    def abouts(self) -> Iterator[About]:
-        for c in self.conditions:
-            yield from c.abouts()
-
-    def _describe(self, word: str) -> str:
-        return f"{word} (" + ", ".join(c.describe() for c in self.conditions) + ")"
-
-
-class AnyOf(_Compound):
+class AnyOf(AnyOfNode["About"], _Compound):
     """At least one of the conditions holds.
 
     Example:
@@ -272,16 +251,12 @@ class AnyOf(_Compound):
         True
     """
 
-    kind: Literal["any_of"] = "any_of"
+    if TYPE_CHECKING:  # CompoundNode's positional __init__ (pydantic's mypy plugin writes a keyword-only one)
 
-    def holds(self, scores: Mapping[str, float], thresholds: Mapping[str, float] | None = None) -> bool:
-        return any(c.holds(scores, thresholds) for c in self.conditions)
-
-    def describe(self) -> str:
-        return self._describe("any of")
+        def __init__(self, *conditions: Any, **data: Any) -> None: ...
 
 
-class AllOf(_Compound):
+class AllOf(AllOfNode["About"], _Compound):
     """Every condition holds.
 
     Example:
@@ -289,13 +264,9 @@ class AllOf(_Compound):
         False
     """
 
-    kind: Literal["all_of"] = "all_of"
+    if TYPE_CHECKING:  # CompoundNode's positional __init__ (pydantic's mypy plugin writes a keyword-only one)
 
-    def holds(self, scores: Mapping[str, float], thresholds: Mapping[str, float] | None = None) -> bool:
-        return all(c.holds(scores, thresholds) for c in self.conditions)
-
-    def describe(self) -> str:
-        return self._describe("all of")
+        def __init__(self, *conditions: Any, **data: Any) -> None: ...
 
 
 Condition = Annotated[Union[About, Not, AnyOf, AllOf], Field(discriminator="kind")]

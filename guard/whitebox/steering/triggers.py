@@ -1,27 +1,34 @@
-"""Typed triggers of a steering rule (`Matches`, `Not`, `AnyOf`, `AllOf`): no string is parsed."""
+"""Typed triggers of a steering rule (`Matches`, `Not`, `AnyOf`, `AllOf`): no string is parsed.
+
+`Not`, `AnyOf` and `AllOf` are the condition combinators of `guard.decision.conditions` (the
+ones rule conditions use too), over `Matches` leaves, frozen, and stored with fields ``trigger``
+and ``triggers``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from guard.decision.conditions import AllOfNode, AnyOfNode, CompoundNode, Node, NotNode
 from guard.errors import InputError
 
 
 # ------------------------------------------------------------------------------------ rules
-class _Trigger(BaseModel):
+class _Trigger(Node["Matches"]):
+    """A node of a trigger tree: a `Matches`, or `Not`/`AnyOf`/`AllOf` of nodes."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def holds(self, passed: Mapping[str, bool]) -> bool:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def holds(self, passed: Mapping[str, bool]) -> bool:
+        """Whether the trigger holds, given which condition vectors passed on the prompt."""
+        return self.evaluate(lambda leaf: leaf.holds(passed))
 
-    def names(self) -> set[str]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def describe(self) -> str:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def names(self) -> set[str]:
+        """The names of the condition vectors the trigger reads."""
+        return {leaf.condition for leaf in self.leaves()}
 
 
 class Matches(_Trigger):
@@ -45,14 +52,11 @@ class Matches(_Trigger):
             raise InputError(f"no result for condition {self.condition!r}; known: {sorted(passed)}")
         return bool(passed[self.condition])
 
-    def names(self) -> set[str]:
-        return {self.condition}
-
     def describe(self) -> str:
         return f"matches {self.condition!r}"
 
 
-class Not(_Trigger):
+class Not(NotNode["Matches"], _Trigger):
     """The inner trigger does not hold ("if the input is *not* about legal advice, ...").
 
     Example:
@@ -60,37 +64,22 @@ class Not(_Trigger):
         True
     """
 
-    kind: Literal["not"] = "not"
+    operand_field = "trigger"
+
     trigger: Trigger
 
-    def __init__(self, trigger: Any = None, /, **data: Any) -> None:
-        if trigger is not None:
-            data["trigger"] = trigger
-        super().__init__(**data)
+    if TYPE_CHECKING:  # NotNode's positional __init__ (pydantic's mypy plugin writes a keyword-only one)
 
-    def holds(self, passed: Mapping[str, bool]) -> bool:
-        return not self.trigger.holds(passed)
-
-    def names(self) -> set[str]:
-        return self.trigger.names()
-
-    def describe(self) -> str:
-        return f"not {self.trigger.describe()}"
+        def __init__(self, trigger: Any = None, /, **data: Any) -> None: ...
 
 
-class _Compound(_Trigger):
+class _Compound(CompoundNode["Matches"], _Trigger):
+    operands_field = "triggers"
+
     triggers: list[Trigger] = Field(min_length=1)
 
-    def __init__(self, *triggers: Any, **data: Any) -> None:
-        if triggers:
-            data["triggers"] = list(triggers)
-        super().__init__(**data)
 
-    def names(self) -> set[str]:
-        return set().union(*(t.names() for t in self.triggers))
-
-
-class AnyOf(_Compound):
+class AnyOf(AnyOfNode["Matches"], _Compound):
     """At least one trigger holds.
 
     Example:
@@ -98,16 +87,12 @@ class AnyOf(_Compound):
         True
     """
 
-    kind: Literal["any_of"] = "any_of"
+    if TYPE_CHECKING:  # CompoundNode's positional __init__ (pydantic's mypy plugin writes a keyword-only one)
 
-    def holds(self, passed: Mapping[str, bool]) -> bool:
-        return any(t.holds(passed) for t in self.triggers)
-
-    def describe(self) -> str:
-        return "any of (" + ", ".join(t.describe() for t in self.triggers) + ")"
+        def __init__(self, *triggers: Any, **data: Any) -> None: ...
 
 
-class AllOf(_Compound):
+class AllOf(AllOfNode["Matches"], _Compound):
     """Every trigger holds.
 
     Example:
@@ -115,13 +100,9 @@ class AllOf(_Compound):
         False
     """
 
-    kind: Literal["all_of"] = "all_of"
+    if TYPE_CHECKING:  # CompoundNode's positional __init__ (pydantic's mypy plugin writes a keyword-only one)
 
-    def holds(self, passed: Mapping[str, bool]) -> bool:
-        return all(t.holds(passed) for t in self.triggers)
-
-    def describe(self) -> str:
-        return "all of (" + ", ".join(t.describe() for t in self.triggers) + ")"
+        def __init__(self, *triggers: Any, **data: Any) -> None: ...
 
 
 Trigger = Annotated[Matches | Not | AnyOf | AllOf, Field(discriminator="kind")]
