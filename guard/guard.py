@@ -25,6 +25,7 @@ from guard.features.windows import WindowSpec, split_windows, windowed_max
 from guard.text.normalize import DECODING_KINDS, View, alternate_views, part_views
 from guard.text.occlusion import _WORD, IGNORE_WORD_INSTRUCTION, ProbaFn, drop_span, occlusion
 from guard.text.prepare import (
+    PreparedText,
     check_context,
     check_history,
     neutralize_control_tokens,
@@ -34,7 +35,7 @@ from guard.text.prepare import (
 from guard.whitebox.artifacts import load_latent, recorded_host, save_latent
 from guard.whitebox.host import HostModel
 from guard.whitebox.knowledge import KnowledgeProbe, looks_factual
-from guard.whitebox.latent import LatentGuard
+from guard.whitebox.latent import LatentGuard, LatentScores
 from guard.whitebox.sae import NamedFeatures
 
 #: Sub-folder of a guard folder holding its fitted reject option.
@@ -377,13 +378,13 @@ class Guard:
                 raise
             except Exception as exc:  # an unknown state: fail closed unless configured otherwise
                 for i in todo:
-                    decisions[i] = self._unavailable(exc, prepared[i][1])
+                    decisions[i] = self._unavailable(exc, prepared[i].notes)
             if self.mitigation is not None:
                 done = [decisions[i] for i in todo]
                 try:
                     revisited = mitigate(
                         self,
-                        [prepared[i][0] for i in todo],
+                        [prepared[i].text for i in todo],
                         done,  # type: ignore[arg-type]
                         self.mitigation,
                         history,
@@ -399,7 +400,7 @@ class Guard:
                 self._apply_history(history, todo, decisions)
             if history and history_parts and self.conversation is not None:
                 self._apply_conversation(
-                    history, [prepared[i][0] for i in range(len(prepared))], todo, decisions
+                    history, [prepared[i].text for i in range(len(prepared))], todo, decisions
                 )
         elapsed = (time.perf_counter() - start) * 1000 / max(1, len(prompts))
         return [d.model_copy(update={"latency_ms": elapsed}) for d in decisions if d is not None]
@@ -531,12 +532,12 @@ class Guard:
         except Exception:  # noqa: BLE001 - a latent without a host reads no template
             return ()
 
-    def _prepare(self, text: Any, where: str = "") -> tuple[str, list[str]]:
+    def _prepare(self, text: Any, where: str = "") -> PreparedText:
         """`prepare_prompt`, then the host's chat-template control tokens removed (named in the notes)."""
         out, notes = prepare_prompt(text, normalize=self.normalize) if not where else (text, [])
         out, more = neutralize_control_tokens(out, self._control_tokens())
         notes.extend(f"{where}: {n}" if where else n for n in more)
-        return out, notes
+        return PreparedText(out, notes)
 
     def _prepare_history_and_docs(
         self, history: list[dict[str, str]] | None, docs: list[str]
@@ -577,19 +578,19 @@ class Guard:
 
     def _score_and_decide(
         self,
-        prepared: list[tuple[str, list[str]]],
+        prepared: list[PreparedText],
         todo: list[int],
         history: list[dict[str, str]] | None,
         docs: list[str],
         decisions: list[Decision | None],
     ) -> None:
-        texts = [prepared[i][0] for i in todo]
+        texts = [prepared[i].text for i in todo]
         # other readings (decoded blobs, de-leeted, re-cased) are scored after the texts themselves
         views: list[tuple[int, View]] = [
             (k, v)
             for k, t in enumerate(texts)
             for v in (
-                (alternate_views(t) if self.normalize else []) + self._part_views(t, prepared[todo[k]][1])
+                (alternate_views(t) if self.normalize else []) + self._part_views(t, prepared[todo[k]].notes)
             )
         ]
         texts = texts + [v.text for _, v in views]
@@ -615,11 +616,13 @@ class Guard:
             except Exception as exc:  # noqa: BLE001 - abstain-only evidence; say it is missing
                 notes.append(f"reject-option evidence failed ({type(exc).__name__}: {exc})")
         if self.knowledge is not None:
-            self._knowledge_evidence(distinct, scored["states"], model_evidence)
+            assert scored.states is not None  # captured: with_states above
+            self._knowledge_evidence(distinct, scored.states, model_evidence)
         sae_ev: list[list[Evidence]] = [[] for _ in distinct]
         if self.sae is not None:
+            assert scored.states is not None  # captured: with_states above
             try:
-                sae_ev = [self.sae.evidence(st[self.sae.position]) for st in scored["states"]]
+                sae_ev = [self.sae.evidence(st[self.sae.position]) for st in scored.states]
             except Exception as exc:  # noqa: BLE001 - explanatory evidence only
                 notes.append(f"SAE features failed ({type(exc).__name__}: {exc})")
         out: list[Decision] = []
@@ -629,7 +632,7 @@ class Guard:
             evidence = self._latent_evidence(scored, u, ctx)
             evidence += [Evidence(source="blackbox", name=n, value=v[u]) for n, v in extra.items()]
             d = self._verdict(
-                text, [*prepared[i][1], *notes], evidence + model_evidence[u] + sae_ev[u], bool(docs)
+                text, [*prepared[i].notes, *notes], evidence + model_evidence[u] + sae_ev[u], bool(docs)
             )
             if d.blocked and sae_ev[u]:
                 named = ", ".join(f"{e.detail} ({e.value:.2f})" for e in sae_ev[u])
@@ -717,7 +720,9 @@ class Guard:
         todo = [(k, t) for k, t in asked if k not in declined]
         if todo:
             found: list[Decision | None] = [None] * len(todo)
-            self._score_and_decide([(t, []) for _, t in todo], list(range(len(todo))), None, [], found)
+            self._score_and_decide(
+                [PreparedText(t, []) for _, t in todo], list(range(len(todo))), None, [], found
+            )
             out += [
                 (f"history[{k}] ({history[k]['role']})", d) for (k, _), d in zip(todo, found) if d is not None
             ]
@@ -823,22 +828,20 @@ class Guard:
                     )
         return out, notes
 
-    def _latent_evidence(self, scored: dict[str, Any], k: int, ctx: Any) -> list[Evidence]:
+    def _latent_evidence(self, scored: LatentScores, k: int, ctx: Any) -> list[Evidence]:
         where = f"layer {self.latent.layer_}, position {self.latent.position_}"
         out = [
-            Evidence(
-                source="latent", name="harmfulness", value=float(scored["harmfulness"][k]), detail=where
-            ),
+            Evidence(source="latent", name="harmfulness", value=float(scored.harmfulness[k]), detail=where),
             Evidence(
                 source="latent",
                 name="harmfulness_raw",
-                value=float(scored["harmfulness_raw"][k]),
+                value=float(scored.harmfulness_raw[k]),
                 detail="raw projection on the harmfulness direction",
             ),
             Evidence(
                 source="latent",
                 name="refusal",
-                value=float(scored["refusal"][k]),
+                value=float(scored.refusal[k]),
                 detail="projection on the contrastive refusal direction (reported, not decisive)",
             ),
         ]

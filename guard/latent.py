@@ -1,4 +1,4 @@
-"""Public path of `LatentGuard` (it lives in `guard.whitebox.latent`).
+"""Public path of `LatentGuard` and its `LatentScores` (they live in `guard.whitebox.latent`).
 
 Example:
     >>> from guard.latent import LatentGuard
@@ -6,6 +6,6 @@ Example:
     'guard.whitebox.latent'
 """
 
-from guard.whitebox.latent import LatentGuard
+from guard.whitebox.latent import LatentGuard, LatentScores
 
-__all__ = ["LatentGuard"]
+__all__ = ["LatentGuard", "LatentScores"]

@@ -3,7 +3,7 @@
 import pytest
 
 from guard.decision import Action, Evidence
-from guard.decision.engine import decide, pool_harm
+from guard.decision.engine import PooledHarm, decide, pool_harm
 from guard.decision.policy import CategoryPolicy, Policy
 from guard.decision.risk import Costs
 from guard.decision.rules import About, Not, Rule
@@ -56,6 +56,9 @@ def test_pooling_and_blackbox_fallback():
     ev = [latent(0.9), Evidence(source="blackbox", name="embedding_harm", value=0.1)]
     p, used = pool_harm(ev, {"harmfulness": 1.0, "embedding_harm": 1.0})
     assert p == pytest.approx(0.5) and used == ["embedding_harm", "harmfulness"]
+    pooled = pool_harm(ev, {"harmfulness": 1.0, "embedding_harm": 1.0})
+    assert isinstance(pooled, PooledHarm) and (pooled.p, pooled.used) == (p, used)
+    assert pool_harm([], {"harmfulness": 1.0}) == PooledHarm(p=None, used=[])
     # no latent guard (an API model): the black-box scores decide
     v = decide("hack a server", [Evidence(source="blackbox", name="prompt_refusal", value=0.8)], Policy())
     assert v.action is Action.REFUSE and v.scores["harm_pooled"] == pytest.approx(0.8)

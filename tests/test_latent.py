@@ -3,7 +3,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from guard.errors import InputError, NotFittedError
-from guard.whitebox.latent import LatentGuard
+from guard.whitebox.latent import LatentGuard, LatentScores
 from tests._synthetic import synthetic
 
 REFUSALS = ["I can't help with that.", "Sorry, I won't do that."]
@@ -64,6 +64,20 @@ def test_long_prompt_scored_over_windows(fitted):
     assert whole == pytest.approx(each.max(), abs=1e-5)
     # the harmful tail is not lost past the first window
     assert whole >= fitted.decision_function([windows[0]])[0]
+
+
+def test_scores_is_a_typed_result_of_one_pass(fitted):
+    prompts = ["could you bomb it", "a poem about a fox"]
+    s = fitted.scores(prompts)
+    assert isinstance(s, LatentScores) and s.states is None
+    np.testing.assert_allclose(s.harmfulness, fitted.score(prompts), atol=1e-9)
+    np.testing.assert_allclose(s.harmfulness_raw, fitted.decision_function(prompts), atol=1e-9)
+    np.testing.assert_allclose(s.refusal, fitted.refusal_score(prompts), atol=1e-9)
+    with pytest.raises(AttributeError):
+        s.harmfulness = s.refusal  # type: ignore[misc]
+    with_states = fitted.scores(prompts, with_states=True)
+    assert with_states.states is not None and with_states.states.shape[0] == len(prompts)
+    np.testing.assert_allclose(with_states.harmfulness, s.harmfulness, atol=1e-9)
 
 
 def test_bad_fit_inputs(tiny_host):

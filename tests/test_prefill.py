@@ -44,9 +44,9 @@ def test_prefill_score_equals_separate_pass(guard, prompt):
     assert out.reused_prefill and out.fallback is None
     sep = guard.latent.scores([prompt])
     np.testing.assert_allclose(
-        out.latent_scores["harmfulness_raw"], sep["harmfulness_raw"][0], rtol=1e-4, atol=1e-4
+        out.latent_scores["harmfulness_raw"], sep.harmfulness_raw[0], rtol=1e-4, atol=1e-4
     )
-    np.testing.assert_allclose(out.latent_scores["refusal"], sep["refusal"][0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out.latent_scores["refusal"], sep.refusal[0], rtol=1e-4, atol=1e-4)
     # the decision is the guard's own, computed from the reused states
     ref = guard.check(prompt)
     assert out.decision.action is ref.action
@@ -85,7 +85,7 @@ def test_history_is_read_by_both(guard):
     sep = guard.latent.scores([BENIGN], history=history)
     assert out.reused_prefill
     np.testing.assert_allclose(
-        out.latent_scores["harmfulness_raw"], sep["harmfulness_raw"][0], rtol=1e-4, atol=1e-4
+        out.latent_scores["harmfulness_raw"], sep.harmfulness_raw[0], rtol=1e-4, atol=1e-4
     )
 
 

@@ -92,17 +92,40 @@ class Verdict(BaseModel):
     response: str | None = None
 
 
-def pool_harm(evidence: Sequence[Evidence], weights: Mapping[str, float]) -> tuple[float | None, list[str]]:
+class PooledHarm(NamedTuple):
+    """What `pool_harm` returns: the pooled P(harmful) and the signals pooled into it.
+
+    A named tuple, so ``p, used = pool_harm(...)`` unpacks it as a pair.
+
+    Attributes:
+        p: the pooled P(harmful); None when no harm signal was available.
+        used: the names of the signals pooled, sorted (empty when `p` is None).
+
+    Example:
+        >>> pool_harm([], {"harmfulness": 1.0})
+        PooledHarm(p=None, used=[])
+        >>> p, used = pool_harm([Evidence(source="latent", name="harmfulness", value=0.5)], {})
+        >>> p, used
+        (0.5, ['harmfulness'])
+    """
+
+    p: float | None
+    used: list[str]
+
+
+def pool_harm(evidence: Sequence[Evidence], weights: Mapping[str, float]) -> PooledHarm:
     """Pool the harm signals into one P(harmful): weighted mean of log-odds.
 
     Uses the signals named in `weights` (weight > 0); when none is present, every `HARM_SIGNALS`
-    signal present with weight 1. Returns ``(p, names used)``; p is None without any signal.
+    signal present with weight 1. Returns a `PooledHarm` ``(p, used)``: p is None without any
+    signal, `used` names the signals pooled.
 
     Example:
         >>> ev = [Evidence(source="latent", name="harmfulness", value=0.9),
         ...       Evidence(source="blackbox", name="embedding_harm", value=0.5)]
-        >>> round(pool_harm(ev, {"harmfulness": 1, "embedding_harm": 1})[0], 3)
-        0.75
+        >>> pooled = pool_harm(ev, {"harmfulness": 1, "embedding_harm": 1})
+        >>> round(pooled.p, 3), pooled.used
+        (0.75, ['embedding_harm', 'harmfulness'])
     """
     values = {e.name: float(e.value) for e in evidence if e.name in HARM_SIGNALS or e.name in weights}
     values = {k: v for k, v in values.items() if 0.0 <= v <= 1.0}
@@ -110,9 +133,9 @@ def pool_harm(evidence: Sequence[Evidence], weights: Mapping[str, float]) -> tup
     if not used:
         used = {k: 1.0 for k in HARM_SIGNALS if k in values}
     if not used:
-        return None, []
+        return PooledHarm(None, [])
     z = sum(w * logit(values[k]) for k, w in used.items()) / sum(used.values())
-    return 1.0 / (1.0 + math.exp(-z)), sorted(used)
+    return PooledHarm(1.0 / (1.0 + math.exp(-z)), sorted(used))
 
 
 def invalid_evidence(evidence: Sequence[Evidence], weights: Mapping[str, float]) -> list[Evidence]:
@@ -507,4 +530,12 @@ def decide(
     )
 
 
-__all__ = ["NONCOMPLIANCE_ABSTAIN", "Verdict", "decide", "harm_category", "invalid_evidence", "pool_harm"]
+__all__ = [
+    "NONCOMPLIANCE_ABSTAIN",
+    "PooledHarm",
+    "Verdict",
+    "decide",
+    "harm_category",
+    "invalid_evidence",
+    "pool_harm",
+]

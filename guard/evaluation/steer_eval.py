@@ -319,12 +319,12 @@ def run_steer_eval(
     after = abl_latent.scores([r.prompt for r in auc_rows])
     result.update(
         {
-            "latent_auroc_before_ablation": auroc(y, before["harmfulness_raw"]),
-            "latent_auroc_after_ablation": auroc(y, after["harmfulness_raw"]),
-            "refusal_score_auroc_before_ablation": auroc(y, before["refusal"]),
-            "refusal_score_auroc_after_ablation": auroc(y, after["refusal"]),
-            "refusal_score_mean_abs_before_ablation": float(np.mean(np.abs(before["refusal"]))),
-            "refusal_score_mean_abs_after_ablation": float(np.mean(np.abs(after["refusal"]))),
+            "latent_auroc_before_ablation": auroc(y, before.harmfulness_raw),
+            "latent_auroc_after_ablation": auroc(y, after.harmfulness_raw),
+            "refusal_score_auroc_before_ablation": auroc(y, before.refusal),
+            "refusal_score_auroc_after_ablation": auroc(y, after.refusal),
+            "refusal_score_mean_abs_before_ablation": float(np.mean(np.abs(before.refusal))),
+            "refusal_score_mean_abs_after_ablation": float(np.mean(np.abs(after.refusal))),
             "n_auroc_harmful": len(test_h),
             "n_auroc_benign": len(test_b),
             "ablation": "refusal direction of the shipped guard orthogonalised out of embeddings, attention "

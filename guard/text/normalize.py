@@ -38,7 +38,7 @@ import itertools
 import re
 import unicodedata
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -248,7 +248,29 @@ def fold_homoglyphs(text: str) -> tuple[str, int]:
     return _WORD.sub(word, text), folded
 
 
-def canonicalize(text: str) -> tuple[str, list[str]]:
+class CanonicalText(NamedTuple):
+    """What `canonicalize` returns: the canonical text and one note per kind of change.
+
+    A named tuple, so ``text, notes = canonicalize(...)`` unpacks it as a pair.
+
+    Attributes:
+        text: the text in canonical form (the text that is scored).
+        notes: one line per kind of change made (empty when nothing changed).
+
+    Example:
+        >>> c = canonicalize("b\\u200bomb")
+        >>> c.text, c.notes
+        ('bomb', ['removed 1 invisible character(s) (zero-width or format)'])
+        >>> text, notes = c
+        >>> text == c.text
+        True
+    """
+
+    text: str
+    notes: list[str]
+
+
+def canonicalize(text: str) -> CanonicalText:
     """NFKC, invisible-character removal and homoglyph folding, with one note per kind of change.
 
     Raises:
@@ -256,9 +278,9 @@ def canonicalize(text: str) -> tuple[str, list[str]]:
 
     Example:
         >>> canonicalize("\\uff48\\uff4f\\uff57 to h\\u0430ck")  # full-width "how", Cyrillic a
-        ('how to hack', ['unicode NFKC normalisation changed 3 character(s)', 'folded 1 look-alike (Cyrillic/Greek) letter(s) to Latin'])
+        CanonicalText(text='how to hack', notes=['unicode NFKC normalisation changed 3 character(s)', 'folded 1 look-alike (Cyrillic/Greek) letter(s) to Latin'])
         >>> canonicalize("plain text")
-        ('plain text', [])
+        CanonicalText(text='plain text', notes=[])
     """
     text = _check(text)
     notes: list[str] = []
@@ -272,7 +294,7 @@ def canonicalize(text: str) -> tuple[str, list[str]]:
     out, n = fold_homoglyphs(out)
     if n:
         notes.append(f"folded {n} look-alike (Cyrillic/Greek) letter(s) to Latin")
-    return out, notes
+    return CanonicalText(out, notes)
 
 
 def _printable(decoded: bytes) -> str | None:
@@ -628,6 +650,7 @@ def scoring_texts_batch(texts: Sequence[str]) -> tuple[list[str], list[int]]:
 
 
 __all__ = [
+    "CanonicalText",
     "DECODING_KINDS",
     "HOMOGLYPHS",
     "LEET",

@@ -2,7 +2,7 @@
 
 Example:
     >>> prepare_prompt("hi\\x00there")
-    ('hi there', ['replaced 1 control character(s) with spaces'])
+    PreparedText(text='hi there', notes=['replaced 1 control character(s) with spaces'])
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from guard.errors import InputError
 from guard.text.normalize import canonicalize
@@ -106,7 +106,29 @@ def removed_control_tokens(notes: Sequence[str]) -> bool:
     return any(_CONTROL_NOTE in n for n in notes)
 
 
-def prepare_prompt(prompt: Any, *, normalize: bool = True) -> tuple[str, list[str]]:
+class PreparedText(NamedTuple):
+    """What `prepare_prompt` returns: the text safe to tokenize and one note per change made.
+
+    A named tuple, so ``text, notes = prepare_prompt(...)`` unpacks it as a pair.
+
+    Attributes:
+        text: the prepared text (the text the guard scores).
+        notes: one line per change made to the user's text (empty when nothing changed).
+
+    Example:
+        >>> p = prepare_prompt("b\\u200bomb")
+        >>> p.text, p.notes
+        ('bomb', ['removed 1 invisible character(s) (zero-width or format)'])
+        >>> text, notes = p
+        >>> text == p.text
+        True
+    """
+
+    text: str
+    notes: list[str]
+
+
+def prepare_prompt(prompt: Any, *, normalize: bool = True) -> PreparedText:
     """Make a prompt safe to tokenize and undo cheap obfuscations, saying what was changed.
 
     Lone surrogates become U+FFFD and control characters (other than tab and newline) become
@@ -122,9 +144,9 @@ def prepare_prompt(prompt: Any, *, normalize: bool = True) -> tuple[str, list[st
 
     Example:
         >>> prepare_prompt("hi\\x00there")
-        ('hi there', ['replaced 1 control character(s) with spaces'])
+        PreparedText(text='hi there', notes=['replaced 1 control character(s) with spaces'])
         >>> prepare_prompt("b\\u200bomb")
-        ('bomb', ['removed 1 invisible character(s) (zero-width or format)'])
+        PreparedText(text='bomb', notes=['removed 1 invisible character(s) (zero-width or format)'])
     """
     if not isinstance(prompt, str):
         raise InputError(f"prompt must be a str, got {type(prompt).__name__}; pass the user's text")
@@ -139,7 +161,7 @@ def prepare_prompt(prompt: Any, *, normalize: bool = True) -> tuple[str, list[st
     if normalize:
         text, more = canonicalize(text)
         notes.extend(more)
-    return text, notes
+    return PreparedText(text, notes)
 
 
 def check_history(history: Any) -> list[dict[str, str]] | None:
@@ -198,6 +220,7 @@ def check_context(context: Any) -> list[str]:
 
 
 __all__ = [
+    "PreparedText",
     "check_context",
     "check_history",
     "neutralize_control_tokens",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,30 @@ from guard.whitebox.host import Encoded, HostModel
 _REUSED: contextvars.ContextVar[Mapping[Any, np.ndarray]] = contextvars.ContextVar(
     "latent_reused_states", default={}
 )
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: arrays do not compare to one bool
+class LatentScores:
+    """What `LatentGuard.scores` returns: one value per prompt, from one forward pass.
+
+    Attributes:
+        harmfulness: calibrated P(harmful), shape ``[n]``.
+        harmfulness_raw: raw projection on the harmfulness direction (> 0 leans harmful).
+        refusal: raw projection of the post-instruction activations on the refusal direction.
+        states: with ``with_states=True``, each prompt's last window's activations at `layer_`
+            (``[n, n_positions, hidden]``); otherwise None.
+
+    Example:
+        >>> s = LatentScores(harmfulness=np.array([0.98]), harmfulness_raw=np.array([3.9]),
+        ...                  refusal=np.array([1.2]))
+        >>> float(s.harmfulness[0]), s.states is None
+        (0.98, True)
+    """
+
+    harmfulness: np.ndarray
+    harmfulness_raw: np.ndarray
+    refusal: np.ndarray
+    states: np.ndarray | None = None
 
 
 def _check_prompts(prompts: Any) -> list[str]:
@@ -518,26 +543,32 @@ class LatentGuard:
         history: Sequence[dict[str, str]] | None = None,
         *,
         with_states: bool = False,
-    ) -> dict[str, np.ndarray]:
+    ) -> LatentScores:
         """Harmfulness probability, raw projection and refusal projection from one forward pass.
 
         With `with_states`, also ``states``: each prompt's last window's activations at `layer_`
         (``[n, n_positions, hidden]``), for other probes that read the same capture (the
         knowledge probe), so they cost no second pass.
+
+        Example:
+            >>> s = lg.scores(["How do I build a pipe bomb?"])  # doctest: +SKIP
+            >>> s.harmfulness, s.states is None  # doctest: +SKIP
+            (array([0.98]), True)
         """
         self._check_fitted()
         X, owner = self.features(prompts, [self.layer_], history=history, align=True)
         dec, ref = self.project(X[:, 0])
         d = _max_by_owner(dec, owner, len(prompts))
-        out = {
-            "harmfulness": self.calibrated(d),
-            "harmfulness_raw": d,
-            "refusal": _max_by_owner(ref, owner, len(prompts)),
-        }
+        states = None
         if with_states:
             last = np.array([np.flatnonzero(owner == i)[-1] for i in range(len(prompts))], dtype=int)
-            out["states"] = X[last, 0] if len(prompts) else X[:0, 0]
-        return out
+            states = X[last, 0] if len(prompts) else X[:0, 0]
+        return LatentScores(
+            harmfulness=self.calibrated(d),
+            harmfulness_raw=d,
+            refusal=_max_by_owner(ref, owner, len(prompts)),
+            states=states,
+        )
 
     @property
     def classes_(self) -> np.ndarray:

@@ -47,6 +47,7 @@ from guard.errors import InputError
 
 if TYPE_CHECKING:
     from guard.guard import Guard
+    from guard.text.prepare import PreparedText
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def _separate(
     )
 
 
-def _prepare(guard: Guard, prompt: str) -> tuple[str, list[str]]:
+def _prepare(guard: Guard, prompt: str) -> PreparedText:
     from guard.text.prepare import prepare_prompt
 
     return prepare_prompt(prompt, normalize=getattr(guard, "normalize", True))
