@@ -161,6 +161,9 @@ class Guard:
     #: need not check them again).
     checks_history_messages: bool = True
 
+    #: Set by `load` (read it as `loaded_from`); None for a guard built in memory.
+    _loaded_from: Path | None = None
+
     def __init__(
         self,
         latent: LatentGuard,
@@ -217,6 +220,18 @@ class Guard:
     def host(self) -> HostModel:
         return self.latent._host()
 
+    @property
+    def loaded_from(self) -> Path | None:
+        """The folder `Guard.load` read this guard from (resolved), or None.
+
+        None for a guard built in memory, for `Guard.default()` (the shipped default, whose
+        host and options are not all in a folder), and for one loaded with `blackbox` against
+        the folder's own choice: `Guard.load(loaded_from)` rebuilds exactly the guards it names,
+        but for changes made to the object after loading, which are not tracked. (What a
+        `GuardedRunnable` writes, when serialised, for its guard.)
+        """
+        return self._loaded_from
+
     # ------------------------------------------------------------------ persistence
     @classmethod
     def default(cls, *, device: str | None = None, blackbox: bool = True, knowledge: bool = False) -> Guard:
@@ -233,6 +248,7 @@ class Guard:
                 Path(str(resources.files("guard.resources").joinpath("knowledge_probe")))
             )
             g._check_shared_capture()
+        g._loaded_from = None  # the shipped default, not a folder `Guard.load(path)` rebuilds alone
         return g
 
     @classmethod
@@ -260,12 +276,15 @@ class Guard:
         knowledge = KnowledgeProbe.load(k_dir) if k_dir.is_dir() else None
         s_dir = Path(path) / SAE_FOLDER
         sae = NamedFeatures.load(s_dir) if s_dir.is_dir() else None
+        own_blackbox = any(w > 0 for k, w in policy.harm_weights.items() if k != "harmfulness")
         if blackbox is None:
-            blackbox = any(w > 0 for k, w in policy.harm_weights.items() if k != "harmfulness")
+            blackbox = own_blackbox
         if not blackbox:
-            return cls(latent, policy, reject_option=reject, knowledge=knowledge, sae=sae)
+            g = cls(latent, policy, reject_option=reject, knowledge=knowledge, sae=sae)
+            g._loaded_from = Path(path).resolve() if blackbox == own_blackbox else None
+            return g
         folder = Path(path) / "classifiers"
-        return cls(
+        g = cls(
             latent,
             policy,
             detectors=default_detectors(folder if folder.is_dir() else None),
@@ -277,6 +296,8 @@ class Guard:
             sae=sae,
             conversation=default_conversation(folder if (folder / "conversation_harm").is_dir() else None),
         )
+        g._loaded_from = Path(path).resolve() if blackbox == own_blackbox else None
+        return g
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted parts to a folder (safetensors + JSON; the reject option in its sub-folder)."""

@@ -14,12 +14,15 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
+import os
 import threading
 import time
 import typing
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from guard._deps import require
@@ -28,6 +31,7 @@ require("langchain_core")
 
 from langchain_core.callbacks import BaseCallbackHandler  # noqa: E402
 from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_custom_event  # noqa: E402
+from langchain_core.load.serializable import SerializedConstructor, SerializedNotImplemented  # noqa: E402
 from langchain_core.messages import (  # noqa: E402
     AIMessage,
     AIMessageChunk,
@@ -40,7 +44,7 @@ from langchain_core.messages import (  # noqa: E402
 from langchain_core.prompt_values import PromptValue  # noqa: E402
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable  # noqa: E402
 from langchain_core.runnables.config import ensure_config, patch_config  # noqa: E402
-from pydantic import ConfigDict, Field  # noqa: E402
+from pydantic import ConfigDict, Field, field_validator  # noqa: E402
 
 from guard.decision.rules import STRICTNESS  # noqa: E402
 from guard.errors import InputError  # noqa: E402
@@ -52,7 +56,9 @@ from integrations._core import (  # noqa: E402
     merge,
     text_of,
 )
+from integrations.audit import JsonlAuditLog  # noqa: E402
 from integrations.reliability import (  # noqa: E402
+    DEFAULT_RETRY_ON,
     DEFAULT_TIMEOUT,
     RetryPolicy,
     acall_in_thread,
@@ -75,6 +81,52 @@ _PROMPT_KEYS = ("input", "question", "query", "prompt", "text", "message", "mess
 _CONTEXT_KEYS = ("context", "documents", "docs")
 
 from integrations._core import shared_default as _shared_default  # noqa: E402
+
+_guards_lock = threading.Lock()
+_guards_at: dict[str, Any] = {}
+
+
+def _guard_at(path: str | os.PathLike[str]) -> Any:
+    """The guard saved in folder `path`, loaded once per process on first use (like the default)."""
+    key = str(Path(path).expanduser().resolve())
+    with _guards_lock:
+        if key not in _guards_at:
+            from guard import Guard
+
+            _guards_at[key] = Guard.load(key)
+        return _guards_at[key]
+
+
+def _guard_ref(guard: Any) -> str | None:
+    """What a serialised `GuardedRunnable` writes for a (not None) guard: a folder's path, or None
+    when the guard has no folder `Guard.load` rebuilds it from."""
+    if isinstance(guard, (str, os.PathLike)):
+        return os.fspath(guard)
+    folder = getattr(guard, "loaded_from", None)
+    return os.fspath(folder) if isinstance(folder, (str, os.PathLike)) else None
+
+
+def _audit_ref(audit: Any) -> dict[str, Any] | None:
+    """A `JsonlAuditLog` as its constructor's arguments; None for any other audit sink."""
+    if type(audit) is not JsonlAuditLog:
+        return None
+    return {
+        "path": os.fspath(audit.path),
+        "include_prompt": audit.include_prompt,
+        "include_reasons": audit.include_reasons,
+    }
+
+
+def _retry_ref(retry: RetryPolicy) -> dict[str, Any] | None:
+    """A `RetryPolicy` as its fields (`retry_on` by builtin exception name, left out when it is the
+    default); None when it retries on an exception class that is not a builtin."""
+    out = retry.model_dump(exclude={"retry_on"})
+    if set(retry.retry_on) != set(DEFAULT_RETRY_ON):
+        if not all(getattr(builtins, e.__name__, None) is e for e in retry.retry_on):
+            return None
+        out["retry_on"] = [e.__name__ for e in retry.retry_on]
+    return out
+
 
 __all__ = ["DECISION_EVENT", "DECISION_KEY", "DecisionCollector", "GuardedRunnable", "decision_from"]
 
@@ -295,7 +347,8 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
 
     Args:
         bound: the runnable to guard (a chat model, a chain, any Runnable).
-        guard: a `Guard`; `None` loads `Guard.default()` once, on first use.
+        guard: a `Guard`; the path of a guard folder (`Guard.load(path)`, once per process, on
+            first use); `None` loads `Guard.default()` once, on first use.
         check_output: check the reply as well (default True).
         check_every: in streams, check the growing reply every this many chunks.
         output_type: "auto" (from the wrapped runnable's output type), "message", "str" or
@@ -311,13 +364,15 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
             of context/documents/docs present).
         fail_closed: when the guard raises, refuse (True) or answer (False); `None` follows the
             guard's `policy.fail_closed` (True by default).
-        retry: retries with backoff and a per-attempt timeout for the wrapped call.
+        retry: retries with backoff and a per-attempt timeout for the wrapped call (a
+            `RetryPolicy`, or a dict of its fields).
         timeout: seconds the wrapped call may take (each attempt; for streams, until the first
             chunk) when `retry` sets no timeout; default 300; None for no limit. A timed-out
             call raises `TimeoutError` and is recorded in the audit log. In `ainvoke`, a runnable
             without a native async path runs in a daemon thread, so nothing waits for a call
             that timed out.
-        audit: an optional `JsonlAuditLog` (anything with `write(decision, prompt=...)`).
+        audit: an optional `JsonlAuditLog` (anything with `write(decision, prompt=...)`), or a
+            dict of `JsonlAuditLog`'s arguments (``{"path": ..., "include_prompt": False}``).
         isolate_callbacks: run the wrapped runnable without the caller's callbacks (default), so
             nothing the gate holds back reaches `astream_events` or a callback handler; the
             released chunks reach them as this runnable's own stream events. False passes the
@@ -330,6 +385,50 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         "I can't help with making weapons or hurting anyone. ..."
         >>> (safe | StrOutputParser()).invoke("Write a poem about the sea.")  # doctest: +SKIP
         'echo Write a poem about the sea.'
+
+    Serialisation (LangChain's `dumpd`/`dumps`, `load`/`loads`):
+        The id is ``["integrations", "langchain", "runnable", "GuardedRunnable"]``. `loads` imports
+        it only when its root is a valid namespace and the class is in `allowed_objects` (the
+        default, ``"core"``, admits langchain_core's classes only), so name both, with the classes
+        of the wrapped runnable:
+
+        >>> from langchain_core.load import dumps, loads
+        >>> from langchain_core.prompts import PromptTemplate
+        >>> safe = GuardedRunnable(PromptTemplate.from_template("Q: {q}"), check_every=4)
+        >>> back = loads(
+        ...     dumps(safe),
+        ...     valid_namespaces=["integrations"],
+        ...     allowed_objects=[GuardedRunnable, PromptTemplate],
+        ... )
+        >>> back.check_every, back.guard is None, back.bound == safe.bound
+        (4, True, True)
+
+        Fields are written as LangChain writes them; the guard, audit and retry as references,
+        never as opaque objects:
+
+        - `guard`: None stays None (the shipped default, loaded on first use); a path stays that
+          path; a `Guard` read by `Guard.load` is written as its folder (`Guard.loaded_from`), and
+          the reloaded runnable loads ``Guard.load(path)`` on first use, as it does for None (on
+          the host the folder records, not a host object given to the first `Guard.load`; changes
+          made to the guard after loading are not kept: save it and load that folder first).
+        - `audit`: a `JsonlAuditLog` is written as its arguments (file path and flags).
+        - `retry`: a `RetryPolicy` is written as its fields; `retry_on` by builtin exception names
+          (left out when it is the default).
+        - `bound`: serialised by LangChain; one that is not serialisable (a `RunnableLambda`, most
+          custom chat models) is written as LangChain's ``"not_implemented"`` inside, and `loads`
+          raises `NotImplementedError` for it, as for any LangChain object.
+
+        A guard without a folder (a `Guard` built in memory, `Guard.default()`: pass None for that,
+        any other guard object), another audit sink, or a retry on a non-builtin exception class
+        cannot be named in JSON: then `to_json` returns LangChain's ``"not_implemented"`` form for
+        the whole runnable, as LangChain does for a `RunnableLambda`. `dumpd` still succeeds (so
+        tracing and logging that dump runnables keep working) and `loads` raises
+        `NotImplementedError`. Only the whole runnable is marked, not the field alone: with
+        ``ignore_unserializable_fields=True`` a field left out would come back as None, and a
+        runnable whose own guard was left out would silently run on the default guard instead.
+
+        A manifest names files (the guard folder, the audit log `loads` will append to) and the
+        wrapped runnable's configuration: as LangChain warns, load only manifests you trust.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -351,6 +450,68 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
 
     def __init__(self, bound: Runnable[Any, Any], guard: Any = None, **kwargs: Any) -> None:
         super().__init__(bound=bound, guard=guard, **kwargs)
+
+    @field_validator("audit", mode="before")
+    @classmethod
+    def _audit_from_dict(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        unknown = set(value) - {"path", "include_prompt", "include_reasons"}
+        if unknown or "path" not in value:
+            raise ValueError(
+                f"an audit dict holds JsonlAuditLog's arguments (path, include_prompt, include_reasons); "
+                f"got keys {sorted(value)}"
+            )
+        return JsonlAuditLog(**value)
+
+    @field_validator("retry", mode="before")
+    @classmethod
+    def _retry_on_by_name(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or not isinstance(value.get("retry_on"), (list, tuple)):
+            return value
+        found = []
+        for name in value["retry_on"]:
+            if isinstance(name, type):
+                found.append(name)
+                continue
+            exc = getattr(builtins, name, None) if isinstance(name, str) else None
+            if not (isinstance(exc, type) and issubclass(exc, BaseException)):
+                raise ValueError(f"retry_on names builtin exception classes; {name!r} is not one")
+            found.append(exc)
+        return {**value, "retry_on": tuple(found)}
+
+    # ------------------------------------------------------------------ serialisation
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        """True: `dumpd`/`dumps` write a constructor, `load`/`loads` rebuild it (see the class doc)."""
+        return True
+
+    def _references(self) -> dict[str, Any] | None:
+        """The guard, audit and retry as JSON references, or None when one has none."""
+        refs: dict[str, Any] = {}
+        for name, value, ref in (
+            ("guard", self.guard, _guard_ref),
+            ("audit", self.audit, _audit_ref),
+            ("retry", self.retry, _retry_ref),
+        ):
+            if value is None:
+                continue
+            refs[name] = ref(value)
+            if refs[name] is None:
+                return None
+        return refs
+
+    @property
+    def lc_attributes(self) -> dict[str, Any]:
+        """The guard, audit and retry as references, in place of the objects (see the class doc)."""
+        return self._references() or {}
+
+    def to_json(self) -> SerializedConstructor | SerializedNotImplemented:
+        """LangChain's constructor form, or its "not_implemented" form when the guard, audit or
+        retry cannot be written as a reference (see the class doc)."""
+        if self._references() is None:
+            return self.to_json_not_implemented()
+        return super().to_json()
 
     # ------------------------------------------------------------------ Runnable metadata
     @property
@@ -454,9 +615,16 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     def _retry(self) -> RetryPolicy | None:
         return with_timeout(self.retry, self.timeout)
 
+    def _guard(self) -> Any:
+        """The guard: the shared default for None, a folder's guard for a path (both on first use)."""
+        if self.guard is None:
+            return _shared_default("guard")
+        if isinstance(self.guard, (str, os.PathLike)):
+            return _guard_at(self.guard)
+        return self.guard
+
     def _checker(self) -> Checker:
-        guard = self.guard if self.guard is not None else _shared_default("guard")
-        return Checker(guard, fail_closed=self.fail_closed, audit=self.audit)
+        return Checker(self._guard(), fail_closed=self.fail_closed, audit=self.audit)
 
     def _extract(self, value: Any) -> _Request:
         """What the wrapped runnable will read: the prompt (with history and documents) and every
