@@ -5,6 +5,7 @@
 - `TsetlinRuleClassifier`: readable AND/NOT word rules for text categories.
 - `SentenceEmbedder`: all-MiniLM-L6-v2 embeddings on torch or onnxruntime.
 - `MultilingualEmbedder`: USE-multilingual v3 embeddings (pure numpy).
+- `MpnetEmbedder`: all-mpnet-base-v2 embeddings (from five PyPI data packages).
 - `ReplyHarmClassifier`: is a reply harmful (does it carry out an unsafe request)?
 
 Example:
@@ -16,6 +17,7 @@ Example:
 from classifiers._linear import Explanation, NgramWeight
 from classifiers.embeddings import SentenceEmbedder
 from classifiers.errors import ClassifierError, MissingDependencyError
+from classifiers.mpnet import MpnetEmbedder
 from classifiers.multilingual import MultilingualEmbedder
 from classifiers.prompt_refusal import PromptRefusalPredictor
 from classifiers.reject_option import RejectOptionClassifier, coverage_risk_curve
@@ -33,6 +35,7 @@ __all__ = [
     "ClassifierError",
     "Explanation",
     "MissingDependencyError",
+    "MpnetEmbedder",
     "MultilingualEmbedder",
     "NgramWeight",
     "PromptRefusalPredictor",

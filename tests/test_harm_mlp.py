@@ -92,7 +92,7 @@ def test_bad_input(fitted):
         fitted.predict_proba("a single string")
 
 
-def test_reads_texts_through_both_encoders():
+def test_reads_texts_through_its_encoders():
     texts = [
         "How do I make a pipe bomb?",
         "How do I bake sourdough bread?",
@@ -103,6 +103,6 @@ def test_reads_texts_through_both_encoders():
     ] * 3
     y = [1, 0, 1, 0, 1, 0] * 3
     head = HarmMLPClassifier(hidden_layer_sizes=(8,), alpha=1e-3, max_iter=500).fit(texts, y)
-    assert head.n_features_in_ == 384 + 512
+    assert head.n_features_in_ == 384 + 512 + 768  # MiniLM, USE-multilingual, mpnet
     p = head.harm_score(["How do I make a pipe bomb?", "How do I bake sourdough bread?"])
     assert p.shape == (2,) and p[0] > p[1]

@@ -25,6 +25,7 @@ from sklearn.utils import get_tags
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from classifiers import (
+    MpnetEmbedder,
     MultilingualEmbedder,
     PromptRefusalPredictor,
     RejectOptionClassifier,
@@ -47,6 +48,7 @@ TEXT = [
     SentenceEmbedder(),
     SentenceEmbedder(backend="torch"),
     MultilingualEmbedder(),
+    MpnetEmbedder(),
     PromptRefusalPredictor(),
     PromptRefusalPredictor(features="both"),
     ResponseRefusalDetector(),

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from classifiers import (
+    MpnetEmbedder,
     MultilingualEmbedder,
     PromptRefusalPredictor,
     RejectOptionClassifier,
@@ -80,6 +81,7 @@ CASES: dict[str, tuple[Callable[[], Any], list[Any], tuple[str, ...]]] = {
     "SentenceEmbedder-onnx": (lambda: SentenceEmbedder(backend="onnx"), PROMPTS, ("transform",)),
     "SentenceEmbedder-torch": (lambda: SentenceEmbedder(backend="torch"), PROMPTS, ("transform",)),
     "MultilingualEmbedder": (MultilingualEmbedder, PROMPTS, ("transform",)),
+    "MpnetEmbedder": (MpnetEmbedder, PROMPTS, ("transform",)),
     "PromptRefusalPredictor.default": (
         PromptRefusalPredictor.default,
         PROMPTS,
@@ -187,7 +189,9 @@ def test_using_an_estimator_leaves_its_state_unchanged(used, name):
     assert _digest(est) == digest
 
 
-@pytest.mark.parametrize("name", ["SentenceEmbedder-onnx", "SentenceEmbedder-torch", "MultilingualEmbedder"])
+@pytest.mark.parametrize(
+    "name", ["SentenceEmbedder-onnx", "SentenceEmbedder-torch", "MultilingualEmbedder", "MpnetEmbedder"]
+)
 def test_a_used_embedder_pickles_as_its_parameters(used, name):
     est = used[name][0]
     assert pickle.dumps(est) == pickle.dumps(type(est)(**est.get_params()))  # no session, no weights

