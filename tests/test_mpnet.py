@@ -30,7 +30,7 @@ def _fake_parts(tmp_path, payload: bytes, n: int = 5) -> dict[str, object]:
 def test_parts_are_joined_checked_and_reused(tmp_path, monkeypatch):
     payload = b"weights"
     paths = _fake_parts(tmp_path, payload)
-    monkeypatch.setenv("LATENT_GUARD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GUARD_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(mpnet, "_part_path", lambda dist, name: paths[dist])
     import hashlib
 
@@ -45,7 +45,7 @@ def test_parts_are_joined_checked_and_reused(tmp_path, monkeypatch):
 
 def test_wrong_weights_fail_loudly(tmp_path, monkeypatch):
     paths = _fake_parts(tmp_path, b"tampered")
-    monkeypatch.setenv("LATENT_GUARD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GUARD_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(mpnet, "_part_path", lambda dist, name: paths[dist])
     with pytest.raises(ClassifierError, match="sha256"):
         mpnet.model_folder()
