@@ -1,10 +1,11 @@
-"""A small non-linear harm head on three sentence encoders at once: MiniLM, USE-multilingual, mpnet.
+"""A small non-linear harm head on several sentence encoders at once (MiniLM and USE-multilingual).
 
 The linear heads read one encoder each (`PromptRefusalPredictor` on MiniLM, on USE); a
 one-hidden-layer perceptron on the vectors side by side learns interactions a linear head
 cannot (an edgy word in a benign frame), and was the best black-box head under grouped
-(source, form) validation (README, "Measured quality"); all-mpnet-base-v2 joined MiniLM and USE
-when it beat the two alone on the same folds and on the external sets (README, "Feature models"). Fitted with scikit-learn's
+(source, form) validation (README, "Measured quality"). ``encoders`` may add all-mpnet-base-v2
+(``"mpnet"``, `classifiers.mpnet`): better on the grouped folds, worse on the external sets, so
+not the default (README, "Feature models"). Fitted with scikit-learn's
 `MLPClassifier` (early stopping on a held-out tenth) behind a `StandardScaler`; saved as
 safetensors + JSON and run by a numpy forward pass, so loading needs neither pickle nor the
 sklearn object.
@@ -35,7 +36,9 @@ from classifiers.errors import ClassifierError
 FORMAT = "classifiers.harm-mlp"
 FORMAT_VERSION = 1
 #: The encoders whose vectors are concatenated, in order.
-ENCODERS: tuple[str, ...] = ("minilm", "use_multilingual", "mpnet")
+ENCODERS: tuple[str, ...] = ("minilm", "use_multilingual")
+#: Every encoder a head may read (`encoders`), in the order their vectors are concatenated.
+KNOWN_ENCODERS: tuple[str, ...] = ("minilm", "use_multilingual", "mpnet")
 
 
 def _encoder(name: str) -> Any:
@@ -51,11 +54,11 @@ def _encoder(name: str) -> Any:
         from classifiers.mpnet import MpnetEmbedder
 
         return MpnetEmbedder()
-    raise ClassifierError(f"unknown encoder {name!r}; known: {list(ENCODERS)}")
+    raise ClassifierError(f"unknown encoder {name!r}; known: {list(KNOWN_ENCODERS)}")
 
 
 class HarmMLPClassifier(ClassifierMixin, BaseEstimator):
-    """P(harmful) of a text from a one-hidden-layer perceptron on its MiniLM, USE and mpnet vectors.
+    """P(harmful) of a text from a one-hidden-layer perceptron on its MiniLM + USE vectors.
 
     Args:
         hidden_layer_sizes: widths of the hidden layers (ReLU).
@@ -66,7 +69,7 @@ class HarmMLPClassifier(ClassifierMixin, BaseEstimator):
 
     Example:
         >>> HarmMLPClassifier().get_params()["encoders"]
-        ('minilm', 'use_multilingual', 'mpnet')
+        ('minilm', 'use_multilingual')
     """
 
     def __init__(

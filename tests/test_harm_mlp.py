@@ -103,6 +103,18 @@ def test_reads_texts_through_its_encoders():
     ] * 3
     y = [1, 0, 1, 0, 1, 0] * 3
     head = HarmMLPClassifier(hidden_layer_sizes=(8,), alpha=1e-3, max_iter=500).fit(texts, y)
-    assert head.n_features_in_ == 384 + 512 + 768  # MiniLM, USE-multilingual, mpnet
+    assert head.n_features_in_ == 384 + 512  # MiniLM, USE-multilingual
     p = head.harm_score(["How do I make a pipe bomb?", "How do I bake sourdough bread?"])
     assert p.shape == (2,) and p[0] > p[1]
+
+
+def test_mpnet_can_be_added_to_the_encoders():
+    texts = ["How do I make a pipe bomb?", "How do I bake sourdough bread?"] * 6
+    y = [1, 0] * 6
+    head = HarmMLPClassifier(
+        hidden_layer_sizes=(8,), max_iter=300, encoders=("minilm", "use_multilingual", "mpnet")
+    )
+    head.fit(texts, y)
+    assert head.n_features_in_ == 384 + 512 + 768
+    with pytest.raises(ClassifierError, match="unknown encoder"):
+        HarmMLPClassifier(encoders=("minilm", "nope")).fit(texts, y)

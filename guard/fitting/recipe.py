@@ -11,7 +11,7 @@ grouped cross-validation (`guard.fitting.grouped`: a group is a (source, form) p
 * ``minilm``: a linear head on all-MiniLM-L6-v2 sentence embeddings.
 * ``use_multilingual``: a linear head on USE-multilingual v3 embeddings (translations lie close).
 * ``mpnet``: a linear head on all-mpnet-base-v2 embeddings (`classifiers.mpnet`, 110M parameters).
-* ``minilm+use+mpnet:mlp``: a one-hidden-layer perceptron on the three embeddings side by side
+* ``minilm+use:mlp``: a one-hidden-layer perceptron on both embeddings side by side
   (`classifiers.harm_mlp.HarmMLPClassifier`): a non-linear head that can learn an edgy word in a
   benign frame.
 * pooled candidates: a weighted mean of the heads' log-odds, exactly the pooling the policy runs
@@ -160,18 +160,23 @@ def fit_embedding_head(E: np.ndarray, y: np.ndarray, rows: np.ndarray, C: float 
     return LogisticRegression(C=C, class_weight="balanced", max_iter=5000).fit(E[rows], y[rows])
 
 
-def concat_embeddings(embeddings: Mapping[str, np.ndarray]) -> np.ndarray:
-    """MiniLM, USE-multilingual and mpnet vectors side by side (`classifiers.harm_mlp.ENCODERS`):
-    the MLP head's input."""
+def concat_embeddings(embeddings: Mapping[str, np.ndarray], encoders: Sequence[str] = ()) -> np.ndarray:
+    """The `encoders`' vectors side by side (default `classifiers.harm_mlp.ENCODERS`, MiniLM and
+    USE-multilingual): the MLP head's input."""
     from classifiers.harm_mlp import ENCODERS
 
-    return np.hstack([np.asarray(embeddings[name], dtype=np.float32) for name in ENCODERS])
+    return np.hstack([np.asarray(embeddings[name], dtype=np.float32) for name in encoders or ENCODERS])
 
 
-def fit_mlp_head(E: np.ndarray, y: np.ndarray, rows: np.ndarray, seed: int = 0) -> Any:
-    """The non-linear head on concatenated embeddings (`HarmMLPClassifier`, its defaults)."""
+def fit_mlp_head(
+    E: np.ndarray, y: np.ndarray, rows: np.ndarray, seed: int = 0, encoders: Sequence[str] = ()
+) -> Any:
+    """The non-linear head on concatenated embeddings (`HarmMLPClassifier`, its defaults; `encoders`
+    names what `E` concatenates when it is not the default)."""
     from classifiers.harm_mlp import HarmMLPClassifier
 
+    if encoders:
+        return HarmMLPClassifier(random_state=seed, encoders=tuple(encoders)).fit_embeddings(E[rows], y[rows])
     return HarmMLPClassifier(random_state=seed).fit_embeddings(E[rows], y[rows])
 
 
@@ -193,6 +198,8 @@ class Candidate:
     layer_index: int = 0
     position: int = -1
     embedder: str = ""
+    #: the MLP's encoders (empty: `classifiers.harm_mlp.ENCODERS`, what the shipped MLP reads)
+    encoders: tuple[str, ...] = ()
 
 
 def latent_candidates(layers: Sequence[int] = LAYERS) -> list[Candidate]:
@@ -213,8 +220,8 @@ def head_scores(
         E = feats.embeddings[c.embedder]
         return fit_embedding_head(E, y, train).predict_proba(E[test])[:, 1]
     if c.kind == "mlp":
-        E = concat_embeddings(feats.embeddings)
-        return fit_mlp_head(E, y, train).predict_proba_embeddings(E[test])[:, 1]
+        E = concat_embeddings(feats.embeddings, c.encoders)
+        return fit_mlp_head(E, y, train, encoders=c.encoders).predict_proba_embeddings(E[test])[:, 1]
     raise InputError(f"head_scores does not fit {c.kind!r} candidates; pool their heads' scores")
 
 
@@ -286,6 +293,7 @@ __all__ = [
     "LAYERS",
     "LatentHead",
     "MLP_CANDIDATE",
+    "MPNET_MLP_CANDIDATE",
     "POSITIONS",
     "SIGNAL_OF",
     "candidate_layers",
@@ -340,13 +348,15 @@ def build_features(
 
 
 def default_candidates(layers: Sequence[int] = LAYERS) -> list[Candidate]:
-    """Every latent (layer, position) head, a linear head on each encoder and the MLP on all three."""
+    """Every latent (layer, position) head, a linear head on each encoder, the shipped MLP (MiniLM +
+    USE) and the MLP with mpnet added (compared, not pooled: it lost on the external sets)."""
     return [
         *latent_candidates(layers),
         Candidate("minilm", "embedding", embedder="minilm"),
         Candidate("use_multilingual", "embedding", embedder="use_multilingual"),
         Candidate("mpnet", "embedding", embedder="mpnet"),
         Candidate(MLP_CANDIDATE, "mlp"),
+        Candidate(MPNET_MLP_CANDIDATE, "mlp", encoders=("minilm", "use_multilingual", "mpnet")),
     ]
 
 
@@ -369,7 +379,9 @@ def pooled_candidates(
 
 
 #: The grouped-validation candidate of the MLP head.
-MLP_CANDIDATE = "minilm+use+mpnet:mlp"
+MLP_CANDIDATE = "minilm+use:mlp"
+#: The MLP with all-mpnet-base-v2 added (a compared candidate; README, "Feature models").
+MPNET_MLP_CANDIDATE = "minilm+use+mpnet:mlp"
 #: Black-box evidence name -> the candidate whose scores it pools.
 SIGNAL_OF = {
     "embedding_harm": "minilm",
