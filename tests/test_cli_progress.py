@@ -88,8 +88,9 @@ def test_steer_eval_generation_ticks_and_keeps_the_batches(tiny_host, capsys):
     with steer_eval._bar(2 * len(prompts), "steer-eval: generating", True) as bar:
         chunked = steer_eval._generate(cast, prompts, bar, **kw)
         plain = steer_eval._generate(cast, prompts, bar, steer_enabled=False, **kw)
+        assert bar.n == 80  # every reply ticked (intermediate redraws depend on tqdm's timing)
     err = capsys.readouterr().err
-    assert "steer-eval: generating" in err and "80/80" in err and "16/80" in err
+    assert "steer-eval: generating" in err and "80/80" in err
     assert [r.token_ids for r in chunked] == [r.token_ids for r in one_call]
     assert [(r.steered, r.rules, r.similarities) for r in chunked] == [
         (r.steered, r.rules, r.similarities) for r in one_call
