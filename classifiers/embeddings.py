@@ -87,6 +87,57 @@ def request_vectors() -> dict[tuple[Any, ...], np.ndarray] | None:
     return _REQUEST.get()
 
 
+class PretrainedEmbedder(TransformerMixin, BaseEstimator):
+    """Base of the sentence encoders: stateless sklearn transformers of texts (nothing to fit).
+
+    Subclasses name their vectors (`vector_key`, the key of `request_vectors`), their width
+    (`dim`) and how to encode new texts (`_encode`); `_request_transform` reuses the vectors a text
+    already has in the current `shared_embeddings` block and encodes each distinct new text once.
+
+    Example:
+        >>> class Lengths(PretrainedEmbedder):
+        ...     vector_key, dim = "lengths", 1
+        ...     def _encode(self, texts):
+        ...         return np.array([[len(t)] for t in texts], dtype=np.float32)
+        >>> Lengths()._request_transform(["ab", "ab", "c"]).ravel().tolist()
+        [2.0, 2.0, 1.0]
+    """
+
+    vector_key: str = ""
+    #: the vectors' width (set by each subclass; SentenceEmbedder reads it off its model)
+    dim: int
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True  # stateless: the weights are the pretrained model's
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.requires_fit = False
+        return tags
+
+    def fit(self, X: Any = None, y: Any = None) -> Any:
+        """Nothing to learn; returns self."""
+        return self
+
+    def _encode(self, texts: list[str]) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _request_transform(self, texts: list[str]) -> np.ndarray:
+        """`[len(texts), dim]` float32: vectors known to the request, the rest encoded once each."""
+        known = request_vectors()
+        if known is None:
+            known = {}
+        todo = [t for t in dict.fromkeys(texts) if (self.vector_key, t) not in known]
+        if todo:
+            known.update({(self.vector_key, t): v for t, v in zip(todo, self._encode(todo))})
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i] = known[(self.vector_key, t)]
+        return out
+
+
 @contextlib.contextmanager
 def shared_embeddings(
     store: dict[tuple[Any, ...], np.ndarray] | None = None,
@@ -501,7 +552,7 @@ def _resolve_backend(backend: Any) -> str:
     return "onnx"
 
 
-class SentenceEmbedder(TransformerMixin, BaseEstimator):
+class SentenceEmbedder(PretrainedEmbedder):
     """Texts to unit-norm 384-d all-MiniLM-L6-v2 embeddings (a stateless sklearn transformer).
 
     Args:
@@ -546,16 +597,6 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         self.num_threads = num_threads
         self.max_chars = max_chars
         self.cache = cache
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return True  # stateless: the weights are the pretrained model's
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        tags.requires_fit = False
-        return tags
 
     def fit(self, X: Any = None, y: Any = None) -> SentenceEmbedder:
         """Nothing to learn; checks the parameters and returns self."""
@@ -686,6 +727,7 @@ __all__ = [
     "available_providers",
     "cache_dir",
     "request_vectors",
+    "PretrainedEmbedder",
     "shared_embeddings",
     "choose_providers",
     "default_model_path",

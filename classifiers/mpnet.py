@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 
 from classifiers._deps import require
 from classifiers._validation import DEFAULT_MAX_CHARS, check_texts
+from classifiers.embeddings import PretrainedEmbedder
 from classifiers.errors import ClassifierError
 
 #: Output width of all-mpnet-base-v2.
@@ -120,7 +120,7 @@ def _model(threads: int) -> Any:
     return model
 
 
-class MpnetEmbedder(TransformerMixin, BaseEstimator):
+class MpnetEmbedder(PretrainedEmbedder):
     """Texts to unit-norm 768-d all-mpnet-base-v2 embeddings (a stateless sklearn transformer).
 
     Args:
@@ -142,45 +142,21 @@ class MpnetEmbedder(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.num_threads = num_threads
 
-    def __sklearn_is_fitted__(self) -> bool:
-        return True  # stateless: the weights are the pretrained model's
+    vector_key = "mpnet"
 
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        tags.requires_fit = False
-        return tags
-
-    def fit(self, X: Any = None, y: Any = None) -> MpnetEmbedder:
-        """Nothing to learn; returns self."""
-        return self
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        threads = self.num_threads or int(os.environ.get("OMP_NUM_THREADS", "2") or 2)
+        v = _model(threads).encode(
+            [t if t.strip() else "." for t in texts],
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(v, dtype=np.float32)
 
     def transform(self, X: Any) -> np.ndarray:
         """`[len(X), 768]` float32, unit norm (a text seen earlier in the request is not re-encoded)."""
-        from classifiers.embeddings import request_vectors
-
-        texts = check_texts(X, max_chars=self.max_chars)
-        known = request_vectors()
-        if known is None:
-            known = {}
-        todo = [t for t in dict.fromkeys(texts) if ("mpnet", t) not in known]
-        if todo:
-            threads = self.num_threads or int(os.environ.get("OMP_NUM_THREADS", "2") or 2)
-            v = np.asarray(
-                _model(threads).encode(
-                    [t if t.strip() else "." for t in todo],
-                    batch_size=self.batch_size,
-                    normalize_embeddings=True,
-                    show_progress_bar=False,
-                ),
-                dtype=np.float32,
-            )
-            known.update({("mpnet", t): vec for t, vec in zip(todo, v)})
-        out = np.zeros((len(texts), DIM), dtype=np.float32)
-        for i, t in enumerate(texts):
-            out[i] = known[("mpnet", t)]
-        return out
+        return self._request_transform(check_texts(X, max_chars=self.max_chars))
 
 
 __all__ = [

