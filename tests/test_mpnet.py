@@ -82,14 +82,14 @@ def test_real_vectors_are_unit_norm_and_meaningful(embedder):
 
 def test_a_request_encodes_each_text_once(embedder, monkeypatch):
     calls = []
-    real = mpnet._model(2)
+    real = mpnet._model()
 
     class Counting:
         def encode(self, texts, **kw):
             calls.append(list(texts))
             return real.encode(texts, **kw)
 
-    monkeypatch.setattr(mpnet, "_model", lambda threads: Counting())
+    monkeypatch.setattr(mpnet, "_model", lambda: Counting())
     with shared_embeddings():
         a = embedder.transform(["same text", "same text"])
         b = embedder.transform(["same text"])
