@@ -13,6 +13,7 @@ import functools
 import inspect
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from guard.errors import InputError
@@ -119,91 +120,132 @@ def guarded(
         )
     if timeout is not None and not timeout > 0:
         raise InputError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
-    locate = _prompt_locator(fn, prompt_arg)
+    settings = _Settings(
+        locate=_prompt_locator(fn, prompt_arg),
+        guard=guard,
+        check_output=check_output,
+        check_every=check_every,
+        fail_closed=fail_closed,
+        audit=audit,
+        on_decision=on_decision,
+        timeout=timeout,
+    )
+    if inspect.isasyncgenfunction(fn):
+        return _wrap_async_generator(fn, settings)
+    if inspect.isgeneratorfunction(fn):
+        return _wrap_generator(fn, settings)
+    if inspect.iscoroutinefunction(fn):
+        return _wrap_coroutine(fn, settings)
+    return _wrap_function(fn, settings)
 
-    def checker() -> Checker:
-        g = guard
+
+@dataclass(frozen=True)
+class _Settings:
+    """The options of one `@guarded(...)` that every kind of wrapper shares (see `guarded`)."""
+
+    locate: Callable[[tuple, dict], str]  # the prompt among a call's arguments (`_prompt_locator`)
+    guard: Any  # a `Guard`, or None for the shared `Guard.default()` (loaded on the first call)
+    check_output: bool
+    check_every: int
+    fail_closed: bool | None
+    audit: Any
+    on_decision: Callable[[GuardedDecision], Any] | None
+    timeout: float | None
+
+    def checker(self) -> Checker:
+        """A fresh `Checker` for one call, on the guard (the shared default when none was given)."""
+        g = self.guard
         if g is None:
             from integrations._core import shared_default as _shared_default  # noqa: PLC0415
 
             g = _shared_default("guard")
-        return Checker(g, fail_closed=fail_closed, audit=audit, on_decision=on_decision)
+        return Checker(g, fail_closed=self.fail_closed, audit=self.audit, on_decision=self.on_decision)
 
-    if inspect.isasyncgenfunction(fn):
+    def stream(self, c: Checker, d: GuardedDecision, prompt: str) -> GatedStream[Any]:
+        """The gate a generator's chunks pass through, after the input decision `d`."""
+        return GatedStream(c, d, prompt, check_every=self.check_every, check_output=self.check_output)
 
-        @functools.wraps(fn)
-        async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            prompt = locate(args, kwargs)
-            c = checker()
-            d = await c.acheck_input(prompt)
-            if d.blocked:
-                c.finish(d, prompt)
-                yield d.response
-                return
-            stream: GatedStream[Any] = GatedStream(
-                c, d, prompt, check_every=check_every, check_output=check_output
-            )
-            async with contextlib.aclosing(stream.arun(fn(*args, **kwargs))) as checked:
-                async for out in checked:
-                    yield out
-            for out in _end(c, stream, prompt):
+
+def _wrap_async_generator(fn: Callable[..., Any], s: _Settings) -> Callable[..., Any]:
+    """Guard an async-generator function: the prompt, then its chunks as they are released."""
+
+    @functools.wraps(fn)
+    async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
+        prompt = s.locate(args, kwargs)
+        c = s.checker()
+        d = await c.acheck_input(prompt)
+        if d.blocked:
+            c.finish(d, prompt)
+            yield d.response
+            return
+        stream = s.stream(c, d, prompt)
+        async with contextlib.aclosing(stream.arun(fn(*args, **kwargs))) as checked:
+            async for out in checked:
                 yield out
+        for out in _end(c, stream, prompt):
+            yield out
 
-        return agen_wrapper
+    return agen_wrapper
 
-    if inspect.isgeneratorfunction(fn):
 
-        @functools.wraps(fn)
-        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            prompt = locate(args, kwargs)
-            c = checker()
-            d = c.check_input(prompt)
-            if d.blocked:
-                c.finish(d, prompt)
-                yield d.response
-                return
-            stream: GatedStream[Any] = GatedStream(
-                c, d, prompt, check_every=check_every, check_output=check_output
-            )
-            yield from stream.run(fn(*args, **kwargs))
-            yield from _end(c, stream, prompt)
+def _wrap_generator(fn: Callable[..., Any], s: _Settings) -> Callable[..., Any]:
+    """Guard a generator function: the prompt, then its chunks as they are released."""
 
-        return gen_wrapper
+    @functools.wraps(fn)
+    def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+        prompt = s.locate(args, kwargs)
+        c = s.checker()
+        d = c.check_input(prompt)
+        if d.blocked:
+            c.finish(d, prompt)
+            yield d.response
+            return
+        stream = s.stream(c, d, prompt)
+        yield from stream.run(fn(*args, **kwargs))
+        yield from _end(c, stream, prompt)
 
-    if inspect.iscoroutinefunction(fn):
+    return gen_wrapper
 
-        @functools.wraps(fn)
-        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            prompt = locate(args, kwargs)
-            c = checker()
-            d = await c.acheck_input(prompt)
-            if d.blocked:
-                return c.finish(d, prompt).response
-            start = time.perf_counter()
-            with c.recording_failure(d, prompt):
-                try:
-                    result = await asyncio.wait_for(fn(*args, **kwargs), timeout)
-                except asyncio.TimeoutError as exc:
-                    raise TimeoutError(f"{fn.__qualname__} took longer than timeout={timeout}s") from exc
-            call_ms = (time.perf_counter() - start) * 1000
-            reply = await c.acheck_output(prompt, text_of(result)) if check_output else None
-            d = c.finish(merge(d, reply, call_ms=call_ms), prompt)
-            return d.response if d.blocked else result
 
-        return async_wrapper
+def _wrap_coroutine(fn: Callable[..., Any], s: _Settings) -> Callable[..., Any]:
+    """Guard a coroutine function: the prompt, the awaited call (timed) and its result."""
+
+    @functools.wraps(fn)
+    async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+        prompt = s.locate(args, kwargs)
+        c = s.checker()
+        d = await c.acheck_input(prompt)
+        if d.blocked:
+            return c.finish(d, prompt).response
+        start = time.perf_counter()
+        with c.recording_failure(d, prompt):
+            try:
+                result = await asyncio.wait_for(fn(*args, **kwargs), s.timeout)
+            except asyncio.TimeoutError as exc:
+                raise TimeoutError(f"{fn.__qualname__} took longer than timeout={s.timeout}s") from exc
+        call_ms = (time.perf_counter() - start) * 1000
+        reply = await c.acheck_output(prompt, text_of(result)) if s.check_output else None
+        d = c.finish(merge(d, reply, call_ms=call_ms), prompt)
+        return d.response if d.blocked else result
+
+    return async_wrapper
+
+
+def _wrap_function(fn: Callable[..., Any], s: _Settings) -> Callable[..., Any]:
+    """Guard a plain function: the prompt, the call (timed, in a thread when limited) and its result."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        prompt = locate(args, kwargs)
-        c = checker()
+        prompt = s.locate(args, kwargs)
+        c = s.checker()
         d = c.check_input(prompt)
         if d.blocked:
             return c.finish(d, prompt).response
         start = time.perf_counter()
         with c.recording_failure(d, prompt):
-            result = call_with_timeout(lambda: fn(*args, **kwargs), timeout)
+            result = call_with_timeout(lambda: fn(*args, **kwargs), s.timeout)
         call_ms = (time.perf_counter() - start) * 1000
-        reply = c.check_output(prompt, text_of(result)) if check_output else None
+        reply = c.check_output(prompt, text_of(result)) if s.check_output else None
         d = c.finish(merge(d, reply, call_ms=call_ms), prompt)
         return d.response if d.blocked else result
 
