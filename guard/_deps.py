@@ -13,6 +13,7 @@ _EXTRA_FOR = {
     "skl2onnx": "onnx",
     "langchain_core": "langchain",
     "matplotlib": "viz",
+    "jinja2": "viz",
     "gguf": "core (pip install gguf)",
 }
 

@@ -6,6 +6,10 @@ a reliability diagram, and per-category blocked rates with bootstrap intervals. 
 same numbers as `metrics.json`, with 95 % intervals; an optional robustness section shows
 recall before and after each prompt transform.
 
+The page is the jinja2 template `templates/report.html.j2` (a package resource): this module
+prepares plain data (formatted strings, rows, base64 images), the template writes all markup and
+escapes every value. matplotlib and jinja2 come with the `viz` extra.
+
 Example:
     >>> from guard.io.data import Example
     >>> from guard.evaluation.engine import Scored
@@ -22,30 +26,23 @@ Example:
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from guard._deps import require
 from guard.io.data import Example
 
-MAX_GROUPS = 24  # figures show the largest groups; the tables show all of them
+if TYPE_CHECKING:
+    import jinja2
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1150px;
-color:#222}
-h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
-.scroll{overflow-x:auto;max-width:100%;margin:.5rem 0 1rem}
-table{border-collapse:collapse;font-size:.85rem}
-td:first-child,th:first-child{position:sticky;left:0;background:#fff}th:first-child{background:#f4f4f4}
-th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}th{background:#f4f4f4}
-td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee;margin:.5rem 0}
-.note{color:#555;font-size:.85rem}
-"""
+MAX_GROUPS = 24  # figures show the largest groups; the tables show all of them
 
 
 # ----------------------------------------------------------------------------------------------
@@ -263,8 +260,69 @@ def _colors(n: int) -> list[Any]:
 
 
 # ----------------------------------------------------------------------------------------------
-# HTML
+# HTML: plain data here, all markup in templates/report.html.j2
 # ----------------------------------------------------------------------------------------------
+
+_TEMPLATE = "report.html.j2"  # in guard/evaluation/templates/
+
+
+class _Cell(NamedTuple):
+    """A table cell: its text and, for an estimate with one, its 95 % interval (all formatted).
+
+    A tuple, so that the template unpacks it in its loop (`for text, low, high in row`), cheaper
+    than attribute look-ups per cell.
+    """
+
+    text: str
+    low: str | None = None
+    high: str | None = None
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A table for the template's `table` macro: column headers and rows of cells."""
+
+    header: list[str]
+    rows: list[list[_Cell]]
+
+
+@dataclass(frozen=True)
+class _Image:
+    """A PNG for the template's `img` macro: its alt text and its bytes in base64.
+
+    The template writes `data` unescaped: build it with `_img` only (base64 has nothing to escape).
+    """
+
+    alt: str
+    data: str
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    """The Jinja environment of the report, built on first use (jinja2 comes with the `viz` extra).
+
+    Every value the template writes is escaped by `html.escape` (the `finalize` hook), so quotes
+    come out as `&#x27;` and `&quot;` as before the template, not as markupsafe's `&#39;` and
+    `&#34;`; autoescape then keeps that output, and a macro's, as it is.
+    """
+    jinja = require("jinja2")
+    from markupsafe import Markup  # a dependency of jinja2
+
+    def escape(value: Any) -> Markup:
+        return value if isinstance(value, Markup) else Markup(html.escape(str(value)))
+
+    return jinja.Environment(
+        loader=jinja.PackageLoader("guard.evaluation", "templates"),
+        autoescape=jinja.select_autoescape(enabled_extensions=("html.j2",), default_for_string=True),
+        undefined=jinja.StrictUndefined,
+        keep_trailing_newline=True,
+        finalize=escape,
+    )
+
+
+def _template() -> jinja2.Template:
+    """`report.html.j2`; rendering it without a key it reads raises `jinja2.UndefinedError`."""
+    return _environment().get_template(_TEMPLATE)
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -274,73 +332,74 @@ def _fmt(v: Any, digits: int = 3) -> str:
         if np.isnan(v):
             return "–"
         return f"{v:.{digits}f}"
-    return html.escape(str(v))
+    return str(v)
 
 
-def _with_ci(block: Mapping[str, Any], key: str) -> str:
+def _with_ci(block: Mapping[str, Any], key: str) -> _Cell:
     v = block.get(key)
     ci = (block.get("ci") or {}).get(key)
     if v is None:
-        return "–"
-    return f"{v:.3f}" + (f" <span class='note'>[{ci[0]:.3f}, {ci[1]:.3f}]</span>" if ci else "")
+        return _Cell("–")
+    return _Cell(f"{v:.3f}", f"{ci[0]:.3f}", f"{ci[1]:.3f}") if ci else _Cell(f"{v:.3f}")
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{h}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    # wide tables (one column per source or category) scroll inside the page, their first column kept
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+def _img(png: bytes, alt: str) -> _Image:
+    return _Image(alt, base64.b64encode(png).decode())
 
 
-def _img(png: bytes, alt: str) -> str:
-    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+def _intro(first: Mapping[str, Any]) -> dict[str, str]:
+    """The numbers of the opening note: the guard, the prompt counts, how intervals were drawn."""
+    boot = first.get("bootstrap", {})
+    return {
+        "guard": str(first.get("guard")),
+        "n": str(first["n"]),
+        "n_harmful": str(first["n_harmful"]),
+        "n_benign": str(first["n_benign"]),
+        "level": str(round(100 * boot.get("level", 0.95))),
+        "n_boot": str(boot.get("n_boot", 0)),
+        "seed": str(boot.get("seed")),
+    }
 
 
-def _summary(metrics: Mapping[str, dict]) -> str:
-    rows = []
+def _summary(metrics: Mapping[str, dict]) -> _Table:
+    rows: list[list[_Cell]] = []
     for name, m in metrics.items():
         lat = m.get("latency_ms") or {}
         rows.append(
             [
-                html.escape(name),
-                str(m["n"]),
-                f"{m['n_harmful']} / {m['n_benign']}",
+                _Cell(name),
+                _Cell(str(m["n"])),
+                _Cell(f"{m['n_harmful']} / {m['n_benign']}"),
                 _with_ci(m, "auroc"),
                 _with_ci(m, "harmful_blocked_rate"),
                 _with_ci(m, "over_refusal_rate"),
-                _fmt(m.get("ece")),
-                f"{_fmt(lat.get('p50'), 1)} / {_fmt(lat.get('p95'), 1)}",
+                _Cell(_fmt(m.get("ece"))),
+                _Cell(f"{_fmt(lat.get('p50'), 1)} / {_fmt(lat.get('p95'), 1)}"),
             ]
         )
-    return _table(
-        [
-            "detector",
-            "n",
-            "harmful / benign",
-            "AUROC",
-            "harmful blocked",
-            "over-refusal",
-            "ECE",
-            "latency p50 / p95 (ms)",
-        ],
-        rows,
-    )
+    header = [
+        "detector",
+        "n",
+        "harmful / benign",
+        "AUROC",
+        "harmful blocked",
+        "over-refusal",
+        "ECE",
+        "latency p50 / p95 (ms)",
+    ]
+    return _Table(header, rows)
 
 
-def _grouped(metrics: Mapping[str, dict], kind: str) -> str:
+def _grouped(metrics: Mapping[str, dict], kind: str) -> _Table:
     names = list(metrics)
     groups = sorted({g for m in metrics.values() for g in m[kind]})
     header = [kind.removeprefix("by_"), "harmful / benign"]
     for n in names:
-        header += [
-            f"{html.escape(n)}: AUROC",
-            f"{html.escape(n)}: harmful blocked",
-            f"{html.escape(n)}: over-refusal",
-        ]
-    rows = []
+        header += [f"{n}: AUROC", f"{n}: harmful blocked", f"{n}: over-refusal"]
+    rows: list[list[_Cell]] = []
     for g in groups:
         first = metrics[names[0]][kind].get(g, {})
-        row = [html.escape(g), f"{first.get('n_harmful', 0)} / {first.get('n_benign', 0)}"]
+        row = [_Cell(g), _Cell(f"{first.get('n_harmful', 0)} / {first.get('n_benign', 0)}")]
         for n in names:
             b = metrics[n][kind].get(g, {})
             row += [
@@ -349,11 +408,14 @@ def _grouped(metrics: Mapping[str, dict], kind: str) -> str:
                 _with_ci(b, "over_refusal_rate"),
             ]
         rows.append(row)
-    return _table(header, rows)
+    return _Table(header, rows)
 
 
-def _robustness(robustness: Mapping[str, Any]) -> str:
-    """Either {transform: {metric: value}} or {detector: {transform: {metric: value}}}."""
+def _robustness(robustness: Mapping[str, Any]) -> list[tuple[str, _Table]]:
+    """Either {transform: {metric: value}} or {detector: {transform: {metric: value}}}.
+
+    Returns (detector, table) pairs; the detector is "" for the single table of the first form.
+    """
     nested = robustness and all(
         isinstance(v, Mapping) and v and all(isinstance(x, Mapping) for x in v.values())
         for v in robustness.values()
@@ -364,11 +426,34 @@ def _robustness(robustness: Mapping[str, Any]) -> str:
         cols: list[str] = []
         for row in table.values():
             cols += [k for k in row if k not in cols]
-        rows = [[html.escape(str(t))] + [_fmt(row.get(c)) for c in cols] for t, row in table.items()]
-        if det:
-            out.append(f"<h3>{html.escape(str(det))}</h3>")
-        out.append(_table(["transform", *map(html.escape, cols)], rows))
-    return "".join(out)
+        rows = [[_Cell(str(t)), *(_Cell(_fmt(row.get(c))) for c in cols)] for t, row in table.items()]
+        out.append((str(det), _Table(["transform", *map(str, cols)], rows)))
+    return out
+
+
+def _run(run_info: Sequence[Mapping[str, Any]]) -> _Table:
+    """One row per detector run, the columns those of the first run."""
+    cols = [str(c) for c in run_info[0]]
+    return _Table(cols, [[_Cell(_fmt(r.get(c))) for c in cols] for r in run_info])
+
+
+def _figures(
+    examples: Sequence[Example],
+    scored: Mapping[str, Any],
+    metrics: Mapping[str, dict],
+    thresholds: Mapping[str, float | None],
+) -> dict[str, Any]:
+    """Every figure of the page, under the names the template reads."""
+    return {
+        "roc": _img(roc_figure(examples, scored, metrics), "ROC curves"),
+        "threshold": _img(threshold_figure(examples, scored, thresholds), "refusal rate"),
+        "reliability": _img(reliability_figure(examples, scored, metrics), "reliability diagram"),
+        "category": _img(category_figure(metrics), "per-category bars"),
+        "histograms": [
+            _img(histogram_figure(examples, sc.scores, name, thresholds.get(name)), f"{name} histograms")
+            for name, sc in scored.items()
+        ],
+    }
 
 
 def render_html(
@@ -383,6 +468,9 @@ def render_html(
 ) -> str:
     """The report as one HTML string: tables plus base64-embedded PNG figures, no external files.
 
+    The page is the template `templates/report.html.j2` (jinja2, from the `viz` extra); every
+    name in it (detectors, sources, categories, the title) is HTML-escaped.
+
     Args:
         examples: the labelled rows, in the order of every detector's scores.
         scored: detector name -> `Scored` (scores, blocked, latency per row).
@@ -391,45 +479,22 @@ def render_html(
         run_info: one `RunInfo.as_dict()` per detector (engine, workers, throughput).
         robustness: `{transform: {metric: value}}`, or the same per detector; rendered as tables.
         title: the page title.
+
+    Raises:
+        MissingDependencyError: matplotlib or jinja2 is not installed (the `viz` extra).
     """
-    thresholds = dict(thresholds or {})
-    first = next(iter(metrics.values()))
-    boot = first.get("bootstrap", {})
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        (
-            f"<p class='note'>guard: {html.escape(str(first.get('guard')))}; {first['n']} prompts "
-            f'({first["n_harmful"]} harmful, {first["n_benign"]} benign). "Blocked" means refused or abstained. '
-            f"Brackets: {round(100 * boot.get('level', 0.95))} % bootstrap intervals "
-            f"({boot.get('n_boot', 0)} resamples, seed {boot.get('seed')}).</p>"
-        ),
-        "<h2>Summary</h2>",
-        _summary(metrics),
-        "<h2>ROC curves</h2>",
-        _img(roc_figure(examples, scored, metrics), "ROC curves"),
-        "<h2>Refusal rate vs threshold</h2>",
-        _img(threshold_figure(examples, scored, thresholds), "refusal rate"),
-        "<h2>Reliability</h2>",
-        _img(reliability_figure(examples, scored, metrics), "reliability diagram"),
-        "<h2>Per category</h2>",
-        _img(category_figure(metrics), "per-category bars"),
-        _grouped(metrics, "by_category"),
-        "<h2>Per source</h2>",
-    ]
-    for name, sc in scored.items():
-        parts.append(
-            _img(histogram_figure(examples, sc.scores, name, thresholds.get(name)), f"{name} histograms")
-        )
-    parts.append(_grouped(metrics, "by_source"))
-    if robustness:
-        parts += ["<h2>Robustness: recall before and after each transform</h2>", _robustness(robustness)]
-    if run_info:
-        cols = list(run_info[0])
-        parts += ["<h2>Run</h2>", _table(cols, [[_fmt(r.get(c)) for c in cols] for r in run_info])]
-    parts.append("</body></html>")
-    return "".join(parts)
+    template = _template()  # before the figures: a missing jinja2 fails at once
+    context = {
+        "title": title,
+        "intro": _intro(next(iter(metrics.values()))),
+        "summary": _summary(metrics),
+        **_figures(examples, scored, metrics, dict(thresholds or {})),
+        "by_category": _grouped(metrics, "by_category"),
+        "by_source": _grouped(metrics, "by_source"),
+        "robustness": _robustness(robustness) if robustness else [],
+        "run": _run(run_info) if run_info else None,
+    }
+    return template.render(context)
 
 
 def write_report(
