@@ -850,7 +850,8 @@ class Guard:
         return out, notes
 
     def _latent_evidence(self, scored: LatentScores, k: int, ctx: Any) -> list[Evidence]:
-        where = f"layer {self.latent.layer_}, position {self.latent.position_}"
+        layers = self.latent.readout_layers
+        where = f"layer{'s' if len(layers) > 1 else ''} {'+'.join(map(str, layers))}, position {self.latent.position_}"
         out = [
             Evidence(source="latent", name="harmfulness", value=float(scored.harmfulness[k]), detail=where),
             Evidence(

@@ -215,7 +215,7 @@ def _request_path_section(guard: Any, repeat: int) -> dict[str, Any]:
     guard.check(prompt)  # warm-up: every model loads on first use
     t_check = _time(lambda: guard.check(prompt), repeat)
     enc = host.encode(prompt)
-    t_host = _time(lambda: host.capture([enc], [guard.latent.layer_]), repeat)
+    t_host = _time(lambda: host.capture([enc], guard.latent.capture_layers), repeat)
     emb = SentenceEmbedder()
     emb.transform([prompt])
     t_emb = _time(lambda: emb.transform([prompt]), repeat)
@@ -532,6 +532,7 @@ def run_bench(
         tg = _time(lambda: guard.check(PROMPTS[0]), repeat)
         out["guard_check_ms_batch_1"] = tg * 1000
         out["layer"] = latent.layer_
+        out["readout_layers"] = latent.readout_layers
         rss["latent"] = _peak_rss_mb()
 
         if request_path:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from guard.errors import InputError
 from guard.fitting.grouped import form_of, summary
 from guard.fitting.recipe import (
     EMBEDDERS,
@@ -85,14 +86,25 @@ def load_external(folder: str | Path | None, id_stride: int = 1) -> dict[str, li
 
 def choose(oof: Mapping[str, np.ndarray], y: np.ndarray, forms: Sequence[str]) -> dict[str, Any]:
     """The latent head and the pooling with the best grouped out-of-fold AUROC, and the table."""
-    latent = max(
-        (k for k in oof if k.startswith("latent@")), key=lambda k: figures(oof[k], y, forms)["grouped_auroc"]
+    grouped = {k: figures(oof[k], y, forms)["grouped_auroc"] for k in oof if k.startswith("latent@")}
+    latent = max(grouped, key=lambda k: grouped[k])
+    # the one-layer direction that steering, ablation and the integrity check read: the best one
+    # at the chosen position (the chosen head itself when it reads one layer)
+    position = latent.rsplit(":", 1)[1]
+    single = max(
+        (k for k in grouped if "+" not in k and k.endswith(f":{position}")), key=lambda k: grouped[k]
     )
     weightings = pooled_candidates()
     pooled = {name: pooled_oof(oof, latent, w) for name, w in weightings.items()}
     table = {name: figures(s, y, forms) for name, s in {**oof, **pooled}.items()}
     best = max(pooled, key=lambda k: (table[k]["grouped_auroc"], -table[k]["overall"]["benign_blocked"]))
-    return {"latent": latent, "pooled": best, "weights": dict(weightings[best]), "table": table}
+    return {
+        "latent": latent,
+        "latent_single": single,
+        "pooled": best,
+        "weights": dict(weightings[best]),
+        "table": table,
+    }
 
 
 def embedding_predictor(signal: str, seed: int = 0) -> Any:
@@ -135,8 +147,11 @@ def fit_shipped(
     y = np.array([int(r.label == "harmful") for r in rows])
     split = np.array([split_of(r, seed) for r in rows])
     calib, test = (np.flatnonzero(split == s) for s in ("calib", "test"))
+    fit_rows = np.flatnonzero(split == "fit")
     c = _candidate(chosen["latent"], feats.layers)
-    head = fit_latent_head(feats, y, np.flatnonzero(split == "fit"), c.layer_index, c.position)
+    head = fit_latent_head(feats, y, fit_rows, c.latent_layers, c.position)
+    one = _candidate(chosen.get("latent_single", chosen["latent"]), feats.layers)
+    single = head if one == c else fit_latent_head(feats, y, fit_rows, one.layer_index, one.position)
     y_all = np.array([int(r.label == "harmful") for r in rows_all])
     fit_all = np.flatnonzero(np.array([split_of(r, seed) for r in rows_all]) == "fit")
     embed_heads = {
@@ -145,7 +160,7 @@ def fit_shipped(
         )
         for sig in SIGNAL_OF
     }
-    shipped = {"head": head, "embed_heads": embed_heads}
+    shipped = {"head": head, "single_head": single, "embed_heads": embed_heads}
     s_all = shipped_scores(shipped, feats, len(rows))
     pooled = pool(s_all, chosen["weights"])
     threshold = threshold_at_recall(pooled[calib], y[calib], target_recall)
@@ -300,18 +315,28 @@ def latent_from_head(
     oof_auroc: float,
     grid: Mapping[str, float],
     seed: int = 0,
+    single: Any = None,
 ) -> Any:
-    """A fitted `LatentGuard` carrying the chosen head (Platt (1, 0): the head's own probability)."""
+    """A fitted `LatentGuard` carrying the chosen head (Platt (1, 0): the head's own probability).
+
+    A several-layer head is its harmfulness readout (`harm_layers_`); `single`, a one-layer head at
+    the same position, gives `layer_` and `direction_` (what steering and the integrity check
+    read). A one-layer head is both."""
     from guard.whitebox.latent import LatentGuard
 
+    single = single or head
+    if single.position != head.position or len(single.layer_indices) != 1:
+        raise InputError("the one-layer head must read one layer at the readout's position")
     layers = feats.layers
     latent = LatentGuard(host, layers=list(layers), random_state=seed)
     n_pos = feats.states.shape[2]
-    latent.direction_ = head.w.astype(np.float32)
-    latent.bias_ = float(head.b)
+    latent.direction_ = single.w[0].astype(np.float32)
+    latent.bias_ = float(single.b)
     latent.platt_ = (1.0, 0.0)
-    latent.layer_ = int(layers[head.layer_index])
+    latent.layer_ = int(layers[single.layer_index])
     latent.position_ = int(head.position % n_pos)
+    if len(head.layer_indices) > 1:
+        latent.set_readout([int(layers[i]) for i in head.layer_indices], head.w, float(head.b))
     latent.n_positions_ = int(n_pos)
     latent.candidate_layers_ = list(layers)
     latent.auroc_grid_ = np.array(
@@ -396,7 +421,14 @@ def run(
     )
     grid = {k: v["grouped_auroc"] for k, v in chosen["table"].items() if k.startswith("latent@")}
     latent = latent_from_head(
-        host, shipped["head"], feats, sample, chosen["table"][chosen["latent"]]["grouped_auroc"], grid, seed
+        host,
+        shipped["head"],
+        feats,
+        sample,
+        chosen["table"][chosen["latent"]]["grouped_auroc"],
+        grid,
+        seed,
+        single=shipped["single_head"],
     )
     pooled_best = pooled_oof(oof, chosen["latent"], list(chosen["weights"].items()))
     t = shipped["threshold"]
@@ -412,6 +444,7 @@ def run(
         "groups": "(source, form); languages of the multilingual corpus are groups of their own",
         "chosen": {
             "latent": chosen["latent"],
+            "latent_single": chosen["latent_single"],
             "pooled": chosen["pooled"],
             "weights": chosen["weights"],
             "threshold": t,

@@ -106,16 +106,24 @@ def _max_by_owner(values: np.ndarray, owner: np.ndarray, rows: np.ndarray) -> np
 
 @dataclass(frozen=True)
 class LatentHead:
-    """A direction at one (layer, position): `w`, `b` on raw states."""
+    """A linear readout at one position over one or several layers: `w` (``[len(layer_indices),
+    hidden]``), `b` on raw states; the score is ``sum_k state[layer_k] @ w[k] + b``."""
 
-    layer_index: int
+    layer_indices: tuple[int, ...]
     position: int
     w: np.ndarray
     b: float
 
+    @property
+    def layer_index(self) -> int:
+        """The layer of a one-layer head."""
+        if len(self.layer_indices) != 1:
+            raise InputError(f"this head reads {len(self.layer_indices)} layers, not one")
+        return self.layer_indices[0]
+
     def window_scores(self, states: np.ndarray) -> np.ndarray:
-        Z = states[:, self.layer_index, self.position, :].astype(np.float64)
-        return Z @ self.w + self.b
+        Z = states[:, list(self.layer_indices), self.position, :].astype(np.float64)
+        return np.einsum("nkh,kh->n", Z, self.w) + self.b
 
     def row_scores(self, feats: Features, rows: np.ndarray) -> np.ndarray:
         """P(harmful) of each row: the most harmful window's."""
@@ -124,23 +132,41 @@ class LatentHead:
 
 
 def fit_latent_head(
-    feats: Features, y: np.ndarray, rows: np.ndarray, layer_index: int, position: int, C: float = 0.05
+    feats: Features,
+    y: np.ndarray,
+    rows: np.ndarray,
+    layer_index: int | Sequence[int],
+    position: int,
+    C: float = 0.05,
 ) -> LatentHead:
-    """Fit a latent direction on `rows`: benign rows give every window, harmful one-window rows
-    their window, harmful long rows only their most harmful window under a first fit."""
+    """Fit a latent readout on `rows`: benign rows give every window, harmful one-window rows
+    their window, harmful long rows only their most harmful window under a first fit.
+
+    `layer_index` is one index into `feats.layers`, or several: the states of those layers side
+    by side, one logistic regression over them with `C` divided by their number (the same total
+    penalty per row as one layer's)."""
+    idx_layers = (int(layer_index),) if isinstance(layer_index, (int, np.integer)) else tuple(layer_index)
+    if not idx_layers:
+        raise InputError("fit_latent_head needs at least one layer")
+    C = C / len(idx_layers)
+    hidden = feats.states.shape[-1]
     win = feats.rows_windows(rows)
     own = feats.owner[win]
     n_win = np.bincount(own, minlength=y.size)
     single_or_benign = (y[own] == 0) | (n_win[own] == 1)
 
     def states(idx: np.ndarray) -> np.ndarray:
-        return feats.states[idx, layer_index, position, :].astype(np.float32)
+        Z = feats.states[idx][:, list(idx_layers), position, :].astype(np.float32)
+        return Z.reshape(len(idx), -1)
+
+    def head_of(w: np.ndarray, b: float) -> LatentHead:
+        return LatentHead(idx_layers, position, w.reshape(len(idx_layers), hidden), b)
 
     first = win[single_or_benign]
     w, b = fit_direction(states(first), y[feats.owner[first]], C)
     multi = win[~single_or_benign]
     if multi.size:
-        head = LatentHead(layer_index, position, w, b)
+        head = head_of(w, b)
         s = head.window_scores(feats.states[multi])
         best: dict[int, tuple[float, int]] = {}
         for v, k in zip(s, multi):
@@ -150,7 +176,7 @@ def fit_latent_head(
         chosen = np.array(sorted(k for _, k in best.values()))
         idx = np.concatenate([first, chosen])
         w, b = fit_direction(states(idx), y[feats.owner[idx]], C)
-    return LatentHead(layer_index, position, w, b)
+    return head_of(w, b)
 
 
 def fit_embedding_head(E: np.ndarray, y: np.ndarray, rows: np.ndarray, C: float = 4.0) -> Any:
@@ -200,14 +226,44 @@ class Candidate:
     embedder: str = ""
     #: the MLP's encoders (empty: `classifiers.harm_mlp.ENCODERS`, what the shipped MLP reads)
     encoders: tuple[str, ...] = ()
+    #: a latent readout over several layers (indices into `Features.layers`); empty: `layer_index`
+    layer_indices: tuple[int, ...] = ()
+
+    @property
+    def latent_layers(self) -> int | tuple[int, ...]:
+        """What `fit_latent_head` reads: one layer index, or several."""
+        return self.layer_indices or self.layer_index
+
+
+#: Several-layer readouts compared beside the one-layer heads, as indices into the candidate
+#: layers (12+16+20 and 16+20 of SmolLM2's 30; all five), at the post-instruction position.
+MULTI_LAYER_SETS: tuple[tuple[int, ...], ...] = ((1, 2, 3), (2, 3), (0, 1, 2, 3, 4))
 
 
 def latent_candidates(layers: Sequence[int] = LAYERS) -> list[Candidate]:
-    return [
+    """One-layer heads at every (layer, position), then the several-layer readouts.
+
+    Example:
+        >>> [c.name for c in latent_candidates()][-3:]
+        ['latent@12+16+20:post', 'latent@16+20:post', 'latent@8+12+16+20+23:post']
+    """
+    single = [
         Candidate(f"latent@{layer}:{pname}", "latent", li, pos)
         for li, layer in enumerate(layers)
         for pname, pos in POSITIONS.items()
     ]
+    several = [
+        Candidate(
+            f"latent@{'+'.join(str(layers[i]) for i in idx)}:post",
+            "latent",
+            idx[0],
+            POSITIONS["post"],
+            layer_indices=idx,
+        )
+        for idx in MULTI_LAYER_SETS
+        if max(idx) < len(layers) and len(set(layers[i] for i in idx)) == len(idx)
+    ]
+    return single + several
 
 
 def head_scores(
@@ -215,7 +271,7 @@ def head_scores(
 ) -> np.ndarray:
     """Fit candidate `c` on `train` rows, P(harmful) of the `test` rows."""
     if c.kind == "latent":
-        return fit_latent_head(feats, y, train, c.layer_index, c.position, C_latent).row_scores(feats, test)
+        return fit_latent_head(feats, y, train, c.latent_layers, c.position, C_latent).row_scores(feats, test)
     if c.kind == "embedding":
         E = feats.embeddings[c.embedder]
         return fit_embedding_head(E, y, train).predict_proba(E[test])[:, 1]
@@ -294,6 +350,7 @@ __all__ = [
     "LatentHead",
     "MLP_CANDIDATE",
     "MPNET_MLP_CANDIDATE",
+    "MULTI_LAYER_SETS",
     "POSITIONS",
     "SIGNAL_OF",
     "candidate_layers",

@@ -108,7 +108,7 @@ def read_folder(
     folder: str | Path,
     meta_file: str,
     tensor_file: str,
-    format_version: int,
+    format_version: int | tuple[int, ...],
     *,
     kind: str = "artifact",
     remedy: str = "",
@@ -120,7 +120,8 @@ def read_folder(
         folder: the folder.
         meta_file: the JSON file's name inside it (must hold ``format_version``).
         tensor_file: the safetensors file's name inside it.
-        format_version: the version this library reads.
+        format_version: the version this library reads (or the versions, when it reads older
+            ones too).
         kind: what the folder is, for messages ("guard artifact").
         remedy: appended to messages, e.g. ``"; re-run `guard fit`"``.
         manifest: a folder without ``manifest.json`` is an error, or only a warning; a present
@@ -149,8 +150,10 @@ def read_folder(
         version = meta["format_version"]
     except (ValueError, KeyError, TypeError, OSError) as exc:
         raise ArtifactError(f"{meta_path} is corrupt ({exc}){remedy}") from exc
-    if type(version) is not int or version != format_version:  # 1.0 and True are not 1
-        raise ArtifactError(f"{meta_path} has format version {version}, this library reads {format_version}")
+    readable = (format_version,) if isinstance(format_version, int) else tuple(format_version)
+    if type(version) is not int or version not in readable:  # 1.0 and True are not 1
+        reads = " or ".join(str(v) for v in readable)
+        raise ArtifactError(f"{meta_path} has format version {version}, this library reads {reads}")
     try:
         tensors = load_file(str(tensor_path))
     except (SafetensorError, OSError, ValueError) as exc:

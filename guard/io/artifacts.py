@@ -7,13 +7,23 @@ Reading and writing the folder with checksums is `guard.io.artifact_io`; buildin
 
 from __future__ import annotations
 
-FORMAT_VERSION = 1
+#: Version 2 added the readout over several layers (``latent.harm_layers``, ``harm_bias`` and the
+#: ``harm_directions`` tensor); version 1 folders (one layer) still load.
+FORMAT_VERSION = 2
+READABLE_VERSIONS: tuple[int, ...] = (1, 2)
 META_FILE = "guard.json"
 TENSOR_FILE = "latent.safetensors"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "latent-guardrail/manifest"
 
-__all__ = ["FORMAT_VERSION", "MANIFEST_FILE", "MANIFEST_FORMAT", "META_FILE", "TENSOR_FILE"]
+__all__ = [
+    "FORMAT_VERSION",
+    "READABLE_VERSIONS",
+    "MANIFEST_FILE",
+    "MANIFEST_FORMAT",
+    "META_FILE",
+    "TENSOR_FILE",
+]
 
 
 # ---------------------------------------------------------------------------- guard.json schema
@@ -83,11 +93,20 @@ class LatentMeta(BaseModel):
     selection_auroc: Reported
     harm_refusal_cosine: Reported
     refusal_reply_auroc: Reported
+    #: a readout over several layers (format 2); None: the score reads `layer` alone
+    harm_layers: list[Annotated[StrictInt, Field(ge=0)]] | None = None
+    harm_bias: Finite | None = None
 
     @model_validator(mode="after")
     def _position_in_range(self) -> LatentMeta:
         if self.position >= self.n_positions:
             raise ValueError(f"position {self.position} is not below n_positions {self.n_positions}")
+        if (self.harm_layers is None) != (self.harm_bias is None):
+            raise ValueError("harm_layers and harm_bias come together (a several-layer readout)")
+        if self.harm_layers is not None and (
+            not self.harm_layers or len(set(self.harm_layers)) != len(self.harm_layers)
+        ):
+            raise ValueError(f"harm_layers {self.harm_layers} must be distinct layers, at least one")
         return self
 
 
@@ -111,8 +130,8 @@ class GuardMeta(BaseModel):
 
     @model_validator(mode="after")
     def _version(self) -> GuardMeta:
-        if self.format_version != FORMAT_VERSION:
-            raise ValueError(f"format_version {self.format_version}; this library reads {FORMAT_VERSION}")
+        if self.format_version not in READABLE_VERSIONS:
+            raise ValueError(f"format_version {self.format_version}; this library reads {READABLE_VERSIONS}")
         return self
 
 

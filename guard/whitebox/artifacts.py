@@ -17,7 +17,7 @@ import numpy as np
 from guard.decision.policy import Policy
 from guard.errors import ArtifactError
 from guard.io.artifact_io import read_folder, write_manifest
-from guard.io.artifacts import FORMAT_VERSION, META_FILE, TENSOR_FILE, GuardMeta
+from guard.io.artifacts import FORMAT_VERSION, META_FILE, READABLE_VERSIONS, TENSOR_FILE, GuardMeta
 from guard.whitebox.host import HostModel
 from guard.whitebox.latent import LatentGuard
 
@@ -36,14 +36,16 @@ def save_latent(
     host = latent._host()
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    save_file(
-        {
-            "direction": np.ascontiguousarray(latent.direction_, dtype=np.float32),
-            "refusal_direction": np.ascontiguousarray(latent.refusal_direction_, dtype=np.float32),
-            "auroc_grid": np.ascontiguousarray(latent.auroc_grid_, dtype=np.float32),
-        },
-        str(out / TENSOR_FILE),
-    )
+    several = bool(getattr(latent, "harm_layers_", None))
+    directions, harm_bias = latent.readout()
+    tensors = {
+        "direction": np.ascontiguousarray(latent.direction_, dtype=np.float32),
+        "refusal_direction": np.ascontiguousarray(latent.refusal_direction_, dtype=np.float32),
+        "auroc_grid": np.ascontiguousarray(latent.auroc_grid_, dtype=np.float32),
+    }
+    if several:
+        tensors["harm_directions"] = np.ascontiguousarray(directions, dtype=np.float32)
+    save_file(tensors, str(out / TENSOR_FILE))
     params = {k: v for k, v in latent.get_params().items() if k != "host"}
     if params.get("layers") is not None:
         params["layers"] = [int(x) for x in params["layers"]]
@@ -69,6 +71,8 @@ def save_latent(
             "selection_auroc": latent.selection_auroc_,
             "harm_refusal_cosine": latent.harm_refusal_cosine_,
             "refusal_reply_auroc": latent.refusal_reply_auroc_,
+            "harm_layers": latent.readout_layers if several else None,
+            "harm_bias": harm_bias if several else None,
         },
         "policy": policy.model_dump(),
         "extra": extra or {},
@@ -102,7 +106,7 @@ def load_latent(path: str | Path, host: HostModel) -> tuple[LatentGuard, Policy,
         folder,
         META_FILE,
         TENSOR_FILE,
-        FORMAT_VERSION,
+        READABLE_VERSIONS,
         kind="guard artifact",
         remedy="; re-run `guard fit`",
         manifest="error",
@@ -131,6 +135,13 @@ def load_latent(path: str | Path, host: HostModel) -> tuple[LatentGuard, Policy,
             "the same); re-run `guard fit`"
         )
     lat_meta = checked.latent
+    if lat_meta.harm_layers is not None:
+        want_shape = (len(lat_meta.harm_layers), h)
+        got = tensors.get("harm_directions")
+        if got is None or got.shape != want_shape:
+            raise ArtifactError(f"{tensor_path}: 'harm_directions' missing or not of shape {want_shape}")
+        if not np.isfinite(got).all() or not float(np.linalg.norm(got)) > 0:
+            raise ArtifactError(f"{tensor_path}: 'harm_directions' is zero or not finite; re-run `guard fit`")
     n_post = len(host.encode("Hello").post_instruction)
     if lat_meta.n_positions != n_post + 1:
         raise ArtifactError(
@@ -154,11 +165,16 @@ def load_latent(path: str | Path, host: HostModel) -> tuple[LatentGuard, Policy,
         latent.selection_auroc_ = float(lat["selection_auroc"])
         latent.harm_refusal_cosine_ = float(lat["harm_refusal_cosine"])
         latent.refusal_reply_auroc_ = float(lat["refusal_reply_auroc"])
+        if lat_meta.harm_layers is not None:
+            latent.set_readout(
+                lat_meta.harm_layers, tensors["harm_directions"], float(lat_meta.harm_bias or 0.0)
+            )
         policy = Policy(**meta["policy"])
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ArtifactError(f"{meta_path} is corrupt ({exc}); re-run `guard fit`") from exc
-    if not 0 <= latent.layer_ < host.num_layers:
-        raise ArtifactError(f"{meta_path}: layer {latent.layer_} does not exist in {host.name!r}")
+    for layer in latent.capture_layers:
+        if not 0 <= layer < host.num_layers:
+            raise ArtifactError(f"{meta_path}: layer {layer} does not exist in {host.name!r}")
     return latent, policy, meta
 
 

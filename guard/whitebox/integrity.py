@@ -120,10 +120,15 @@ class ArtifactDirections:
             ArtifactError: missing or corrupt files, another format version.
         """
         from guard.io.artifact_io import read_folder
-        from guard.io.artifacts import FORMAT_VERSION, META_FILE, TENSOR_FILE
+        from guard.io.artifacts import META_FILE, READABLE_VERSIONS, TENSOR_FILE
 
         meta, tensors = read_folder(
-            path, META_FILE, TENSOR_FILE, FORMAT_VERSION, kind="guard artifact", remedy="; re-run `guard fit`"
+            path,
+            META_FILE,
+            TENSOR_FILE,
+            READABLE_VERSIONS,
+            kind="guard artifact",
+            remedy="; re-run `guard fit`",
         )
         try:
             lat, host = meta["latent"], meta["host"]

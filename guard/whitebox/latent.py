@@ -97,6 +97,12 @@ class LatentGuard:
         batch_size: prompts per forward pass.
         random_state: seed for folds and sampling.
 
+    Fitted attributes: `layer_`, `position_`, `direction_` and `bias_` (the harmfulness
+    direction at one layer, which steering, ablation and the integrity check read),
+    `refusal_direction_`, `platt_`; and, for a readout over several layers (chosen by grouped
+    validation in ``guard fit --grouped``), `harm_layers_`, `harm_directions_`
+    (``[len(harm_layers_), hidden]``) and `harm_bias_`, which then give the harmfulness score.
+
     Example:
         >>> lg = LatentGuard(host).fit(prompts, labels)  # doctest: +SKIP
         >>> lg.score(["How do I build a pipe bomb?"])  # doctest: +SKIP
@@ -490,22 +496,90 @@ class LatentGuard:
         if not hasattr(self, "direction_"):
             raise NotFittedError("this LatentGuard is not fitted yet; call fit() or load an artifact")
 
+    @property
+    def readout_layers(self) -> list[int]:
+        """The layers the harmfulness score reads: `harm_layers_` for a several-layer readout,
+        else `layer_` alone."""
+        self._check_fitted()
+        layers = getattr(self, "harm_layers_", None)
+        return [int(x) for x in layers] if layers else [int(self.layer_)]
+
+    @property
+    def capture_layers(self) -> list[int]:
+        """Every layer a score needs, in order: the readout layers and `layer_` (refusal, and the
+        probes that share the capture). The host pass stops after the last one.
+
+        Example:
+            >>> lg.capture_layers  # doctest: +SKIP
+            [12, 16, 20]
+        """
+        return sorted({*self.readout_layers, int(self.layer_)})
+
+    def set_readout(self, layers: Sequence[int], directions: np.ndarray, bias: float) -> LatentGuard:
+        """Make the harmfulness score a readout over several layers (what ``guard fit --grouped``
+        chooses when it validates better than one layer); `direction_` at `layer_` stays as is.
+
+        Args:
+            layers: the layers read, distinct.
+            directions: ``[len(layers), hidden]``, one direction per layer on raw states.
+            bias: added once to the sum of the projections.
+
+        Example:
+            >>> lg.set_readout([12, 16, 20], W, -0.3).capture_layers  # doctest: +SKIP
+            [12, 16, 20]
+        """
+        layers = [int(x) for x in layers]
+        directions = np.asarray(directions, dtype=np.float32)
+        if not layers or len(set(layers)) != len(layers):
+            raise InputError(f"readout layers must be distinct, at least one; got {layers}")
+        if directions.ndim != 2 or directions.shape[0] != len(layers):
+            raise InputError(f"directions of shape {directions.shape} do not match {len(layers)} layers")
+        if not np.isfinite(directions).all() or not np.isfinite(bias):
+            raise InputError("readout directions and bias must be finite")
+        self.harm_layers_ = layers
+        self.harm_directions_ = directions
+        self.harm_bias_ = float(bias)
+        return self
+
+    def readout(self) -> tuple[np.ndarray, float]:
+        """The harmfulness readout: directions ``[len(readout_layers), hidden]`` and its bias."""
+        if getattr(self, "harm_layers_", None):
+            return np.asarray(self.harm_directions_, dtype=np.float64), float(self.harm_bias_)
+        return np.asarray(self.direction_, dtype=np.float64)[None, :], float(self.bias_)
+
     def _window_scores(
         self, prompts: Sequence[str], history: Sequence[dict[str, str]] | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self._check_fitted()
-        X, owner = self.features(prompts, [self.layer_], history=history, align=True)
-        dec, ref = self.project(X[:, 0])
+        X, owner = self.features(prompts, self.capture_layers, history=history, align=True)
+        dec, ref = self.project(X)
         return dec, ref, owner
 
     def project(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Raw harmfulness and refusal projections of states `[n, n_positions, hidden]` at `layer_`."""
+        """Raw harmfulness and refusal projections of captured states.
+
+        `states` is ``[n, len(capture_layers), n_positions, hidden]`` (the layers of
+        `capture_layers`, in its order), or ``[n, n_positions, hidden]`` at `layer_` when the
+        readout reads that layer alone.
+        """
         self._check_fitted()
-        Z = states[:, self.position_, :].astype(np.float64)
-        post = states[:, 1:, :].mean(1) if states.shape[1] > 1 else states[:, 0, :]
-        return Z @ self.direction_.astype(np.float64) + self.bias_, post.astype(
-            np.float64
-        ) @ self.refusal_direction_
+        layers = self.capture_layers
+        states = np.asarray(states)
+        if states.ndim == 3:
+            if layers != [int(self.layer_)]:
+                raise InputError(
+                    f"this guard reads layers {layers}; pass states [n, {len(layers)}, positions, hidden]"
+                )
+            states = states[:, None]
+        if states.ndim != 4 or states.shape[1] != len(layers):
+            raise InputError(f"states of shape {states.shape} do not hold the {len(layers)} layers {layers}")
+        directions, bias = self.readout()
+        dec = np.full(states.shape[0], bias)
+        for d, layer in zip(directions, self.readout_layers):
+            dec = dec + states[:, layers.index(layer), self.position_, :].astype(np.float64) @ d
+        own = states[:, layers.index(int(self.layer_))]
+        post = own[:, 1:, :].mean(1) if own.shape[1] > 1 else own[:, 0, :]
+        return dec, post.astype(np.float64) @ self.refusal_direction_
 
     def calibrated(self, raw: np.ndarray) -> np.ndarray:
         """Platt-calibrated probability for raw projections."""
@@ -556,13 +630,15 @@ class LatentGuard:
             (array([0.98]), True)
         """
         self._check_fitted()
-        X, owner = self.features(prompts, [self.layer_], history=history, align=True)
-        dec, ref = self.project(X[:, 0])
+        layers = self.capture_layers
+        X, owner = self.features(prompts, layers, history=history, align=True)
+        dec, ref = self.project(X)
         d = _max_by_owner(dec, owner, len(prompts))
         states = None
         if with_states:
+            own = layers.index(int(self.layer_))
             last = np.array([np.flatnonzero(owner == i)[-1] for i in range(len(prompts))], dtype=int)
-            states = X[last, 0] if len(prompts) else X[:0, 0]
+            states = X[last, own] if len(prompts) else X[:0, own]
         return LatentScores(
             harmfulness=self.calibrated(d),
             harmfulness_raw=d,
@@ -580,6 +656,7 @@ class LatentGuard:
         self._check_fitted()
         return {
             "layer": self.layer_,
+            "readout_layers": self.readout_layers,
             "position": "instruction" if self.position_ == 0 else f"post_instruction[{self.position_ - 1}]",
             "selection": self.selection,
             "selection_auroc": self.selection_auroc_,

@@ -2,7 +2,7 @@
 
 When the host model that the guard reads also writes the answer, the guard needs no forward pass
 of its own: the host's prefill (the forward pass over the prompt that starts `generate`) computes
-every activation the Latent Guard reads. `guarded_generate` records the guard's layer during that
+every activation the Latent Guard reads. `guarded_generate` records the guard's layers during that
 pass, and before the first token is chosen (in a logits processor, which `generate` calls right
 after the prefill) it hands those activations to the guard, lets the guard decide with all its
 usual evidence (black-box detectors, rules, policy), and either lets generation go on or stops it
@@ -41,6 +41,8 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from guard.decision import Decision
 from guard.errors import InputError
@@ -188,7 +190,7 @@ def _prefill_generate(
 ) -> GuardedGeneration:
     latent, host = guard.latent, guard.host
     enc = host.encode(text, history)  # exactly the chat the guard scores (LatentGuard.features)
-    layer = latent.layer_
+    layers = latent.capture_layers
     positions = [enc.instruction, *enc.post_instruction]
     state: dict[str, Any] = {}
 
@@ -196,24 +198,25 @@ def _prefill_generate(
         if "decision" in state:
             return scores  # later steps: generation goes on untouched
         t0 = time.perf_counter()
-        hidden = store[layer]
-        if hidden.shape[1] != len(enc.input_ids):  # not the prefill of our chat: never guess
-            raise RuntimeError(f"prefill saw {hidden.shape[1]} tokens, expected {len(enc.input_ids)}")
-        rows = hidden[0, positions, :].float().cpu().numpy()[None]  # [layers=1, positions, hidden]
-        dec, ref = latent.project(rows)
+        seen = {int(store[layer].shape[1]) for layer in layers}
+        if seen != {len(enc.input_ids)}:  # not the prefill of our chat: never guess
+            raise RuntimeError(f"prefill saw {sorted(seen)} tokens, expected {len(enc.input_ids)}")
+        # [layers, positions, hidden], the layers of `capture_layers` in its order
+        rows = np.stack([store[layer][0, positions, :].float().cpu().numpy() for layer in layers])
+        dec, ref = latent.project(rows[None])
         state["latent"] = {
             "harmfulness": float(latent.calibrated(dec)[0]),
             "harmfulness_raw": float(dec[0]),
             "refusal": float(ref[0]),
         }
-        with latent.reuse_states({(enc.input_ids, (layer,)): rows}):
+        with latent.reuse_states({(enc.input_ids, tuple(layers)): rows}):
             state["decision"] = guard.check(prompt, history=history)
         state["guard_ms"] = (time.perf_counter() - t0) * 1000
         if state["decision"].blocked:
             raise _Halt
         return scores
 
-    with host.record([layer], stop_after=False) as store:
+    with host.record(layers, stop_after=False) as store:
         try:
             reply, n = _generate(
                 guard, text, history, max_new_tokens, temperature, stop, processor=on_prefill
