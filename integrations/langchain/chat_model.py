@@ -6,6 +6,7 @@ Needs the `langchain` extra (`pip install 'latent-guardrail[langchain]'`).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -30,7 +31,7 @@ from integrations._core import shared_default as _shared_default  # noqa: E402
 from integrations._core import (  # noqa: E402
     text_of,
 )
-from integrations.langchain.runnable import _role  # noqa: E402
+from integrations.langchain.runnable import PREFILL_HOOK, _role  # noqa: E402
 from integrations.reliability import (  # noqa: E402
     RetryPolicy,
     call_with_retry,
@@ -79,7 +80,9 @@ class HostChatModel(BaseChatModel):
             second forward), the reply is checked with `check_output`, and a blocked request or
             reply comes back as the constructive reply with the decision in
             ``response_metadata["guard_decision"]``. Streaming then yields the checked reply as
-            one chunk.
+            one chunk. Without a guard here, a `GuardedRunnable` wrapping this model with its own
+            guard on this host decides on this model's prefill pass just the same (see
+            `GuardedRunnable`).
 
     Example:
         >>> llm = HostChatModel(max_tokens=32)  # loads nothing yet
@@ -144,8 +147,11 @@ class HostChatModel(BaseChatModel):
         stops = [s for s in (stop if stop is not None else self.stop) or [] if s]
         hold = max((len(s) for s in stops), default=1) - 1
 
-        text_in = tok.apply_chat_template(_to_chat(messages), tokenize=False, add_generation_prompt=True)
+        chat = _to_chat(messages)
+        text_in = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
         ids = tok(text_in, add_special_tokens=False)["input_ids"]
+        # set by a GuardedRunnable on this host: the guard decides on the prefill pass below
+        around_prefill = PREFILL_HOOK.get()
         eos = _eos_ids(host)
         lock = getattr(host, "_lock", None) or threading.RLock()  # one forward at a time per host
         device = host.device
@@ -154,13 +160,18 @@ class HostChatModel(BaseChatModel):
         generated: list[int] = []
         emitted, finish, text = 0, "length", ""
         start = time.monotonic()
-        for _ in range(max_new):
+        for step in range(max_new):
             if timeout is not None and time.monotonic() - start > timeout:
                 raise TimeoutError(
                     f"generation took longer than timeout={timeout}s "
                     f"({len(generated)} tokens); raise timeout or lower max_tokens"
                 )
-            with lock, torch.inference_mode():  # held per step, so guard checks can interleave
+            watch = (
+                around_prefill(host, chat, ids)
+                if step == 0 and around_prefill is not None
+                else contextlib.nullcontext()
+            )
+            with lock, torch.inference_mode(), watch:  # held per step, so guard checks can interleave
                 out = model(input_ids=cur, use_cache=True, **{cache_arg: past})
             past, logits = getattr(out, cache_arg, None), out.logits[0, -1].float()
             if temperature > 0:

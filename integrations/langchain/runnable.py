@@ -16,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import contextvars
 import os
 import threading
 import time
 import typing
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from guard._deps import require
 
@@ -54,7 +56,9 @@ from integrations._core import (  # noqa: E402
     GatedStream,
     GuardedDecision,
     merge,
+    prompt_hash,
     text_of,
+    unavailable,
 )
 from integrations.audit import JsonlAuditLog  # noqa: E402
 from integrations.reliability import (  # noqa: E402
@@ -333,6 +337,110 @@ def _graph_step(value: Any) -> Any:
     return value
 
 
+_T = TypeVar("_T")
+
+#: Set by `GuardedRunnable` around its call of a `HostChatModel` on the guard's own host (see
+#: `_PrefillCheck`): the model runs its prefill forward pass inside ``hook(host, chat, ids)``.
+PREFILL_HOOK: contextvars.ContextVar[
+    Callable[[Any, list[dict[str, str]], list[int]], AbstractContextManager[None]] | None
+] = contextvars.ContextVar("guard_prefill_hook", default=None)
+
+
+class _Blocked(BaseException):
+    """Raised in a `HostChatModel`'s prefill when the request is blocked, so it generates nothing.
+
+    A `BaseException`, so no retry policy (not even ``retry_on=(Exception,)``) calls it again.
+    """
+
+
+class _PrefillCheck:
+    """The request's decision, made on the prefill pass of the `HostChatModel` it is sent to.
+
+    Inside `active()`, the model runs its forward pass over the prompt inside `around_prefill`,
+    which records the Latent Guard's layers during that pass and then, before the first token is
+    chosen, runs `decide` (the checks `GuardedRunnable` runs before any call) while the guard
+    takes those activations instead of running the host (`LatentGuard.reuse_states`). The
+    activations are keyed by the chat's token ids, so the guard takes them only for the very
+    chat the model reads; for any other text (a prompt the guard normalises, a history it
+    shortens) it runs its own pass, as before. A blocked request raises `_Blocked` from the
+    prefill: no token is generated. A chat the guard cannot read that way (one that does not end
+    with the user's turn) is decided before the model's pass, with the guard's own.
+    """
+
+    def __init__(self, latent: Any, decide: Callable[[], GuardedDecision]) -> None:
+        self._latent = latent
+        self._decide = decide
+        self.decision: GuardedDecision | None = None
+        self.seconds = 0.0  # spent deciding inside the model's call
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Inside the block (and in threads that copy its context), the model decides on its prefill."""
+        token = PREFILL_HOOK.set(self.around_prefill)
+        try:
+            yield
+        finally:
+            PREFILL_HOOK.reset(token)
+
+    @contextlib.contextmanager
+    def around_prefill(self, host: Any, chat: list[dict[str, str]], ids: list[int]) -> Iterator[None]:
+        """What the model's prefill forward pass runs in (`HostChatModel`, inside its host lock)."""
+        if self.decision is not None:  # a retried call: decided on the first attempt
+            yield
+            return
+        layout = self._layout(host, chat, ids)
+        if layout is None:  # the guard cannot read this pass: it decides first, on its own pass
+            self._decide_now(None)
+            yield
+            return
+        key, positions = layout
+        layers = key[1]
+        with host.record(layers, stop_after=False) as store:
+            yield
+        if {int(store[layer].shape[1]) for layer in layers} != {len(ids)}:  # never guess
+            self._decide_now(None)
+            return
+        import numpy as np
+
+        # [layers, positions, hidden], as `LatentGuard.features` reads them
+        rows = np.stack([store[layer][0, positions, :].float().cpu().numpy() for layer in layers])
+        self._decide_now({key: rows})
+
+    def _layout(
+        self, host: Any, chat: list[dict[str, str]], ids: list[int]
+    ) -> tuple[tuple[tuple[int, ...], tuple[int, ...]], list[int]] | None:
+        """``((token ids, layers), positions)`` of the chat as the Latent Guard reads it, or None."""
+        if host is not self._latent.host or not chat or chat[-1]["role"] != "user":
+            return None
+        try:
+            layers = tuple(self._latent.capture_layers)
+            enc = host.encode(chat[-1]["content"], chat[:-1] or None)
+        except Exception:  # noqa: BLE001 - an unfitted guard, an empty prompt: its own check says why
+            return None
+        if enc.input_ids != tuple(ids):
+            return None
+        return (enc.input_ids, layers), [enc.instruction, *enc.post_instruction]
+
+    def _decide_now(self, states: dict[Any, Any] | None) -> None:
+        start = time.perf_counter()
+        try:
+            with self._latent.reuse_states(states) if states else contextlib.nullcontext():
+                self.decision = self._decide()
+        finally:
+            self.seconds += time.perf_counter() - start
+        if self.decision.blocked:
+            raise _Blocked
+
+
+def _undecided(checker: Checker, prompt: str, exc: BaseException) -> GuardedDecision:
+    """What is recorded when the model's call failed before its prefill pass decided the request."""
+    data = unavailable(exc, checker.fail_closed).model_dump()
+    data["reasons"] = [
+        "not decided: the model's call failed before its prefill pass, where the guard decides"
+    ]
+    return GuardedDecision(**data, stage="input", prompt_sha256=prompt_hash(prompt))
+
+
 class GuardedRunnable(RunnableSerializable[Any, Any]):
     """A Runnable that guards another: checks the request first, the reply after (or while it streams).
 
@@ -344,6 +452,19 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     every `check_every` chunks and at the end; chunks are released only after the text they
     complete has passed, so a harmful reply is cut before it is sent and ends with a
     constructive sentence.
+
+    Wrapping the guard's own `HostChatModel` (``GuardedRunnable(HostChatModel(host=guard.host),
+    guard=guard)``) reuses its prefill: the host runs over the prompt once, for the guard and the
+    reply together. The request is decided (with the same checks and scores) on the model's own
+    forward pass over the prompt, before its first token, instead of on a pass of the guard's
+    before the call; a blocked request generates nothing and comes back as above, an allowed one
+    is the model's reply, then checked as usual. This holds for `invoke`, `ainvoke`, `batch`,
+    `stream` and `astream` (`reuse_prefill=False` turns it off). Where the guard reads another
+    text than the model (a prompt it normalises, a history it shortens), it still runs its own
+    pass. Any other runnable (a chain, a `HostChatModel` on another host or on the shared default
+    one, ``host=None``, or with its own `guard`) is checked before the call. With
+    ``isolate_callbacks=False``, the model's traced run of a request blocked on its prefill ends
+    with an error, since it was stopped inside the model.
 
     Args:
         bound: the runnable to guard (a chat model, a chain, any Runnable).
@@ -377,6 +498,9 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
             nothing the gate holds back reaches `astream_events` or a callback handler; the
             released chunks reach them as this runnable's own stream events. False passes the
             callbacks through (the inner run is traced, and its unchecked tokens are seen).
+        reuse_prefill: decide on the prefill pass of the guard's own `HostChatModel` when that is
+            the wrapped runnable (default True; see above). False: the guard runs its own pass
+            over the prompt before the call, as for any runnable.
 
     Example:
         >>> from langchain_core.runnables import RunnableLambda
@@ -447,6 +571,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     timeout: float | None = Field(DEFAULT_TIMEOUT, gt=0)
     audit: Any = None
     isolate_callbacks: bool = True
+    reuse_prefill: bool = True
 
     def __init__(self, bound: Runnable[Any, Any], guard: Any = None, **kwargs: Any) -> None:
         super().__init__(bound=bound, guard=guard, **kwargs)
@@ -749,6 +874,77 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     async def _acheck(self, checker: Checker, req: _Request) -> GuardedDecision:
         return await asyncio.to_thread(self._check, checker, req)
 
+    def _prefill_path(self, checker: Checker, req: _Request) -> _PrefillCheck | None:
+        """How the request is decided on the wrapped model's own prefill pass, when the wrapped
+        runnable is a `HostChatModel` on the guard's host without a guard of its own (and
+        `reuse_prefill`); None: the guard decides on its own pass before the call."""
+        from integrations.langchain.chat_model import HostChatModel
+
+        model = self.bound
+        if not self.reuse_prefill or not isinstance(model, HostChatModel) or model.guard is not None:
+            return None
+        latent = getattr(checker.guard, "latent", None)
+        if model.host is None or getattr(latent, "host", None) is not model.host:
+            return None
+        return _PrefillCheck(latent, lambda: self._check(checker, req))
+
+    def _decide_and_call(
+        self, checker: Checker, req: _Request, call: Callable[[], _T]
+    ) -> tuple[GuardedDecision, _T | None, float]:
+        """The request's decision, the wrapped call's result (None when it was not called) and
+        when the call started (less the time it spent deciding).
+
+        The guard decides first and `call` runs only when the request passes; on the prefill path
+        `call` runs at once and the request is decided on the model's prefill pass inside it."""
+        prefill = self._prefill_path(checker, req)
+        if prefill is None:
+            d = self._check(checker, req)
+            if d.blocked:
+                return d, None, 0.0
+            start = time.perf_counter()
+            with checker.recording_failure(d, req.prompt):
+                return d, call(), start
+        start = time.perf_counter()
+        try:
+            with prefill.active():
+                output = call()
+        except _Blocked:  # raised on the prefill, once decided: nothing was generated
+            assert prefill.decision is not None
+            return prefill.decision, None, start
+        except BaseException as exc:
+            d = prefill.decision if prefill.decision is not None else _undecided(checker, req.prompt, exc)
+            with checker.recording_failure(d, req.prompt):
+                raise
+        # the model never reached its prefill (a cached reply): the guard decides now
+        d = prefill.decision if prefill.decision is not None else self._check(checker, req)
+        return d, output, start + prefill.seconds
+
+    async def _adecide_and_call(
+        self, checker: Checker, req: _Request, call: Callable[[], Awaitable[_T]]
+    ) -> tuple[GuardedDecision, _T | None, float]:
+        """`_decide_and_call` for an async call."""
+        prefill = self._prefill_path(checker, req)
+        if prefill is None:
+            d = await self._acheck(checker, req)
+            if d.blocked:
+                return d, None, 0.0
+            start = time.perf_counter()
+            with checker.recording_failure(d, req.prompt):
+                return d, await call(), start
+        start = time.perf_counter()
+        try:
+            with prefill.active():
+                output = await call()
+        except _Blocked:  # raised on the prefill, once decided: nothing was generated
+            assert prefill.decision is not None
+            return prefill.decision, None, start
+        except BaseException as exc:
+            d = prefill.decision if prefill.decision is not None else _undecided(checker, req.prompt, exc)
+            with checker.recording_failure(d, req.prompt):
+                raise
+        d = prefill.decision if prefill.decision is not None else await self._acheck(checker, req)
+        return d, output, start + prefill.seconds
+
     def _inner(self, config: RunnableConfig) -> RunnableConfig:
         """The wrapped run's config: without the caller's callbacks unless `isolate_callbacks` is off,
         so its tokens (``on_llm_new_token``, ``astream_events``) reach the caller only through the
@@ -816,12 +1012,13 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         checker = self._checker()
         req = self._extract(value)
         prompt = req.prompt
-        d = self._check(checker, req)
+        inner = self._inner(config)
+        d, output, start = self._decide_and_call(
+            checker,
+            req,
+            lambda: call_with_retry(lambda: self.bound.invoke(value, inner, **kwargs), self._retry()),
+        )
         if not d.blocked:
-            start = time.perf_counter()
-            inner = self._inner(config)
-            with checker.recording_failure(d, prompt):
-                output = call_with_retry(lambda: self.bound.invoke(value, inner, **kwargs), self._retry())
             call_ms = (time.perf_counter() - start) * 1000
             reply = checker.check_output(prompt, _reply_text(output)) if self.check_output else None
             d = merge(d, reply, call_ms=call_ms)
@@ -839,20 +1036,20 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         checker = self._checker()
         req = self._extract(value)
         prompt = req.prompt
-        d = await self._acheck(checker, req)
+        inner = self._inner(config)
+
+        async def call() -> Any:
+            if has_native_async(self.bound):
+                return await acall_with_retry(
+                    lambda: self.bound.ainvoke(value, inner, **kwargs), self._retry()
+                )
+            # its sync call in a daemon thread: a timed-out call is not waited for
+            return await acall_with_retry(
+                lambda: acall_in_thread(lambda: self.bound.invoke(value, inner, **kwargs)), self._retry()
+            )
+
+        d, output, start = await self._adecide_and_call(checker, req, call)
         if not d.blocked:
-            start = time.perf_counter()
-            inner = self._inner(config)
-            with checker.recording_failure(d, prompt):
-                if has_native_async(self.bound):
-                    output = await acall_with_retry(
-                        lambda: self.bound.ainvoke(value, inner, **kwargs), self._retry()
-                    )
-                else:  # its sync call in a daemon thread: a timed-out call is not waited for
-                    output = await acall_with_retry(
-                        lambda: acall_in_thread(lambda: self.bound.invoke(value, inner, **kwargs)),
-                        self._retry(),
-                    )
             call_ms = (time.perf_counter() - start) * 1000
             reply = await checker.acheck_output(prompt, _reply_text(output)) if self.check_output else None
             d = merge(d, reply, call_ms=call_ms)
@@ -874,16 +1071,21 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         checker = self._checker()
         req = self._extract(value)
         prompt = req.prompt
-        d = self._check(checker, req)
+        inner = self._inner(config)
+        d, opened, start = self._decide_and_call(
+            checker,
+            req,
+            lambda: first_with_retry(lambda: self.bound.stream(value, inner, **kwargs), self._retry()),
+        )
         if d.blocked:
+            if opened is not None:  # decided after a call that never reached its prefill
+                getattr(opened[0], "close", lambda: None)()
             checker.finish(d, prompt)
             dispatch_custom_event(DECISION_EVENT, d, config=config)
             yield self._reply(d, chunk=True)
             return
-        start = time.perf_counter()
-        inner = self._inner(config)
-        with checker.recording_failure(d, prompt):
-            it, first = first_with_retry(lambda: self.bound.stream(value, inner, **kwargs), self._retry())
+        assert opened is not None  # not blocked: the stream was opened
+        it, first = opened
         stream = self._gated(checker, d, prompt, start)
         yield from stream.run(it, first)
         final: GuardedDecision | None = None
@@ -915,18 +1117,23 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         checker = self._checker()
         req = self._extract(value)
         prompt = req.prompt
-        d = await self._acheck(checker, req)
+        inner = self._inner(config)
+        d, opened, start = await self._adecide_and_call(
+            checker,
+            req,
+            lambda: afirst_with_retry(lambda: self.bound.astream(value, inner, **kwargs), self._retry()),
+        )
         if d.blocked:
+            if opened is not None:  # decided after a call that never reached its prefill
+                closing = getattr(opened[0], "aclose", None)
+                if closing is not None:
+                    await closing()
             checker.finish(d, prompt)
             await adispatch_custom_event(DECISION_EVENT, d, config=config)
             yield self._reply(d, chunk=True)
             return
-        start = time.perf_counter()
-        inner = self._inner(config)
-        with checker.recording_failure(d, prompt):
-            it, first = await afirst_with_retry(
-                lambda: self.bound.astream(value, inner, **kwargs), self._retry()
-            )
+        assert opened is not None  # not blocked: the stream was opened
+        it, first = opened
         stream = self._gated(checker, d, prompt, start)
         # aclosing: a caller that stops reading closes (and records) the gated stream at once
         async with contextlib.aclosing(stream.arun(it, first)) as released:
