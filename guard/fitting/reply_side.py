@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from guard.fitting.calibrate import threshold_for_rate
 from guard.fitting.grouped import auroc, grouped_folds, summary
 from guard.io.data import load_pyrit_harm_replies
 
@@ -82,12 +83,6 @@ REPLY_CANDIDATES: dict[str, dict[str, Any]] = {
 }
 
 
-def _threshold_for_benign(oof: np.ndarray, y: np.ndarray, max_benign_blocked: float) -> float:
-    benign = np.sort(oof[y == 0])
-    k = int(np.floor(max_benign_blocked * benign.size))
-    return float(np.nextafter(benign[benign.size - k - 1], np.inf)) if k < benign.size else 0.5
-
-
 def fit_reply_head(
     out_dir: Path | None,
     *,
@@ -116,7 +111,7 @@ def fit_reply_head(
             for tr, te in grouped_folds(groups, n_splits):
                 m = ReplyHarmClassifier(C=C, embedder=emb, **params).fit([X[i] for i in tr], y[tr])
                 oof[te] = m.score([X[i] for i in te])
-            t = _threshold_for_benign(oof, y, max_benign_blocked)
+            t = threshold_for_rate(oof[y == 0], max_benign_blocked)
             oofs[name] = oof
             table[name] = {
                 **params,
