@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -35,7 +36,7 @@ from guard.text.prepare import (
 from guard.whitebox.artifacts import load_latent, recorded_host, save_latent
 from guard.whitebox.host import HostModel
 from guard.whitebox.knowledge import KnowledgeProbe, looks_factual
-from guard.whitebox.latent import LatentGuard, LatentScores
+from guard.whitebox.latent import LatentGuard, LatentScores, ScoreGroup
 from guard.whitebox.sae import NamedFeatures
 
 #: Sub-folder of a guard folder holding its fitted reject option.
@@ -104,6 +105,16 @@ def merge_readings(
                 update={"reasons": [*own.reasons, f"{view.note} ({alt.action.value}; not stricter)"]}
             )
     return own
+
+
+class _HistoryPlan(NamedTuple):
+    """The earlier messages a request checks on their own (`Guard._history_parts`)."""
+
+    #: ``(index, text)`` of the user, system and tool turns checked as requests (not those the
+    #: assistant declined).
+    turns: list[tuple[int, str]]
+    #: ``(index, user turn before it, text)`` of the assistant turns checked as replies.
+    replies: list[tuple[int, str, str]]
 
 
 class Guard:
@@ -356,6 +367,26 @@ class Guard:
         *,
         history_parts: bool,
     ) -> list[Decision]:
+        start = time.perf_counter()
+        prepared, todo, history, docs, decisions = self._prepare_request(prompts, history, context)
+        if todo:
+            plan = self._history_plan(history) if history and history_parts else None
+            bundle = self._request_states(prepared, todo, history, docs, plan)
+            # every Latent Guard read below (the prompt, its documents, the history turns) takes
+            # its activations from the bundle's one host capture
+            with self.latent.reuse_states(bundle) if bundle else contextlib.nullcontext():
+                self._decide_request(prepared, todo, history, docs, decisions, plan, history_parts)
+        elapsed = (time.perf_counter() - start) * 1000 / max(1, len(prompts))
+        return [d.model_copy(update={"latency_ms": elapsed}) for d in decisions if d is not None]
+
+    def _prepare_request(
+        self,
+        prompts: Sequence[str],
+        history: Sequence[dict[str, str]] | None,
+        context: Sequence[str] | None,
+    ) -> tuple[list[PreparedText], list[int], list[dict[str, str]] | None, list[str], list[Decision | None]]:
+        """Validated and prepared prompts, history and documents; the indices of the prompts to
+        score, and the decisions already made (abstentions) for the others."""
         if isinstance(prompts, str):
             raise InputError("check_batch expects a list of prompts; use check() for one")
         if isinstance(prompts, (bytes, Mapping)) or not isinstance(prompts, Sequence):
@@ -363,12 +394,11 @@ class Guard:
                 f"check_batch expects a list of str prompts, got {type(prompts).__name__}; "
                 "pass e.g. ['How do I bake bread?']"
             )
-        history = check_history(history)
+        checked = check_history(history)
         docs = check_context(context)
-        start = time.perf_counter()
         prepared = [self._prepare(p) for p in prompts]
-        shared, too_big = self._prepare_history_and_docs(history, docs)
-        history = cast("list[dict[str, str]] | None", shared["history"])
+        shared, too_big = self._prepare_history_and_docs(checked, docs)
+        hist = cast("list[dict[str, str]] | None", shared["history"])
         docs = shared["docs"]
         for _, notes in prepared:
             notes.extend(shared["notes"])
@@ -392,39 +422,86 @@ class Guard:
                 )
             else:
                 todo.append(i)
-        if todo:
+        return prepared, todo, hist, docs, decisions
+
+    def _decide_request(
+        self,
+        prepared: list[PreparedText],
+        todo: list[int],
+        history: list[dict[str, str]] | None,
+        docs: list[str],
+        decisions: list[Decision | None],
+        plan: _HistoryPlan | None,
+        history_parts: bool,
+    ) -> None:
+        try:
+            self._score_and_decide(prepared, todo, history, docs, decisions)
+        except GuardError:
+            raise
+        except Exception as exc:  # an unknown state: fail closed unless configured otherwise
+            for i in todo:
+                decisions[i] = self._unavailable(exc, prepared[i].notes)
+        if self.mitigation is not None:
+            done = [decisions[i] for i in todo]
             try:
-                self._score_and_decide(prepared, todo, history, docs, decisions)
-            except GuardError:
-                raise
-            except Exception as exc:  # an unknown state: fail closed unless configured otherwise
-                for i in todo:
-                    decisions[i] = self._unavailable(exc, prepared[i].notes)
-            if self.mitigation is not None:
-                done = [decisions[i] for i in todo]
-                try:
-                    revisited = mitigate(
-                        self,
-                        [prepared[i].text for i in todo],
-                        done,  # type: ignore[arg-type]
-                        self.mitigation,
-                        history,
-                    )
-                except Exception as exc:  # noqa: BLE001 - optional; the unmitigated decisions stand
-                    note = (
-                        f"over-refusal mitigation failed ({type(exc).__name__}: {exc}); decisions unchanged"
-                    )
-                    revisited = [d.model_copy(update={"reasons": [*d.reasons, note]}) for d in done]  # type: ignore[union-attr]
-                for i, d in zip(todo, revisited):
-                    decisions[i] = d
-            if history and history_parts:
-                self._apply_history(history, todo, decisions)
-            if history and history_parts and self.conversation is not None:
-                self._apply_conversation(
-                    history, [prepared[i].text for i in range(len(prepared))], todo, decisions
+                revisited = mitigate(
+                    self,
+                    [prepared[i].text for i in todo],
+                    done,  # type: ignore[arg-type]
+                    self.mitigation,
+                    history,
                 )
-        elapsed = (time.perf_counter() - start) * 1000 / max(1, len(prompts))
-        return [d.model_copy(update={"latency_ms": elapsed}) for d in decisions if d is not None]
+            except Exception as exc:  # noqa: BLE001 - optional; the unmitigated decisions stand
+                note = f"over-refusal mitigation failed ({type(exc).__name__}: {exc}); decisions unchanged"
+                revisited = [d.model_copy(update={"reasons": [*d.reasons, note]}) for d in done]  # type: ignore[union-attr]
+            for i, d in zip(todo, revisited):
+                decisions[i] = d
+        if history and history_parts:
+            self._apply_history(history, todo, decisions, plan)
+        if history and history_parts and self.conversation is not None:
+            self._apply_conversation(
+                history, [prepared[i].text for i in range(len(prepared))], todo, decisions
+            )
+
+    def _request_states(
+        self,
+        prepared: list[PreparedText],
+        todo: list[int],
+        history: list[dict[str, str]] | None,
+        docs: list[str],
+        plan: _HistoryPlan | None,
+    ) -> dict[tuple[tuple[int, ...], tuple[int, ...]], np.ndarray]:
+        """The request's feature bundle (`LatentGuard.capture_states`): the activations of every
+        text the request reads through the Latent Guard, from one host capture: the distinct
+        readings of its prompts after the history, its documents, and the history turns checked
+        on their own (user turns as requests, assistant turns as replies after theirs).
+
+        Empty when the prompts and documents are all there is (`_score_and_decide` reads them in
+        one capture itself) or when planning fails: each reader then captures for itself, and
+        meets the failure, if any, where it always did.
+        """
+        if plan is None or not (plan.turns or (plan.replies and self.reply_harm is None)):
+            return {}
+        try:
+            groups = [ScoreGroup(list(self._readings(prepared, todo)[2]), history), ScoreGroup(docs)]
+            if plan.turns:
+                turns = [PreparedText(t, []) for _, t in plan.turns]
+                groups.append(ScoreGroup(list(self._readings(turns, list(range(len(turns))))[2])))
+            if self.reply_harm is None:
+                for _, user, reply in plan.replies:
+                    groups.extend(self._reply_groups(user, reply))
+            return self.latent.capture_states(groups)
+        except Exception:  # noqa: BLE001 - an optimisation only; the readers report any failure
+            return {}
+
+    def _reply_groups(self, user: str, reply: str) -> list[ScoreGroup]:
+        """What `check_output(user, reply)` reads through the Latent Guard (no reply head)."""
+        text = prepare_prompt(reply)[0]
+        if not text.strip():
+            return []
+        prompts, history = self._reply_as_request(prepare_prompt(user)[0], text)
+        prepared, todo, hist, _, _ = self._prepare_request(prompts, history, None)
+        return [ScoreGroup(list(self._readings(prepared, todo)[2]), hist)] if todo else []
 
     def check_output(self, prompt: str, reply: str) -> Decision:
         """Decide on a reply before it reaches the user.
@@ -510,9 +587,9 @@ class Guard:
 
     def _check_output_as_request(self, user: str, text: str) -> Decision:
         """The reply read like a request after the user's prompt (no reply-side head)."""
-        history = [{"role": "user", "content": user}] if user.strip() else None
+        prompts, history = self._reply_as_request(user, text)
         # the user's prompt is read as the reply's context, not checked again on its own
-        d = self._check_many([text[: self.policy.max_prompt_chars]], history, None, history_parts=False)[0]
+        d = self._check_many(prompts, history, None, history_parts=False)[0]
         if (
             d.blocked
             and d.category not in {"guard_unavailable", "too_long"}
@@ -534,6 +611,11 @@ class Guard:
                 )
             return d.model_copy(update={"scores": scores, "evidence": evidence})
         return d
+
+    def _reply_as_request(self, user: str, text: str) -> tuple[list[str], list[dict[str, str]] | None]:
+        """The prompts and history a reply is checked as (`_check_output_as_request`)."""
+        history = [{"role": "user", "content": user}] if user.strip() else None
+        return [text[: self.policy.max_prompt_chars]], history
 
     # ------------------------------------------------------------------ internals
     @property
@@ -597,16 +679,13 @@ class Guard:
                 out_docs.append(text)
         return {"history": hist, "docs": out_docs, "notes": notes}, too_big
 
-    def _score_and_decide(
-        self,
-        prepared: list[PreparedText],
-        todo: list[int],
-        history: list[dict[str, str]] | None,
-        docs: list[str],
-        decisions: list[Decision | None],
-    ) -> None:
+    def _readings(
+        self, prepared: list[PreparedText], todo: list[int]
+    ) -> tuple[list[str], list[tuple[int, View]], dict[str, int]]:
+        """The texts to score for `todo`: the prompts, then their other readings (decoded blobs,
+        de-leeted, re-cased, parts; `views` names each one's prompt), and each distinct text's
+        position (a repeated prompt, a reading equal to another text, is scored once)."""
         texts = [prepared[i].text for i in todo]
-        # other readings (decoded blobs, de-leeted, re-cased) are scored after the texts themselves
         views: list[tuple[int, View]] = [
             (k, v)
             for k, t in enumerate(texts)
@@ -615,15 +694,31 @@ class Guard:
             )
         ]
         texts = texts + [v.text for _, v in views]
-        # each distinct text is scored once (a repeated prompt, a reading equal to another text)
         pos: dict[str, int] = {}
         for t in texts:
             pos.setdefault(t, len(pos))
+        return texts, views, pos
+
+    def _score_and_decide(
+        self,
+        prepared: list[PreparedText],
+        todo: list[int],
+        history: list[dict[str, str]] | None,
+        docs: list[str],
+        decisions: list[Decision | None],
+    ) -> None:
+        texts, views, pos = self._readings(prepared, todo)
         distinct = list(pos)
-        scored = self.latent.scores(
-            distinct, history=history, with_states=self.knowledge is not None or self.sae is not None
-        )
-        ctx = self.latent.score(docs) if docs else None
+        with_states = self.knowledge is not None or self.sae is not None
+        ctx: np.ndarray | None = None
+        if docs:
+            # one host capture: the readings after the history, the documents after none
+            scored, in_docs = self.latent.scores_many(
+                [ScoreGroup(distinct, history, with_states), ScoreGroup(docs)]
+            )
+            ctx = in_docs.harmfulness
+        else:
+            scored = self.latent.scores(distinct, history=history, with_states=with_states)
         extra, notes = self._blackbox(distinct)
         try:
             model_evidence = self.engine.evidence(distinct)
@@ -668,11 +763,15 @@ class Guard:
             decisions[i] = merge_readings(out[k], readings.get(k, []), judge_decoded=self.judge_decoded)
 
     def _apply_history(
-        self, history: list[dict[str, str]], todo: list[int], decisions: list[Decision | None]
+        self,
+        history: list[dict[str, str]],
+        todo: list[int],
+        decisions: list[Decision | None],
+        plan: _HistoryPlan | None = None,
     ) -> None:
         """Where an earlier message checked on its own is stricter than a prompt's decision, it decides."""
         try:
-            parts = self._history_parts(history)
+            parts = self._history_parts(history, plan)
         except GuardError:
             raise
         except Exception as exc:  # noqa: BLE001 - an unknown state, like a failing prompt check
@@ -704,15 +803,15 @@ class Guard:
                     }
                 )
 
-    def _history_parts(self, history: list[dict[str, str]]) -> list[tuple[str, Decision]]:
-        """Every earlier message checked on its own: user, system and tool turns as requests,
-        assistant turns as replies to the user turn before them.
+    def _history_plan(self, history: list[dict[str, str]]) -> _HistoryPlan | None:
+        """Which earlier messages `_history_parts` checks on their own; None when that fails (the
+        check then meets the failure itself)."""
+        try:
+            return self._plan_history(history)
+        except Exception:  # noqa: BLE001 - reported by _apply_history, which plans again
+            return None
 
-        The Latent Guard reads only the most recent history tokens with the prompt, while the
-        whole history reaches the model, so a harmful earlier turn followed by "go on" would
-        otherwise pass. A user turn the assistant declined (its next message reads as a refusal)
-        is not held against later requests.
-        """
+    def _plan_history(self, history: list[dict[str, str]]) -> _HistoryPlan:
         asked: list[tuple[int, str]] = []
         replies: list[tuple[int, str, str]] = []
         user = ""
@@ -737,8 +836,22 @@ class Guard:
             if follows:
                 p = self.reply_refusal([t for _, t in follows])
                 declined = {k for (k, _), v in zip(follows, p) if v >= 0.5}
+        return _HistoryPlan([(k, t) for k, t in asked if k not in declined], replies)
+
+    def _history_parts(
+        self, history: list[dict[str, str]], plan: _HistoryPlan | None = None
+    ) -> list[tuple[str, Decision]]:
+        """Every earlier message checked on its own: user, system and tool turns as requests,
+        assistant turns as replies to the user turn before them.
+
+        The Latent Guard reads only the most recent history tokens with the prompt, while the
+        whole history reaches the model, so a harmful earlier turn followed by "go on" would
+        otherwise pass. A user turn the assistant declined (its next message reads as a refusal)
+        is not held against later requests.
+        """
+        plan = plan if plan is not None else self._plan_history(history)
         out: list[tuple[str, Decision]] = []
-        todo = [(k, t) for k, t in asked if k not in declined]
+        todo = plan.turns
         if todo:
             found: list[Decision | None] = [None] * len(todo)
             self._score_and_decide(
@@ -747,7 +860,7 @@ class Guard:
             out += [
                 (f"history[{k}] ({history[k]['role']})", d) for (k, _), d in zip(todo, found) if d is not None
             ]
-        out += [(f"history[{k}] (assistant)", self.check_output(u, t)) for k, u, t in replies]
+        out += [(f"history[{k}] (assistant)", self.check_output(u, t)) for k, u, t in plan.replies]
         return out
 
     def _part_views(self, text: str, notes: list[str]) -> list[View]:

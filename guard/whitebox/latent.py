@@ -59,6 +59,43 @@ class LatentScores:
     states: np.ndarray | None = None
 
 
+#: A chat history: earlier ``{"role", "content"}`` messages, oldest first.
+History = Sequence[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class ScoreGroup:
+    """Texts read after one chat history: one entry of `LatentGuard.scores_many` (or
+    `LatentGuard.capture_states`), which reads several groups, each with its own history, from
+    one host capture.
+
+    Attributes:
+        prompts: the texts, each read as the user's latest message (a long one over windows,
+            as in `LatentGuard.scores`).
+        history: the chat read before each of them (its most recent `history_tokens` tokens);
+            None: no history.
+        with_states: also return the group's states, as ``scores(..., with_states=True)``.
+
+    Example:
+        >>> ScoreGroup(["Summarise this page."], history=[{"role": "user", "content": "hi"}]).with_states
+        False
+    """
+
+    prompts: Sequence[str]
+    history: History | None = None
+    with_states: bool = False
+
+
+def _check_groups(groups: Any) -> list[ScoreGroup]:
+    if isinstance(groups, (str, bytes, ScoreGroup)) or not isinstance(groups, Sequence):
+        raise InputError(f"expected a list of ScoreGroup, got {type(groups).__name__}")
+    out = list(groups)
+    for i, g in enumerate(out):
+        if not isinstance(g, ScoreGroup):
+            raise InputError(f"group {i} is {type(g).__name__}, expected ScoreGroup(prompts, history)")
+    return out
+
+
 def _check_prompts(prompts: Any) -> list[str]:
     if isinstance(prompts, str):
         raise InputError("expected a list of prompts, got a single string; wrap it: [prompt]")
@@ -232,7 +269,15 @@ class LatentGuard:
             jailbreak texts usually sit at the end).
         """
         prompts = _check_prompts(prompts)
-        history = self._history_tail(history)
+        encs, owner = self._encode(prompts, history, windows=windows, align=align)
+        X = np.stack(self._rows(encs, layers)).astype(np.float32)  # type: ignore[arg-type]
+        return X, np.asarray(owner)
+
+    def _encode(
+        self, prompts: list[str], history: History | None, *, windows: str = "all", align: bool = False
+    ) -> tuple[list[Encoded], list[int]]:
+        """Every window of every prompt as a chat after `history`'s tail, and its prompt's index."""
+        tail = self._history_tail(history)
         encs: list[Encoded] = []
         owner: list[int] = []
         for i, p in enumerate(prompts):
@@ -240,19 +285,28 @@ class LatentGuard:
             if windows == "last":
                 parts = parts[-1:]
             for w in parts:
-                encs.append(self._host().encode(w, history))
+                encs.append(self._host().encode(w, tail))
                 owner.append(i)
-        encs = _align_post(encs, getattr(self, "n_positions_", None) if align else None)
+        return _align_post(encs, getattr(self, "n_positions_", None) if align else None), owner
+
+    def _rows(self, encs: Sequence[Encoded], layers: Sequence[int]) -> list[np.ndarray]:
+        """Activations at ``[instruction, *post_instruction]`` for each chat (``[len(layers),
+        n_positions, hidden]``): those `reuse_states` holds, the rest from one host capture (a
+        chat repeated in `encs` is captured once)."""
         reused = _REUSED.get()
         rows: list[np.ndarray | None] = [reused.get((id(self), e.input_ids, tuple(layers))) for e in encs]
-        missing = [k for k, r in enumerate(rows) if r is None]
+        missing: dict[tuple[int, ...], list[int]] = {}
+        for k, r in enumerate(rows):
+            if r is None:
+                missing.setdefault(encs[k].input_ids, []).append(k)
         if missing:
-            states = self._host().capture([encs[k] for k in missing], layers, batch_size=self.batch_size)
-            for k, s in zip(missing, states):
-                e = encs[k]
-                rows[k] = s[:, [e.instruction, *e.post_instruction], :].numpy()
-        X = np.stack(rows).astype(np.float32)  # type: ignore[arg-type]
-        return X, np.asarray(owner)
+            firsts = [ks[0] for ks in missing.values()]
+            states = self._host().capture([encs[k] for k in firsts], layers, batch_size=self.batch_size)
+            for ks, s in zip(missing.values(), states):
+                for k in ks:
+                    e = encs[k]
+                    rows[k] = s[:, [e.instruction, *e.post_instruction], :].numpy()
+        return rows  # type: ignore[return-value]
 
     @contextlib.contextmanager
     def reuse_states(
@@ -629,20 +683,82 @@ class LatentGuard:
             >>> s.harmfulness, s.states is None  # doctest: +SKIP
             (array([0.98]), True)
         """
+        return self.scores_many([ScoreGroup(prompts, history, with_states)])[0]
+
+    def scores_many(self, groups: Sequence[ScoreGroup]) -> list[LatentScores]:
+        """`scores` for several groups of texts, each read after its own history, from one host
+        capture: a request's prompt and its readings after the chat history, its retrieved
+        documents after none. (The capture still runs in forward batches of `batch_size`.)
+
+        Each group's result equals ``scores(group.prompts, group.history,
+        with_states=group.with_states)``; a group without prompts gives empty arrays.
+
+        Raises:
+            InputError: `groups` is not a list of `ScoreGroup`, or a prompt is not a non-empty
+                string (checked for every group before the host runs).
+
+        Example:
+            >>> request, docs = lg.scores_many([  # doctest: +SKIP
+            ...     ScoreGroup(["go on"], history=[{"role": "user", "content": "hi"}]),
+            ...     ScoreGroup(["Retrieved page text ..."]),
+            ... ])
+            >>> float(docs.harmfulness.max())  # doctest: +SKIP
+            0.02
+        """
         self._check_fitted()
+        groups = _check_groups(groups)
         layers = self.capture_layers
-        X, owner = self.features(prompts, layers, history=history, align=True)
+        checked = [_check_prompts(g.prompts) for g in groups]
+        encoded = [self._encode(p, g.history, align=True) for p, g in zip(checked, groups)]
+        rows = self._rows([e for encs, _ in encoded for e in encs], layers)
+        empty = (0, len(layers), int(getattr(self, "n_positions_", 1)), int(np.shape(self.direction_)[-1]))
+        out: list[LatentScores] = []
+        at = 0
+        for g, prompts, (encs, owner) in zip(groups, checked, encoded):
+            part = rows[at : at + len(encs)]
+            at += len(encs)
+            X = np.stack(part).astype(np.float32) if part else np.zeros(empty, dtype=np.float32)
+            out.append(self._scores_of(X, np.asarray(owner, dtype=int), len(prompts), g.with_states))
+        return out
+
+    def capture_states(
+        self, groups: Sequence[ScoreGroup]
+    ) -> dict[tuple[tuple[int, ...], tuple[int, ...]], np.ndarray]:
+        """The activations every window of every group is scored from, from one host capture, in
+        `reuse_states`'s format (keyed by each chat's token ids and `capture_layers`).
+
+        A request-scoped feature bundle: a caller that knows every text a request will score
+        (the prompt, its readings, its documents, the history turns checked on their own)
+        captures them together, then scores each inside ``reuse_states(bundle)`` with no further
+        host pass. Chats `reuse_states` already holds are not captured again.
+
+        Example:
+            >>> bundle = lg.capture_states([ScoreGroup([prompt], history), ScoreGroup(docs)])  # doctest: +SKIP
+            >>> with lg.reuse_states(bundle):  # doctest: +SKIP
+            ...     lg.scores([prompt], history), lg.score(docs)  # no host pass
+        """
+        self._check_fitted()
+        groups = _check_groups(groups)
+        layers = self.capture_layers
+        checked = [_check_prompts(g.prompts) for g in groups]
+        encs = [e for p, g in zip(checked, groups) for e in self._encode(p, g.history, align=True)[0]]
+        rows = self._rows(encs, layers)
+        return {(e.input_ids, tuple(layers)): r for e, r in zip(encs, rows)}
+
+    def _scores_of(self, X: np.ndarray, owner: np.ndarray, n: int, with_states: bool) -> LatentScores:
+        """`LatentScores` of `n` prompts from their windows' states `X` (`owner`: each window's prompt)."""
+        layers = self.capture_layers
         dec, ref = self.project(X)
-        d = _max_by_owner(dec, owner, len(prompts))
+        d = _max_by_owner(dec, owner, n)
         states = None
         if with_states:
             own = layers.index(int(self.layer_))
-            last = np.array([np.flatnonzero(owner == i)[-1] for i in range(len(prompts))], dtype=int)
-            states = X[last, own] if len(prompts) else X[:0, own]
+            last = np.array([np.flatnonzero(owner == i)[-1] for i in range(n)], dtype=int)
+            states = X[last, own] if n else X[:0, own]
         return LatentScores(
             harmfulness=self.calibrated(d),
             harmfulness_raw=d,
-            refusal=_max_by_owner(ref, owner, len(prompts)),
+            refusal=_max_by_owner(ref, owner, n),
             states=states,
         )
 

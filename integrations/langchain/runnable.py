@@ -459,7 +459,9 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     forward pass over the prompt, before its first token, instead of on a pass of the guard's
     before the call; a blocked request generates nothing and comes back as above, an allowed one
     is the model's reply, then checked as usual. This holds for `invoke`, `ainvoke`, `batch`,
-    `stream` and `astream` (`reuse_prefill=False` turns it off). Where the guard reads another
+    `stream` and `astream` (`reuse_prefill=False` turns it off), for a request without earlier
+    turns (with them, the guard reads the prompt and the turns in one capture of its own, which
+    costs no more). Where the guard reads another
     text than the model (a prompt it normalises, a history it shortens), it still runs its own
     pass. Any other runnable (a chain, a `HostChatModel` on another host or on the shared default
     one, ``host=None``, or with its own `guard`) is checked before the call. With
@@ -877,11 +879,17 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     def _prefill_path(self, checker: Checker, req: _Request) -> _PrefillCheck | None:
         """How the request is decided on the wrapped model's own prefill pass, when the wrapped
         runnable is a `HostChatModel` on the guard's host without a guard of its own (and
-        `reuse_prefill`); None: the guard decides on its own pass before the call."""
+        `reuse_prefill`); None: the guard decides on its own pass before the call.
+
+        A request with earlier turns keeps the separate check: the guard reads the prompt and
+        every earlier turn in one capture of its own, so deciding on the prefill would save
+        nothing and cost one more pass for the earlier turns when the request is refused."""
         from integrations.langchain.chat_model import HostChatModel
 
         model = self.bound
         if not self.reuse_prefill or not isinstance(model, HostChatModel) or model.guard is not None:
+            return None
+        if req.history:
             return None
         latent = getattr(checker.guard, "latent", None)
         if model.host is None or getattr(latent, "host", None) is not model.host:
