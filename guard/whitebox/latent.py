@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from guard.decision.stats import auroc, sigmoid
 from guard.errors import InputError, NotFittedError
@@ -108,7 +109,7 @@ def _check_prompts(prompts: Any) -> list[str]:
     return out
 
 
-class LatentGuard:
+class LatentGuard(BaseEstimator):
     """Harmfulness probe on a host model's hidden states, with a separate refusal direction.
 
     Follows scikit-learn conventions: `__init__` stores parameters only, `fit` returns `self`,
@@ -178,20 +179,6 @@ class LatentGuard:
         self.history_tokens = history_tokens
         self.batch_size = batch_size
         self.random_state = random_state
-
-    # sklearn's get_params/set_params without inheriting BaseEstimator's repr machinery on a host
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        import inspect
-
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {n: getattr(self, n) for n in names}
-
-    def set_params(self, **params: Any) -> LatentGuard:
-        for key, value in params.items():
-            if key not in self.get_params():
-                raise InputError(f"unknown parameter {key!r} for LatentGuard")
-            setattr(self, key, value)
-        return self
 
     # ------------------------------------------------------------------ features
     def _host(self) -> HostModel:
