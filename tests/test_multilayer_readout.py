@@ -98,7 +98,9 @@ def test_saved_and_loaded_readout_is_equal(guard, tmp_path):
     np.testing.assert_array_equal(W0.astype(np.float32), W1.astype(np.float32))
     assert b0 == b1 and back.latent.readout_layers == READOUT
     prompts = [HARMFUL, BENIGN]
-    np.testing.assert_allclose(back.latent.scores(prompts).harmfulness, guard.latent.scores(prompts).harmfulness)
+    np.testing.assert_allclose(
+        back.latent.scores(prompts).harmfulness, guard.latent.scores(prompts).harmfulness
+    )
 
 
 def test_a_version_1_folder_of_one_layer_still_loads(guard, tmp_path):

@@ -624,9 +624,18 @@ META_EDITS = {
     "format 3": _set("format_version", 3),
     "readout layers without bias": _set("latent", "harm_layers", [1]),
     "readout bias without layers": _set("latent", "harm_bias", 0.5),
-    "readout without its tensor": lambda m: (_set("latent", "harm_layers", [0, 1])(m), _set("latent", "harm_bias", 0.1)(m)),
-    "readout layers repeated": lambda m: (_set("latent", "harm_layers", [1, 1])(m), _set("latent", "harm_bias", 0.1)(m)),
-    "readout layer out of range": lambda m: (_set("latent", "harm_layers", [999])(m), _set("latent", "harm_bias", 0.1)(m)),
+    "readout without its tensor": lambda m: (
+        _set("latent", "harm_layers", [0, 1])(m),
+        _set("latent", "harm_bias", 0.1)(m),
+    ),
+    "readout layers repeated": lambda m: (
+        _set("latent", "harm_layers", [1, 1])(m),
+        _set("latent", "harm_bias", 0.1)(m),
+    ),
+    "readout layer out of range": lambda m: (
+        _set("latent", "harm_layers", [999])(m),
+        _set("latent", "harm_bias", 0.1)(m),
+    ),
     "host str": _set("host", "tiny"),
     "host null": _set("host", None),
     "host list": _set("host", []),
