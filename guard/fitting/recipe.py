@@ -156,7 +156,8 @@ def fit_latent_head(
     single_or_benign = (y[own] == 0) | (n_win[own] == 1)
 
     def states(idx: np.ndarray) -> np.ndarray:
-        Z = feats.states[idx][:, list(idx_layers), position, :].astype(np.float32)
+        # one gather of [len(idx), k, hidden]: no copy of every layer and position of the windows
+        Z = feats.states[idx[:, None], list(idx_layers), position, :].astype(np.float32)
         return Z.reshape(len(idx), -1)
 
     def head_of(w: np.ndarray, b: float) -> LatentHead:
