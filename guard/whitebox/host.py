@@ -48,6 +48,51 @@ class Encoded:
     reply: tuple[int, ...] = ()
 
 
+class HostLock:
+    """A re-entrant lock that knows whether the calling thread holds it.
+
+    `TokenStream` generates in a worker thread: when the caller already holds the host's lock
+    (inside `HostModel.intervene` or `HostModel.record`), the worker runs under the caller's
+    hold instead of waiting for a lock that is never released.
+
+    Example:
+        >>> lock = HostLock()
+        >>> with lock:
+        ...     lock.held_here()
+        True
+        >>> lock.held_here()
+        False
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        ok = self._lock.acquire(blocking, timeout)
+        if ok:
+            self._owner = threading.get_ident()
+            self._depth += 1
+        return ok
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+        self._lock.release()
+
+    def held_here(self) -> bool:
+        """Whether the calling thread holds the lock."""
+        return self._owner == threading.get_ident()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class _StopForward(Exception):
     """Raised by the capture hook once the deepest needed layer has run."""
 
@@ -98,7 +143,12 @@ class HostModel:
         self.fingerprint = fingerprint
         self.source = source  # where it was loaded from ("default" for the embedded host)
         # hooks live on the shared model: one forward pass at a time per host
-        self._lock = threading.RLock()
+        self._lock = HostLock()
+
+    @property
+    def lock(self) -> HostLock:
+        """The host's lock: one forward pass (and its hooks) at a time; re-entrant."""
+        return self._lock
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -420,35 +470,22 @@ class HostModel:
         logits_processor: Any = None,
     ) -> tuple[str, int]:
         """`generate`, also giving the number of new tokens; `logits_processor(input_ids, scores)`
-        is called at every step (before the first new token, right after the prefill)."""
-        torch = _torch()
-        enc = self.encode(prompt, history)
-        ids = torch.tensor([enc.input_ids], device=self.device)
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": max_new_tokens,
-            "pad_token_id": self.tokenizer.pad_token_id,
-        }
-        if temperature > 0:
-            kwargs.update(do_sample=True, temperature=temperature)
-        else:
-            kwargs.update(do_sample=False)
-        if logits_processor is not None:
-            from transformers import LogitsProcessor, LogitsProcessorList
+        is called at every step (before the first new token, right after the prefill).
 
-            class _Call(LogitsProcessor):
-                def __call__(self, input_ids: Any, scores: Any) -> Any:
-                    return logits_processor(input_ids, scores)
+        Decoding is transformers' `generate` with `stop_strings` (`guard.whitebox.decoding`)."""
+        from guard.whitebox.decoding import TokenStream
 
-            kwargs["logits_processor"] = LogitsProcessorList([_Call()])
-        with torch.inference_mode(), self._lock:
-            out = self.model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
-        new = out[0, ids.shape[1] :]
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
-        for s in stop or ():
-            cut = text.find(s)
-            if cut >= 0:
-                text = text[:cut]
-        return text.strip(), int(new.shape[0])
+        stream = TokenStream(
+            self,
+            self.encode(prompt, history).input_ids,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            stop=stop,
+            logits_processor=logits_processor,
+        )
+        text = "".join(stream)
+        assert stream.end is not None  # set once the stream is exhausted
+        return text.strip(), stream.end.output_tokens
 
 
 def default_gguf_path() -> Path:

@@ -37,8 +37,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -216,13 +218,28 @@ def _prefill_generate(
             raise _Halt
         return scores
 
-    with host.record(layers, stop_after=False) as store:
-        try:
-            reply, n = _generate(
-                guard, text, history, max_new_tokens, temperature, stop, processor=on_prefill
-            )
-        except _Halt:
-            reply, n = "", 0
+    store: dict[int, Any] = {}
+
+    @contextlib.contextmanager
+    def recording() -> Iterator[None]:  # the prompt's forward pass only (`TokenStream`'s prefill)
+        with host.record(layers, stop_after=False) as seen:
+            yield
+        store.update(seen)
+
+    try:
+        reply, n = _generate(
+            guard,
+            text,
+            history,
+            max_new_tokens,
+            temperature,
+            stop,
+            processor=on_prefill,
+            prefill=recording(),
+            ids=enc.input_ids,
+        )
+    except _Halt:
+        reply, n = "", 0
     if "decision" not in state:  # generate never reached the first token (should not happen)
         raise RuntimeError("the host's generate() did not call the logits processor; cannot guard it")
     return GuardedGeneration(
@@ -243,16 +260,25 @@ def _generate(
     temperature: float,
     stop: Sequence[str] | None,
     processor: Any,
+    prefill: AbstractContextManager[Any] | None = None,
+    ids: Sequence[int] | None = None,
 ) -> tuple[str, int]:
-    """The host's reply and its new-token count (`HostModel.generate_counted`)."""
-    return guard.host.generate_counted(
-        text,
-        history,
+    """The host's reply and its new-token count (`TokenStream`: transformers' `generate`)."""
+    from guard.whitebox.decoding import TokenStream
+
+    host = guard.host
+    stream = TokenStream(
+        host,
+        ids if ids is not None else host.encode(text, history).input_ids,
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         stop=stop,
         logits_processor=processor,
+        prefill=prefill,
     )
+    reply = "".join(stream)
+    assert stream.end is not None  # set once the stream is exhausted
+    return reply.strip(), stream.end.output_tokens
 
 
 __all__ = ["GuardedGeneration", "guarded_generate"]

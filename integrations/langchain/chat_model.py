@@ -6,9 +6,6 @@ Needs the `langchain` extra (`pip install 'latent-guardrail[langchain]'`).
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -137,67 +134,36 @@ class HostChatModel(BaseChatModel):
     def _pieces(
         self, messages: Sequence[BaseMessage], stop: list[str] | None, **kwargs: Any
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Yield (text delta, info) while generating; the final info has the counts."""
-        torch = require("torch")
-        host = self._host()
-        tok, model = host.tokenizer, host.model
-        max_new = int(kwargs.get("max_tokens") or self.max_tokens or 256)
-        temperature = float(kwargs.get("temperature", self.temperature))
-        timeout = kwargs.get("timeout", self.timeout)
-        stops = [s for s in (stop if stop is not None else self.stop) or [] if s]
-        hold = max((len(s) for s in stops), default=1) - 1
+        """Yield (text delta, info) while generating; the final info has the counts.
 
+        Decoding is transformers' `generate` with a streamer and `stop_strings`
+        (`guard.whitebox.decoding.TokenStream`)."""
+        from guard.whitebox.decoding import TokenStream
+
+        host = self._host()
+        tok = host.tokenizer
         chat = _to_chat(messages)
         text_in = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
         ids = tok(text_in, add_special_tokens=False)["input_ids"]
-        # set by a GuardedRunnable on this host: the guard decides on the prefill pass below
+        # set by a GuardedRunnable on this host: the guard decides on the prefill pass
         around_prefill = PREFILL_HOOK.get()
-        eos = _eos_ids(host)
-        lock = getattr(host, "_lock", None) or threading.RLock()  # one forward at a time per host
-        device = host.device
-        past, cur = None, torch.tensor([ids], device=device)
-        cache_arg = _cache_arg(model)
-        generated: list[int] = []
-        emitted, finish, text = 0, "length", ""
-        start = time.monotonic()
-        for step in range(max_new):
-            if timeout is not None and time.monotonic() - start > timeout:
-                raise TimeoutError(
-                    f"generation took longer than timeout={timeout}s "
-                    f"({len(generated)} tokens); raise timeout or lower max_tokens"
-                )
-            watch = (
-                around_prefill(host, chat, ids)
-                if step == 0 and around_prefill is not None
-                else contextlib.nullcontext()
-            )
-            with lock, torch.inference_mode(), watch:  # held per step, so guard checks can interleave
-                out = model(input_ids=cur, use_cache=True, **{cache_arg: past})
-            past, logits = getattr(out, cache_arg, None), out.logits[0, -1].float()
-            if temperature > 0:
-                probs = torch.softmax(logits / temperature, dim=-1)
-                nxt = int(torch.multinomial(probs, 1).item())
-            else:
-                nxt = int(torch.argmax(logits).item())
-            if nxt in eos:
-                finish = "stop"
-                break
-            generated.append(nxt)
-            cur = torch.tensor([[nxt]], device=device)
-            text = tok.decode(generated, skip_special_tokens=True)
-            hit = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-            if hit >= 0:
-                text, finish = text[:hit], "stop"
-                break
-            safe = len(text) - hold
-            if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
-                safe = min(safe, len(text) - 1)
-            if safe > emitted:
-                yield text[emitted:safe], {}
-                emitted = safe
-        if len(text) > emitted:
-            yield text[emitted:], {}
-        yield "", {"input_tokens": len(ids), "output_tokens": len(generated), "finish_reason": finish}
+        stream = TokenStream(
+            host,
+            ids,
+            max_new_tokens=int(kwargs.get("max_tokens") or self.max_tokens or 256),
+            temperature=float(kwargs.get("temperature", self.temperature)),
+            stop=(stop if stop is not None else self.stop) or None,
+            timeout=kwargs.get("timeout", self.timeout),
+            prefill=around_prefill(host, chat, ids) if around_prefill is not None else None,
+        )
+        try:
+            for piece in stream:
+                yield piece, {}
+        finally:
+            stream.close()  # a cut stream (the caller stopped reading) stops generating
+        end = stream.end
+        assert end is not None  # set once the stream is exhausted
+        yield "", end.model_dump()
 
     def _usage(self, info: dict[str, Any]) -> dict[str, int]:
         n_in, n_out = int(info["input_tokens"]), int(info["output_tokens"])
@@ -338,24 +304,3 @@ class HostChatModel(BaseChatModel):
             if run_manager is not None:
                 run_manager.on_llm_new_token(piece, chunk=chunk)
             yield chunk
-
-
-def _cache_arg(model: Any) -> str:
-    """The name of the KV-cache argument: `cache` in transformers >= 5.2x, else `past_key_values`."""
-    import inspect
-
-    params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params and "past_key_values" not in params else "past_key_values"
-
-
-def _eos_ids(host: Any) -> set[int]:
-    ids: set[int] = set()
-    tok_eos = getattr(host.tokenizer, "eos_token_id", None)
-    if tok_eos is not None:
-        ids.add(int(tok_eos))
-    gen = getattr(getattr(host.model, "generation_config", None), "eos_token_id", None)
-    if isinstance(gen, int):
-        ids.add(gen)
-    elif gen:
-        ids.update(int(i) for i in gen)
-    return ids
