@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 import numpy as np
@@ -42,7 +41,8 @@ class MultilingualEmbedder(PretrainedEmbedder):
         max_chars: characters kept per text (the encoder averages over n-grams, so a longer
             text only dilutes; long inputs are windowed by the guard, not here).
         batch_size: texts per forward pass.
-        num_threads: BLAS threads; default ``$OMP_NUM_THREADS`` when set, else 2.
+        num_threads: BLAS threads; default 1 (more leave BLAS workers spinning after each call,
+            slowing the torch work that follows on the same cores).
 
     Example:
         >>> MultilingualEmbedder().get_params()["batch_size"]
@@ -61,7 +61,10 @@ class MultilingualEmbedder(PretrainedEmbedder):
     vector_key = "use-multilingual"
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        threads = self.num_threads or int(os.environ.get("OMP_NUM_THREADS", "2") or 2)
+        # one BLAS thread unless asked: it costs well under a millisecond on a short text, while
+        # two leave numpy's BLAS workers spinning on the cores after the call, which made the
+        # host's next forward pass (torch, same cores) about 50 % slower (`guard bench`)
+        threads = self.num_threads or 1
         model = _model(threads)
         v = np.concatenate(
             [

@@ -22,6 +22,7 @@ from guard.decision.rules import STRICTNESS
 from guard.errors import ArtifactError, GuardError, InputError
 from guard.features.evidence import DecisionEngine
 from guard.features.reject import RejectOptionEvidence
+from guard.features.threads import one_blas_thread
 from guard.features.windows import WindowSpec, split_windows, windowed_max
 from guard.text.normalize import DECODING_KINDS, View, alternate_views, part_views
 from guard.text.occlusion import _WORD, IGNORE_WORD_INSTRUCTION, ProbaFn, drop_span, occlusion
@@ -374,7 +375,10 @@ class Guard:
             bundle = self._request_states(prepared, todo, history, docs, plan)
             # every Latent Guard read below (the prompt, its documents, the history turns) takes
             # its activations from the bundle's one host capture
-            with self.latent.reuse_states(bundle) if bundle else contextlib.nullcontext():
+            with (
+                self.latent.reuse_states(bundle) if bundle else contextlib.nullcontext(),
+                one_blas_thread(),  # no BLAS workers left spinning for the next host pass
+            ):
                 self._decide_request(prepared, todo, history, docs, decisions, plan, history_parts)
         elapsed = (time.perf_counter() - start) * 1000 / max(1, len(prompts))
         return [d.model_copy(update={"latency_ms": elapsed}) for d in decisions if d is not None]
@@ -519,7 +523,7 @@ class Guard:
             >>> g.check_output("How do I kill a Python process?", "Run `kill -9 <pid>`.").action  # doctest: +SKIP
             <Action.ANSWER: 'answer'>
         """
-        with shared_embeddings():
+        with shared_embeddings(), one_blas_thread():
             return self._check_output(prompt, reply)
 
     def _check_output(self, prompt: str, reply: str) -> Decision:

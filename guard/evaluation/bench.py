@@ -219,6 +219,7 @@ def _request_path_section(guard: Any, repeat: int) -> dict[str, Any]:
     emb = SentenceEmbedder()
     emb.transform([prompt])
     t_emb = _time(lambda: emb.transform([prompt]), repeat)
+    t_multi = _multilingual_forward_s(guard, prompt, repeat)
     batch = [f"{p} (case {i})" for i, p in enumerate((PROMPTS * 8)[:64])]
     t_batch = _time(lambda: guard.check_batch(batch), max(1, repeat // 2)) / len(batch)
     out: dict[str, Any] = {
@@ -226,6 +227,9 @@ def _request_path_section(guard: Any, repeat: int) -> dict[str, Any]:
         "host_forward_to_layer_ms": t_host * 1000,
         "minilm_forward_ms": t_emb * 1000,
         "check_vs_host_forward_plus_minilm": t_check / (t_host + t_emb),
+        # the guard's own feature models: the multilingual encoder (issue 16) is one more forward
+        "multilingual_forward_ms": t_multi * 1000,
+        "check_vs_host_forward_plus_both_encoders": t_check / (t_host + t_emb + t_multi),
         "check_batch_64_per_prompt_ms": t_batch * 1000,
         "check_batch_64_per_prompt_vs_check": t_batch / t_check,
     }
@@ -257,9 +261,48 @@ def _request_path_section(guard: Any, repeat: int) -> dict[str, Any]:
         out[f"{name}_vs_one_check_output"] = t_stream / t_once
         out[f"{name}_cut_at_token"] = cut[0] if cut else None
     out["stream_512_vs_one_check_output"] = out["stream_512_check_every_8_vs_one_check_output"]
+    out.update(_stream_growth(guard, repeat))
     out["targets"] = TARGETS
     out["met"] = {k: bool(out[k] <= v) for k, v in TARGETS.items()}
     return {k: (_r(v) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def _multilingual_forward_s(guard: Any, prompt: str, repeat: int) -> float:
+    """Seconds of one multilingual-encoder forward on `prompt` (0 when no head of the guard reads it)."""
+    names = set(getattr(guard, "detectors", {}) or {})
+    if not any("multilingual" in n for n in names):
+        return 0.0
+    from classifiers.multilingual import MultilingualEmbedder
+
+    use = MultilingualEmbedder()
+    use.transform([prompt])
+    return _time(lambda: use.transform([prompt]), repeat)
+
+
+def _stream_growth(guard: Any, repeat: int) -> dict[str, Any]:
+    """A streamed reply of 256, 512 and 1024 tokens checked every 8 tokens (the windows' embeddings
+    kept): the cost per reply token stays flat when streaming checks are linear in the reply."""
+    from classifiers.embeddings import shared_embeddings
+
+    tok = guard.host.tokenizer
+    question, reply = benign_reply(min_chars=6000)
+    ids = tok(reply, add_special_tokens=False)["input_ids"]
+    out: dict[str, Any] = {}
+    for n in (256, 512, 1024):
+        cut = ids[:n]
+        texts = [tok.decode(cut[:k]) for k in range(8, len(cut) + 1, 8)]
+
+        def stream(texts: list[str] = texts) -> None:
+            store: dict[Any, Any] = {}
+            for t in texts:
+                with shared_embeddings(store):
+                    guard.check_output(question, t)
+
+        out[f"stream_{n}_every_8_ms_per_token"] = _time(stream, 1) * 1000 / len(cut)
+    out["stream_1024_vs_256_per_token"] = (
+        out["stream_1024_every_8_ms_per_token"] / out["stream_256_every_8_ms_per_token"]
+    )
+    return out
 
 
 def _prefill_section(guard: Any, max_new_tokens: int, repeat: int) -> dict[str, Any]:
