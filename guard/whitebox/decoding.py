@@ -101,6 +101,12 @@ class TokenStream:
             self._iter = self._run()
         return self._iter
 
+    def read(self) -> tuple[str, int]:
+        """The whole reply (surrounding whitespace stripped) and the number of tokens generated."""
+        text = "".join(self)
+        assert self.end is not None  # set once the stream is exhausted
+        return text.strip(), self.end.output_tokens
+
     def close(self) -> None:
         """Stop generating (at the next step) and wait for the worker to finish."""
         if self._iter is not None:

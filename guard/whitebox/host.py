@@ -475,17 +475,15 @@ class HostModel:
         Decoding is transformers' `generate` with `stop_strings` (`guard.whitebox.decoding`)."""
         from guard.whitebox.decoding import TokenStream
 
-        stream = TokenStream(
+        ids = self.encode(prompt, history).input_ids
+        return TokenStream(
             self,
-            self.encode(prompt, history).input_ids,
+            ids,
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             stop=stop,
             logits_processor=logits_processor,
-        )
-        text = "".join(stream)
-        assert stream.end is not None  # set once the stream is exhausted
-        return text.strip(), stream.end.output_tokens
+        ).read()
 
 
 def default_gguf_path() -> Path:

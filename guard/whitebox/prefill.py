@@ -276,9 +276,7 @@ def _generate(
         logits_processor=processor,
         prefill=prefill,
     )
-    reply = "".join(stream)
-    assert stream.end is not None  # set once the stream is exhausted
-    return reply.strip(), stream.end.output_tokens
+    return stream.read()
 
 
 __all__ = ["GuardedGeneration", "guarded_generate"]
