@@ -176,3 +176,16 @@ def test_a_check_from_another_thread_runs_between_decoding_steps(host):
 
     list(TokenStream(host, _ids(host), max_new_tokens=6, logits_processor=logits))
     assert done.is_set() and order == ["step", "capture"]  # not blocked until generation ended
+
+
+def test_a_guarded_generation_inside_an_intervention_does_not_hang(host):
+    @contextlib.contextmanager
+    def prefill():  # reads the prompt's pass as `guarded_generate` does: it takes the lock itself
+        with host.record([1], stop_after=False) as store:
+            yield
+        assert store[1].shape[1] == len(_ids(host))
+
+    with host.intervene({1: lambda h: h}):
+        text, n = TokenStream(host, _ids(host), max_new_tokens=5, prefill=prefill()).read()
+    assert n == 5 and isinstance(text, str)
+    assert _lock_is_free(host)

@@ -4,7 +4,9 @@
 
 `generate` runs in a worker thread (copying the caller's context variables) and hands text to the
 caller through the streamer. The worker holds the host's lock only while the model runs a forward
-pass, so a guard check on the same host can run between two decoding steps. A `prefill` context
+pass, so a guard check on the same host can run between two decoding steps. A caller that holds
+the host's lock itself (inside `HostModel.intervene`) generates in its own thread instead: a
+worker would wait for that lock forever. A `prefill` context
 (a `GuardedRunnable` deciding on this very pass) is entered before the prompt's forward pass and
 left right after it, before the first token is chosen, so whatever it raises (a blocked request)
 ends the generation with no token generated. Closing the stream early (a stream gate that cuts
@@ -168,11 +170,17 @@ class _Worker:
         )
 
     def start(self) -> None:
-        self.thread.start()
+        if self.caller_holds_lock:
+            # inside `intervene` or `record` of this thread: a worker would wait for the lock
+            # forever, so generate here, at once (the pieces then come when it is done)
+            self._target()
+        else:
+            self.thread.start()
 
     def finish(self) -> None:
         self.cancel.set()  # the streamer's queue is unbounded: the worker never waits on the caller
-        self.thread.join()
+        if self.thread.is_alive():
+            self.thread.join()
 
     def raise_error(self) -> None:
         if self.error is not None:
@@ -196,8 +204,7 @@ class _Worker:
     # ------------------------------------------------------------------ in the worker thread
     def _target(self) -> None:
         try:
-            # under the caller's hold (inside `intervene`), no other thread can run the host
-            with contextlib.nullcontext() if self.caller_holds_lock else self._stepwise_lock():
+            with self._stepwise_lock():
                 self._generate()
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             self.error = exc
@@ -216,8 +223,7 @@ class _Worker:
         prefill = contextlib.ExitStack()
         if s.prefill is not None:
             with contextlib.ExitStack() as entering:  # what `s.prefill` raises on entry unwinds it
-                if not self.caller_holds_lock:  # no other forward between the hooks and the prefill
-                    entering.enter_context(host.lock)
+                entering.enter_context(host.lock)  # no other forward between the hooks and the prefill
                 entering.enter_context(s.prefill)
                 prefill = entering.pop_all()
         worker = self
