@@ -15,7 +15,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -26,6 +29,34 @@ from classifiers.embeddings import PretrainedEmbedder
 
 #: Output width of USE-multilingual v3.
 DIM = 512
+
+
+#: BLAS threads of an embedder built without `num_threads`: 1, or what `fitting_threads` set.
+_DEFAULT_THREADS: contextvars.ContextVar[int] = contextvars.ContextVar("use_threads", default=1)
+
+#: The BLAS threads the shipped artifacts were fitted with (the default before requests ran USE
+#: on one thread): a float32 product sums in another order on another thread count, so a refit
+#: reproduces the shipped artifacts byte for byte only on this many.
+FIT_THREADS = 2
+
+
+@contextlib.contextmanager
+def fitting_threads(threads: int = FIT_THREADS) -> Iterator[None]:
+    """Inside the block (this thread and its copies of the context), embedders built without
+    `num_threads` run on `threads` BLAS threads; `guard fit` fits inside it.
+
+    Example:
+        >>> with fitting_threads(2):
+        ...     MultilingualEmbedder().threads()
+        2
+        >>> MultilingualEmbedder().threads()
+        1
+    """
+    token = _DEFAULT_THREADS.set(int(threads))
+    try:
+        yield
+    finally:
+        _DEFAULT_THREADS.reset(token)
 
 
 @functools.lru_cache(maxsize=4)
@@ -42,7 +73,8 @@ class MultilingualEmbedder(PretrainedEmbedder):
             text only dilutes; long inputs are windowed by the guard, not here).
         batch_size: texts per forward pass.
         num_threads: BLAS threads; default 1 (more leave BLAS workers spinning after each call,
-            slowing the torch work that follows on the same cores).
+            slowing the torch work that follows on the same cores), or `FIT_THREADS` inside
+            `fitting_threads` (what `guard fit` uses, so a refit reproduces the shipped artifacts).
 
     Example:
         >>> MultilingualEmbedder().get_params()["batch_size"]
@@ -60,12 +92,17 @@ class MultilingualEmbedder(PretrainedEmbedder):
 
     vector_key = "use-multilingual"
 
+    def threads(self) -> int:
+        """BLAS threads of a forward pass: `num_threads`, else 1 (outside `fitting_threads`).
+
+        One thread costs well under a millisecond on a short text, while two leave numpy's BLAS
+        workers spinning on the cores after the call, which made the host's next forward pass
+        (torch, the same cores) about 50 % slower (`guard bench`).
+        """
+        return int(self.num_threads or _DEFAULT_THREADS.get())
+
     def _encode(self, texts: list[str]) -> np.ndarray:
-        # one BLAS thread unless asked: it costs well under a millisecond on a short text, while
-        # two leave numpy's BLAS workers spinning on the cores after the call, which made the
-        # host's next forward pass (torch, same cores) about 50 % slower (`guard bench`)
-        threads = self.num_threads or 1
-        model = _model(threads)
+        model = _model(self.threads())
         v = np.concatenate(
             [
                 np.asarray(
@@ -83,4 +120,4 @@ class MultilingualEmbedder(PretrainedEmbedder):
         return self._request_transform(check_texts(X, max_chars=self.max_chars))
 
 
-__all__ = ["DIM", "MultilingualEmbedder"]
+__all__ = ["DIM", "FIT_THREADS", "MultilingualEmbedder", "fitting_threads"]
