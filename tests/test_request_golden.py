@@ -8,11 +8,11 @@ says to record again (it never compares decisions of other artifacts).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "data" / "request_golden.json"
@@ -21,13 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "request_equality", ROOT / "benchmarks" / "request_equality.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("request_equality")
 
 
 def test_the_recording_is_of_the_shipped_artifacts_and_the_fixed_prompts():
