@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from conftest import load_benchmark, make_host
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench():
