@@ -473,9 +473,7 @@ def session_options(num_threads: int | None = None) -> Any:
     """The onnxruntime session options of the embedder.
 
     All graph optimisations (constant folding, fusions, weight pre-packing); sequential execution
-    (the encoder is a chain, so parallel execution would only add scheduling); worker threads
-    that sleep between runs instead of spinning (they would slow the torch work that follows
-    on the same cores: the host's forward pass of the next request); intra-op threads
+    (the encoder is a chain, so parallel execution would only add scheduling); intra-op threads
     as given, else ``$OMP_NUM_THREADS`` when it holds a positive integer (what torch and BLAS
     follow, and what Ray sets for each task and actor to its CPU reservation, so two actors on
     two cores do not each start two threads), else onnxruntime's default (one per physical core).
@@ -490,10 +488,6 @@ def session_options(num_threads: int | None = None) -> Any:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # no busy-waiting after a run: onnxruntime's worker threads otherwise spin on the cores for a
-    # while, and the host's forward pass that follows (the next request) runs about 2x slower
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     if num_threads:
         opts.intra_op_num_threads = num_threads
         opts.inter_op_num_threads = 1

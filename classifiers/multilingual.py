@@ -15,10 +15,7 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -29,34 +26,6 @@ from classifiers.embeddings import PretrainedEmbedder
 
 #: Output width of USE-multilingual v3.
 DIM = 512
-
-
-#: BLAS threads of an embedder built without `num_threads`: 1, or what `fitting_threads` set.
-_DEFAULT_THREADS: contextvars.ContextVar[int] = contextvars.ContextVar("use_threads", default=1)
-
-#: The BLAS threads the shipped artifacts were fitted with (the default before requests ran USE
-#: on one thread): a float32 product sums in another order on another thread count, so a refit
-#: reproduces the shipped artifacts byte for byte only on this many.
-FIT_THREADS = 2
-
-
-@contextlib.contextmanager
-def fitting_threads(threads: int = FIT_THREADS) -> Iterator[None]:
-    """Inside the block (this thread and its copies of the context), embedders built without
-    `num_threads` run on `threads` BLAS threads; `guard fit` fits inside it.
-
-    Example:
-        >>> with fitting_threads(2):
-        ...     MultilingualEmbedder().threads()
-        2
-        >>> MultilingualEmbedder().threads()
-        1
-    """
-    token = _DEFAULT_THREADS.set(int(threads))
-    try:
-        yield
-    finally:
-        _DEFAULT_THREADS.reset(token)
 
 
 @functools.lru_cache(maxsize=4)
@@ -73,8 +42,7 @@ class MultilingualEmbedder(PretrainedEmbedder):
             text only dilutes; long inputs are windowed by the guard, not here).
         batch_size: texts per forward pass.
         num_threads: BLAS threads; default 1 (more leave BLAS workers spinning after each call,
-            slowing the torch work that follows on the same cores), or `FIT_THREADS` inside
-            `fitting_threads` (what `guard fit` uses, so a refit reproduces the shipped artifacts).
+            slowing the torch work that follows on the same cores).
 
     Example:
         >>> MultilingualEmbedder().get_params()["batch_size"]
@@ -93,13 +61,14 @@ class MultilingualEmbedder(PretrainedEmbedder):
     vector_key = "use-multilingual"
 
     def threads(self) -> int:
-        """BLAS threads of a forward pass: `num_threads`, else 1 (outside `fitting_threads`).
+        """BLAS threads of a forward pass: `num_threads`, else 1.
 
         One thread costs well under a millisecond on a short text, while two leave numpy's BLAS
-        workers spinning on the cores after the call, which made the host's next forward pass
-        (torch, the same cores) about 50 % slower (`guard bench`).
+        workers spinning on the cores after the call and slow the host's next forward pass
+        (torch, the same cores): `guard bench`'s `check` took 212 ms with USE on two threads and
+        177 ms on one (two runs, 2 cores).
         """
-        return int(self.num_threads or _DEFAULT_THREADS.get())
+        return int(self.num_threads or 1)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         model = _model(self.threads())
@@ -120,4 +89,4 @@ class MultilingualEmbedder(PretrainedEmbedder):
         return self._request_transform(check_texts(X, max_chars=self.max_chars))
 
 
-__all__ = ["DIM", "FIT_THREADS", "MultilingualEmbedder", "fitting_threads"]
+__all__ = ["DIM", "MultilingualEmbedder"]

@@ -357,21 +357,18 @@ def _fit_grouped(args: argparse.Namespace, host: Any, out_dir: Path) -> int:
     from guard.io.fetch import cache_dir
 
     rows = _examples_from(args.data) if args.data else None
-    from classifiers.multilingual import fitting_threads
-
     cache = Path(args.features_cache) if args.features_cache else cache_dir() / "fit-features"
-    with fitting_threads():  # USE on the BLAS threads the shipped artifacts were fitted with
-        report = run(
-            out_dir,
-            host,
-            cache_dir=cache,
-            external=args.external,
-            seed=args.seed,
-            target_recall=args.target_recall,
-            latent_per_group=args.latent_per_group,
-            progress=not args.no_progress,
-            rows=rows,
-        )
+    report = run(
+        out_dir,
+        host,
+        cache_dir=cache,
+        external=args.external,
+        seed=args.seed,
+        target_recall=args.target_recall,
+        latent_per_group=args.latent_per_group,
+        progress=not args.no_progress,
+        rows=rows,
+    )
     keys = ("chosen", "grouped", "random_split", "external")
     print(json.dumps({k: report[k] for k in keys if k in report}, indent=2, default=float))
     return 0

@@ -51,9 +51,9 @@ class Encoded:
 class HostLock:
     """A re-entrant lock that knows whether the calling thread holds it.
 
-    `TokenStream` generates in a worker thread: when the caller already holds the host's lock
-    (inside `HostModel.intervene` or `HostModel.record`), the worker runs under the caller's
-    hold instead of waiting for a lock that is never released.
+    `TokenStream` generates in a worker thread, except when the caller already holds the host's
+    lock (inside `HostModel.intervene` or `HostModel.record`): a worker would then wait for a
+    lock that is never released, so the caller's own thread generates.
 
     Example:
         >>> lock = HostLock()
