@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -85,3 +85,24 @@ def check_max_chars(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ClassifierError(f"max_chars must be a positive int, got {value!r}")
     return int(value)
+
+
+def check_pairs(X: Any) -> list[tuple[str, str]]:
+    """Validate (request, reply) pairs of text: each side checked like `check_texts`.
+
+    Raises:
+        ClassifierError: not a sequence of 2-item pairs, or a side that is not text.
+
+    Example:
+        >>> check_pairs([("q", "a")])
+        [('q', 'a')]
+    """
+    if isinstance(X, (str, bytes)) or not isinstance(X, Sequence):
+        raise ClassifierError("X must be a list of (request, reply) pairs of str")
+    out = []
+    for i, pair in enumerate(X):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ClassifierError(f"X[{i}] must be a (request, reply) pair, got {type(pair).__name__}")
+        prompt, reply = check_texts(list(pair), name=f"X[{i}]")
+        out.append((prompt, reply))
+    return out

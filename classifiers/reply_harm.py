@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from classifiers._deps import require
 from classifiers._manifest import verify_manifest, write_manifest
-from classifiers._validation import check_texts, check_y_given
+from classifiers._validation import check_pairs, check_y_given
 from classifiers.errors import ClassifierError
 
 FORMAT = "classifiers.reply-harm"
@@ -52,18 +51,6 @@ def reply_windows(reply: str, chars: int = 400, stride: int = 300) -> list[str]:
     if starts[-1] + chars < len(reply):
         starts.append(starts[-1] + stride)
     return [reply[s : s + chars] for s in starts]
-
-
-def _check_pairs(X: Any) -> list[tuple[str, str]]:
-    if isinstance(X, (str, bytes)) or not isinstance(X, Sequence):
-        raise ClassifierError("X must be a list of (request, reply) pairs of str")
-    out = []
-    for i, pair in enumerate(X):
-        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            raise ClassifierError(f"X[{i}] must be a (request, reply) pair, got {type(pair).__name__}")
-        prompt, reply = check_texts(list(pair), name=f"X[{i}]")
-        out.append((prompt, reply))
-    return out
 
 
 class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
@@ -169,7 +156,7 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
         if self.head not in ("linear", "mlp"):
             raise ClassifierError(f"head must be 'linear' or 'mlp', got {self.head!r}")
         check_y_given(y, self)
-        pairs = _check_pairs(X)
+        pairs = check_pairs(X)
         y = np.asarray(y).astype(int)
         if y.shape != (len(pairs),) or set(np.unique(y)) != {0, 1}:
             raise ClassifierError("y must hold one 0/1 label per pair, both labels present")
@@ -198,7 +185,7 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
     def decision_function(self, X: Any) -> np.ndarray:
         """Log-odds of the most harmful reply window, per pair."""
         check_is_fitted(self, "coef_")
-        pairs = _check_pairs(X)
+        pairs = check_pairs(X)
         if not pairs:
             return np.zeros(0)
         F, own = self._features(pairs)

@@ -317,6 +317,28 @@ def cmd_fit_conversation(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit_reply_screen(args: argparse.Namespace) -> int:
+    """`guard fit-reply-screen`: the stream screen distilled from the reply head
+    (`guard.fitting.reply_screen_fit`)."""
+    from importlib import resources
+
+    from guard.fitting.reply_screen_fit import fit_reply_screen
+
+    if args.out:
+        out = Path(args.out)
+    else:
+        with resources.as_file(resources.files("classifiers.resources").joinpath("reply_screen")) as p:
+            out = Path(p)
+    report = fit_reply_screen(
+        out,
+        head_dir=Path(args.head) if args.head else None,
+        recall=args.recall,
+        progress=not args.no_progress,
+    )
+    print(json.dumps(report, indent=2, default=float))
+    return 0
+
+
 def cmd_fit_knowledge(args: argparse.Namespace) -> int:
     """`guard fit-knowledge`: the knowledge-boundary probe (`guard.fitting.knowledge_fit`)."""
     from guard.fitting.knowledge_fit import fit_knowledge
@@ -697,6 +719,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="out-of-fold share of benign conversations flagged at their last turn (the shipped threshold)",
     )
     p.set_defaults(func=cmd_fit_conversation)
+
+    p = sub.add_parser(
+        "fit-reply-screen",
+        help="fit the cheap screen that decides when a streamed reply's growing last window "
+        "goes to the reply head (distilled from the head's verdicts, grouped validation)",
+    )
+    p.add_argument(
+        "--out", help="folder for the screen (default: the shipped classifiers/resources/reply_screen)"
+    )
+    p.add_argument(
+        "--head", help="the reply head's folder (default: the shipped classifiers/resources/reply_harm)"
+    )
+    p.add_argument(
+        "--recall",
+        type=float,
+        default=0.98,
+        help="out-of-fold share of the windows the head blocks that the screen passes on to it",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stdout")
+    p.set_defaults(func=cmd_fit_reply_screen)
 
     p = sub.add_parser(
         "fit-knowledge",

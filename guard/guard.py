@@ -22,6 +22,7 @@ from guard.decision.rules import STRICTNESS
 from guard.errors import ArtifactError, GuardError, InputError
 from guard.features.evidence import DecisionEngine
 from guard.features.reject import RejectOptionEvidence
+from guard.features.reply_stream import LazyReplyHarm, LazyReplyScreen, ReplyStreamScorer
 from guard.features.threads import one_blas_thread
 from guard.features.windows import WindowSpec, split_windows, windowed_max
 from guard.text.normalize import DECODING_KINDS, View, alternate_views, part_views
@@ -133,7 +134,13 @@ class Guard:
             default: `DecisionEngine(policy, noncompliance=False)`.
         reply_refusal: `f(replies) -> P(refusal)`, used by `check_output` so refusals pass.
         reply_harm: `f(requests, replies) -> P(harmful reply)`, what `check_output` decides on
-            (`default_reply_harm`); None reads a reply like a request.
+            (`default_reply_harm`); None reads a reply like a request. A head that also says
+            which windows it reads (`guard.features.reply_stream.ReplyHead`) is read window by
+            window over a stream (`reply_stream`), each complete window once.
+        reply_screen: `f(requests, windows) -> P(the reply head blocks the window)` with a
+            `threshold` (`default_reply_screen`): over a stream, the growing last window goes to
+            the reply head only when the screen is at or above its threshold (complete windows
+            and the whole reply at the end always go). None: the head reads it at every check.
         normalize: undo cheap obfuscations before scoring (`prepare_prompt`), and score decoded
             base64/hex, de-leeted and re-cased readings too, the strictest reading deciding; every
             change is named in the decision's reasons.
@@ -185,6 +192,7 @@ class Guard:
         reply_refusal: Callable[[list[str]], Any] | None = None,
         *,
         reply_harm: Callable[[list[str], list[str]], Any] | None = None,
+        reply_screen: Any = None,
         normalize: bool = True,
         mitigation: OverRefusalMitigation | None = None,
         windows: WindowSpec | None = None,
@@ -201,6 +209,7 @@ class Guard:
         self.engine = engine or DecisionEngine(self.policy, noncompliance=False)
         self.reply_refusal = reply_refusal
         self.reply_harm = reply_harm
+        self.reply_screen = reply_screen
         self.normalize = normalize
         self.mitigation = mitigation
         self.windows = windows or WindowSpec()
@@ -296,13 +305,18 @@ class Guard:
             g._loaded_from = Path(path).resolve() if blackbox == own_blackbox else None
             return g
         folder = Path(path) / "classifiers"
+        own_head = folder if (folder / "reply_harm").is_dir() else None
         g = cls(
             latent,
             policy,
             detectors=default_detectors(folder if folder.is_dir() else None),
             engine=DecisionEngine(policy),
             reply_refusal=default_reply_refusal(),
-            reply_harm=default_reply_harm(folder if (folder / "reply_harm").is_dir() else None),
+            reply_harm=default_reply_harm(own_head),
+            reply_screen=default_reply_screen(
+                folder if (folder / "reply_screen").is_dir() else None,
+                own_head / "reply_harm" if own_head is not None else None,
+            ),
             reject_option=reject,
             knowledge=knowledge,
             sae=sae,
@@ -526,7 +540,24 @@ class Guard:
         with shared_embeddings(), one_blas_thread():
             return self._check_output(prompt, reply)
 
-    def _check_output(self, prompt: str, reply: str) -> Decision:
+    def reply_stream(self, prompt: str) -> ReplyStream:
+        """Checks of a reply that grows as it streams: `check` the text so far, again and again,
+        then `finish` with the whole reply (the same decision as `check_output` of it).
+
+        The reply's sentence embeddings are kept over the stream and, with a windowed reply head,
+        each complete reply window is scored once; with a `reply_screen` the growing last window
+        waits for the head until the screen flags it or it is complete. A check's cost is then
+        that of the new text, not of the whole reply.
+
+        Example:
+            >>> g = Guard.default()  # doctest: +SKIP
+            >>> s = g.reply_stream("How do I bake bread?")  # doctest: +SKIP
+            >>> s.check("Mix flour,").action, s.finish("Mix flour, water and salt.").action  # doctest: +SKIP
+            (<Action.ANSWER: 'answer'>, <Action.ANSWER: 'answer'>)
+        """
+        return ReplyStream(self, prompt)
+
+    def _check_output(self, prompt: str, reply: str, stream: ReplyStreamScorer | None = None) -> Decision:
         text, notes = prepare_prompt(reply)
         if not text.strip():
             return self._decide(Action.ANSWER, None, {}, [*notes, "empty reply"])
@@ -536,7 +567,17 @@ class Guard:
         t0 = time.perf_counter()
         threshold = self.policy.reply_threshold
         try:
-            p = float(np.asarray(self.reply_harm([user], [text]), dtype=float).reshape(-1)[0])
+            if stream is None:
+                p = float(np.asarray(self.reply_harm([user], [text]), dtype=float).reshape(-1)[0])
+            else:
+                s = stream.score(user, text)
+                p = s.p
+                if s.screened:
+                    notes = [
+                        *notes,
+                        f"reply_screen: the growing last window screened at {s.screen_score:.3f} < "
+                        f"{float(self.reply_screen.threshold):.3f}; the reply head reads it when it is complete",
+                    ]
             if not 0.0 <= p <= 1.0:
                 raise InputError(f"reply-harm score {p!r} is not a probability")
         except Exception as exc:  # noqa: BLE001 - an unknown state, decided by fail_closed
@@ -1032,6 +1073,40 @@ class Guard:
         return Decision(action=action, category=category, scores=scores, reasons=reasons, response=response)
 
 
+class ReplyStream:
+    """The checks of one reply as it streams (`Guard.reply_stream`): `check` the text so far,
+    `finish` with the whole reply.
+
+    Args:
+        guard: the guard whose reply side decides.
+        prompt: the user's prompt the reply answers.
+
+    Example:
+        >>> s = Guard.default().reply_stream("How do I bake bread?")  # doctest: +SKIP
+        >>> s.check("Mix flour,").blocked  # doctest: +SKIP
+        False
+    """
+
+    def __init__(self, guard: Guard, prompt: str) -> None:
+        self.guard = guard
+        self.prompt = prompt
+        self._vectors: dict[Any, Any] = {}  # the stream's sentence embeddings, kept between checks
+        head = guard.reply_harm
+        windowed = head is not None and callable(getattr(head, "windows", None))
+        self._scorer = ReplyStreamScorer(head, guard.reply_screen) if windowed else None  # type: ignore[arg-type]
+
+    def check(self, reply: str) -> Decision:
+        """Decide on the reply so far (the stream goes on): complete windows read by the reply
+        head once each, the growing last one screened (`Guard.reply_screen`)."""
+        with shared_embeddings(self._vectors), one_blas_thread():
+            return self.guard._check_output(self.prompt, reply, self._scorer)
+
+    def finish(self, reply: str) -> Decision:
+        """Decide on the whole reply: `check_output`, reusing the stream's embeddings."""
+        with shared_embeddings(self._vectors), one_blas_thread():
+            return self.guard._check_output(self.prompt, reply)
+
+
 class _CheckedReplyRefusal:
     """A reply-refusal scorer whose failures and invalid values read as NaN.
 
@@ -1093,20 +1168,30 @@ def default_detectors(folder: str | Path | None = None) -> dict[str, Callable[[l
     return {name: scorer(sub) for name, sub in DETECTOR_FOLDERS.items() if (root / sub).is_dir()}
 
 
-def default_reply_harm(folder: str | Path | None = None) -> Callable[[list[str], list[str]], Any] | None:
+def default_reply_harm(folder: str | Path | None = None) -> LazyReplyHarm | None:
     """P(a reply is harmful) per (request, reply), from the `ReplyHarmClassifier` in
-    ``folder/reply_harm`` (default: the shipped one); None when there is none."""
-    import functools
+    ``folder/reply_harm`` (default: the shipped one), loaded at first use; None when there is none."""
     from importlib import resources as res
-
-    from classifiers.reply_harm import ReplyHarmClassifier
 
     with res.as_file(res.files("classifiers.resources")) as shipped:
         path = (Path(folder) if folder is not None else Path(shipped)) / "reply_harm"
-    if not path.is_dir():
-        return None
-    model = functools.lru_cache(maxsize=1)(lambda: ReplyHarmClassifier.load(path))
-    return lambda prompts, replies: model().score(list(zip(prompts, replies)))
+    return LazyReplyHarm(path) if path.is_dir() else None
+
+
+def default_reply_screen(
+    folder: str | Path | None = None, head: str | Path | None = None
+) -> LazyReplyScreen | None:
+    """The stream's screen in front of the reply head (`classifiers.ReplyScreenClassifier` in
+    ``folder/reply_screen``, default: the shipped one), loaded at first use; None when there is none.
+
+    `head` is the folder of the reply head the guard reads (default: the shipped one): a screen
+    distilled from another head is off (`LazyReplyScreen.stale`)."""
+    from importlib import resources as res
+
+    with res.as_file(res.files("classifiers.resources")) as shipped:
+        path = (Path(folder) if folder is not None else Path(shipped)) / "reply_screen"
+        head_path = Path(head) if head is not None else Path(shipped) / "reply_harm"
+    return LazyReplyScreen(path, head_path) if path.is_dir() else None
 
 
 def default_conversation(folder: str | Path | None = None) -> Any:

@@ -151,29 +151,21 @@ class Checker:
         return [_as_guarded(d, "input", start, t) for d, t in zip(ds, texts)]
 
     def check_output(self, prompt: str, reply: str) -> GuardedDecision:
+        return self.output_decision(prompt, lambda: self.guard.check_output(prompt, reply))
+
+    def output_decision(self, prompt: str, decide: Callable[[], Any]) -> GuardedDecision:
+        """`decide()` (a reply check) as an output decision; a failure is an unknown state."""
         start = time.perf_counter()
         try:
-            d = self.guard.check_output(prompt, reply)
+            d = decide()
         except Exception as exc:  # noqa: BLE001
             d = unavailable(exc, self.fail_closed)
         return _as_guarded(d, "output", start, prompt)
 
-    def stream_checker(self, prompt: str) -> Callable[[str], GuardedDecision]:
-        """`check_output` for a reply that grows: call it with the text so far, again and again.
-
-        The sentence embeddings of the reply's windows are kept between calls, so each window is
-        embedded once over the whole stream (the earlier windows of a growing text do not change);
-        a check costs the new windows and the trailing partial one.
-        """
-        from classifiers.embeddings import shared_embeddings
-
-        vectors: dict[Any, Any] = {}
-
-        def check(reply: str) -> GuardedDecision:
-            with shared_embeddings(vectors):
-                return self.check_output(prompt, reply)
-
-        return check
+    def stream_checker(self, prompt: str) -> ReplyChecker:
+        """`check_output` for a reply that grows (`ReplyChecker`): call it with the text so far,
+        again and again, then `finish` with the whole reply."""
+        return ReplyChecker(self, prompt)
 
     async def acheck_input(
         self,
@@ -281,6 +273,57 @@ def merge(
     if reply.blocked:
         update.update(action=reply.action, category=reply.category, response=reply.response, rule=reply.rule)
     return first.model_copy(update=update)
+
+
+class ReplyChecker:
+    """The reply checks of one stream: call it with the text so far, `finish` with the whole reply.
+
+    With a guard that has `reply_stream` (`guard.Guard`), a check costs the new text: each
+    complete reply window is read once over the stream, and the growing last one may wait for
+    the next complete window when the guard's screen says the reply head would not block it
+    (`screens` is then True, and `finish` reads the whole reply). Any other guard gets
+    `check_output` at every call, with the sentence embeddings of the reply's windows kept
+    between calls.
+
+    Example:
+        >>> class Keyword:  # a guard without reply_stream
+        ...     def check_output(self, prompt, reply):
+        ...         return Decision(action=Action.REFUSE if "bomb" in reply else Action.ANSWER)
+        >>> check = Checker(Keyword()).stream_checker("hi")
+        >>> check("tea").blocked, check.finish("tea and a bomb").blocked, check.screens
+        (False, True, False)
+    """
+
+    def __init__(self, checker: Checker, prompt: str) -> None:
+        self.checker = checker
+        self.prompt = prompt
+        make = getattr(checker.guard, "reply_stream", None)
+        self._stream = make(prompt) if callable(make) else None
+        self._vectors: dict[Any, Any] = {}
+
+    @property
+    def screens(self) -> bool:
+        """True when a check may leave the reply's last window for later (`finish` reads it)."""
+        return self._stream is not None
+
+    def __call__(self, reply: str) -> GuardedDecision:
+        stream = self._stream
+        if stream is not None:
+            return self.checker.output_decision(self.prompt, lambda: stream.check(reply))
+        return self._plain(reply)
+
+    def finish(self, reply: str) -> GuardedDecision:
+        """The whole reply, read by every detector of the reply side."""
+        stream = self._stream
+        if stream is not None:
+            return self.checker.output_decision(self.prompt, lambda: stream.finish(reply))
+        return self._plain(reply)
+
+    def _plain(self, reply: str) -> GuardedDecision:
+        from classifiers.embeddings import shared_embeddings
+
+        with shared_embeddings(self._vectors):
+            return self.checker.check_output(self.prompt, reply)
 
 
 class StreamGate:
@@ -483,7 +526,7 @@ class GatedStream(Generic[T]):
                     close()  # stops the producer (e.g. HostChatModel generation) when we cut
         self.call_ms = (time.perf_counter() - self.started) * 1000
         if self._final_check_due():
-            self.reply = self.check(self.gate.text)
+            self.reply = self.check.finish(self.gate.text)
 
     async def arun(self, chunks: AsyncIterator[T], first: Any = EMPTY) -> AsyncGenerator[T, None]:
         """Async `run`: the checks run in a worker thread, `chunks` is closed with `aclose`.
@@ -511,7 +554,7 @@ class GatedStream(Generic[T]):
                     await aclose()
         self.call_ms = (time.perf_counter() - self.started) * 1000
         if self._final_check_due():
-            self.reply = await asyncio.to_thread(self.check, self.gate.text)
+            self.reply = await asyncio.to_thread(self.check.finish, self.gate.text)
 
     def end(self) -> StreamEnd[T]:
         """After `run` or `arun` is exhausted: the chunks that end the stream and the final decision."""
@@ -523,8 +566,13 @@ class GatedStream(Generic[T]):
         return StreamEnd(final.model_copy(update={"chunks_sent": self.gate.chunks_sent}), out, last, None)
 
     def _final_check_due(self) -> bool:
-        # the whole reply is checked once more unless that exact text was checked, or it was cut
-        return self.check_output and (self.reply is None or (self.gate.unchecked and not self.reply.blocked))
+        # the whole reply is checked once more unless it was cut, or that exact text was already
+        # read whole (a screening checker may have left its last window for the end)
+        if not self.check_output:
+            return False
+        if self.reply is None:
+            return True
+        return not self.reply.blocked and (self.gate.unchecked or self.check.screens)
 
 
 async def _anext(it: AsyncIterator[T]) -> Any:

@@ -12,7 +12,8 @@ comparison):
   as a share of the generation time, for both, against the 5 % target.
 * ``request_path``: `check` of a 40-token prompt against one host forward to the guard's layer
   plus one MiniLM forward; `check_batch` of 64 per prompt against `check`; a 512-token reply
-  checked while it streams (every 8 and 32 tokens) against one `check_output` of the whole reply.
+  checked while it streams (`Guard.reply_stream`, every 8 and 32 tokens; every 8 also without the
+  screen and without kept embeddings) against one `check_output` of the whole reply.
 * ``batch_sizes``: latent scoring cost per prompt and throughput at batch 1 to 64.
 * ``prompt_lengths``: latent and black-box cost at 16 to 4,096 tokens, with the growth relative
   to the shortest (long prompts are scored over windows by the latent guard, and cut at 256
@@ -207,7 +208,7 @@ def _request_path_section(guard: Any, repeat: int) -> dict[str, Any]:
     `check_batch` of 64 against `check`, and a 512-token reply checked as it streams against one
     `check_output` of the whole reply (the stream keeps its windows' embeddings: a check costs
     the new windows)."""
-    from classifiers.embeddings import SentenceEmbedder, shared_embeddings
+    from classifiers.embeddings import SentenceEmbedder
 
     host = guard.host
     tok = host.tokenizer
@@ -241,25 +242,35 @@ def _request_path_section(guard: Any, repeat: int) -> dict[str, Any]:
     out["reply_tokens"] = len(ids)
     out["reply_blocked"] = guard.check_output(question, pieces[-1]).blocked
     out["check_output_whole_reply_ms"] = t_once * 1000
-    for every, reuse in ((8, True), (32, True), (8, False)):
+    for every, how in ((8, "screened"), (32, "screened"), (8, "unscreened"), (8, "without_reuse")):
         cut: list[int] = []
+        screened: list[int] = []
 
-        def stream(every: int = every, reuse: bool = reuse, cut: list[int] = cut) -> None:
-            store: dict[Any, Any] = {}
+        def stream(
+            every: int = every, how: str = how, cut: list[int] = cut, screened: list[int] = screened
+        ) -> None:
             ends = [*range(every - 1, len(pieces), every)] + (
                 [len(pieces) - 1] if len(pieces) % every else []
             )
-            for k in ends:  # as the stream gate does: stop at the first blocked check
-                with shared_embeddings(store if reuse else {}):
-                    if guard.check_output(question, pieces[k]).blocked:
+            with _screen(guard, on=how == "screened"):
+                s = guard.reply_stream(question)
+                for k in ends:  # as the stream gate does: stop at the first blocked check
+                    if how == "without_reuse":
+                        d = guard.check_output(question, pieces[k])
+                    else:
+                        d = s.finish(pieces[k]) if k == len(pieces) - 1 else s.check(pieces[k])
+                    screened.append(int(any(r.startswith("reply_screen") for r in d.reasons)))
+                    if d.blocked:
                         cut.append(k + 1)
                         return
 
-        name = f"stream_512_check_every_{every}" + ("" if reuse else "_without_reuse")
+        name = f"stream_512_check_every_{every}" + ("" if how == "screened" else f"_{how}")
         t_stream = _time(stream, 1)
         out[f"{name}_ms"] = t_stream * 1000
         out[f"{name}_vs_one_check_output"] = t_stream / t_once
         out[f"{name}_cut_at_token"] = cut[0] if cut else None
+        if how == "screened":
+            out[f"{name}_checks_screened"] = f"{sum(screened)}/{len(screened)}"
     out["stream_512_vs_one_check_output"] = out["stream_512_check_every_8_vs_one_check_output"]
     out.update(_stream_growth(guard, repeat))
     out["targets"] = TARGETS
@@ -279,11 +290,23 @@ def _multilingual_forward_s(guard: Any, prompt: str, repeat: int) -> float:
     return _time(lambda: use.transform([prompt]), repeat)
 
 
-def _stream_growth(guard: Any, repeat: int) -> dict[str, Any]:
-    """A streamed reply of 256, 512 and 1024 tokens checked every 8 tokens (the windows' embeddings
-    kept): the cost per reply token stays flat when streaming checks are linear in the reply."""
-    from classifiers.embeddings import shared_embeddings
+@contextmanager
+def _screen(guard: Any, on: bool) -> Iterator[None]:
+    """The guard's stream screen as it is (`on`), or off for the block (the reply head then reads
+    the growing last window at every check)."""
+    kept = guard.reply_screen
+    if not on:
+        guard.reply_screen = None
+    try:
+        yield
+    finally:
+        guard.reply_screen = kept
 
+
+def _stream_growth(guard: Any, repeat: int) -> dict[str, Any]:
+    """A streamed reply of 256, 512 and 1024 tokens checked every 8 tokens through
+    `Guard.reply_stream`: the cost per reply token stays flat when streaming checks are linear in
+    the reply."""
     tok = guard.host.tokenizer
     question, reply = benign_reply(min_chars=6000)
     ids = tok(reply, add_special_tokens=False)["input_ids"]
@@ -293,10 +316,10 @@ def _stream_growth(guard: Any, repeat: int) -> dict[str, Any]:
         texts = [tok.decode(cut[:k]) for k in range(8, len(cut) + 1, 8)]
 
         def stream(texts: list[str] = texts) -> None:
-            store: dict[Any, Any] = {}
-            for t in texts:
-                with shared_embeddings(store):
-                    guard.check_output(question, t)
+            s = guard.reply_stream(question)
+            for t in texts[:-1]:
+                s.check(t)
+            s.finish(texts[-1])
 
         out[f"stream_{n}_every_8_ms_per_token"] = _time(stream, 1) * 1000 / len(cut)
     out["stream_1024_vs_256_per_token"] = (
