@@ -332,7 +332,7 @@ def cmd_fit_reply_screen(args: argparse.Namespace) -> int:
     report = fit_reply_screen(
         out,
         head_dir=Path(args.head) if args.head else None,
-        recall=args.recall,
+        send_rate=args.send_rate,
         progress=not args.no_progress,
     )
     print(json.dumps(report, indent=2, default=float))
@@ -732,10 +732,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--head", help="the reply head's folder (default: the shipped classifiers/resources/reply_harm)"
     )
     p.add_argument(
-        "--recall",
+        "--send-rate",
         type=float,
-        default=0.98,
-        help="out-of-fold share of the windows the head blocks that the screen passes on to it",
+        default=0.1,
+        help="out-of-fold share of the growing windows the head passes that the screen still "
+        "sends to it (the cost; the figures give the head's blocks it sends at once)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stdout")
     p.set_defaults(func=cmd_fit_reply_screen)

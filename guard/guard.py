@@ -540,7 +540,9 @@ class Guard:
         with shared_embeddings(), one_blas_thread():
             return self._check_output(prompt, reply)
 
-    def reply_stream(self, prompt: str) -> ReplyStream:
+    def reply_stream(
+        self, prompt: str, *, look_every: int | None = None, head_every: int | None = None
+    ) -> ReplyStream:
         """Checks of a reply that grows as it streams: `check` the text so far, again and again,
         then `finish` with the whole reply (the same decision as `check_output` of it).
 
@@ -549,13 +551,20 @@ class Guard:
         waits for the head until the screen flags it or it is complete. A check's cost is then
         that of the new text, not of the whole reply.
 
+        Args:
+            prompt: the user's prompt the reply answers.
+            look_every: characters the growing last window must gain before it is screened
+                again (`ReplyStreamScorer`; None: a fifth of the head's window stride, 60).
+            head_every: unread characters at the end before the reply head reads the growing
+                last window when the screen flags it (None: a third of the stride, 100).
+
         Example:
             >>> g = Guard.default()  # doctest: +SKIP
             >>> s = g.reply_stream("How do I bake bread?")  # doctest: +SKIP
             >>> s.check("Mix flour,").action, s.finish("Mix flour, water and salt.").action  # doctest: +SKIP
             (<Action.ANSWER: 'answer'>, <Action.ANSWER: 'answer'>)
         """
-        return ReplyStream(self, prompt)
+        return ReplyStream(self, prompt, look_every=look_every, head_every=head_every)
 
     def _check_output(self, prompt: str, reply: str, stream: ReplyStreamScorer | None = None) -> Decision:
         text, notes = prepare_prompt(reply)
@@ -577,6 +586,12 @@ class Guard:
                         *notes,
                         f"reply_screen: the growing last window screened at {s.screen_score:.3f} < "
                         f"{float(self.reply_screen.threshold):.3f}; the reply head reads it when it is complete",
+                    ]
+                elif s.waiting:
+                    notes = [
+                        *notes,
+                        f"reply_screen: the last {s.unread_chars} characters wait for the reply head "
+                        "(the growing last window grew too little since it was last looked at)",
                     ]
             if not 0.0 <= p <= 1.0:
                 raise InputError(f"reply-harm score {p!r} is not a probability")
@@ -606,7 +621,10 @@ class Guard:
             )
         reasons = [*notes, f"reply_harm: P(harmful reply) {p:.3f} >= {threshold:.3f} (most harmful window)"]
         if self.reply_refusal is not None:
-            r = float(self.reply_refusal([text])[0])
+            if stream is None:
+                r = float(self.reply_refusal([text])[0])
+            else:  # a growing reply's refusal reading is refreshed every few characters
+                r = stream.refusal(text, p, self.reply_refusal)
             scores["reply_refusal"] = r
             evidence.append(
                 Evidence(source="blackbox", name="reply_refusal", value=r if r == r else 0.0, threshold=0.5)
@@ -1080,6 +1098,8 @@ class ReplyStream:
     Args:
         guard: the guard whose reply side decides.
         prompt: the user's prompt the reply answers.
+        look_every, head_every: how often the growing last window is screened and read
+            (`Guard.reply_stream`).
 
     Example:
         >>> s = Guard.default().reply_stream("How do I bake bread?")  # doctest: +SKIP
@@ -1087,13 +1107,19 @@ class ReplyStream:
         False
     """
 
-    def __init__(self, guard: Guard, prompt: str) -> None:
+    def __init__(
+        self, guard: Guard, prompt: str, look_every: int | None = None, head_every: int | None = None
+    ) -> None:
         self.guard = guard
         self.prompt = prompt
         self._vectors: dict[Any, Any] = {}  # the stream's sentence embeddings, kept between checks
         head = guard.reply_harm
         windowed = head is not None and callable(getattr(head, "windows", None))
-        self._scorer = ReplyStreamScorer(head, guard.reply_screen) if windowed else None  # type: ignore[arg-type]
+        self._scorer = (
+            ReplyStreamScorer(head, guard.reply_screen, look_every, head_every)  # type: ignore[arg-type]
+            if windowed
+            else None
+        )
 
     def check(self, reply: str) -> Decision:
         """Decide on the reply so far (the stream goes on): complete windows read by the reply

@@ -152,6 +152,57 @@ def test_a_head_that_returns_the_wrong_number_of_scores_is_an_error():
         ReplyStreamScorer(bad).score("q", "abc")
 
 
+def test_the_open_window_is_looked_at_once_per_look_every_characters():
+    head, screen = CountingHead(), FixedScreen(0.0)
+    stream = ReplyStreamScorer(head, screen, look_every=5)
+    results = [stream.score("q", "abcdefghijklmno"[:k]) for k in range(1, 15)]  # one open window
+    assert screen.calls == 3  # at 1, 6 and 11 characters
+    assert sum(r.waiting for r in results) == 11 and head.read == []
+
+
+def test_a_flagged_open_window_is_read_again_only_after_head_every_unread_characters():
+    head = CountingHead()
+    stream = ReplyStreamScorer(head, FixedScreen(0.9), look_every=0, head_every=6)
+    text = "a poison in the tea!"[:19]  # 19 characters: one open 20-character window
+    results = [stream.score("q", text[:k]) for k in range(1, 20)]
+    assert [len(w) for w in head.read] == [6, 12, 18]
+    # between reads the head's score of the window's beginning still counts
+    assert results[10].p == 0.1 and all(r.p == 0.9 for r in results[11:]) and results[13].waiting
+
+
+def test_look_every_and_head_every_must_not_be_negative():
+    with pytest.raises(ValueError, match="look_every"):
+        ReplyStreamScorer(CountingHead(), look_every=-1)
+
+
+def test_the_refusal_reading_is_refreshed_when_the_head_score_changes_or_the_reply_grows():
+    stream, calls = ReplyStreamScorer(CountingHead(), look_every=10), []
+
+    def refusal(replies):
+        calls.append(replies[0])
+        return [0.8]
+
+    stream.refusal("I can't", 0.9, refusal)
+    stream.refusal("I can't help", 0.9, refusal)  # 5 more characters, same head score: kept
+    stream.refusal("I can't help", 0.95, refusal)  # another head score: read again
+    stream.refusal("I can't help with that.", 0.95, refusal)  # 11 more characters: read again
+    assert calls == ["I can't", "I can't help", "I can't help with that."]
+
+
+def test_the_screen_threshold_sends_the_asked_share_of_passing_windows():
+    from guard.fitting.reply_screen_fit import threshold_for_send_rate
+
+    passes = np.linspace(0.0, 1.0, 101)
+    t = threshold_for_send_rate(passes, 0.1)
+    assert np.isclose((passes >= t).mean(), 0.1, atol=0.01)
+    assert (
+        threshold_for_send_rate(passes, 1.0) == 0.0
+        and (passes >= threshold_for_send_rate(passes, 0.0)).sum() == 0
+    )
+    with pytest.raises(ValueError, match="send_rate"):
+        threshold_for_send_rate(passes, 1.5)
+
+
 # ------------------------------------------------------------------ the guard and the gated stream
 
 

@@ -252,6 +252,8 @@ def _request_path_section(guard: Any, repeat: int) -> dict[str, Any]:
             ends = [*range(every - 1, len(pieces), every)] + (
                 [len(pieces) - 1] if len(pieces) % every else []
             )
+            cut.clear()
+            screened.clear()
             with _screen(guard, on=how == "screened"):
                 s = guard.reply_stream(question)
                 for k in ends:  # as the stream gate does: stop at the first blocked check
@@ -265,7 +267,7 @@ def _request_path_section(guard: Any, repeat: int) -> dict[str, Any]:
                         return
 
         name = f"stream_512_check_every_{every}" + ("" if how == "screened" else f"_{how}")
-        t_stream = _time(stream, 1)
+        t_stream = _time(stream, 1 if how == "without_reuse" else repeat)  # that one takes seconds
         out[f"{name}_ms"] = t_stream * 1000
         out[f"{name}_vs_one_check_output"] = t_stream / t_once
         out[f"{name}_cut_at_token"] = cut[0] if cut else None

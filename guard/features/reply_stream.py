@@ -4,11 +4,14 @@ A streamed reply is checked every few tokens. Its windows (`classifiers.reply_ha
 400 characters, 300 apart) stop changing once the text has grown past them, so each *complete*
 window is read by the reply head once and its score kept for the rest of the stream. The window
 at the end is still growing; reading it with the head at every check costs both sentence encoders
-again each time. With a screen (`classifiers.ReplyScreenClassifier`, fitted to predict the head's
-verdict) the open window goes to the head only when the screen says the head might block it;
-otherwise it waits until it is complete. Every complete window, and the whole reply at the end of
-the stream, is always read by the head, so the screen can delay a cut by at most one window's
-growth (300 characters), never let a reply through that the head blocks.
+again each time. So the open window is looked at only every `look_every` characters of growth,
+and with a screen (`classifiers.ReplyScreenClassifier`, distilled to predict the head's verdict,
+`guard fit-reply-screen`) it goes to the head only when the screen flags it, and then at most
+once per `head_every` unread characters; otherwise it waits until it is complete. Every complete
+window, and the whole reply at the end of the stream, is always read by the head, so the screen
+and the spacing delay a cut (by at most one window's growth, 300 characters; by at most
+`look_every + head_every`, 160 by default, when the screen flags the window) and never let a
+reply through that the head blocks.
 
 Example:
     >>> head = WindowedHead(lambda ps, ws: [0.9 if "bomb" in w else 0.1 for w in ws], chars=10, stride=5)
@@ -41,6 +44,9 @@ class ReplyHead(Protocol):
 
     @property
     def chars(self) -> int: ...
+
+    @property
+    def stride(self) -> int: ...
 
     def __call__(self, requests: list[str], replies: list[str]) -> Any: ...
 
@@ -98,12 +104,16 @@ class LazyReplyHarm:
     def chars(self) -> int:
         return int(self.model.window_chars)
 
+    @property
+    def stride(self) -> int:
+        return int(self.model.stride)
+
     def __call__(self, requests: list[str], replies: list[str]) -> Any:
         return self.model.score(list(zip(requests, replies)))
 
     def windows(self, reply: str) -> list[str]:
         """The windows the head reads in `reply`, in order."""
-        return _windows(reply, self.chars, int(self.model.stride))
+        return _windows(reply, self.chars, self.stride)
 
 
 def head_fingerprint(head_dir: Path) -> str:
@@ -171,6 +181,9 @@ class StreamScore(BaseModel):
         head_windows: windows the head read in this check (new complete ones, the open one).
         screened: the open window was screened below the screen's threshold and left for later.
         screen_score: the screen's score of the open window (None when it was not screened).
+        waiting: the open window grew too little since it was last looked at (`look_every`) or
+            read (`head_every`) to be looked at or read again in this check.
+        unread_chars: characters at the end of the reply the head has not read yet.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -179,15 +192,27 @@ class StreamScore(BaseModel):
     head_windows: int
     screened: bool = False
     screen_score: float | None = None
+    waiting: bool = False
+    unread_chars: int = 0
 
 
 class ReplyStreamScorer:
     """Per-window reply-head scores kept over one stream; the open window screened (module doc).
 
+    The growing last window is looked at (screened) once it holds `look_every` characters more
+    than at the last look, and read by the head (when the screen flags it, or without a screen)
+    once `head_every` characters at the end are unread. A harmful end is then read by the head
+    within `head_every + look_every` characters when the screen flags it and within one window's
+    growth (the windows' stride, 300 characters) when it does not; the final check reads it all.
+
     Args:
         head: the reply head with its windows (`WindowedHead`, `LazyReplyHarm`).
         screen: `f(requests, windows) -> P(head blocks)` with a `threshold` attribute, or None to
-            read the open window with the head at every check.
+            read the open window with the head whenever `head_every` allows.
+        look_every: characters of growth between two looks at the open window (0: every check;
+            None: a fifth of the head's window stride, 60 characters for the shipped head).
+        head_every: unread characters at the end before the head reads the open window (0: at
+            every look; None: a third of the stride, 100 characters).
 
     Example:
         >>> head = WindowedHead(lambda ps, ws: [0.9 if "bomb" in w else 0.1 for w in ws], chars=10, stride=5)
@@ -199,10 +224,25 @@ class ReplyStreamScorer:
         (True, 0.9)
     """
 
-    def __init__(self, head: ReplyHead, screen: Any = None) -> None:
+    def __init__(
+        self,
+        head: ReplyHead,
+        screen: Any = None,
+        look_every: int | None = None,
+        head_every: int | None = None,
+    ) -> None:
+        self.look_every = head.stride // 5 if look_every is None else look_every
+        self.head_every = head.stride // 3 if head_every is None else head_every
+        if self.look_every < 0 or self.head_every < 0:
+            raise ValueError(f"look_every and head_every must be >= 0, got {look_every}, {head_every}")
         self.head = head
         self.screen = screen
         self._scores: dict[str, float] = {}
+        self._looked_at = -1  # reply length at the last look at an open window
+        self._read_to = 0  # the end of the text the head has read
+        self._open_index = 0  # how many windows the reply had when the open one began
+        self._open_reads: list[str] = []  # the beginnings of the open window the head has read
+        self._refusal: tuple[int, float, float] | None = None  # (reply length, head p, refusal)
 
     def score(self, request: str, reply: str, *, final: bool = False) -> StreamScore:
         """Score `reply` (the text so far); `final`: the stream has ended, read every window.
@@ -214,26 +254,73 @@ class ReplyStreamScorer:
         windows = self.head.windows(reply)
         open_window = None if final or len(windows[-1]) >= self.head.chars else windows[-1]
         complete = windows if open_window is None else windows[:-1]
-        screen_score = None
-        if open_window is not None and self.screen is not None and open_window not in self._scores:
-            screen_score = float(
-                np.asarray(self.screen([request], [open_window]), dtype=float).reshape(-1)[0]
-            )
-            if not screen_score < float(self.screen.threshold):  # NaN goes to the head
+        screen_score, waiting, earlier = None, False, []
+        self._read_to = max(self._read_to, self._end_read(reply, windows, open_window is None))
+        if open_window is not None:
+            if len(windows) != self._open_index:  # another window is growing now
+                self._open_index, self._open_reads = len(windows), []
+            read_open, screen_score, waiting = self._look(request, reply, open_window)
+            if read_open:
                 complete = windows
-                screen_score = None
-        elif open_window is not None:
-            complete = windows
+            else:  # the head's reads of this window's beginning, at earlier checks, still count
+                earlier = [w for w in self._open_reads if open_window.startswith(w)]
         todo = [w for w in dict.fromkeys(complete) if w not in self._scores]
         if todo:
             self._scores.update(zip(todo, self._head_scores(request, todo)))
-        read = [self._scores[w] for w in complete]
+        if open_window is not None and complete is windows:
+            self._open_reads.append(open_window)
+            self._read_to = len(reply)
+        read = [self._scores[w] for w in dict.fromkeys([*complete, *earlier])]
         return StreamScore(
             p=max(read) if read else 0.0,
             head_windows=len(todo),
             screened=screen_score is not None,
             screen_score=screen_score,
+            waiting=waiting,
+            unread_chars=max(0, len(reply) - self._read_to),
         )
+
+    def refusal(self, reply: str, p: float, fn: Callable[[list[str]], Any]) -> float:
+        """`fn([reply])[0]` (P(the reply is a refusal), asked when the head blocks), kept while the
+        head's score stays `p` and the reply grows by less than `look_every` characters.
+
+        Example:
+            >>> head = WindowedHead(lambda ps, ws: [0.9] * len(ws), chars=10, stride=5)
+            >>> stream, calls = ReplyStreamScorer(head, look_every=8), []
+            >>> fn = lambda rs: calls.append(rs) or [0.8]
+            >>> stream.refusal("I can't", 0.9, fn), stream.refusal("I can't do", 0.9, fn), len(calls)
+            (0.8, 0.8, 1)
+        """
+        kept = self._refusal
+        if kept is not None and kept[1] == p and 0 <= len(reply) - kept[0] < self.look_every:
+            return kept[2]
+        value = float(np.asarray(fn([reply]), dtype=float).reshape(-1)[0])
+        self._refusal = (len(reply), p, value)
+        return value
+
+    def _end_read(self, reply: str, windows: list[str], all_read: bool) -> int:
+        """Where the text the head has read ends: the reply's end, or the last complete window's."""
+        if all_read:
+            return len(reply)
+        if len(windows) < 2:
+            return 0
+        return len(reply) - len(windows[-1]) - self.head.stride + self.head.chars
+
+    def _look(self, request: str, reply: str, open_window: str) -> tuple[bool, float | None, bool]:
+        """(the head reads the open window now, its screen score when screened below the
+        threshold, the open window waits without a look)."""
+        if open_window in self._scores:
+            return True, None, False
+        if self._looked_at >= 0 and len(reply) - self._looked_at < self.look_every:
+            return False, None, True
+        self._looked_at = len(reply)
+        if self.screen is not None:
+            value = float(np.asarray(self.screen([request], [open_window]), dtype=float).reshape(-1)[0])
+            if value < float(self.screen.threshold):  # NaN goes on to the head
+                return False, value, False
+        if len(reply) - self._read_to < self.head_every:
+            return False, None, True
+        return True, None, False
 
     def _head_scores(self, request: str, windows: Sequence[str]) -> list[float]:
         values = np.asarray(self.head([request] * len(windows), list(windows)), dtype=float).reshape(-1)

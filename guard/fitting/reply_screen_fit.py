@@ -5,13 +5,14 @@ window (score at or above the head's threshold), so its recall is measured again
 thing it may delay. Windows are the ones a stream shows the screen: for each labelled reply
 (`guard.fitting.reply_side.load_reply_rows`, both labels) the growing last window at a few cut
 points, plus the complete windows. Validation is grouped by the rows' (source, harm topic)
-groups; the threshold is the highest that still passes `recall` of the out-of-fold windows the
-head blocks on to the head, and the figures say how often the screen sends a window to the head
-(the cost) and how often it would have let one wait that the head blocks (the delay).
+groups. The threshold is set by cost: it sends `send_rate` of the out-of-fold open windows the
+head passes on to the head; the figures say how many of the windows the head blocks it sends at
+once (`recall_vs_head`; the others wait until their window is complete, a bounded delay, never a
+miss), at that rate and along a curve of rates.
 
 Example:
     >>> report = fit_reply_screen(Path("/tmp/reply_screen"), progress=False)  # doctest: +SKIP
-    >>> report["open_windows"]["recall_vs_head"] >= 0.98  # doctest: +SKIP
+    >>> report["open_windows"]["sent_to_head_head_passes"] <= 0.11  # doctest: +SKIP
     True
 """
 
@@ -26,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from guard.features.reply_stream import head_fingerprint
-from guard.fitting.calibrate import threshold_for_recall
 from guard.fitting.grouped import auroc, grouped_folds
 from guard.fitting.reply_side import load_reply_rows
 from guard.text.prepare import prepare_prompt
@@ -85,34 +85,59 @@ def _window_rows(head: Any) -> tuple[list[tuple[str, str]], np.ndarray, list[str
     return pairs, np.asarray(is_open), groups, np.asarray(labels)
 
 
+#: Send rates the trade-off curve in the figures is drawn at.
+CURVE_SEND_RATES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+def _mean(mask: np.ndarray) -> float | None:
+    """The share of True in `mask`, None when it is empty (JSON has no NaN)."""
+    return float(mask.mean()) if mask.size else None
+
+
 def _rates(scores: np.ndarray, verdict: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
     sent = scores >= threshold
+    value = auroc(verdict, scores)
     return {
         "n": int(scores.size),
         "head_blocks": int(verdict.sum()),
-        "recall_vs_head": float(sent[verdict == 1].mean()) if verdict.any() else float("nan"),
-        "sent_to_head": float(sent.mean()) if sent.size else float("nan"),
-        "sent_to_head_head_passes": float(sent[verdict == 0].mean())
-        if (verdict == 0).any()
-        else float("nan"),
-        "sent_to_head_benign_replies": float(sent[labels == 0].mean())
-        if (labels == 0).any()
-        else float("nan"),
-        "auroc_vs_head": auroc(verdict, scores),
+        "recall_vs_head": _mean(sent[verdict == 1]),
+        "sent_to_head": _mean(sent),
+        "sent_to_head_head_passes": _mean(sent[verdict == 0]),
+        "sent_to_head_benign_replies": _mean(sent[labels == 0]),
+        "auroc_vs_head": None if value != value else value,
     }
+
+
+def threshold_for_send_rate(passes: np.ndarray, send_rate: float) -> float:
+    """The screen threshold that sends `send_rate` of the windows the head passes (their screen
+    scores, `passes`) on to the head.
+
+    Example:
+        >>> threshold_for_send_rate(np.array([0.1, 0.2, 0.3, 0.4]), 0.25)
+        0.4
+    """
+    if not 0.0 <= send_rate <= 1.0:
+        raise ValueError(f"send_rate must be in [0, 1], got {send_rate}")
+    passes = np.asarray(passes, dtype=float)
+    if send_rate >= 1.0 or passes.size == 0:
+        return 0.0
+    if send_rate <= 0.0:
+        return float(np.nextafter(passes.max(), np.inf))
+    return float(np.quantile(passes, 1.0 - send_rate, method="higher"))
 
 
 def fit_reply_screen(
     out_dir: Path | None,
     *,
     head_dir: Path | None = None,
-    recall: float = 0.98,
+    send_rate: float = 0.1,
     n_splits: int = 5,
     C: float = 4.0,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Distil the screen from the reply head in `head_dir` (default: the shipped one), validate
-    it grouped, set its threshold for `recall` of the head's blocks, save it to `out_dir`.
+    it grouped, set its threshold to send `send_rate` of the open windows the head passes on to
+    the head, save it to `out_dir`.
 
     Returns:
         The figures (also saved in the screen's ``model.json``): counts, the threshold, and for
@@ -137,14 +162,14 @@ def fit_reply_screen(
         oof[te] = screen.score([pairs[i] for i in te])
         if progress:
             print(f"reply screen: fold {k + 1} done", file=sys.stderr, flush=True)
-    threshold = threshold_for_recall(oof[is_open & (verdict == 1)], recall)
+    threshold = threshold_for_send_rate(oof[is_open & (verdict == 0)], send_rate)
     g = np.asarray([x.split(":")[0] for x in groups])
     figures = {
         "n_windows": int(verdict.size),
         "n_open_windows": int(is_open.sum()),
         "head_threshold": float(head.threshold_),
         "threshold": threshold,
-        "recall_target": recall,
+        "send_rate_target": send_rate,
         "open_windows": _rates(oof[is_open], verdict[is_open], labels[is_open], threshold),
         "all_windows": _rates(oof, verdict, labels, threshold),
         "open_windows_by_source": {
@@ -153,9 +178,22 @@ def fit_reply_screen(
             )
             for s in sorted(set(g.tolist()))
         },
+        "open_windows_curve": [
+            {
+                "send_rate": r,
+                **_rates(
+                    oof[is_open],
+                    verdict[is_open],
+                    labels[is_open],
+                    threshold_for_send_rate(oof[is_open & (verdict == 0)], r),
+                ),
+            }
+            for r in CURVE_SEND_RATES
+        ],
         "note": "distilled from the reply head's verdicts; grouped "
-        f"{n_splits}-fold CV by the reply rows' (source, harm topic); the threshold passes "
-        f"{recall:.0%} of the out-of-fold open windows the head blocks on to the head",
+        f"{n_splits}-fold CV by the reply rows' (source, harm topic); the threshold sends "
+        f"{send_rate:.0%} of the out-of-fold open windows the head passes on to the head; "
+        "the windows the head blocks that it does not send wait until their window is complete",
     }
     model = ReplyScreenClassifier(C=C).fit(pairs, verdict)
     model.threshold_ = threshold
@@ -166,4 +204,11 @@ def fit_reply_screen(
     return figures
 
 
-__all__ = ["CUTS_PER_REPLY", "fit_reply_screen", "shipped_reply_head", "stream_windows"]
+__all__ = [
+    "CURVE_SEND_RATES",
+    "CUTS_PER_REPLY",
+    "fit_reply_screen",
+    "shipped_reply_head",
+    "stream_windows",
+    "threshold_for_send_rate",
+]

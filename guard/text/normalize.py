@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import itertools
 import re
 import unicodedata
@@ -178,6 +179,21 @@ def _check(text: Any) -> str:
     return text
 
 
+@functools.cache
+def _invisible_pattern() -> re.Pattern[str]:
+    """One character `strip_invisible` may remove (format characters, the extras, variation
+    selectors), built once from the unicode database."""
+    chars = [chr(i) for i in range(0x110000) if unicodedata.category(chr(i)) == "Cf"]
+    chars += sorted(_INVISIBLE_EXTRA)
+    return re.compile("[" + "".join(re.escape(c) for c in chars) + "]|" + _VARIATION.pattern)
+
+
+@functools.cache
+def _homoglyph_pattern() -> re.Pattern[str]:
+    """One look-alike letter `fold_homoglyphs` may fold."""
+    return re.compile("[" + "".join(re.escape(c) for c in HOMOGLYPHS) + "]")
+
+
 def _invisible(c: str) -> bool:
     return (unicodedata.category(c) == "Cf" and c not in "\u200e\u200f") or c in _INVISIBLE_EXTRA
 
@@ -192,6 +208,8 @@ def strip_invisible(text: str) -> tuple[str, int]:
         >>> strip_invisible("ki\\u200bll \\ufeffit")
         ('kill it', 2)
     """
+    if _invisible_pattern().search(text) is None:  # nothing to remove: skip the loop
+        return text, 0
     out: list[str] = []
     removed = 0
     for i, c in enumerate(text):
@@ -222,6 +240,8 @@ def fold_homoglyphs(text: str) -> tuple[str, int]:
         >>> fold_homoglyphs("\\u043a\\u0430\\u043a \\u0434\\u0435\\u043b\\u0430")  # Russian stays
         ('как дела', 0)
     """
+    if _homoglyph_pattern().search(text) is None:  # no look-alike to fold
+        return text, 0
     letters = [c for c in text if c.isalpha()]
     latin = sum(1 for c in letters if c.isascii())
     # Latin context: mostly Latin letters, or Latin letters plus only look-alike Cyrillic/Greek
@@ -283,6 +303,8 @@ def canonicalize(text: str) -> CanonicalText:
         CanonicalText(text='plain text', notes=[])
     """
     text = _check(text)
+    if text.isascii():  # NFKC, invisible characters and look-alikes are all outside ASCII
+        return CanonicalText(text, [])
     notes: list[str] = []
     nfkc = unicodedata.normalize("NFKC", text)
     if nfkc != text:

@@ -8,7 +8,6 @@ Example:
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -106,6 +105,10 @@ def removed_control_tokens(notes: Sequence[str]) -> bool:
     return any(_CONTROL_NOTE in n for n in notes)
 
 
+# unicode's control characters (category Cc: U+0000-U+001F, U+007F-U+009F) but tab and newlines
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 class PreparedText(NamedTuple):
     """What `prepare_prompt` returns: the text safe to tokenize and one note per change made.
 
@@ -154,9 +157,8 @@ def prepare_prompt(prompt: Any, *, normalize: bool = True) -> PreparedText:
     text, n = _SURROGATE.subn("\ufffd", prompt)
     if n:
         notes.append(f"replaced {n} invalid unicode code point(s) (lone surrogates) with U+FFFD")
-    controls = sum(1 for c in text if unicodedata.category(c) == "Cc" and c not in "\t\n\r")
+    text, controls = _CONTROL.subn(" ", text)
     if controls:
-        text = "".join(" " if unicodedata.category(c) == "Cc" and c not in "\t\n\r" else c for c in text)
         notes.append(f"replaced {controls} control character(s) with spaces")
     if normalize:
         text, more = canonicalize(text)
