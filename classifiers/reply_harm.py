@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from classifiers._deps import require
-from classifiers._manifest import verify_manifest, write_manifest
+from classifiers._log_odds import LogOddsBinaryMixin, load_log_odds_folder, save_log_odds_folder
+from classifiers._manifest import write_manifest
 from classifiers._validation import check_pairs, check_y_given
 from classifiers.errors import ClassifierError
 
@@ -53,7 +52,7 @@ def reply_windows(reply: str, chars: int = 400, stride: int = 300) -> list[str]:
     return [reply[s : s + chars] for s in starts]
 
 
-class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
+class ReplyHarmClassifier(LogOddsBinaryMixin, ClassifierMixin, BaseEstimator):
     """P(a reply is harmful: it carries out an unsafe request) from request and reply embeddings.
 
     Args:
@@ -195,26 +194,10 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
         np.maximum.at(out, own, s)
         return out
 
-    def score(self, X: Any, y: Any = None) -> Any:  # type: ignore[override]
-        """P(harmful reply) per pair (with `y`, sklearn's accuracy instead)."""
-        if y is not None:
-            return super().score(X, y)
-        return 1.0 / (1.0 + np.exp(-self.decision_function(X)))
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        p = self.score(X)
-        return np.column_stack([1 - p, p])
-
-    def predict(self, X: Any) -> np.ndarray:
-        return (self.score(X) >= self.threshold_).astype(int)
-
     # ---------------------------------------------------------------- persistence
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
         """``model.json`` + ``weights.safetensors`` (no pickle)."""
         check_is_fitted(self, "coef_")
-        st = require("safetensors.numpy")
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
         params = {k: v for k, v in self.get_params(deep=False).items() if k != "embedder"}
         meta = {
             "format": FORMAT,
@@ -224,8 +207,7 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
             "threshold": float(self.threshold_),
             "extra": extra or {},
         }
-        (folder / "model.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        st.save_file({"coef": np.ascontiguousarray(self.coef_)}, str(folder / "weights.safetensors"))
+        folder = save_log_odds_folder(Path(path), meta, self.coef_)
         if getattr(self, "mlp_", None) is not None:
             self.mlp_.save(folder / MLP_FOLDER)
         write_manifest(folder)
@@ -238,30 +220,11 @@ class ReplyHarmClassifier(ClassifierMixin, BaseEstimator):
         Raises:
             ClassifierError: missing or corrupt files, another format version.
         """
-        st = require("safetensors.numpy")
         folder = Path(path)
-        verify_manifest(folder, required=("model.json", "weights.safetensors"))
-        try:
-            meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
-            coef = st.load_file(str(folder / "weights.safetensors"))["coef"]
-        except Exception as exc:  # noqa: BLE001 - any unreadable file
-            raise ClassifierError(
-                f"{folder}: no readable reply-harm model ({exc}); fit one with guard fit"
-            ) from None
-        if meta.get("format") != FORMAT or meta.get("format_version") not in READABLE_VERSIONS:
-            raise ClassifierError(
-                f"{folder}: format {meta.get('format')!r} v{meta.get('format_version')}, "
-                f"expected {FORMAT!r} v{FORMAT_VERSION}"
-            )
+        meta, coef, intercept, threshold = load_log_odds_folder(
+            folder, FORMAT, READABLE_VERSIONS, "reply-harm model"
+        )
         model = cls(**meta["params"])
-        intercept, threshold = float(meta["intercept"]), float(meta["threshold"])
-        if (
-            coef.ndim != 1
-            or not np.isfinite(coef).all()
-            or not np.isfinite(intercept)
-            or not 0 <= threshold <= 1
-        ):
-            raise ClassifierError(f"{folder}: invalid weights or threshold; fit it again")
         model.coef_, model.intercept_, model.threshold_ = coef.astype(np.float64), intercept, threshold
         model.mlp_ = None
         if model.head == "mlp":

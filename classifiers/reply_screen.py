@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.utils.validation import check_is_fitted
 
-from classifiers._deps import require
-from classifiers._manifest import verify_manifest, write_manifest
+from classifiers._log_odds import LogOddsBinaryMixin, load_log_odds_folder, save_log_odds_folder
+from classifiers._manifest import write_manifest
 from classifiers._validation import check_pairs, check_y_given
 from classifiers.errors import ClassifierError
 
@@ -39,7 +38,7 @@ FORMAT = "classifiers.reply-screen"
 FORMAT_VERSION = 1
 
 
-class ReplyScreenClassifier(ClassifierMixin, BaseEstimator):
+class ReplyScreenClassifier(LogOddsBinaryMixin, ClassifierMixin, BaseEstimator):
     """P(the reply head would block this reply window), from hashed n-grams of request and window.
 
     Features: character 3-5-grams of the window (within word boundaries, lower-cased) in
@@ -125,27 +124,10 @@ class ReplyScreenClassifier(ClassifierMixin, BaseEstimator):
             raise ClassifierError(f"{F.shape[1]} hashed columns, the weights have {self.coef_.size}")
         return np.asarray(F @ self.coef_ + self.intercept_, dtype=np.float64).reshape(-1)
 
-    def score(self, X: Any, y: Any = None) -> Any:  # type: ignore[override]
-        """P(the head blocks the window) per pair (with `y`, sklearn's accuracy instead)."""
-        if y is not None:
-            return super().score(X, y)
-        return 1.0 / (1.0 + np.exp(-self.decision_function(X)))
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        p = self.score(X)
-        return np.column_stack([1 - p, p])
-
-    def predict(self, X: Any) -> np.ndarray:
-        """1 where the window goes on to the reply head (score at or above `threshold_`)."""
-        return (self.score(X) >= self.threshold_).astype(int)
-
     # ---------------------------------------------------------------- persistence
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        """``model.json`` + ``weights.safetensors`` + a checksummed manifest (no pickle)."""
+        """``model.json`` + ``weights.safetensors`` (float32) + a checksummed manifest (no pickle)."""
         check_is_fitted(self, "coef_")
-        st = require("safetensors.numpy")
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -154,9 +136,7 @@ class ReplyScreenClassifier(ClassifierMixin, BaseEstimator):
             "threshold": float(self.threshold_),
             "extra": extra or {},
         }
-        (folder / "model.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        coef = np.ascontiguousarray(self.coef_, dtype=np.float32)
-        st.save_file({"coef": coef}, str(folder / "weights.safetensors"))
+        folder = save_log_odds_folder(Path(path), meta, self.coef_.astype(np.float32))
         write_manifest(folder)
         return folder
 
@@ -168,28 +148,16 @@ class ReplyScreenClassifier(ClassifierMixin, BaseEstimator):
             ClassifierError: missing or corrupt files, another format version, weights that do
                 not fit the hashed columns.
         """
-        st = require("safetensors.numpy")
         folder = Path(path)
-        verify_manifest(folder, required=("model.json", "weights.safetensors"))
-        try:
-            meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
-            coef = st.load_file(str(folder / "weights.safetensors"))["coef"]
-        except Exception as exc:  # noqa: BLE001 - any unreadable file
-            raise ClassifierError(f"{folder}: no readable reply screen ({exc}); fit one") from None
-        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-            raise ClassifierError(
-                f"{folder}: format {meta.get('format')!r} v{meta.get('format_version')}, "
-                f"expected {FORMAT!r} v{FORMAT_VERSION}"
-            )
+        meta, coef, intercept, threshold = load_log_odds_folder(
+            folder, FORMAT, (FORMAT_VERSION,), "reply screen"
+        )
         model = cls(**meta["params"])
-        intercept, threshold = float(meta["intercept"]), float(meta["threshold"])
         width = 2 ** int(model.window_bits) + 2 ** int(model.request_bits)
-        if coef.shape != (width,) or not np.isfinite(coef).all() or not np.isfinite(intercept):
+        if coef.shape != (width,):
             raise ClassifierError(
                 f"{folder}: weights of shape {coef.shape}, expected ({width},); fit it again"
             )
-        if not 0 <= threshold <= 1:
-            raise ClassifierError(f"{folder}: threshold {threshold!r} is not a probability")
         model.coef_, model.intercept_, model.threshold_ = coef.astype(np.float64), intercept, threshold
         model.classes_ = np.array([0, 1])
         model.extra_ = meta.get("extra") or {}

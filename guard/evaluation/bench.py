@@ -13,7 +13,9 @@ comparison):
 * ``request_path``: `check` of a 40-token prompt against one host forward to the guard's layer
   plus one MiniLM forward; `check_batch` of 64 per prompt against `check`; a 512-token reply
   checked while it streams (`Guard.reply_stream`, every 8 and 32 tokens; every 8 also without the
-  screen and without kept embeddings) against one `check_output` of the whole reply.
+  screen and without kept embeddings) against one `check_output` of the whole reply; and what the
+  screen and the spaced looks cost in cut latency (``stream_cut_*``: harmful replies streamed as
+  shipped vs with the head reading the growing window at every check).
 * ``batch_sizes``: latent scoring cost per prompt and throughput at batch 1 to 64.
 * ``prompt_lengths``: latent and black-box cost at 16 to 4,096 tokens, with the growth relative
   to the shortest (long prompts are scored over windows by the latent guard, and cut at 256
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextvars
+import hashlib
 import platform
 import resource
 import statistics
@@ -272,9 +275,10 @@ def _request_path_section(guard: Any, repeat: int) -> dict[str, Any]:
         out[f"{name}_vs_one_check_output"] = t_stream / t_once
         out[f"{name}_cut_at_token"] = cut[0] if cut else None
         if how == "screened":
-            out[f"{name}_checks_screened"] = f"{sum(screened)}/{len(screened)}"
+            out[f"{name}_checks_open_window_waited"] = f"{sum(screened)}/{len(screened)}"
     out["stream_512_vs_one_check_output"] = out["stream_512_check_every_8_vs_one_check_output"]
     out.update(_stream_growth(guard, repeat))
+    out.update(_stream_cut_delay(guard, 12 if repeat <= 2 else 40))
     out["targets"] = TARGETS
     out["met"] = {k: bool(out[k] <= v) for k, v in TARGETS.items()}
     return {k: (_r(v) if isinstance(v, float) else v) for k, v in out.items()}
@@ -328,6 +332,57 @@ def _stream_growth(guard: Any, repeat: int) -> dict[str, Any]:
         out["stream_1024_every_8_ms_per_token"] / out["stream_256_every_8_ms_per_token"]
     )
     return out
+
+
+def _cut_at(guard: Any, question: str, reply: str, chunk: int, gaps: bool) -> int | None:
+    """Characters of `reply` streamed (checked every `chunk` characters) when its stream is cut;
+    `gaps`: as shipped (screen, looks spaced), else the head reads the open window at every check."""
+    ends = [*range(chunk, len(reply), chunk), len(reply)]
+    with _screen(guard, on=gaps):
+        s = guard.reply_stream(question) if gaps else guard.reply_stream(question, look_every=0, head_every=0)
+        for k in ends:
+            d = s.finish(reply[:k]) if k == len(reply) else s.check(reply[:k])
+            if d.blocked:
+                return k
+    return None
+
+
+def _stream_cut_delay(guard: Any, n: int) -> dict[str, Any]:
+    """What the stream screen and the spaced looks cost in cut latency: harmful replies (pyrit's
+    labelled harm replies, which the reply head was fitted on: this measures the delay against
+    the head itself, not the head) streamed in 32-character chunks, cut as shipped vs with the
+    head reading the growing window at every check; characters streamed before the cut."""
+    from guard.io.data import load_pyrit_harm_replies
+
+    rows = [r for r in load_pyrit_harm_replies() if r["label"] == "harmful" and len(r["reply"]) >= 400]
+    rows = sorted(rows, key=lambda r: hashlib.sha256(r["reply"].encode("utf-8")).hexdigest())[:n]
+    delays, early_every, early_gaps, only_every, only_gaps = [], 0, 0, 0, 0
+    for r in rows:
+        every = _cut_at(guard, r["prompt"], r["reply"], 32, gaps=False)
+        gaps = _cut_at(guard, r["prompt"], r["reply"], 32, gaps=True)
+        only_every += every is not None and gaps is None
+        only_gaps += gaps is not None and every is None
+        if every is None or gaps is None:
+            continue  # no cut on one side: no delay to measure
+        early_every += every < len(r["reply"])
+        early_gaps += gaps < len(r["reply"])
+        delays.append(gaps - every)
+    counts = {
+        "stream_cut_harmful_replies_streamed": len(rows),
+        "stream_cut_only_every_check": only_every,
+        "stream_cut_only_as_shipped": only_gaps,
+        "stream_cut_replies": len(delays),
+    }
+    if not delays:
+        return counts
+    return {
+        **counts,
+        "stream_cut_before_the_end_every_check": early_every / len(delays),
+        "stream_cut_before_the_end_as_shipped": early_gaps / len(delays),
+        "stream_cut_delay_chars_median": float(statistics.median(delays)),
+        "stream_cut_delay_chars_p90": float(sorted(delays)[int(0.9 * (len(delays) - 1))]),
+        "stream_cut_delay_chars_max": float(max(delays)),
+    }
 
 
 def _prefill_section(guard: Any, max_new_tokens: int, repeat: int) -> dict[str, Any]:

@@ -8,10 +8,12 @@ again each time. So the open window is looked at only every `look_every` charact
 and with a screen (`classifiers.ReplyScreenClassifier`, distilled to predict the head's verdict,
 `guard fit-reply-screen`) it goes to the head only when the screen flags it, and then at most
 once per `head_every` unread characters; otherwise it waits until it is complete. Every complete
-window, and the whole reply at the end of the stream, is always read by the head, so the screen
-and the spacing delay a cut (by at most one window's growth, 300 characters; by at most
-`look_every + head_every`, 160 by default, when the screen flags the window) and never let a
-reply through that the head blocks.
+window, and the whole reply at the end of the stream, is always read by the head: a window the
+head blocks is read at the latest when it is complete (one window's growth, 300 characters, after
+its harmful text began), within `look_every + head_every` characters (160 by default) when the
+screen flags it, and no reply the head blocks gets through the end. A head reading the growing
+window at every check may cut earlier, or cut where the whole reply passes (a fragment can score
+above the window it grows into); `guard bench` measures both (``stream_cut_*``).
 
 Example:
     >>> head = WindowedHead(lambda ps, ws: [0.9 if "bomb" in w else 0.1 for w in ws], chars=10, stride=5)
