@@ -59,9 +59,14 @@ def prompts_digest(prompts: list[str]) -> str:
     return hashlib.sha256(json.dumps(prompts, ensure_ascii=False).encode()).hexdigest()
 
 
+#: Resource folders `guard fit` does not write and `Guard.check` does not read: the stream screen
+#: (`guard fit-reply-screen`, read only by `Guard.reply_stream`).
+NOT_FITTED_BY_GUARD_FIT = ("reply_screen",)
+
+
 def artifacts_digest() -> str:
     """sha256 over the shipped artifacts (every file of the guard's and the classifiers' resources
-    folders that a refit writes)."""
+    folders that a refit writes; not `NOT_FITTED_BY_GUARD_FIT`)."""
     import classifiers
     import guard
 
@@ -71,7 +76,9 @@ def artifacts_digest() -> str:
         Path(guard.__file__).parent / "resources" / "default_guard",
     ]
     for root in roots:
-        for f in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix != ".py"):
+        files = (p for p in root.rglob("*") if p.is_file() and p.suffix != ".py")
+        kept = (p for p in files if p.relative_to(root).parts[0] not in NOT_FITTED_BY_GUARD_FIT)
+        for f in sorted(kept):
             h.update(str(f.relative_to(root)).encode())
             h.update(f.read_bytes())
     return h.hexdigest()
@@ -83,10 +90,15 @@ def record(decision: Any) -> dict[str, Any]:
 
 
 def compare(
-    a: list[dict[str, Any]], b: list[dict[str, Any]], prompts: list[str], tolerance: float = TOLERANCE
+    a: list[dict[str, Any]],
+    b: list[dict[str, Any]],
+    prompts: list[str],
+    tolerance: float = TOLERANCE,
+    per_score: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Actions that differ, scores missing on one side or further apart than `tolerance`, and the
-    largest score difference."""
+    """Actions that differ, scores missing on one side or further apart than `tolerance` (or the
+    score's own tolerance in `per_score`), and the largest score difference."""
+    per_score = per_score or {}
     mismatches, worst = [], 0.0
     for i, (x, y) in enumerate(zip(a, b, strict=True)):
         problems = []
@@ -102,7 +114,7 @@ def compare(
                 continue
             d = abs(u - v)
             worst = max(worst, d if d == d else float("inf"))
-            if not d <= tolerance:
+            if not d <= per_score.get(k, tolerance):
                 problems.append(f"{k}: {u:.9f} vs {v:.9f}")
         if problems:
             problems.sort(key=lambda x: not x.startswith("action"))

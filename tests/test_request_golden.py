@@ -42,8 +42,12 @@ def test_check_batch_reproduces_every_recorded_action_and_score():
     if golden["artifacts_sha256"] != bench.artifacts_digest():
         pytest.fail("the shipped artifacts changed: record again (see the test above)")
     prompts, batch, _ = bench.run()
-    # 1e-6 on the machine that recorded it; 1e-5 here, for another CPU's float32 rounding
-    result = bench.compare(golden["decisions"], batch, prompts, tolerance=1e-5)
+    # 1e-6 on the machine that recorded it; 1e-5 here, for another CPU's float32 rounding. The raw
+    # projections of hidden states (norms in the hundreds; `refusal` reaches +-200) differ by more
+    # across CPUs: measured on a second machine with the recording's own code, 3.9e-4 (refusal),
+    # 2.6e-5 (harmfulness_raw), 7.6e-6 (novelty), every action the same
+    raw = {"refusal": 1e-3, "harmfulness_raw": 1e-4, "reject_option.novelty": 1e-4}
+    result = bench.compare(golden["decisions"], batch, prompts, tolerance=1e-5, per_score=raw)
     assert result["actions_differ"] == 0, result["first"]
     assert result["mismatched"] == 0, result["first"]
 
@@ -59,3 +63,13 @@ def test_compare_finds_a_moved_score_and_a_changed_action():
     assert out["mismatched"] == 2 and out["actions_differ"] == 1
     assert out["max_score_diff"] == pytest.approx(2e-6)
     assert bench.compare(a, a, ["p", "q"])["mismatched"] == 0
+
+
+def test_a_score_of_its_own_tolerance_is_compared_with_it():
+    bench = _bench()
+    a = [{"action": "answer", "scores": {"refusal": 80.0, "harmfulness": 0.1}}]
+    b = [{"action": "answer", "scores": {"refusal": 80.0005, "harmfulness": 0.1001}}]
+    result = bench.compare(a, b, ["p"], tolerance=1e-5, per_score={"refusal": 1e-3})
+    assert result["mismatched"] == 1 and result["first"][0]["problems"] == [
+        "harmfulness: 0.100000000 vs 0.100100000"
+    ]
