@@ -738,7 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="out-of-fold share of the growing windows the head passes that the screen still "
         "sends to it (the cost; the figures give the head's blocks it sends at once)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress lines on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_fit_reply_screen)
 
     p = sub.add_parser(

@@ -140,7 +140,8 @@ class Guard:
         reply_screen: `f(requests, windows) -> P(the reply head blocks the window)` with a
             `threshold` (`default_reply_screen`): over a stream, the growing last window goes to
             the reply head only when the screen is at or above its threshold (complete windows
-            and the whole reply at the end always go). None: the head reads it at every check.
+            and the whole reply at the end always go). None: the head reads it whenever the
+            stream's spacing allows (`Guard.reply_stream`).
         normalize: undo cheap obfuscations before scoring (`prepare_prompt`), and score decoded
             base64/hex, de-leeted and re-cased readings too, the strictest reading deciding; every
             change is named in the decision's reasons.
@@ -591,7 +592,7 @@ class Guard:
                     notes = [
                         *notes,
                         f"reply_screen: the last {s.unread_chars} characters wait for the reply head "
-                        "(the growing last window grew too little since it was last looked at)",
+                        "(the growing last window grew too little since it was last looked at or read)",
                     ]
             if not 0.0 <= p <= 1.0:
                 raise InputError(f"reply-harm score {p!r} is not a probability")

@@ -247,16 +247,16 @@ def _request_path_section(guard: Any, repeat: int) -> dict[str, Any]:
     out["check_output_whole_reply_ms"] = t_once * 1000
     for every, how in ((8, "screened"), (32, "screened"), (8, "unscreened"), (8, "without_reuse")):
         cut: list[int] = []
-        screened: list[int] = []
+        waited: list[int] = []
 
         def stream(
-            every: int = every, how: str = how, cut: list[int] = cut, screened: list[int] = screened
+            every: int = every, how: str = how, cut: list[int] = cut, waited: list[int] = waited
         ) -> None:
             ends = [*range(every - 1, len(pieces), every)] + (
                 [len(pieces) - 1] if len(pieces) % every else []
             )
             cut.clear()
-            screened.clear()
+            waited.clear()
             with _screen(guard, on=how == "screened"):
                 s = guard.reply_stream(question)
                 for k in ends:  # as the stream gate does: stop at the first blocked check
@@ -264,7 +264,7 @@ def _request_path_section(guard: Any, repeat: int) -> dict[str, Any]:
                         d = guard.check_output(question, pieces[k])
                     else:
                         d = s.finish(pieces[k]) if k == len(pieces) - 1 else s.check(pieces[k])
-                    screened.append(int(any(r.startswith("reply_screen") for r in d.reasons)))
+                    waited.append(int(any(r.startswith("reply_screen") for r in d.reasons)))
                     if d.blocked:
                         cut.append(k + 1)
                         return
@@ -275,7 +275,7 @@ def _request_path_section(guard: Any, repeat: int) -> dict[str, Any]:
         out[f"{name}_vs_one_check_output"] = t_stream / t_once
         out[f"{name}_cut_at_token"] = cut[0] if cut else None
         if how == "screened":
-            out[f"{name}_checks_open_window_waited"] = f"{sum(screened)}/{len(screened)}"
+            out[f"{name}_checks_open_window_waited"] = f"{sum(waited)}/{len(waited)}"
     out["stream_512_vs_one_check_output"] = out["stream_512_check_every_8_vs_one_check_output"]
     out.update(_stream_growth(guard, repeat))
     out.update(_stream_cut_delay(guard, 12 if repeat <= 2 else 40))
@@ -299,7 +299,7 @@ def _multilingual_forward_s(guard: Any, prompt: str, repeat: int) -> float:
 @contextmanager
 def _screen(guard: Any, on: bool) -> Iterator[None]:
     """The guard's stream screen as it is (`on`), or off for the block (the reply head then reads
-    the growing last window at every check)."""
+    the growing last window whenever the stream's spacing allows)."""
     kept = guard.reply_screen
     if not on:
         guard.reply_screen = None

@@ -134,7 +134,7 @@ class LazyReplyScreen:
 
     A screen is distilled from one reply head. With `head_path`, a screen whose recorded head
     (``reply_head_manifest_sha256``) is not that head is stale: it warns once and its threshold
-    is 0, so every window goes to the head (slower, never laxer).
+    is 0, so every look at a growing window goes to the head (slower, never laxer).
 
     Example:
         >>> screen = LazyReplyScreen(Path("classifiers/resources/reply_screen"))  # doctest: +SKIP
@@ -162,7 +162,7 @@ class LazyReplyScreen:
             return False
         warnings.warn(
             f"the reply screen in {self.path} was distilled from another reply head than {self.head_path}; "
-            "it is off (every window goes to the head) until `guard fit-reply-screen` refits it",
+            "it is off (every look goes to the head) until `guard fit-reply-screen` refits it",
             stacklevel=2,
         )
         return True

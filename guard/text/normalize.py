@@ -181,10 +181,10 @@ def _check(text: Any) -> str:
 
 @functools.cache
 def _invisible_pattern() -> re.Pattern[str]:
-    """One character `strip_invisible` may remove (format characters, the extras, variation
-    selectors), built once from the unicode database."""
-    chars = [chr(i) for i in range(0x110000) if unicodedata.category(chr(i)) == "Cf"]
-    chars += sorted(_INVISIBLE_EXTRA)
+    """One character `strip_invisible` may remove (`_invisible`, or a variation selector), built
+    once from the unicode database at the first text outside ASCII."""
+    candidates = (c for c in map(chr, range(0x110000)) if unicodedata.category(c) == "Cf")
+    chars = [c for c in [*candidates, *sorted(_INVISIBLE_EXTRA)] if _invisible(c)]
     return re.compile("[" + "".join(re.escape(c) for c in chars) + "]|" + _VARIATION.pattern)
 
 
