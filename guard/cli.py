@@ -317,6 +317,25 @@ def cmd_fit_conversation(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit_reply_head(args: argparse.Namespace) -> int:
+    """`guard fit-reply-head`: the reply head alone (`guard.fitting.reply_side.refit_reply_side`)."""
+    from importlib import resources
+
+    from guard.fitting.reply_side import refit_reply_side
+
+    if args.out:
+        out, guard_dir = Path(args.out), Path(args.guard) if args.guard else None
+    else:
+        with resources.as_file(resources.files("classifiers.resources").joinpath("reply_harm")) as p:
+            out = Path(p)
+        with resources.as_file(resources.files("guard.resources").joinpath("default_guard")) as p:
+            guard_dir = Path(args.guard) if args.guard else Path(p)
+    figures = refit_reply_side(out, guard_dir, progress=not args.no_progress)
+    keys = ("n", "n_harmful", "grouped", "threshold", "candidates", "chosen", "held_out_source", "by_form")
+    print(json.dumps({k: figures[k] for k in keys}, indent=2, default=float))
+    return 0
+
+
 def cmd_fit_reply_screen(args: argparse.Namespace) -> int:
     """`guard fit-reply-screen`: the stream screen distilled from the reply head
     (`guard.fitting.reply_screen_fit`)."""
@@ -719,6 +738,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="out-of-fold share of benign conversations flagged at their last turn (the shipped threshold)",
     )
     p.set_defaults(func=cmd_fit_conversation)
+
+    p = sub.add_parser(
+        "fit-reply-head",
+        help="fit the reply-side head that check_output reads, on the labelled replies alone "
+        "(grouped validation by source and harm topic; the step guard fit runs after its host pass)",
+    )
+    p.add_argument(
+        "--out",
+        help="folder for the head (default: the shipped classifiers/resources/reply_harm, and the "
+        "shipped guard's reply threshold and fit report follow)",
+    )
+    p.add_argument("--guard", help="a guard folder whose reply threshold and fit report follow the new head")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=cmd_fit_reply_head)
 
     p = sub.add_parser(
         "fit-reply-screen",

@@ -53,6 +53,30 @@ def write_manifest(folder: str | Path) -> dict[str, Any]:
     return manifest
 
 
+def update_manifest(folder: str | Path, names: list[str]) -> dict[str, Any]:
+    """Refresh the checksums of `names` in `folder`'s manifest, leaving its other entries as they
+    are (a file written after the manifest, such as ``fit_report.json``, stays outside it).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "guard.json").write_text("{}")
+        >>> _ = write_manifest(d); _ = (d / "guard.json").write_text("[]"); _ = (d / "notes.txt").write_text("")
+        >>> m = update_manifest(d, ["guard.json"]); list(m["files"]), verify_manifest(d)
+        (['guard.json'], True)
+    """
+    folder = Path(folder)
+    path = folder / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        files = dict(manifest["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return write_manifest(folder)
+    files.update({name: sha256_of(folder / name) for name in names})
+    manifest = {"format": MANIFEST_FORMAT, "algorithm": "sha256", "files": dict(sorted(files.items()))}
+    path.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+    return manifest
+
+
 def verify_manifest(
     folder: str | Path,
     required: tuple[str, ...] = (),
@@ -161,4 +185,4 @@ def read_folder(
     return meta, tensors
 
 
-__all__ = ["read_folder", "sha256_of", "verify_manifest", "write_manifest"]
+__all__ = ["read_folder", "sha256_of", "update_manifest", "verify_manifest", "write_manifest"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from guard.decision.policy import Policy
 from guard.errors import ArtifactError
-from guard.io.artifact_io import read_folder, write_manifest
+from guard.io.artifact_io import read_folder, update_manifest, write_manifest
 from guard.io.artifacts import FORMAT_VERSION, META_FILE, READABLE_VERSIONS, TENSOR_FILE, GuardMeta
 from guard.whitebox.host import HostModel
 from guard.whitebox.latent import LatentGuard
@@ -178,4 +178,28 @@ def load_latent(path: str | Path, host: HostModel) -> tuple[LatentGuard, Policy,
     return latent, policy, meta
 
 
-__all__ = ["load_latent", "recorded_host", "save_latent"]
+def update_policy(path: str | Path, **changes: Any) -> Policy:
+    """Change fields of the `Policy` recorded in a guard folder, and its manifest with it, leaving
+    every other byte of ``guard.json`` as `save_latent` wrote it (a head refitted on its own, such
+    as the reply head, moves its threshold without a host pass).
+
+    Raises:
+        ArtifactError: no ``guard.json``, or a change the `Policy` schema rejects.
+
+    Example:
+        >>> update_policy("my_guard", reply_threshold=0.55).reply_threshold  # doctest: +SKIP
+        0.55
+    """
+    meta_path = Path(path) / META_FILE
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        policy = Policy(**{**meta["policy"], **changes})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{meta_path}: cannot update its policy ({exc})") from exc
+    meta["policy"] = policy.model_dump()
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    update_manifest(Path(path), [META_FILE])
+    return policy
+
+
+__all__ = ["load_latent", "recorded_host", "save_latent", "update_policy"]
