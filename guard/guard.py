@@ -47,6 +47,9 @@ REJECT_OPTION_FOLDER = "reject_option"
 KNOWLEDGE_FOLDER = "knowledge"
 #: Sub-folder of a guard folder holding its sparse autoencoder and feature names.
 SAE_FOLDER = "sae"
+#: A reply the reply head blocks is let through when the reply-refusal detector reads it as a
+#: refusal at least this surely (it names a harmful topic only to decline it).
+REPLY_REFUSAL_LETS_THROUGH = 0.5
 
 
 def _default_artifact() -> Path:
@@ -628,15 +631,23 @@ class Guard:
                 r = stream.refusal(text, p, self.reply_refusal)
             scores["reply_refusal"] = r
             evidence.append(
-                Evidence(source="blackbox", name="reply_refusal", value=r if r == r else 0.0, threshold=0.5)
+                Evidence(
+                    source="blackbox",
+                    name="reply_refusal",
+                    value=r if r == r else 0.0,
+                    threshold=REPLY_REFUSAL_LETS_THROUGH,
+                )
             )
-            if r >= 0.5:
+            if r >= REPLY_REFUSAL_LETS_THROUGH:
                 return Decision(
                     action=Action.ANSWER,
                     scores=scores,
                     evidence=evidence,
                     latency_ms=ms,
-                    reasons=[*reasons, f"the reply is a refusal (P={r:.3f} >= 0.5); let through"],
+                    reasons=[
+                        *reasons,
+                        f"the reply is a refusal (P={r:.3f} >= {REPLY_REFUSAL_LETS_THROUGH}); let through",
+                    ],
                 )
         category = harm_category(f"{user}\n{text}")
         return Decision(

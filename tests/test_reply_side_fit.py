@@ -120,6 +120,9 @@ def test_held_out_source_never_fits_on_the_others_replies():
     assert not set(Spy.seen) & set(others) and len(Spy.seen) == len(HARM) + len(SAFE)
     assert out["harmful_blocked"] == 1.0 and out["benign_blocked"] == 0.0
     assert reply_side.held_out_source(Spy, X[:-2], y[:-2], groups[:-2], 0.5) == {}  # no others: no figure
+    gate = np.zeros(len(X), dtype=bool)
+    gate[-2] = True  # the harmful one read as a refusal: let through, as check_output does
+    assert reply_side.held_out_source(Spy, X, y, groups, 0.5, gate)["harmful_blocked"] == 0.0
 
 
 def test_a_recipe_is_chosen_by_its_grouped_and_held_out_aurocs():

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -100,10 +101,16 @@ REPLY_CANDIDATES: dict[str, dict[str, Any]] = {
 
 
 def held_out_source(
-    model_factory: Any, X: list[tuple[str, str]], y: np.ndarray, groups: list[str], threshold: float
+    model_factory: Any,
+    X: list[tuple[str, str]],
+    y: np.ndarray,
+    groups: list[str],
+    threshold: float,
+    let_through: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The replies written by others (`OTHERS_SOURCE`), scored by a head fitted on every other
-    row: AUROC, and both labels' blocked rates at `threshold` (the grouped one).
+    row: AUROC, and both labels' blocked rates at `threshold` (the grouped one). Rows marked in
+    `let_through` (read as refusals) are never blocked, as in `Guard.check_output`.
 
     Example:
         >>> held_out_source(lambda: None, [], np.zeros(0), [], 0.5)
@@ -113,8 +120,10 @@ def held_out_source(
     if not others.any() or others.all() or len(set(y[~others].tolist())) < 2:
         return {}
     model = model_factory().fit([X[i] for i in np.flatnonzero(~others)], y[~others])
-    scores = model.score([X[i] for i in np.flatnonzero(others)])
-    out = summary(np.asarray(scores, dtype=float), y[others], threshold)
+    scores = np.asarray(model.score([X[i] for i in np.flatnonzero(others)]), dtype=float)
+    if let_through is not None:
+        scores = np.where(let_through[others], 0.0, scores)
+    out = summary(scores, y[others], threshold)
     out["source"] = OTHERS_SOURCE
     out["note"] = "fitted on the project's replies only; scored at the grouped threshold"
     return out
@@ -146,18 +155,26 @@ def fit_reply_head(
     C: float = 8.0,
     progress: bool = True,
     candidates: dict[str, dict[str, Any]] | None = None,
+    reply_refusal: Callable[[list[str]], Any] | None = None,
 ) -> dict[str, Any]:
     """Grouped out-of-fold figures of each recipe in `candidates` (default `REPLY_CANDIDATES`) and
     its figures on the replies written by others when fitted without them (`held_out_source`);
-    the best recipe (mean of the two AUROCs) is refitted on every row and saved to `out_dir`."""
+    the best recipe (mean of the two AUROCs) is refitted on every row and saved to `out_dir`.
+
+    The threshold is set on the head's scores; ``grouped_decision`` and each ``held_out_source``
+    are of the decision `Guard.check_output` makes with it: a reply the reply-refusal detector
+    (`reply_refusal`, default the shipped one) reads as a refusal is let through."""
     from classifiers.embeddings import SentenceEmbedder, shared_embeddings
     from classifiers.reply_harm import ReplyHarmClassifier
+    from guard.guard import REPLY_REFUSAL_LETS_THROUGH, default_reply_refusal
 
     recipes = candidates or REPLY_CANDIDATES
     rows = load_reply_rows()
     X = [(r["prompt"], r["reply"]) for r in rows]
     y = np.array([int(r["label"] == "harmful") for r in rows])
     groups = [r["group"] for r in rows]
+    refusal_fn = reply_refusal or default_reply_refusal()
+    gate = np.asarray(refusal_fn([r["reply"] for r in rows]), dtype=float) >= REPLY_REFUSAL_LETS_THROUGH
     emb = SentenceEmbedder(cache=True)
     table: dict[str, dict[str, Any]] = {}
     oofs: dict[str, np.ndarray] = {}
@@ -170,13 +187,15 @@ def fit_reply_head(
                 m = ReplyHarmClassifier(C=C, embedder=emb, **params).fit([X[i] for i in tr], y[tr])
                 oof[te] = m.score([X[i] for i in te])
             t = threshold_for_rate(oof[y == 0], max_benign_blocked)
+            decision = np.where(gate, 0.0, oof)  # check_output's score: a refusal is let through
             oofs[name] = oof
             others = held_out_source(
-                lambda params=params: ReplyHarmClassifier(C=C, embedder=emb, **params), X, y, groups, t
+                lambda params=params: ReplyHarmClassifier(C=C, embedder=emb, **params), X, y, groups, t, gate
             )
             table[name] = {
                 **params,
                 "grouped_auroc": auroc(y, oof),
+                "grouped_decision_auroc": auroc(y, decision),
                 "threshold": t,
                 "harmful_blocked": float((oof[y == 1] >= t).mean()),
                 "held_out_source": others,
@@ -188,7 +207,12 @@ def fit_reply_head(
         figures = {
             "n": int(y.size),
             "n_harmful": int(y.sum()),
+            "let_through_as_refusals": {
+                "benign": int(gate[y == 0].sum()),
+                "harmful": int(gate[y == 1].sum()),
+            },
             "grouped": summary(oof, y, threshold),
+            "grouped_decision": summary(np.where(gate, 0.0, oof), y, threshold),
             "threshold": threshold,
             "by_form": _by(forms, y, oof, threshold),
             "by_group": {
