@@ -48,8 +48,26 @@ KNOWLEDGE_FOLDER = "knowledge"
 #: Sub-folder of a guard folder holding its sparse autoencoder and feature names.
 SAE_FOLDER = "sae"
 #: A reply the reply head blocks is let through when the reply-refusal detector reads it as a
-#: refusal at least this surely (it names a harmful topic only to decline it).
-REPLY_REFUSAL_LETS_THROUGH = 0.5
+#: refusal at least this surely (it names a harmful topic only to decline it). At 0.5 the
+#: detector let through 63 % of the labelled harmful replies (it reads an eager "Sure, here's..."
+#: reply as declining); at 0.9, 0.5 % of them, while 81 % of the written refusals still pass the
+#: gate (README, reply side).
+REPLY_REFUSAL_LETS_THROUGH = 0.9
+
+
+def _refusal_evidence(p: float) -> Evidence:
+    """The reply-refusal detector's reading as evidence (NaN, a failed reading, shows as 0)."""
+    return Evidence(
+        source="blackbox",
+        name="reply_refusal",
+        value=p if p == p else 0.0,
+        threshold=REPLY_REFUSAL_LETS_THROUGH,
+    )
+
+
+def _refusal_reason(p: float) -> str:
+    """Why a blocked reply was let through: the detector reads it as a refusal."""
+    return f"the reply is a refusal (P={p:.3f} >= {REPLY_REFUSAL_LETS_THROUGH}); let through"
 
 
 def _default_artifact() -> Path:
@@ -630,24 +648,14 @@ class Guard:
             else:  # a growing reply's refusal reading is refreshed every few characters
                 r = stream.refusal(text, p, self.reply_refusal)
             scores["reply_refusal"] = r
-            evidence.append(
-                Evidence(
-                    source="blackbox",
-                    name="reply_refusal",
-                    value=r if r == r else 0.0,
-                    threshold=REPLY_REFUSAL_LETS_THROUGH,
-                )
-            )
+            evidence.append(_refusal_evidence(r))
             if r >= REPLY_REFUSAL_LETS_THROUGH:
                 return Decision(
                     action=Action.ANSWER,
                     scores=scores,
                     evidence=evidence,
                     latency_ms=ms,
-                    reasons=[
-                        *reasons,
-                        f"the reply is a refusal (P={r:.3f} >= {REPLY_REFUSAL_LETS_THROUGH}); let through",
-                    ],
+                    reasons=[*reasons, _refusal_reason(r)],
                 )
         category = harm_category(f"{user}\n{text}")
         return Decision(
@@ -672,16 +680,13 @@ class Guard:
         ):
             p = float(self.reply_refusal([text])[0])
             scores = {**d.scores, "reply_refusal": p}
-            evidence = [
-                *d.evidence,
-                Evidence(source="blackbox", name="reply_refusal", value=p if p == p else 0.0, threshold=0.5),
-            ]
-            if p >= 0.5:
+            evidence = [*d.evidence, _refusal_evidence(p)]
+            if p >= REPLY_REFUSAL_LETS_THROUGH:
                 return Decision(
                     action=Action.ANSWER,
                     scores=scores,
                     evidence=evidence,
-                    reasons=[*d.reasons, f"the reply is a refusal (P={p:.3f} >= 0.5); let through"],
+                    reasons=[*d.reasons, _refusal_reason(p)],
                     latency_ms=d.latency_ms,
                 )
             return d.model_copy(update={"scores": scores, "evidence": evidence})
@@ -1148,7 +1153,7 @@ class ReplyStream:
 class _CheckedReplyRefusal:
     """A reply-refusal scorer whose failures and invalid values read as NaN.
 
-    `check_output` lets a blocked reply through only when P(refusal) >= 0.5; NaN never is, so a
+    `check_output` lets a blocked reply through only when P(refusal) >= `REPLY_REFUSAL_LETS_THROUGH`; NaN never is, so a
     failing detector keeps the block (fail closed) and its score names the failure (NaN).
     """
 
