@@ -5,8 +5,10 @@ the project's written replies (``guard/resources/corpus/replies_v2.jsonl``: comp
 unsafe requests kept non-operational, safe answers in the same eager style, refusals, safe partial
 answers; ``replies_v3.jsonl``: replies in the styles of real assistants, long and structured,
 caveat-then-answer, plain and chatty, to edgy-but-safe requests, willing non-operational replies
-to unsafe ones in five forms, and minimal pairs of the two sharing their words), and the
-black-box detector's reply examples (all benign). Validation is grouped by (source, harm topic
+to unsafe ones in eight forms, minimal pairs of the two sharing their words, and pairs in 12
+languages; ``replies_host.jsonl``: the embedded host's own greedy replies to the project's
+prompts, written by ``scripts/host_replies.py``: as generated to benign prompts, after a forced
+compliant opener to harmful ones), and the black-box detector's reply examples (all benign). Validation is grouped by (source, harm topic
 or kind); the threshold is the one that keeps out-of-fold benign replies blocked at
 `max_benign_blocked`. Beside it, the replies written by others (PyRIT's, real model replies with
 human scores) are scored by a head fitted without them: the figure the project's own writing
@@ -34,7 +36,7 @@ from guard.fitting.grouped import auroc, grouped_folds, summary
 from guard.io.data import load_pyrit_harm_replies
 
 #: The project's written reply corpora (``guard/resources/corpus/``), read in this order.
-REPLIES_FILES: tuple[str, ...] = ("replies_v2.jsonl", "replies_v3.jsonl")
+REPLIES_FILES: tuple[str, ...] = ("replies_v2.jsonl", "replies_v3.jsonl", "replies_host.jsonl")
 #: The source of the replies written by others, held out whole for `held_out_source` figures.
 OTHERS_SOURCE = "pyrit_harm"
 
