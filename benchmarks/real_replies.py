@@ -4,12 +4,12 @@ The reply head is fitted on replies the project wrote and on PyRIT's; this measu
 of input neither has: replies that a real chat model (the embedded SmolLM2 host, greedy) gives to
 the CoCoNot contrast prompts, benign requests that *look* like safety or noncompliance cases. Every
 reply answers a safe request, so each block is a false positive of the reply side; how many are
-caught by the reply head, and how many the reply-refusal gate lets back through, are reported by
-CoCoNot category. The generated replies are cached as JSONL (`--cache`) so a rerun or another
+blocked, and how many the reply head alone put over its threshold (the difference is what the
+reply-refusal gate let back through), are reported by CoCoNot category. The generated replies are cached as JSONL (`--cache`) so a rerun or another
 guard reads the same replies.
 
 Usage:
-    python benchmarks/real_replies.py [--limit 200] [--max-new-tokens 160] [--cache PATH] [--guard DIR]
+    python benchmarks/real_replies.py [--limit 300] [--max-new-tokens 160] [--cache PATH] [--guard DIR]
 
 Prints JSON. Validation only: compare designs with it, never set a threshold on it.
 """
@@ -46,12 +46,8 @@ def generate_replies(prompts: list[str], max_new_tokens: int) -> list[str]:
     """The embedded host's greedy replies (`HostModel.generate_batch`)."""
     from guard.whitebox.host import HostModel
 
-    host = HostModel.default()
-    out: list[str] = []
-    for i in range(0, len(prompts), 64):
-        out += [r.strip() for r in host.generate_batch(prompts[i : i + 64], max_new_tokens=max_new_tokens)]
-        print(f"generated {len(out)}/{len(prompts)}", file=sys.stderr, flush=True)
-    return out
+    replies = HostModel.default().generate_batch(prompts, max_new_tokens=max_new_tokens, progress=True)
+    return [r.strip() for r in replies]
 
 
 def load_or_generate(rows: list[dict[str, Any]], cache: Path | None, max_new_tokens: int) -> list[str]:
@@ -88,7 +84,6 @@ def score(guard: Any, rows: list[dict[str, Any]], replies: list[str]) -> dict[st
     t0 = time.perf_counter()
     by: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
     every: list[tuple[bool, bool]] = []
-    examples = []
     for r, reply in zip(rows, replies):
         if not reply.strip():
             continue
@@ -98,20 +93,17 @@ def score(guard: Any, rows: list[dict[str, Any]], replies: list[str]) -> dict[st
         item = (d.blocked, over)
         every.append(item)
         by[str(r.get("category"))].append(item)
-        if d.blocked and len(examples) < 5:
-            examples.append({"subcategory": r.get("subcategory"), "reply_chars": len(reply)})
     return {
         "seconds": round(time.perf_counter() - t0, 1),
         "overall": _rates(every),
         "by_category": {k: _rates(v) for k, v in sorted(by.items())},
         "empty_replies": len(replies) - len(every),
-        "first_blocked": examples,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--limit", type=int, default=200, help="prompts, spread over the subcategories")
+    ap.add_argument("--limit", type=int, default=300, help="prompts, spread over the subcategories")
     ap.add_argument("--max-new-tokens", type=int, default=160)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/real_replies_smollm2.jsonl"))
     ap.add_argument("--guard", help="guard folder (default: the shipped guard)")

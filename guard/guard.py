@@ -50,8 +50,7 @@ SAE_FOLDER = "sae"
 #: A reply the reply head blocks is let through when the reply-refusal detector reads it as a
 #: refusal at least this surely (it names a harmful topic only to decline it). At 0.5 the
 #: detector let through 63 % of the labelled harmful replies (it reads an eager "Sure, here's..."
-#: reply as declining); at 0.9, 0.5 % of them, while 81 % of the written refusals still pass the
-#: gate (README, reply side).
+#: reply as declining); at 0.9, 5 of 2,046 (`fit_report.json` ``reply_side``; README, reply side).
 REPLY_REFUSAL_LETS_THROUGH = 0.9
 
 

@@ -26,7 +26,6 @@ import argparse
 import hashlib
 import json
 import re
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,17 +71,6 @@ def pick(files: tuple[str, ...], label: str, per_file: int) -> list[dict]:
     return out
 
 
-def generate(host, prompts: list[str], prefixes: list[str], max_new_tokens: int) -> list[str]:
-    """Greedy continuations of each chat after its reply prefix (`HostModel.generate_batch`)."""
-    out: list[str] = []
-    for i in range(0, len(prompts), 64):
-        out += host.generate_batch(
-            prompts[i : i + 64], prefixes[i : i + 64], max_new_tokens=max_new_tokens, batch_size=32
-        )
-        print(f"generated {len(out)}/{len(prompts)}", file=sys.stderr, flush=True)
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-file", type=int, default=80)
@@ -91,35 +79,28 @@ def main(argv: list[str] | None = None) -> int:
     from guard.whitebox.host import HostModel
 
     host = HostModel.default()
-    benign = pick(BENIGN_FILES, "benign", args.per_file)
-    harmful = pick(HARMFUL_FILES, "harmful", args.per_file)
-    b_openers = [_opener(r["prompt"]) for r in benign]
-    b_cont = generate(host, [r["prompt"] for r in benign], b_openers, args.max_new_tokens)
-    openers = [_opener(r["prompt"]) for r in harmful]
-    h_cont = generate(host, [r["prompt"] for r in harmful], openers, args.max_new_tokens)
+    chats = [(r, "benign") for r in pick(BENIGN_FILES, "benign", args.per_file)]
+    chats += [(r, "harmful") for r in pick(HARMFUL_FILES, "harmful", args.per_file)]
+    openers = [_opener(r["prompt"]) for r, _ in chats]
+    continued = host.generate_batch(
+        [r["prompt"] for r, _ in chats],
+        openers,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=32,
+        progress=True,
+    )
     rows = []
-    for r, opener, cont in zip(benign, b_openers, b_cont):
-        if cont.strip():
-            rows.append(
-                {
-                    "prompt": r["prompt"],
-                    "reply": (opener + cont).strip(),
-                    "label": "benign",
-                    "form": "host_answer",
-                    "category": r.get("category"),
-                }
-            )
     dropped = 0
-    for r, opener, cont in zip(harmful, openers, h_cont):
-        if not cont.strip() or DECLINES.search(cont):
-            dropped += 1
+    for (r, label), opener, cont in zip(chats, openers, continued):
+        if not cont.strip() or (label == "harmful" and DECLINES.search(cont)):
+            dropped += label == "harmful"
             continue
         rows.append(
             {
                 "prompt": r["prompt"],
                 "reply": (opener + cont).strip(),
-                "label": "harmful",
-                "form": "host_complies",
+                "label": label,
+                "form": "host_answer" if label == "benign" else "host_complies",
                 "category": r.get("category"),
             }
         )

@@ -7,10 +7,10 @@ answers; ``replies_v3.jsonl``: replies in the styles of real assistants, long an
 caveat-then-answer, plain and chatty, to edgy-but-safe requests, willing non-operational replies
 to unsafe ones in eight forms, minimal pairs of the two sharing their words, and pairs in 12
 languages; ``replies_host.jsonl``: the embedded host's own greedy replies to the project's
-prompts, written by ``scripts/host_replies.py``: as generated to benign prompts, after a forced
-compliant opener to harmful ones), and the black-box detector's reply examples (all benign). Validation is grouped by (source, harm topic
-or kind); the threshold is the one that keeps out-of-fold benign replies blocked at
-`max_benign_blocked`. Beside it, the replies written by others (PyRIT's, real model replies with
+prompts of both labels, each after the same forced willing openers, written by
+``scripts/host_replies.py``), and the black-box detector's reply examples (all benign).
+Validation is grouped by (source, harm topic or kind); the threshold is the one that keeps
+out-of-fold benign replies blocked at `max_benign_blocked`. Beside it, the replies written by others (PyRIT's, real model replies with
 human scores) are scored by a head fitted without them: the figure the project's own writing
 cannot flatter.
 

@@ -492,44 +492,51 @@ class HostModel:
         *,
         max_new_tokens: int = 64,
         batch_size: int = 16,
+        progress: bool = False,
     ) -> list[str]:
         """Greedy replies to many single-turn chats, `batch_size` at a time (left-padded batches
         through transformers' `generate`); each reply continues its prefix (a forced opening of
-        the assistant turn, not repeated in the result) when `prefixes` is given.
+        the assistant turn, not repeated in the result) when `prefixes` is given. `progress` shows
+        a bar of the batches (tqdm, on stderr).
 
         Example:
             >>> host.generate_batch(["Name a colour."], max_new_tokens=8)  # doctest: +SKIP
             ['Blue.']
         """
+        from tqdm.auto import tqdm
+
         torch = _torch()
         prefixes = list(prefixes) if prefixes is not None else [""] * len(prompts)
         if len(prefixes) != len(prompts):
             raise InputError(f"{len(prefixes)} prefixes for {len(prompts)} prompts")
         tok = self.tokenizer
-        side, pad_token = tok.padding_side, tok.pad_token
-        tok.padding_side = "left"
-        if pad_token is None:
-            tok.pad_token = tok.eos_token
-        pad = tok.pad_token_id
         out: list[str] = []
-        try:
-            for i in range(0, len(prompts), batch_size):
-                texts = [
-                    self.render(p) + pre
-                    for p, pre in zip(prompts[i : i + batch_size], prefixes[i : i + batch_size])
-                ]
-                enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-                enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-                with self.lock, torch.inference_mode():
-                    ids = self.model.generate(
-                        **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad
-                    )
-                width = enc["input_ids"].shape[1]
-                out += [tok.decode(row[width:], skip_special_tokens=True) for row in ids]
-        finally:
-            tok.padding_side = side
+        # the tokenizer is shared: its padding is changed and restored under the host's lock
+        with self.lock:
+            side, pad_token = tok.padding_side, tok.pad_token
+            tok.padding_side = "left"
             if pad_token is None:
-                tok.pad_token = None
+                tok.pad_token = tok.eos_token
+            try:
+                starts = range(0, len(prompts), batch_size)
+                for i in tqdm(starts, desc="generate", unit="batch", disable=not progress):
+                    chats = zip(prompts[i : i + batch_size], prefixes[i : i + batch_size])
+                    texts = [self.render(p) + pre for p, pre in chats]
+                    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+                    enc = {k: enc[k].to(self.device) for k in ("input_ids", "attention_mask")}
+                    with torch.inference_mode():
+                        ids = self.model.generate(
+                            **enc,
+                            max_new_tokens=max_new_tokens,
+                            do_sample=False,
+                            pad_token_id=tok.pad_token_id,
+                        )
+                    width = enc["input_ids"].shape[1]
+                    out += [tok.decode(row[width:], skip_special_tokens=True) for row in ids]
+            finally:
+                tok.padding_side = side
+                if pad_token is None:
+                    tok.pad_token = None
         return out
 
 
