@@ -318,7 +318,7 @@ class Guard:
         knowledge = KnowledgeProbe.load(k_dir) if k_dir.is_dir() else None
         s_dir = Path(path) / SAE_FOLDER
         sae = NamedFeatures.load(s_dir) if s_dir.is_dir() else None
-        own_blackbox = any(w > 0 for k, w in policy.harm_weights.items() if k != "harmfulness")
+        own_blackbox = bool(policy.pooled_signals() - {"harmfulness"})
         if blackbox is None:
             blackbox = own_blackbox
         if not blackbox:
@@ -1030,7 +1030,7 @@ class Guard:
             try:
                 out[name] = windowed_max(fn, windows)
             except Exception as exc:  # noqa: BLE001 - evidence-only detectors must not break a decision
-                if self.policy.harm_weights.get(name, 0) > 0:
+                if name in self.policy.pooled_signals():
                     # a pooled detector decides: its failure is invalid evidence, and the engine
                     # fails closed on it (Policy.fail_closed)
                     out[name] = [float("nan")] * len(texts)

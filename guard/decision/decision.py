@@ -33,6 +33,7 @@ EvidenceSource = Literal[
     "condition",
     "reject_option",
     "context_gate",
+    "language",
     "reply:latent",
     "reply:blackbox",
     "reply:noncompliance",
@@ -48,7 +49,9 @@ class Evidence(BaseModel):
     Attributes:
         source: which kind of detector produced it (`EvidenceSource`): the Latent Guard, a
             black-box classifier, the noncompliance head, a policy condition (topic similarity),
-            the reject option, the RAG context gate; ``reply:`` in front when it read the reply.
+            the reject option, the RAG context gate, the text's language (``language``:
+            routes the harm pool, never decides by itself); ``reply:`` in front when it read
+            the reply.
         name: the signal's name within that source ("harmfulness", "refusal", a detector's or a
             topic's name, which users choose, so it is not a closed set).
         value: its value; probabilities are in [0, 1], raw projections are unbounded.

@@ -11,6 +11,7 @@
 | ``condition`` | an `About` name | cosine similarity of the prompt to the topic |
 | ``reject_option`` | ``ambiguity``, ``novelty`` | flagged when ``value >= threshold`` (0.5 without one) |
 | ``latent`` | ``context_harmfulness`` | worst retrieved document's P(harmful) |
+| ``language`` | ``other_language`` | P of the text's language when it is not English (0 for English): with `Policy.other_language` set, at or above its ``min_probability`` the harm pool uses its weights |
 
 `guard.features.evidence.DecisionEngine` computes the model-backed parts (noncompliance probabilities, `About`
 similarities) for a batch of prompts and returns them as evidence, so `Guard` calls::
@@ -138,6 +139,47 @@ def pool_harm(evidence: Sequence[Evidence], weights: Mapping[str, float]) -> Poo
     return PooledHarm(1.0 / (1.0 + math.exp(-z)), sorted(used))
 
 
+#: The evidence name of the language reading (`guard.features.evidence.DecisionEngine`).
+OTHER_LANGUAGE = "other_language"
+
+
+class HarmPooling(NamedTuple):
+    """The weights the harm pool uses for one text, and why (None: the policy's own)."""
+
+    weights: Mapping[str, float]
+    note: str | None
+
+
+def harm_pooling(evidence: Sequence[Evidence], policy: Policy) -> HarmPooling:
+    """`Policy.harm_weights`, or `Policy.other_language`'s weights when the language evidence
+    reads the text as another language at its ``min_probability`` or more. Missing or invalid
+    language evidence keeps the policy's own weights (the pool is never left without one).
+
+    Example:
+        >>> from guard.decision.policy import LanguagePooling
+        >>> p = Policy(harm_weights={"harmfulness": 1},
+        ...            other_language=LanguagePooling(weights={"multilingual_harm": 1}))
+        >>> ev = [Evidence(source="language", name="other_language", value=0.97, detail="sw")]
+        >>> dict(harm_pooling(ev, p).weights)
+        {'multilingual_harm': 1.0}
+        >>> dict(harm_pooling([], p).weights)
+        {'harmfulness': 1.0}
+    """
+    lp = policy.other_language
+    if lp is None:
+        return HarmPooling(policy.harm_weights, None)
+    ev = next((e for e in evidence if e.source == "language" and e.name == OTHER_LANGUAGE), None)
+    if ev is None:
+        return HarmPooling(policy.harm_weights, None)
+    if not (math.isfinite(ev.value) and 0.0 <= ev.value <= 1.0):
+        return HarmPooling(
+            policy.harm_weights, f"language evidence {ev.value!r} is not a probability; pooled as English"
+        )
+    if ev.value < lp.min_probability:
+        return HarmPooling(policy.harm_weights, None)
+    return HarmPooling(lp.weights, f"pooled with the other-language weights ({ev.detail or 'not English'})")
+
+
 def invalid_evidence(evidence: Sequence[Evidence], weights: Mapping[str, float]) -> list[Evidence]:
     """The deciding evidence whose value is not a probability: NaN, infinite, or outside [0, 1].
 
@@ -209,7 +251,7 @@ def _screen(evidence: Sequence[Evidence], policy: Policy) -> tuple[list[Evidence
     Returns the evidence left to weigh, the invalid deciding evidence, and its proposal or note.
     """
     stage = _Stage()
-    bad = invalid_evidence(evidence, policy.harm_weights)
+    bad = invalid_evidence(evidence, harm_pooling(evidence, policy).weights)
     if bad:
         what = f"invalid evidence: {_describe_invalid(bad)}; a score must be a probability in [0, 1]"
         if policy.fail_closed:
@@ -231,7 +273,10 @@ def _screen(evidence: Sequence[Evidence], policy: Policy) -> tuple[list[Evidence
 def _propose_harm(category: str, evidence: Sequence[Evidence], policy: Policy) -> tuple[float | None, _Stage]:
     """Step 1a: the pooled P(harmful) against its category's threshold, or the least-cost action."""
     stage = _Stage()
-    p, used = pool_harm(evidence, policy.harm_weights)
+    weights, note = harm_pooling(evidence, policy)
+    if note:
+        stage.notes.append(note)
+    p, used = pool_harm(evidence, weights)
     if p is None:
         stage.notes.append("no harm signal was available")
         return None, stage
@@ -532,10 +577,13 @@ def decide(
 
 __all__ = [
     "NONCOMPLIANCE_ABSTAIN",
+    "OTHER_LANGUAGE",
+    "HarmPooling",
     "PooledHarm",
     "Verdict",
     "decide",
     "harm_category",
+    "harm_pooling",
     "invalid_evidence",
     "pool_harm",
 ]

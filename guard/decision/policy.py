@@ -71,6 +71,39 @@ class CategoryPolicy(BaseModel):
     enabled: bool = True
 
 
+class LanguagePooling(BaseModel):
+    """How the harm heads are pooled for a text in a language other than English.
+
+    The heads carry across languages unequally (the multilingual encoder's head more than the
+    host's latent head), so a text that `guard.text.language.detect_language` reads as another
+    language at `min_probability` or more is pooled with `weights` instead of
+    `Policy.harm_weights`. The threshold stays the policy's (and its categories').
+
+    Attributes:
+        weights: evidence name -> weight, as `Policy.harm_weights` (log-odds mean, weights > 0).
+        min_probability: the language reading's probability from which the text is routed here.
+
+    Example:
+        >>> lp = LanguagePooling(weights={"harmfulness": 1, "multilingual_harm": 1})
+        >>> lp.min_probability
+        0.5
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: dict[str, float]
+    min_probability: float = Field(0.5, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> LanguagePooling:
+        bad = {k: v for k, v in self.weights.items() if v < 0}
+        if bad:
+            raise ValueError(f"weights must be >= 0, got {bad}")
+        if not any(v > 0 for v in self.weights.values()):
+            raise ValueError("LanguagePooling needs at least one positive weight")
+        return self
+
+
 class Policy(BaseModel):
     """Decision settings for a `Guard`.
 
@@ -103,6 +136,8 @@ class Policy(BaseModel):
         harm_weights: which evidence names are pooled into P(harmful), with weights; pooling
             averages log-odds. When none of them is present, every `HARM_SIGNALS` score present
             is pooled with weight 1 (e.g. an API model with no latent guard).
+        other_language: pooling weights for text read as a language other than English
+            (`LanguagePooling`); None: every text is pooled with `harm_weights`.
         noncompliance_threshold: abstain when a noncompliance category's probability is at or
             above it (per-category thresholds override); None turns noncompliance abstention off.
         noncompliance_precedence: a noncompliance abstention wins over a harm refusal when the
@@ -135,6 +170,7 @@ class Policy(BaseModel):
     categories: dict[str, CategoryPolicy] = Field(default_factory=dict)
     costs: Costs | None = None
     harm_weights: dict[str, float] = Field(default_factory=lambda: {"harmfulness": 1.0})
+    other_language: LanguagePooling | None = None
     noncompliance_threshold: float | None = Field(0.6, ge=0.0, le=1.0)
     noncompliance_precedence: float | None = Field(NONCOMPLIANCE_PRECEDENCE, ge=0.0, le=1.0)
     reject_option: bool = True
@@ -158,6 +194,20 @@ class Policy(BaseModel):
     def category(self, name: str | None) -> CategoryPolicy:
         """The settings of a category (defaults when it is not listed)."""
         return self.categories.get(name or "", CategoryPolicy())
+
+    def pooled_signals(self) -> set[str]:
+        """Every evidence name that can decide the harm pool: `harm_weights` and, when set, the
+        other-language weights (weight > 0).
+
+        Example:
+            >>> sorted(Policy(harm_weights={"harmfulness": 1}, other_language=LanguagePooling(
+            ...     weights={"multilingual_harm": 1})).pooled_signals())
+            ['harmfulness', 'multilingual_harm']
+        """
+        names = {k for k, w in self.harm_weights.items() if w > 0}
+        if self.other_language is not None:
+            names |= {k for k, w in self.other_language.weights.items() if w > 0}
+        return names
 
     def threshold_for(self, category: str | None) -> float:
         """The harm threshold of a category."""
@@ -234,4 +284,4 @@ class Policy(BaseModel):
 
 
 # ------------------------------------------------------------------------------------ calibration
-__all__ = ["HARM_SIGNALS", "CategoryPolicy", "Policy"]
+__all__ = ["HARM_SIGNALS", "CategoryPolicy", "LanguagePooling", "Policy"]

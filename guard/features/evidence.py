@@ -1,4 +1,4 @@
-"""Model-backed request evidence: noncompliance probabilities and `About` similarities.
+"""Model-backed request evidence: noncompliance probabilities, `About` similarities, language.
 
 The pure decision (`guard.decision.engine.decide`) consumes this evidence; `DecisionEngine` is
 where the models that produce it live, so the decision layer never loads one.
@@ -15,11 +15,31 @@ from collections.abc import Sequence
 from typing import Any
 
 from guard.decision.decision import Evidence
-from guard.decision.engine import Verdict, decide
+from guard.decision.engine import OTHER_LANGUAGE, Verdict, decide
 from guard.decision.policy import Policy
 from guard.decision.rules import Encoder
 from guard.features.encoders import about_scores
 from guard.features.noncompliance import NoncomplianceClassifier
+from guard.text.language import HOME_LANGUAGE, UNDETERMINED, detect_language
+
+
+def language_evidence(prompt: str) -> Evidence:
+    """The prompt's language as evidence: P of its language when that is not English, else 0.
+
+    Example:
+        >>> language_evidence("Come posso fare il pane in casa?").detail
+        'langid: it (1.00)'
+        >>> language_evidence("How do I bake bread?").value
+        0.0
+    """
+    r = detect_language(prompt)
+    other = r.code not in (HOME_LANGUAGE, UNDETERMINED)
+    return Evidence(
+        source="language",
+        name=OTHER_LANGUAGE,
+        value=r.probability if other else 0.0,
+        detail=f"langid: {r.code} ({r.probability:.2f})",
+    )
 
 
 class DecisionEngine:
@@ -51,9 +71,13 @@ class DecisionEngine:
         return self.noncompliance
 
     def evidence(self, prompts: Sequence[str]) -> list[list[Evidence]]:
-        """Noncompliance probabilities and `About` similarities for each prompt, as evidence."""
+        """Noncompliance probabilities, `About` similarities and (when the policy pools other
+        languages with weights of their own) the language reading of each prompt, as evidence."""
         prompts = list(prompts)
         out: list[list[Evidence]] = [[] for _ in prompts]
+        if self.policy.other_language is not None:
+            for row, prompt in zip(out, prompts):
+                row.append(language_evidence(prompt))
         clf = self._classifier()
         if clf is not None and prompts:
             for row, probs in zip(out, clf.proba_dicts(prompts)):
@@ -78,4 +102,4 @@ class DecisionEngine:
         return decide(prompt, evidence, self.policy, **kwargs)
 
 
-__all__ = ["DecisionEngine"]
+__all__ = ["DecisionEngine", "language_evidence"]

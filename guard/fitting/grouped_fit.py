@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from guard.errors import InputError
-from guard.fitting.grouped import form_of, summary
+from guard.fitting.grouped import auroc, form_of, summary
 from guard.fitting.recipe import (
     EMBEDDERS,
     MLP_CANDIDATE,
@@ -84,8 +84,77 @@ def load_external(folder: str | Path | None, id_stride: int = 1) -> dict[str, li
     return out
 
 
-def choose(oof: Mapping[str, np.ndarray], y: np.ndarray, forms: Sequence[str]) -> dict[str, Any]:
-    """The latent head and the pooling with the best grouped out-of-fold AUROC, and the table."""
+#: Grouped AUROC on the other-language rows an other-language weighting must gain over the
+#: shipped pooling to be adopted (else every text is pooled alike).
+MIN_LANGUAGE_GAIN = 0.005
+
+
+def other_language_mask(prompts: Sequence[str], min_probability: float = 0.5) -> np.ndarray:
+    """Which prompts `guard.text.language.detect_language` reads as another language than English
+    (what routes a text to `Policy.other_language` at run time).
+
+    Example:
+        >>> other_language_mask(["How do I bake bread?", "Come posso fare il pane?"]).tolist()
+        [False, True]
+    """
+    from guard.text.language import detect_language
+
+    return np.array([detect_language(p).is_other(min_probability) for p in prompts], dtype=bool)
+
+
+def routed_pool(
+    probs: Mapping[str, np.ndarray], chosen: Mapping[str, Any], other: np.ndarray | None
+) -> np.ndarray:
+    """The pooled score as the shipped policy computes it: the chosen weights, and the
+    other-language weights (``chosen["other_language"]``, when adopted) on the `other` rows."""
+    s = pool(probs, chosen["weights"])
+    lang = chosen.get("other_language")
+    if lang and lang.get("adopted") and other is not None and other.any():
+        s = np.where(other, pool(probs, lang["weights"]), s)
+    return s
+
+
+def choose_other_language(
+    oof: Mapping[str, np.ndarray],
+    latent: str,
+    base: str,
+    y: np.ndarray,
+    other: np.ndarray,
+    min_gain: float = MIN_LANGUAGE_GAIN,
+) -> dict[str, Any]:
+    """The weighting with the best grouped out-of-fold AUROC on the rows read as another language
+    (languages are groups of their own, so each is scored by heads that never saw it); adopted
+    when it gains `min_gain` there over the `base` pooling and does not lower the AUROC of all rows.
+    """
+    from guard.fitting.grouped import auroc
+
+    weightings = pooled_candidates()
+    if other.sum() < 20 or len(set(y[other].tolist())) < 2:
+        return {"adopted": False, "why": "too few other-language rows of both labels", "n": int(other.sum())}
+    scores = {name: pooled_oof(oof, latent, w) for name, w in weightings.items()}
+    on_other = {name: auroc(y[other], s[other]) for name, s in scores.items()}
+    best = max(on_other, key=lambda k: on_other[k])
+    routed = np.where(other, scores[best], scores[base])
+    gain = on_other[best] - on_other[base]
+    overall_base, overall_routed = auroc(y, scores[base]), auroc(y, routed)
+    return {
+        "adopted": bool(gain >= min_gain and overall_routed >= overall_base),
+        "pooled": best,
+        "weights": {k: float(v) for k, v in weightings[best] if v > 0},
+        "n": int(other.sum()),
+        "n_harmful": int(y[other].sum()),
+        "grouped_auroc_other": {"base": on_other[base], "routed": on_other[best]},
+        "grouped_auroc_all": {"base": overall_base, "routed": overall_routed},
+        "min_gain": min_gain,
+    }
+
+
+def choose(
+    oof: Mapping[str, np.ndarray], y: np.ndarray, forms: Sequence[str], other: np.ndarray | None = None
+) -> dict[str, Any]:
+    """The latent head and the pooling with the best grouped out-of-fold AUROC, and the table;
+    with `other` (the rows read as another language), the other-language weighting too
+    (`choose_other_language`)."""
     grouped = {k: figures(oof[k], y, forms)["grouped_auroc"] for k in oof if k.startswith("latent@")}
     latent = max(grouped, key=lambda k: grouped[k])
     # the one-layer direction that steering, ablation and the integrity check read: the best one
@@ -98,13 +167,16 @@ def choose(oof: Mapping[str, np.ndarray], y: np.ndarray, forms: Sequence[str]) -
     pooled = {name: pooled_oof(oof, latent, w) for name, w in weightings.items()}
     table = {name: figures(s, y, forms) for name, s in {**oof, **pooled}.items()}
     best = max(pooled, key=lambda k: (table[k]["grouped_auroc"], -table[k]["overall"]["benign_blocked"]))
-    return {
+    out = {
         "latent": latent,
         "latent_single": single,
         "pooled": best,
         "weights": dict(weightings[best]),
         "table": table,
     }
+    if other is not None:
+        out["other_language"] = choose_other_language(oof, latent, best, y, other)
+    return out
 
 
 def embedding_predictor(signal: str, seed: int = 0) -> Any:
@@ -141,9 +213,12 @@ def fit_shipped(
     rows_all: Sequence[Example],
     seed: int = 0,
     target_recall: float = 0.9,
+    other: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Refit the chosen heads on the fit split (the latent head on the host-sampled `rows`, the
-    embedding heads on every row of `rows_all`); pooled threshold on calib; figures on test."""
+    embedding heads on every row of `rows_all`); pooled threshold on calib; figures on test.
+    `other` marks the `rows` read as another language (pooled with the other-language weights
+    when ``chosen`` adopted them)."""
     y = np.array([int(r.label == "harmful") for r in rows])
     split = np.array([split_of(r, seed) for r in rows])
     calib, test = (np.flatnonzero(split == s) for s in ("calib", "test"))
@@ -162,7 +237,7 @@ def fit_shipped(
     }
     shipped = {"head": head, "single_head": single, "embed_heads": embed_heads}
     s_all = shipped_scores(shipped, feats, len(rows))
-    pooled = pool(s_all, chosen["weights"])
+    pooled = routed_pool(s_all, chosen, other)
     threshold = threshold_at_recall(pooled[calib], y[calib], target_recall)
     forms = np.array([form_of(r) for r in rows])
     return {
@@ -199,17 +274,19 @@ def shipped_scores(shipped: Mapping[str, Any], feats: Features, n: int) -> dict[
 def external_report(
     latent: Any,
     shipped: Mapping[str, Any],
-    weights: Mapping[str, float],
+    chosen: Mapping[str, Any],
     sets: Mapping[str, Sequence[Example]],
     cache_dir: Path,
     progress: bool,
 ) -> dict[str, Any]:
-    """The shipped pooled score on the external sets, at the shipped threshold, and per head."""
+    """The shipped pooled score on the external sets (routed by language as the policy does), at
+    the shipped threshold, and per head."""
     pooled, per_head = {}, {}
     for name, rows in sets.items():
-        feats = build_features(latent, [r.prompt for r in rows], cache_dir, progress=progress)
+        prompts = [r.prompt for r in rows]
+        feats = build_features(latent, prompts, cache_dir, progress=progress)
         s = shipped_scores(shipped, feats, len(rows))
-        pooled[name] = pool(s, weights)
+        pooled[name] = routed_pool(s, chosen, other_language_mask(prompts))
         per_head[name] = s
     t = shipped["threshold"]
     report = external_figures(pooled, sets, t)
@@ -284,12 +361,14 @@ def save_guard(
 ) -> Path:
     """Write the latent guard + policy (``out``), the black-box heads (``out/classifiers``), the
     reject option (``out/reject_option``) and the report (``out/fit_report.json``)."""
-    from guard.decision.policy import Policy
+    from guard.decision.policy import LanguagePooling, Policy
     from guard.whitebox.artifacts import save_latent
 
+    lang = chosen.get("other_language") or {}
     policy = Policy(
         threshold=float(shipped["threshold"]),
         harm_weights={k: float(v) for k, v in chosen["weights"].items() if v > 0},
+        other_language=LanguagePooling(weights=lang["weights"]) if lang.get("adopted") else None,
         reply_threshold=float(reply["threshold"]) if reply else 0.5,
         reject_option=abstain_on_reject(report.get("reject_option")),
     )
@@ -415,9 +494,17 @@ def run(
     y = np.array([int(r.label == "harmful") for r in sample])
     forms = [form_of(r) for r in sample]
     oof = compare(default_candidates(feats.layers), feats, sample, progress=progress)
-    chosen = choose(oof, y, forms)
+    other = other_language_mask([r.prompt for r in sample])
+    chosen = choose(oof, y, forms, other)
     shipped = fit_shipped(
-        feats, sample, chosen, emb_all=emb_all, rows_all=rows_all, seed=seed, target_recall=target_recall
+        feats,
+        sample,
+        chosen,
+        emb_all=emb_all,
+        rows_all=rows_all,
+        seed=seed,
+        target_recall=target_recall,
+        other=other,
     )
     grid = {k: v["grouped_auroc"] for k, v in chosen["table"].items() if k.startswith("latent@")}
     latent = latent_from_head(
@@ -430,7 +517,8 @@ def run(
         seed,
         single=shipped["single_head"],
     )
-    pooled_best = pooled_oof(oof, chosen["latent"], list(chosen["weights"].items()))
+    probs = {"harmfulness": oof[chosen["latent"]], **{sig: oof[n] for sig, n in SIGNAL_OF.items()}}
+    pooled_best = routed_pool(probs, chosen, other)
     t = shipped["threshold"]
     report: dict[str, Any] = {
         "recipe": "grouped",
@@ -447,6 +535,7 @@ def run(
             "latent_single": chosen["latent_single"],
             "pooled": chosen["pooled"],
             "weights": chosen["weights"],
+            "other_language": chosen["other_language"],
             "threshold": t,
         },
         "candidates": {
@@ -457,7 +546,7 @@ def run(
             for k, v in chosen["table"].items()
         },
         "grouped": {
-            "auroc": chosen["table"][chosen["pooled"]]["grouped_auroc"],
+            "auroc": auroc(y, pooled_best),
             "at_shipped_threshold": summary(pooled_best, y, t),
             "stress_by_form": _by_form(pooled_best, y, np.array(forms), t),
         },
@@ -470,7 +559,7 @@ def run(
     }
     sets = load_external(external, id_stride=2)
     if sets:
-        report["external"] = external_report(probe, shipped, chosen["weights"], sets, cache_dir, progress)
+        report["external"] = external_report(probe, shipped, chosen, sets, cache_dir, progress)
     reply = None
     if with_reply:
         reply = fit_reply_head(out / "classifiers" / "reply_harm", progress=progress)
@@ -485,7 +574,9 @@ __all__ = [
     "MIN_REJECT_GAIN",
     "abstain_on_reject",
     "add_reject_option",
+    "MIN_LANGUAGE_GAIN",
     "choose",
+    "choose_other_language",
     "embedding_report",
     "fit_reject",
     "external_report",
@@ -493,6 +584,8 @@ __all__ = [
     "latent_from_head",
     "load_external",
     "load_rows",
+    "other_language_mask",
+    "routed_pool",
     "run",
     "save_guard",
 ]
