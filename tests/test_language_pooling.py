@@ -12,6 +12,7 @@ from guard.decision.engine import OTHER_LANGUAGE, decide, harm_pooling
 from guard.decision.policy import LanguagePooling, Policy
 from guard.features.evidence import DecisionEngine, language_evidence
 from guard.fitting.grouped_fit import choose_other_language, other_language_mask, routed_pool
+from guard.fitting.recipe import oof_probs, pooled_candidates, pooled_oof
 from guard.text.language import MAX_CHARS, detect_language
 
 
@@ -79,7 +80,7 @@ def test_invalid_language_evidence_pools_as_english_and_says_so():
     w = harm_pooling(_ev(0.1, 0.9, math.nan), p)
     assert dict(w.weights) == {"harmfulness": 1.0} and "not a probability" in (w.note or "")
     v = decide("x", _ev(0.1, 0.9, math.nan), p)
-    assert v.action is Action.ANSWER and any(OTHER_LANGUAGE in r for r in v.reasons)
+    assert v.action is Action.ANSWER and any("pooled as English" in r for r in v.reasons)
 
 
 def test_a_failed_routed_head_fails_closed_only_where_it_decides():
@@ -124,26 +125,25 @@ def _oof(n: int, multi_good_on_other: bool, seed: int = 0):
     return oof, y, other
 
 
+def _pooled(oof):
+    return {name: pooled_oof(oof, "latent@1:post", w) for name, w in pooled_candidates().items()}
+
+
 def test_choose_other_language_adopts_a_real_gain_and_only_then():
     base = "pooled(latent=1,minilm=0,use=0,mlp=1)"
     oof, y, other = _oof(800, multi_good_on_other=True)
-    got = choose_other_language(oof, "latent@1:post", base, y, other)
+    got = choose_other_language(_pooled(oof), base, y, other)
     assert got["adopted"] and got["weights"].get("multilingual_harm", 0) > 0
     assert got["grouped_auroc_other"]["routed"] > got["grouped_auroc_other"]["base"] + 0.05
     chosen = {"weights": {"harmfulness": 1.0, "combined_harm": 1.0}, "other_language": got}
-    probs = {
-        "harmfulness": oof["latent@1:post"],
-        "embedding_harm": oof["minilm"],
-        "multilingual_harm": oof["use_multilingual"],
-        "combined_harm": oof["minilm+use:mlp"],
-    }
+    probs = oof_probs(oof, "latent@1:post")
     s = routed_pool(probs, chosen, other)
     assert np.allclose(s[~other], routed_pool(probs, {"weights": chosen["weights"]}, other)[~other])
     assert not np.allclose(s[other], routed_pool(probs, {"weights": chosen["weights"]}, None)[other])
     # every head alike: no weighting gains on the other-language rows, nothing is adopted
     same = {k: oof["latent@1:post"] for k in oof}
-    assert not choose_other_language(same, "latent@1:post", base, y, other)["adopted"]
-    assert not choose_other_language(oof, "latent@1:post", base, y, np.zeros(800, bool))["adopted"]
+    assert not choose_other_language(_pooled(same), base, y, other)["adopted"]
+    assert not choose_other_language(_pooled(oof), base, y, np.zeros(800, bool))["adopted"]
 
 
 def test_other_language_mask_matches_the_run_time_reading():

@@ -245,13 +245,15 @@ class _Stage:
         self.thresholds.update(other.thresholds)
 
 
-def _screen(evidence: Sequence[Evidence], policy: Policy) -> tuple[list[Evidence], list[Evidence], _Stage]:
+def _screen(
+    evidence: Sequence[Evidence], policy: Policy, weights: Mapping[str, float]
+) -> tuple[list[Evidence], list[Evidence], _Stage]:
     """Step 0: invalid deciding evidence is an unknown state (fail closed), never silently dropped.
 
     Returns the evidence left to weigh, the invalid deciding evidence, and its proposal or note.
     """
     stage = _Stage()
-    bad = invalid_evidence(evidence, harm_pooling(evidence, policy).weights)
+    bad = invalid_evidence(evidence, weights)
     if bad:
         what = f"invalid evidence: {_describe_invalid(bad)}; a score must be a probability in [0, 1]"
         if policy.fail_closed:
@@ -270,13 +272,14 @@ def _screen(evidence: Sequence[Evidence], policy: Policy) -> tuple[list[Evidence
     return [e for e in evidence if math.isfinite(e.value)], bad, stage
 
 
-def _propose_harm(category: str, evidence: Sequence[Evidence], policy: Policy) -> tuple[float | None, _Stage]:
+def _propose_harm(
+    category: str, evidence: Sequence[Evidence], policy: Policy, pooling: HarmPooling
+) -> tuple[float | None, _Stage]:
     """Step 1a: the pooled P(harmful) against its category's threshold, or the least-cost action."""
     stage = _Stage()
-    weights, note = harm_pooling(evidence, policy)
-    if note:
-        stage.notes.append(note)
-    p, used = pool_harm(evidence, weights)
+    if pooling.note:
+        stage.notes.append(pooling.note)
+    p, used = pool_harm(evidence, pooling.weights)
     if p is None:
         stage.notes.append("no harm signal was available")
         return None, stage
@@ -541,9 +544,10 @@ def decide(
         for e in evidence
         if math.isfinite(e.value)
     }
-    evidence, bad, stage = _screen(evidence, policy)
+    pooling = harm_pooling(evidence, policy)  # on the raw evidence: an invalid reading is said
+    evidence, bad, stage = _screen(evidence, policy, pooling.weights)
     category = harm_category(prompt, category_hint)
-    p, harm = _propose_harm(category, evidence, policy)
+    p, harm = _propose_harm(category, evidence, policy, pooling)
     if p is not None:
         scores["harm_pooled"] = p
     for part in (

@@ -20,7 +20,7 @@ from guard.decision.policy import Policy
 from guard.decision.rules import Encoder
 from guard.features.encoders import about_scores
 from guard.features.noncompliance import NoncomplianceClassifier
-from guard.text.language import HOME_LANGUAGE, UNDETERMINED, detect_language
+from guard.text.language import detect_language
 
 
 def language_evidence(prompt: str) -> Evidence:
@@ -33,11 +33,10 @@ def language_evidence(prompt: str) -> Evidence:
         0.0
     """
     r = detect_language(prompt)
-    other = r.code not in (HOME_LANGUAGE, UNDETERMINED)
     return Evidence(
         source="language",
         name=OTHER_LANGUAGE,
-        value=r.probability if other else 0.0,
+        value=r.probability if r.is_other(0.0) else 0.0,
         detail=f"langid: {r.code} ({r.probability:.2f})",
     )
 

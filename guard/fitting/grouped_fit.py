@@ -45,6 +45,7 @@ from guard.fitting.recipe import (
     fit_embedding_head,
     fit_latent_head,
     fit_mlp_head,
+    oof_probs,
     pool,
     pooled_candidates,
     pooled_oof,
@@ -109,29 +110,26 @@ def routed_pool(
     other-language weights (``chosen["other_language"]``, when adopted) on the `other` rows."""
     s = pool(probs, chosen["weights"])
     lang = chosen.get("other_language")
-    if lang and lang.get("adopted") and other is not None and other.any():
+    if lang and lang.get("adopted") and other is not None:
         s = np.where(other, pool(probs, lang["weights"]), s)
     return s
 
 
 def choose_other_language(
-    oof: Mapping[str, np.ndarray],
-    latent: str,
+    scores: Mapping[str, np.ndarray],
     base: str,
     y: np.ndarray,
     other: np.ndarray,
     min_gain: float = MIN_LANGUAGE_GAIN,
 ) -> dict[str, Any]:
-    """The weighting with the best grouped out-of-fold AUROC on the rows read as another language
-    (languages are groups of their own, so each is scored by heads that never saw it); adopted
-    when it gains `min_gain` there over the `base` pooling and does not lower the AUROC of all rows.
+    """The weighting (of `pooled_candidates`, whose out-of-fold pooled `scores` `choose` computed)
+    with the best grouped out-of-fold AUROC on the rows read as another language (languages are
+    groups of their own, so each is scored by heads that never saw it); adopted when it gains
+    `min_gain` there over the `base` pooling and does not lower the AUROC of all rows.
     """
-    from guard.fitting.grouped import auroc
-
     weightings = pooled_candidates()
     if other.sum() < 20 or len(set(y[other].tolist())) < 2:
         return {"adopted": False, "why": "too few other-language rows of both labels", "n": int(other.sum())}
-    scores = {name: pooled_oof(oof, latent, w) for name, w in weightings.items()}
     on_other = {name: auroc(y[other], s[other]) for name, s in scores.items()}
     best = max(on_other, key=lambda k: on_other[k])
     routed = np.where(other, scores[best], scores[base])
@@ -175,7 +173,7 @@ def choose(
         "table": table,
     }
     if other is not None:
-        out["other_language"] = choose_other_language(oof, latent, best, y, other)
+        out["other_language"] = choose_other_language(pooled, best, y, other)
     return out
 
 
@@ -517,8 +515,7 @@ def run(
         seed,
         single=shipped["single_head"],
     )
-    probs = {"harmfulness": oof[chosen["latent"]], **{sig: oof[n] for sig, n in SIGNAL_OF.items()}}
-    pooled_best = routed_pool(probs, chosen, other)
+    pooled_best = routed_pool(oof_probs(oof, chosen["latent"]), chosen, other)
     t = shipped["threshold"]
     report: dict[str, Any] = {
         "recipe": "grouped",
@@ -571,10 +568,10 @@ def run(
 
 
 __all__ = [
+    "MIN_LANGUAGE_GAIN",
     "MIN_REJECT_GAIN",
     "abstain_on_reject",
     "add_reject_option",
-    "MIN_LANGUAGE_GAIN",
     "choose",
     "choose_other_language",
     "embedding_report",

@@ -455,8 +455,12 @@ def signal_embeddings(embeddings: Mapping[str, np.ndarray], signal: str) -> np.n
     )
 
 
+def oof_probs(oof: Mapping[str, np.ndarray], latent_name: str) -> dict[str, np.ndarray]:
+    """The out-of-fold scores by the evidence name the policy pools them under."""
+    return {"harmfulness": oof[latent_name], **{sig: oof[name] for sig, name in SIGNAL_OF.items()}}
+
+
 def pooled_oof(
     oof: Mapping[str, np.ndarray], latent_name: str, weights: Sequence[tuple[str, float]]
 ) -> np.ndarray:
-    probs = {"harmfulness": oof[latent_name], **{sig: oof[name] for sig, name in SIGNAL_OF.items()}}
-    return pool(probs, dict(weights))
+    return pool(oof_probs(oof, latent_name), dict(weights))
